@@ -1,0 +1,48 @@
+# streamline: `make demo` and `make test` work from a fresh clone; every target is idempotent.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+KAFKA_LIBS := kafka/libs
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test lint broker broker-stop bench clean
+
+setup: $(VENV)/.installed $(KAFKA_LIBS)/.resolved
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "streamline needs Python >= 3.11")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+$(KAFKA_LIBS)/.resolved: kafka/pom.xml
+	@command -v java >/dev/null || { echo "java not found: install a JDK 17+ (e.g. apt-get install openjdk-17-jdk-headless), or point STREAMLINE_BOOTSTRAP_SERVERS at an existing Kafka cluster, or run 'docker compose up'" >&2; exit 1; }
+	@command -v mvn >/dev/null || { echo "mvn not found: install Maven (e.g. apt-get install maven) to resolve the Kafka jars, or point STREAMLINE_BOOTSTRAP_SERVERS at an existing Kafka cluster, or run 'docker compose up'" >&2; exit 1; }
+	@echo "resolving the Apache Kafka jars from Maven Central into $(KAFKA_LIBS)/ ..."
+	mvn -q -B -f kafka/pom.xml dependency:copy-dependencies
+	@touch $@
+
+broker: setup
+	@$(BIN)/streamline dev-broker start
+
+broker-stop:
+	@$(BIN)/streamline dev-broker stop
+
+demo: broker
+	$(BIN)/streamline demo
+
+test: broker
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+bench: broker
+	$(BIN)/python -m bench.run
+
+clean:
+	-$(BIN)/streamline dev-broker stop
+	rm -rf $(VENV) .streamline $(KAFKA_LIBS) kafka/target

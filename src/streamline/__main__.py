@@ -1,0 +1,5 @@
+"""`python -m streamline` runs the CLI."""
+
+from streamline.cli import main
+
+main()

@@ -1,0 +1,193 @@
+"""The `streamline` command (shared contract: docs in README.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from streamline.connection import Connection, resolve_connection
+from streamline.errors import StreamlineError, UsageError
+
+app = typer.Typer(
+    name="streamline",
+    help="Kafka-native stream processing: exactly-once, watermark-correct, traceable.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+broker_app = typer.Typer(help="The local single-node Apache Kafka broker (KRaft, loopback).")
+app.add_typer(broker_app, name="dev-broker")
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False)
+
+BootstrapOpt = Annotated[
+    str | None,
+    typer.Option("--bootstrap-servers", "-b", help="Kafka address (else STREAMLINE_BOOTSTRAP_SERVERS, else the dev broker)."),
+]
+KafkaConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--kafka-config", help="librdkafka settings, key=value lines (security, SASL, TLS)."),
+]
+SchemasOpt = Annotated[
+    Path | None,
+    typer.Option("--schemas", help="Folder of .avsc files (else STREAMLINE_SCHEMAS, else ./schemas)."),
+]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Broker storage and logs (default .streamline/broker)."),
+]
+
+
+def schemas_dir(explicit: Path | None, topology: Path | None = None) -> Path:
+    """--schemas, else STREAMLINE_SCHEMAS, else schemas/ beside the topology's folder, else ./schemas."""
+    if explicit is not None:
+        return explicit
+    env = os.environ.get("STREAMLINE_SCHEMAS")
+    if env:
+        return Path(env)
+    if topology is not None:
+        beside = topology.resolve().parent.parent / "schemas"
+        if beside.is_dir():
+            return beside
+    return Path("schemas")
+
+
+def load_store(explicit: Path | None, topology: Path | None = None) -> Any:
+    from streamline.serde import SchemaStore
+
+    return SchemaStore(schemas_dir(explicit, topology))
+
+
+def connect(bootstrap: str | None, kafka_config: Path | None) -> Connection:
+    return resolve_connection(bootstrap, kafka_config)
+
+
+# --- dev-broker ---------------------------------------------------------------------------
+
+
+@broker_app.command("start")
+def broker_start(
+    port: Annotated[int | None, typer.Option(help="Listener port (default 9092).")] = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Start the broker in the background (or reuse the running one) and print its address."""
+    from streamline.dev.broker import DevBroker
+
+    broker = DevBroker(data_dir)
+    already = broker.info()
+    if already is None:
+        err.print(f"starting Apache Kafka (KRaft) from {broker.data_dir} ...")
+    info = broker.start(port)
+    note = "already running" if already else f"started (pid {info.pid})"
+    err.print(f"dev broker {note}; logs in {broker.log_file}")
+    print(info.bootstrap)
+
+
+@broker_app.command("stop")
+def broker_stop(data_dir: DataDirOpt = None) -> None:
+    """Stop the broker gracefully (killed after 30 s)."""
+    from streamline.dev.broker import DevBroker
+
+    stopped = DevBroker(data_dir).stop()
+    print("dev broker stopped" if stopped else "no dev broker running")
+
+
+@broker_app.command("status")
+def broker_status(data_dir: DataDirOpt = None) -> None:
+    """Say whether the broker runs and where; exit status 1 when it does not."""
+    from streamline.dev.broker import DevBroker
+
+    broker = DevBroker(data_dir)
+    info = broker.info()
+    if info is None:
+        print(f"no dev broker running from {broker.data_dir}")
+        raise typer.Exit(1)
+    print(f"dev broker running at {info.bootstrap} (pid {info.pid}, data {info.data_dir})")
+
+
+# --- produce / consume --------------------------------------------------------------------
+
+
+@app.command()
+def produce(
+    topic: Annotated[str, typer.Argument(help="Topic to write to.")],
+    schema: Annotated[str, typer.Option("--schema", help="Full Avro name, e.g. com.example.Order.")],
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="JSON lines, or CSV by extension; default stdin.")] = None,
+    key_field: Annotated[str | None, typer.Option("--key-field", help="Field whose value becomes the record key.")] = None,
+    rate: Annotated[float | None, typer.Option("--rate", help="At most N records per second.")] = None,
+    bootstrap_servers: BootstrapOpt = None,
+    kafka_config: KafkaConfigOpt = None,
+    schemas: SchemasOpt = None,
+) -> None:
+    """Validate JSON lines or CSV against a schema and produce them as single-object Avro."""
+    from streamline.ops.produce import produce as run_produce
+
+    store = load_store(schemas)
+    connection = connect(bootstrap_servers, kafka_config)
+    report = run_produce(
+        connection,
+        topic,
+        store,
+        schema,
+        file,
+        key_field=key_field,
+        rate=rate,
+        progress=sys.stderr.isatty(),
+        on_invalid=lambda n, reason: err.print(f"line {n}: {reason}", markup=False),
+    )
+    invalid = len(report.invalid)
+    err.print(
+        f"sent {report.sent} records to {topic}"
+        + (f"; {invalid} invalid lines not sent" if invalid else "")
+    )
+    if invalid:
+        raise typer.Exit(2)
+
+
+@app.command()
+def consume(
+    topic: Annotated[str, typer.Argument(help="Topic to read.")],
+    from_beginning: Annotated[bool, typer.Option("--from-beginning", help="Start at the earliest offset.")] = False,
+    max_records: Annotated[int | None, typer.Option("--max", help="Stop after N records.")] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", help="Stop after S seconds without a new record.")] = None,
+    headers: Annotated[bool, typer.Option("--headers", help="Print record headers too.")] = False,
+    reader_schema: Annotated[str | None, typer.Option("--schema", help="Read values as this schema (default: the writer's).")] = None,
+    bootstrap_servers: BootstrapOpt = None,
+    kafka_config: KafkaConfigOpt = None,
+    schemas: SchemasOpt = None,
+) -> None:
+    """Print committed records as JSON lines, decoding single-object Avro with the schema store."""
+    from streamline.ops.consume import RecordPrinter, read_topic
+
+    store = load_store(schemas) if (schemas or Path("schemas").is_dir() or os.environ.get("STREAMLINE_SCHEMAS")) else None
+    printer = RecordPrinter(store, reader_schema)
+    connection = connect(bootstrap_servers, kafka_config)
+    connection.check_reachable()
+    for msg in read_topic(connection, topic, from_beginning, max_records, timeout):
+        print(json.dumps(printer.to_json(msg, headers)), flush=True)
+
+
+# --- entry point --------------------------------------------------------------------------
+
+
+def main() -> None:
+    """Runs the command; an error the user caused prints one line and no traceback."""
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    try:
+        app()
+    except StreamlineError as exc:
+        err.print(f"error: {exc}", markup=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+__all__ = ["UsageError", "app", "main"]
