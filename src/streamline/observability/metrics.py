@@ -1,0 +1,442 @@
+"""Prometheus metrics of one running topology: what the runtime reports, and how it reports it.
+
+``Metrics`` owns every ``streamline_*`` series of one topology in its own
+``CollectorRegistry`` (never the process-global one), so several topologies or
+tests can live in one process. Every series carries a ``topology`` label; the
+other labels (``topic``, ``partition``, ``stage``, ...) are as listed on each
+method.
+
+The runtime calls the small typed methods (``records_in``, ``observe_stage``,
+``set_lag``, ...) on its hot path. Each caches the label child it writes to, so
+a repeated call is a dict lookup plus one locked add: no label formatting, no
+lookup in prometheus_client's own child table.
+
+Counters also export ``*_created`` series (prometheus_client's default); set
+``PROMETHEUS_DISABLE_CREATED_SERIES=true`` in the environment to drop them.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator
+from threading import Lock
+from typing import Final, Generic, Literal, TypeVar, get_args
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.metrics_core import HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+PREFIX: Final[str] = "streamline_"
+"""Prefix of every metric name."""
+
+SlaStatus = Literal["ok", "late", "breached"]
+"""Freshness SLA status of a partition (shared/spec/topology.md, ``freshness``)."""
+
+RebalanceKind = Literal["assigned", "revoked", "lost"]
+"""What a rebalance callback did to this instance's partitions."""
+
+SLA_STATUSES: Final[tuple[SlaStatus, ...]] = get_args(SlaStatus)
+REBALANCE_KINDS: Final[tuple[RebalanceKind, ...]] = get_args(RebalanceKind)
+
+STAGE_BUCKETS: Final[tuple[float, ...]] = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+    0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+"""Buckets of ``stage_seconds``: one batch through one stage, 100µs to 10s."""
+
+LATENCY_BUCKETS: Final[tuple[float, ...]] = (
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    30.0, 60.0, 120.0, 300.0, 600.0,
+)  # fmt: skip
+"""Buckets of ``end_to_end_latency_seconds``: 10ms to 10min."""
+
+COMMIT_BUCKETS: Final[tuple[float, ...]] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+"""Buckets of ``transaction_commit_seconds``: 5ms to 1min."""
+
+M = TypeVar("M", bound=MetricWrapperBase)
+
+
+class _Family(Generic[M]):
+    """One labelled metric with ``topology`` pre-bound, and a cache of its children.
+
+    Keys are the remaining label values as the runtime passes them (partitions
+    as ``int``), so the hot path never formats a label.
+    """
+
+    __slots__ = ("_children", "_metric", "_topology")
+
+    def __init__(self, metric: M, topology: str) -> None:
+        self._metric = metric
+        self._topology = topology
+        self._children: dict[tuple[object, ...], M] = {}
+
+    def child(self, *labels: object) -> M:
+        """The series for these label values (after ``topology``), created on first use."""
+        try:
+            return self._children[labels]
+        except KeyError:
+            child = self._children[labels] = self._metric.labels(self._topology, *labels)
+            return child
+
+    def remove(self, *labels: object) -> None:
+        """Stops exporting the series for these label values, if it exists."""
+        if self._children.pop(labels, None) is not None:
+            self._metric.remove(self._topology, *labels)
+
+
+class _BatchHistogram(Collector):
+    """A histogram fed a batch of observations at a time, for per-record values.
+
+    prometheus_client's ``Histogram.observe`` takes two locks and scans the
+    buckets for every value (~1µs); this takes one lock per batch and bisects.
+    Exports the same ``_bucket``/``_count``/``_sum`` samples.
+    """
+
+    def __init__(
+        self, name: str, documentation: str, topology: str, buckets: tuple[float, ...]
+    ) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._topology = topology
+        self._bounds = buckets
+        self._counts = [0] * (len(buckets) + 1)  # the last one counts values above every bound
+        self._sum = 0.0
+        self._lock = Lock()
+
+    def observe_many(self, values: Iterable[float]) -> None:
+        """Adds every value in ``values`` to the histogram."""
+        bounds, counts = self._bounds, self._counts
+        total = 0.0
+        with self._lock:
+            for v in values:
+                counts[bisect_left(bounds, v)] += 1  # bucket ``le`` is inclusive
+                total += v
+            self._sum += total
+
+    def describe(self) -> Iterator[Metric]:
+        yield HistogramMetricFamily(self._name, self._documentation, labels=["topology"])
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            counts = list(self._counts)
+            total = self._sum
+        cumulative: list[tuple[str, float]] = []
+        seen = 0
+        for bound, n in zip(self._bounds, counts[:-1], strict=True):
+            seen += n
+            cumulative.append((repr(bound), seen))  # as prometheus_client writes ``le``
+        cumulative.append(("+Inf", seen + counts[-1]))
+        family = HistogramMetricFamily(self._name, self._documentation, labels=["topology"])
+        family.add_metric([self._topology], cumulative, total)
+        yield family
+
+
+class Metrics:
+    """Every Prometheus series of one topology, and the methods the runtime records them with.
+
+    Scrape it with ``render()`` (or serve it with ``MetricsServer``); read one
+    value back in tests with ``value()``. Safe to write from one thread while
+    HTTP threads scrape: prometheus_client locks each value.
+
+    Per-partition *gauges* (lag, committed offset, watermark, staleness, SLA
+    status) are dropped by ``remove_partition`` when the partition is revoked,
+    because a frozen value would be a lie. Per-partition *counters*
+    (``records_in_total``) are kept: their total stays true, and dropping them
+    would lose increments since the last scrape and show Prometheus a reset.
+    """
+
+    def __init__(self, topology: str) -> None:
+        self.topology: Final[str] = topology
+        self.registry: Final[CollectorRegistry] = CollectorRegistry()
+        self._ready = False
+        self._info_labels: tuple[str, str] | None = None
+
+        def counter(name: str, doc: str, *labels: str) -> _Family[Counter]:
+            metric = Counter(PREFIX + name, doc, ("topology", *labels), registry=self.registry)
+            return _Family(metric, topology)
+
+        def gauge(name: str, doc: str, *labels: str) -> _Family[Gauge]:
+            metric = Gauge(PREFIX + name, doc, ("topology", *labels), registry=self.registry)
+            return _Family(metric, topology)
+
+        def histogram(
+            name: str, doc: str, buckets: tuple[float, ...], *labels: str
+        ) -> _Family[Histogram]:
+            metric = Histogram(
+                PREFIX + name, doc, ("topology", *labels), registry=self.registry, buckets=buckets
+            )
+            return _Family(metric, topology)
+
+        self._records_in = counter(
+            "records_in_total", "Records read from an input partition.", "topic", "partition"
+        )
+        self._records_out = counter(
+            "records_out_total", "Records written to an output topic.", "topic"
+        )
+        self._dead_letters = counter(
+            "dead_letters_total",
+            "Records sent to the dead-letter topic, by error type and failing stage.",
+            "error_type",
+            "stage",
+        )
+        self._retries = counter("retries_total", "Retry attempts, by failing stage.", "stage")
+        self._late = counter(
+            "late_records_total",
+            "Records that arrived after every window they belong to had fired.",
+            "topic",
+        )
+        self._dropped = counter(
+            "dropped_total",
+            "Records dropped on purpose (filter false, validation drop, map returned None).",
+            "stage",
+            "reason",
+        )
+        self._stage_seconds = histogram(
+            "stage_seconds",
+            "Time one batch spent in a stage (observed once per batch; divide by "
+            "stage_records_total for the time per record).",
+            STAGE_BUCKETS,
+            "stage",
+        )
+        self._stage_records = counter(
+            "stage_records_total", "Records that entered a stage.", "stage"
+        )
+        self._latency = _BatchHistogram(
+            PREFIX + "end_to_end_latency_seconds",
+            "Output time minus event time, per output record.",
+            topology,
+            LATENCY_BUCKETS,
+        )
+        self.registry.register(self._latency)
+        self._lag = gauge(
+            "consumer_lag",
+            "Records between the consumer position and the end of the partition.",
+            "topic",
+            "partition",
+        )
+        self._committed = gauge("committed_offset", "Last committed offset.", "topic", "partition")
+        self._watermark = gauge(
+            "watermark_ms", "Event-time watermark, epoch milliseconds.", "topic", "partition"
+        )
+        self._watermark_lag = gauge(
+            "watermark_lag_seconds", "Wall-clock time minus the watermark.", "topic", "partition"
+        )
+        self._staleness = gauge(
+            "staleness_seconds",
+            "Wall-clock time minus the newest event time seen.",
+            "topic",
+            "partition",
+        )
+        self._sla_status = gauge(
+            "sla_status",
+            "Freshness SLA status: 1 for the current one of ok, late, breached; 0 for the others.",
+            "topic",
+            "partition",
+            "status",
+        )
+        self._sla_children: dict[tuple[str, int], tuple[Gauge, ...]] = {}
+        self._partition_gauges = (
+            self._lag,
+            self._committed,
+            self._watermark,
+            self._watermark_lag,
+            self._staleness,
+        )
+        self._commit_seconds = histogram(
+            "transaction_commit_seconds", "Time to commit one transaction.", COMMIT_BUCKETS
+        ).child()
+        self._transactions = counter("transactions_total", "Committed transactions.").child()
+        self._aborts = counter(
+            "transaction_aborts_total", "Aborted transactions, by reason.", "reason"
+        )
+        rebalances = counter("rebalances_total", "Rebalance callbacks, by kind.", "kind")
+        self._rebalances = {kind: rebalances.child(kind) for kind in REBALANCE_KINDS}
+        self._state_keys = gauge(
+            "state_keys", "Keys in a state store partition.", "store", "partition"
+        )
+        self._restored = counter(
+            "restore_records_total",
+            "Changelog records replayed into a state store partition.",
+            "store",
+            "partition",
+        )
+        self._restore_remaining = gauge(
+            "restore_remaining",
+            "Changelog records left to replay before the store partition is ready.",
+            "store",
+            "partition",
+        )
+        self._assigned = gauge("assigned_partitions", "Input partitions held.").child()
+        self._ready_gauge = gauge("ready", "1 while the topology is processing, else 0.").child()
+        self._ready_gauge.set(0)
+        self._info = gauge(
+            "info",
+            "Always 1; the labels carry the topology version and fingerprint.",
+            "version",
+            "fingerprint",
+        )
+
+    # Input and output
+
+    def records_in(self, topic: str, partition: int, n: int = 1) -> None:
+        """Counts ``n`` records read from ``topic``/``partition``."""
+        self._records_in.child(topic, partition).inc(n)
+
+    def records_out(self, topic: str, n: int = 1) -> None:
+        """Counts ``n`` records written to ``topic``."""
+        self._records_out.child(topic).inc(n)
+
+    def dead_letter(self, error_type: str, stage: str, n: int = 1) -> None:
+        """Counts ``n`` records dead-lettered by ``stage`` with ``error_type`` (e.g. ``decode``)."""
+        self._dead_letters.child(error_type, stage).inc(n)
+
+    def retry(self, stage: str, n: int = 1) -> None:
+        """Counts ``n`` retry attempts of ``stage``."""
+        self._retries.child(stage).inc(n)
+
+    def late(self, topic: str, n: int = 1) -> None:
+        """Counts ``n`` late records from ``topic`` (sent to the late topic)."""
+        self._late.child(topic).inc(n)
+
+    def dropped(self, stage: str, reason: str, n: int = 1) -> None:
+        """Counts ``n`` records dropped on purpose by ``stage`` (e.g. ``filter``, ``false``)."""
+        self._dropped.child(stage, reason).inc(n)
+
+    # Timing
+
+    def observe_stage(self, stage: str, seconds: float, n_records: int) -> None:
+        """Records one batch of ``n_records`` that spent ``seconds`` in ``stage``."""
+        self._stage_seconds.child(stage).observe(seconds)
+        self._stage_records.child(stage).inc(n_records)
+
+    def observe_latency(self, seconds: Iterable[float]) -> None:
+        """Records the end-to-end latency (output time - event time) of each output record."""
+        self._latency.observe_many(seconds)
+
+    # Partitions: lag, offsets, watermarks, freshness
+
+    def set_lag(self, topic: str, partition: int, lag: int) -> None:
+        """Sets the consumer lag of ``topic``/``partition`` in records."""
+        self._lag.child(topic, partition).set(lag)
+
+    def set_committed_offset(self, topic: str, partition: int, offset: int) -> None:
+        """Sets the last committed offset of ``topic``/``partition``."""
+        self._committed.child(topic, partition).set(offset)
+
+    def set_watermark(self, topic: str, partition: int, watermark_ms: int) -> None:
+        """Sets the event-time watermark of ``topic``/``partition`` (epoch ms)."""
+        self._watermark.child(topic, partition).set(watermark_ms)
+
+    def set_watermark_lag(self, topic: str, partition: int, seconds: float) -> None:
+        """Sets how far the watermark of ``topic``/``partition`` trails wall-clock time."""
+        self._watermark_lag.child(topic, partition).set(seconds)
+
+    def set_staleness(self, topic: str, partition: int, seconds: float) -> None:
+        """Sets how far the newest event time of ``topic``/``partition`` trails wall-clock time."""
+        self._staleness.child(topic, partition).set(seconds)
+
+    def set_sla_status(self, topic: str, partition: int, status: SlaStatus) -> None:
+        """Marks ``status`` as the current SLA status of ``topic``/``partition`` (1), others 0."""
+        if status not in SLA_STATUSES:
+            raise ValueError(f"unknown SLA status {status!r}; expected one of {SLA_STATUSES}")
+        key = (topic, partition)
+        children = self._sla_children.get(key)
+        if children is None:
+            children = tuple(self._sla_status.child(topic, partition, s) for s in SLA_STATUSES)
+            self._sla_children[key] = children
+        for s, child in zip(SLA_STATUSES, children, strict=True):
+            child.set(1 if s == status else 0)
+
+    def remove_partition(self, topic: str, partition: int) -> None:
+        """Stops exporting the per-partition gauges of a revoked ``topic``/``partition``.
+
+        ``records_in_total`` is kept (see the class docstring).
+        """
+        for family in self._partition_gauges:
+            family.remove(topic, partition)
+        if self._sla_children.pop((topic, partition), None) is not None:
+            for s in SLA_STATUSES:
+                self._sla_status.remove(topic, partition, s)
+
+    # Transactions and rebalances
+
+    def transaction_committed(self, seconds: float) -> None:
+        """Records one committed transaction whose commit took ``seconds``."""
+        self._commit_seconds.observe(seconds)
+        self._transactions.inc()
+
+    def transaction_aborted(self, reason: str) -> None:
+        """Counts one aborted transaction (``reason``: e.g. ``error``, ``shutdown``, ``fenced``)."""
+        self._aborts.child(reason).inc()
+
+    def rebalance(self, kind: RebalanceKind) -> None:
+        """Counts one rebalance callback: partitions ``assigned``, ``revoked`` or ``lost``."""
+        try:
+            self._rebalances[kind].inc()
+        except KeyError:
+            raise ValueError(
+                f"unknown rebalance kind {kind!r}; expected one of {REBALANCE_KINDS}"
+            ) from None
+
+    def set_assigned_partitions(self, n: int) -> None:
+        """Sets how many input partitions this instance holds."""
+        self._assigned.set(n)
+
+    # State stores
+
+    def set_state_keys(self, store: str, partition: int, n: int) -> None:
+        """Sets how many keys ``store`` holds for ``partition``."""
+        self._state_keys.child(store, partition).set(n)
+
+    def restored(self, store: str, partition: int, n: int) -> None:
+        """Counts ``n`` changelog records replayed into ``store``/``partition``."""
+        self._restored.child(store, partition).inc(n)
+
+    def set_restore_remaining(self, store: str, partition: int, n: int) -> None:
+        """Sets how many changelog records ``store``/``partition`` has left to replay."""
+        self._restore_remaining.child(store, partition).set(n)
+
+    def remove_store_partition(self, store: str, partition: int) -> None:
+        """Stops exporting the gauges of a closed ``store``/``partition`` (counters are kept)."""
+        self._state_keys.remove(store, partition)
+        self._restore_remaining.remove(store, partition)
+
+    # Process
+
+    @property
+    def is_ready(self) -> bool:
+        """What ``set_ready`` last said; the default readiness check of ``MetricsServer``."""
+        return self._ready
+
+    def set_ready(self, ready: bool) -> None:
+        """Marks the topology ready (assigned, restored, processing) or not."""
+        self._ready = ready
+        self._ready_gauge.set(1 if ready else 0)
+
+    def set_info(self, version: str, fingerprint: str) -> None:
+        """Exports ``streamline_info{version, fingerprint} 1``, replacing any earlier pair."""
+        if self._info_labels is not None:
+            self._info.remove(*self._info_labels)
+        self._info_labels = (version, fingerprint)
+        self._info.child(version, fingerprint).set(1)
+
+    # Reading back
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every series."""
+        return generate_latest(self.registry)
+
+    def value(self, name: str, **labels: object) -> float | None:
+        """The current value of one sample, or None if it is not exported; for tests.
+
+        ``name`` is the sample name with or without the ``streamline_`` prefix
+        (``"records_in_total"``, ``"stage_seconds_count"``); ``topology`` is
+        filled in unless given; label values may be ints.
+        """
+        if not name.startswith(PREFIX):
+            name = PREFIX + name
+        wanted = {"topology": self.topology} | {k: str(v) for k, v in labels.items()}
+        return self.registry.get_sample_value(name, wanted)
