@@ -1,0 +1,797 @@
+"""The topology file, version 1 (shared/spec/topology.md), as validated pydantic models.
+
+These models are the contract: every key of the spec is here with its default,
+unknown keys are errors (`extra="forbid"`) and values are strictly typed, so a
+YAML `version: 3` or `lineage: "no"` is rejected instead of guessed at.
+Durations are given as strings (`5s`) and kept as milliseconds (`int`).
+
+What this module checks is the shape of one file on its own: names, durations,
+stage kinds and their order, topic names. Whether fields exist in the Avro
+schemas, and whether expressions and callables work, is `typecheck.py`'s job.
+
+Multiple sources are accepted when they share one schema (they feed the same
+stages); the stage chain is type-checked once, against that schema.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeAlias
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    field_serializer,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from streamline.topology.durations import parse_duration
+
+API_VERSION = "streamline/v1"
+
+NAME_PATTERN = re.compile(r"[a-z0-9.-]+")
+TOPIC_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,249}")
+FIELD_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+SCHEMA_NAME_PATTERN = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+CALLABLE_PATTERN = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+STAGE_KINDS = ("validate", "filter", "map", "key_by", "window")
+WINDOW_KINDS = ("tumbling", "hopping", "session")
+AGGREGATE_FUNCTIONS = ("count", "sum", "min", "max", "avg", "first", "last")
+WINDOW_BOUNDS = ("window_start", "window_end")
+
+# Tags of the tagged unions below. They show up in pydantic's error locations;
+# errors.py strips them so users see `stages[3].window.size`.
+TAG_PREFIX = "tag:"
+
+AggregateFunction: TypeAlias = Literal["count", "sum", "min", "max", "avg", "first", "last"]
+
+
+def _pattern_checked(pattern: re.Pattern[str], expected: str, value: str) -> str:
+    if not pattern.fullmatch(value):
+        raise ValueError(f"{value!r} is not {expected}")
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+def _duration(minimum: int, value: object) -> int:
+    ms = parse_duration(value)
+    if ms < minimum:
+        raise ValueError(f"must be longer than 0ms, got {value!r}")
+    return ms
+
+
+Duration = Annotated[int, BeforeValidator(partial(_duration, 0))]
+"""A duration string (`5s`) held as milliseconds; zero allowed."""
+
+PositiveDuration = Annotated[int, BeforeValidator(partial(_duration, 1))]
+"""A duration string held as milliseconds; must be more than zero."""
+
+TopologyName = Annotated[
+    str,
+    AfterValidator(
+        partial(
+            _pattern_checked, NAME_PATTERN, "a valid name (lowercase letters, digits, '.', '-')"
+        )
+    ),
+]
+TopicName = Annotated[
+    str,
+    AfterValidator(
+        partial(
+            _pattern_checked,
+            TOPIC_PATTERN,
+            "a valid Kafka topic name (letters, digits, '.', '_', '-'; at most 249)",
+        )
+    ),
+]
+FieldName = Annotated[
+    str,
+    AfterValidator(partial(_pattern_checked, FIELD_PATTERN, "a valid Avro field name")),
+]
+SchemaName = Annotated[
+    str,
+    AfterValidator(
+        partial(_pattern_checked, SCHEMA_NAME_PATTERN, "a full Avro name like com.example.Order")
+    ),
+]
+Expr = Annotated[str, AfterValidator(_not_blank)]
+"""A CEL expression; compiled and checked against the schema by typecheck.py."""
+
+
+class StrictModel(BaseModel):
+    """Base of every topology model: unknown keys are errors, values are not coerced."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        frozen=True,
+        validate_by_name=True,
+        validate_by_alias=True,
+        arbitrary_types_allowed=True,
+    )
+
+
+class Watermark(StrictModel):
+    """How far a source's event time may run out of order; when a quiet partition stops counting."""
+
+    max_out_of_orderness: Duration
+    idle_timeout: PositiveDuration = 60_000
+
+
+class Source(StrictModel):
+    """One input topic, its record schema and where its event time comes from."""
+
+    name: Annotated[
+        str,
+        AfterValidator(
+            partial(
+                _pattern_checked, TOPIC_PATTERN, "a valid name (letters, digits, '.', '_', '-')"
+            )
+        ),
+    ]
+    topic: TopicName
+    schema_name: SchemaName = Field(alias="schema")
+    event_time: FieldName
+    partitioned_by: FieldName | None = None
+    watermark: Watermark
+
+
+class ValidationRule(StrictModel):
+    """A named CEL condition every record must meet."""
+
+    name: Annotated[
+        str,
+        AfterValidator(
+            partial(
+                _pattern_checked,
+                TOPIC_PATTERN,
+                "a valid rule name (letters, digits, '.', '_', '-')",
+            )
+        ),
+    ]
+    expr: Expr
+
+
+class ValidateSpec(StrictModel):
+    """The rules of a validate stage and what happens to a record that breaks one."""
+
+    rules: Annotated[list[ValidationRule], Field(min_length=1)]
+    on_failure: Literal["dead_letter", "drop"] = "dead_letter"
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_rule_names(cls, rules: list[ValidationRule]) -> list[ValidationRule]:
+        seen: set[str] = set()
+        for rule in rules:
+            if rule.name in seen:
+                raise ValueError(f"rule name {rule.name!r} is used twice")
+            seen.add(rule.name)
+        return rules
+
+
+class KeyExpr(StrictModel):
+    """A computed grouping key: the sink field `name` holds the value of the CEL `expr`."""
+
+    name: FieldName
+    expr: Expr
+
+
+def _key_by_tag(value: Any) -> str | None:
+    if isinstance(value, str):
+        return f"{TAG_PREFIX}field"
+    if isinstance(value, dict | KeyExpr):
+        return f"{TAG_PREFIX}expr"
+    return None
+
+
+KeyBy = Annotated[
+    Annotated[FieldName, Tag(f"{TAG_PREFIX}field")] | Annotated[KeyExpr, Tag(f"{TAG_PREFIX}expr")],
+    Discriminator(
+        _key_by_tag,
+        custom_error_type="key_by",
+        custom_error_message="expected a field name, or a mapping {name: ..., expr: ...}",
+    ),
+]
+
+
+class Hopping(StrictModel):
+    """Windows of `size` starting every `advance`, aligned to the epoch."""
+
+    size: PositiveDuration
+    advance: PositiveDuration
+
+    @model_validator(mode="after")
+    def _advance_within_size(self) -> Hopping:
+        if self.advance > self.size:
+            raise PydanticCustomError(
+                "topology",
+                "{summary}",
+                {
+                    "summary": "advance is longer than size",
+                    "problems": [
+                        (
+                            "advance",
+                            "must not be longer than size (records between windows would be lost)",
+                        )
+                    ],
+                },
+            )
+        return self
+
+
+class Session(StrictModel):
+    """Per-key sessions closed after `gap` without records."""
+
+    gap: PositiveDuration
+
+
+class AggregateCall(StrictModel):
+    """One aggregate of a window, written `function(field)` (`sum(amount)`, `count()`).
+
+    Serialises back to that string, so the canonical form reads like the file.
+    """
+
+    function: AggregateFunction
+    field: FieldName | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse(cls, value: Any) -> Any:
+        if isinstance(value, AggregateCall):
+            return value
+        if not isinstance(value, str):
+            raise ValueError(
+                "expected an aggregate written as function(field), e.g. sum(amount) or count()"
+            )
+        return parse_aggregate(value)
+
+    @model_serializer(mode="plain")
+    def _as_text(self) -> str:
+        return f"{self.function}({self.field or ''})"
+
+
+_AGGREGATE = re.compile(r"\s*([A-Za-z_]\w*)\s*\(\s*([^()]*?)\s*\)\s*")
+
+
+def parse_aggregate(text: str) -> dict[str, str | None]:
+    """`sum(amount)` -> {"function": "sum", "field": "amount"}; ValueError saying what is wrong."""
+    match = _AGGREGATE.fullmatch(text)
+    if match is None:
+        raise ValueError(
+            f"{text!r} is not an aggregate; expected function(field), e.g. sum(amount) or count()"
+        )
+    function, field = match.group(1), match.group(2) or None
+    if function not in AGGREGATE_FUNCTIONS:
+        raise ValueError(
+            f"unknown aggregate function {function!r}; known: {', '.join(AGGREGATE_FUNCTIONS)}"
+        )
+    if field is not None and not FIELD_PATTERN.fullmatch(field):
+        raise ValueError(f"{field!r} in {text!r} is not a field name")
+    if function == "count" and field is not None:
+        raise ValueError(f"count() counts records and takes no field; got {text!r}")
+    if function != "count" and field is None:
+        raise ValueError(f"{function}() needs a field, e.g. {function}(amount)")
+    return {"function": function, "field": field}
+
+
+class WindowSpec(StrictModel):
+    """An event-time window (exactly one of tumbling, hopping, session) and its aggregates."""
+
+    tumbling: PositiveDuration | None = None
+    hopping: Hopping | None = None
+    session: Session | None = None
+    allowed_lateness: Duration = 0
+    aggregate: Annotated[dict[str, AggregateCall], Field(min_length=1)]
+    emit: Literal["final", "update"] = "final"
+
+    @field_validator("aggregate")
+    @classmethod
+    def _output_names(cls, aggregate: dict[str, AggregateCall]) -> dict[str, AggregateCall]:
+        for name in aggregate:
+            if not FIELD_PATTERN.fullmatch(name):
+                raise ValueError(f"output name {name!r} is not a valid Avro field name")
+            if name in WINDOW_BOUNDS:
+                raise ValueError(f"output name {name!r} is reserved for the window bounds")
+        return aggregate
+
+    @model_validator(mode="after")
+    def _exactly_one_kind(self) -> WindowSpec:
+        given = [kind for kind in WINDOW_KINDS if getattr(self, kind) is not None]
+        if len(given) != 1:
+            found = f"got {' and '.join(given)}" if given else "got none"
+            raise ValueError(
+                f"a window needs exactly one of tumbling, hopping, session; {found} "
+                "(e.g. tumbling: 1m, hopping: {size: 5m, advance: 1m}, session: {gap: 30m})"
+            )
+        return self
+
+    @property
+    def kind(self) -> Literal["tumbling", "hopping", "session"]:
+        """Which of the three window kinds this is."""
+        if self.tumbling is not None:
+            return "tumbling"
+        return "hopping" if self.hopping is not None else "session"
+
+
+class ValidateStage(StrictModel):
+    """`- validate: {rules, on_failure}`: records breaking a rule are dead-lettered or dropped."""
+
+    validation: ValidateSpec = Field(alias="validate")
+
+
+class FilterStage(StrictModel):
+    """`- filter: <CEL>`: records for which it is false are dropped (and counted)."""
+
+    filter: Expr
+
+
+def _callable_ref(value: Any) -> Any:
+    if isinstance(value, str):
+        if not CALLABLE_PATTERN.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a callable reference; expected module:function, "
+                "e.g. examples.orders:to_eur"
+            )
+        return value
+    if callable(value):
+        return value
+    raise ValueError("expected a callable reference module:function, e.g. examples.orders:to_eur")
+
+
+def callable_name(function: Callable[..., Any]) -> str:
+    """`module:qualname` of a Python callable: how a builder's callable is fingerprinted."""
+    module = getattr(function, "__module__", None) or "<unknown>"
+    qualname = getattr(function, "__qualname__", None) or type(function).__qualname__
+    return f"{module}:{qualname}"
+
+
+class MapStage(StrictModel):
+    """`- map: module:function`: user code turning a record dict into a dict, or None to drop it.
+
+    The Python builder may pass the callable itself; it is kept so the runtime
+    calls exactly that object, and appears as `module:qualname` in the canonical form.
+    """
+
+    map: Annotated[str | Callable[..., Any], BeforeValidator(_callable_ref)]
+
+    @field_serializer("map")
+    def _map_as_text(self, value: str | Callable[..., Any]) -> str:
+        return value if isinstance(value, str) else callable_name(value)
+
+    @property
+    def reference(self) -> str:
+        """The `module:function` text of this map (for callables, `module:qualname`)."""
+        return self.map if isinstance(self.map, str) else callable_name(self.map)
+
+
+class KeyByStage(StrictModel):
+    """`- key_by: field` or `{name, expr}`: the grouping key of the window that follows."""
+
+    key_by: KeyBy
+
+    @property
+    def key_name(self) -> str:
+        """The sink field that holds the key: the field itself, or the expression's `name`."""
+        return self.key_by if isinstance(self.key_by, str) else self.key_by.name
+
+
+class WindowStage(StrictModel):
+    """`- window: {...}`: the event-time window and aggregates; always the last stage."""
+
+    window: WindowSpec
+
+
+def _stage_tag(value: Any) -> str | None:
+    if isinstance(value, dict) and len(value) == 1:
+        return f"{TAG_PREFIX}{next(iter(value))}"
+    for kind, model in STAGE_MODELS.items():
+        if isinstance(value, model):
+            return f"{TAG_PREFIX}{kind}"
+    return None
+
+
+def _stage_shape(value: Any) -> Any:
+    """Reject a stage item that is not a mapping with exactly one known key, saying which."""
+    if not isinstance(value, dict):
+        return value
+    known = ", ".join(STAGE_KINDS)
+    if not value:
+        raise ValueError(f"empty stage; expected one of: {known}")
+    if len(value) > 1:
+        keys = ", ".join(str(key) for key in value)
+        raise ValueError(
+            f"a stage has exactly one key, got {len(value)} ({keys}); "
+            "write each as its own list item"
+        )
+    (key,) = value
+    if key not in STAGE_KINDS:
+        raise ValueError(f"unknown stage {key!r}; expected one of: {known}")
+    return value
+
+
+Stage = Annotated[
+    Annotated[ValidateStage, Tag(f"{TAG_PREFIX}validate")]
+    | Annotated[FilterStage, Tag(f"{TAG_PREFIX}filter")]
+    | Annotated[MapStage, Tag(f"{TAG_PREFIX}map")]
+    | Annotated[KeyByStage, Tag(f"{TAG_PREFIX}key_by")]
+    | Annotated[WindowStage, Tag(f"{TAG_PREFIX}window")],
+    Discriminator(
+        _stage_tag,
+        custom_error_type="stage",
+        custom_error_message=f"expected a mapping with one of: {', '.join(STAGE_KINDS)}",
+    ),
+    BeforeValidator(_stage_shape),
+]
+
+STAGE_MODELS: dict[str, type[StrictModel]] = {
+    "validate": ValidateStage,
+    "filter": FilterStage,
+    "map": MapStage,
+    "key_by": KeyByStage,
+    "window": WindowStage,
+}
+
+TAGGED_TYPES: dict[str, Any] = {
+    **{f"{TAG_PREFIX}{kind}": model for kind, model in STAGE_MODELS.items()},
+    f"{TAG_PREFIX}field": str,
+    f"{TAG_PREFIX}expr": KeyExpr,
+}
+"""Tag in an error location -> the type validated under it (errors.py uses it to list keys)."""
+
+
+def stage_kind(stage: StrictModel) -> str:
+    """`validate`, `filter`, `map`, `key_by` or `window`."""
+    for kind, model in STAGE_MODELS.items():
+        if isinstance(stage, model):
+            return kind
+    raise TypeError(f"not a stage: {stage!r}")
+
+
+class Sink(StrictModel):
+    """The output topic and the Avro schema its records are written with."""
+
+    topic: TopicName
+    schema_name: SchemaName = Field(alias="schema")
+
+
+class Backoff(StrictModel):
+    """Delay between in-line attempts: `initial * multiplier**n` up to `max`, maybe jittered."""
+
+    initial: PositiveDuration = 100
+    multiplier: Annotated[float, Field(ge=1.0)] = 2.0
+    max: PositiveDuration = 5_000
+    jitter: bool = True
+
+    @model_validator(mode="after")
+    def _max_not_below_initial(self) -> Backoff:
+        if self.max < self.initial:
+            raise PydanticCustomError(
+                "topology",
+                "{summary}",
+                {
+                    "summary": "max is shorter than initial",
+                    "problems": [("max", "must not be shorter than initial")],
+                },
+            )
+        return self
+
+
+class Retry(StrictModel):
+    """How often a failing map stage is retried in line, then via `<name>.retry`, before the DLQ."""
+
+    attempts: Annotated[int, Field(ge=1)] = 3
+    backoff: Backoff = Backoff()
+    topic_attempts: Annotated[int, Field(ge=0)] = 0
+
+
+DEFAULT_MAX_STALENESS_MS = 5 * 60_000
+BREACH_FACTOR = 3
+
+
+class Freshness(StrictModel):
+    """The freshness SLA published in heartbeats.
+
+    Defaults: `max_staleness` 5m (a 1-minute window plus a restart fits), `breach_after`
+    three times `max_staleness` (15m by default), `heartbeat_interval` 5s.
+    """
+
+    max_staleness: PositiveDuration = DEFAULT_MAX_STALENESS_MS
+    breach_after: PositiveDuration = BREACH_FACTOR * DEFAULT_MAX_STALENESS_MS
+    heartbeat_interval: PositiveDuration = 5_000
+
+    @model_validator(mode="before")
+    @classmethod
+    def _breach_after_follows_max_staleness(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "breach_after" not in data and "max_staleness" in data:
+            try:
+                staleness = parse_duration(data["max_staleness"])
+            except ValueError:
+                return data
+            return {**data, "breach_after": f"{BREACH_FACTOR * staleness}ms"}
+        return data
+
+    @model_validator(mode="after")
+    def _breach_not_before_late(self) -> Freshness:
+        if self.breach_after < self.max_staleness:
+            raise PydanticCustomError(
+                "topology",
+                "{summary}",
+                {
+                    "summary": "breach_after is shorter than max_staleness",
+                    "problems": [("breach_after", "must not be shorter than max_staleness")],
+                },
+            )
+        return self
+
+
+def _owned_topic_defaults(data: Any) -> Any:
+    if not isinstance(data, dict):
+        return data
+    name = data.get("name")
+    if not (isinstance(name, str) and NAME_PATTERN.fullmatch(name)):
+        name = "topology"  # the name itself is reported; don't add errors about its topics
+    filled = dict(data)
+    filled.setdefault("dead_letter_topic", f"{name}.dlq")
+    filled.setdefault("late_topic", f"{name}.late")
+    return filled
+
+
+class Topology(StrictModel):
+    """A whole topology file, validated, with every default filled in.
+
+    Besides the file's keys it knows the names derived from them (group id,
+    owned topics, transactional id) and its fingerprint. A topology read by
+    `load_topology` also remembers its file (`path`) and project folder (`base_dir`);
+    equality compares content only.
+    """
+
+    api_version: Literal["streamline/v1"] = Field("streamline/v1", alias="apiVersion")
+    name: TopologyName
+    version: Annotated[str, AfterValidator(_not_blank)]
+    sources: Annotated[list[Source], Field(min_length=1)]
+    stages: list[Stage] = []
+    sink: Sink
+    guarantee: Literal["exactly_once", "at_least_once"] = "exactly_once"
+    commit_interval: PositiveDuration = 100
+    retry: Retry = Retry()
+    dead_letter_topic: TopicName
+    late_topic: TopicName
+    freshness: Freshness = Freshness()
+    lineage: bool = True
+
+    _path: Path | None = PrivateAttr(default=None)
+    _base_dir: Path | None = PrivateAttr(default=None)
+    _lines: dict[str, int] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_owned_topics(cls, data: Any) -> Any:
+        return _owned_topic_defaults(data)
+
+    @model_validator(mode="after")
+    def _structure(self) -> Topology:
+        problems = [
+            *self._source_problems(),
+            *self._stage_order_problems(),
+            *self._topic_problems(),
+        ]
+        if problems:
+            raise PydanticCustomError(
+                "topology",
+                "{summary}",
+                {"summary": "; ".join(f"{p}: {m}" for p, m in problems), "problems": problems},
+            )
+        return self
+
+    def _source_problems(self) -> list[tuple[str, str]]:
+        problems: list[tuple[str, str]] = []
+        first = self.sources[0]
+        names: dict[str, int] = {}
+        topics: dict[str, int] = {}
+        for i, source in enumerate(self.sources):
+            if source.name in names:
+                problems.append(
+                    (
+                        f"sources[{i}].name",
+                        f"duplicate source name {source.name!r} "
+                        f"(also sources[{names[source.name]}])",
+                    )
+                )
+            names.setdefault(source.name, i)
+            if source.topic in topics:
+                problems.append(
+                    (
+                        f"sources[{i}].topic",
+                        f"topic {source.topic!r} is already read by "
+                        f"sources[{topics[source.topic]}]",
+                    )
+                )
+            topics.setdefault(source.topic, i)
+            if source.schema_name != first.schema_name:
+                problems.append(
+                    (
+                        f"sources[{i}].schema",
+                        f"all sources feed the same stages, so they share one schema: expected "
+                        f"{first.schema_name} (as sources[0]), got {source.schema_name}",
+                    )
+                )
+        return problems
+
+    def _stage_order_problems(self) -> list[tuple[str, str]]:
+        problems: list[tuple[str, str]] = []
+        windows = [i for i, s in enumerate(self.stages) if isinstance(s, WindowStage)]
+        keys = [i for i, s in enumerate(self.stages) if isinstance(s, KeyByStage)]
+        for i in windows[1:]:
+            problems.append((f"stages[{i}].window", "a topology has at most one window stage"))
+        if windows and windows[0] != len(self.stages) - 1:
+            after = windows[0] + 1
+            problems.append(
+                (
+                    f"stages[{after}]",
+                    "nothing may follow the window stage: its results go to the sink",
+                )
+            )
+        for i in keys[1:]:
+            problems.append((f"stages[{i}].key_by", "a topology has at most one key_by stage"))
+        if windows and (not keys or keys[0] > windows[0]):
+            problems.append(
+                (
+                    f"stages[{windows[0]}].window",
+                    "a window needs a key_by stage before it (the grouping key)",
+                )
+            )
+        window, key = self.window, self.key_by
+        if window is not None and key is not None and key.key_name in window.aggregate:
+            problems.append(
+                (
+                    f"stages[{windows[0]}].window.aggregate.{key.key_name}",
+                    f"output name {key.key_name!r} is already the key field",
+                )
+            )
+        return problems
+
+    def _topic_problems(self) -> list[tuple[str, str]]:
+        problems: list[tuple[str, str]] = []
+        source_topics = {s.topic for s in self.sources}
+        if self.sink.topic in source_topics:
+            problems.append(("sink.topic", f"topic {self.sink.topic!r} is also a source (a loop)"))
+        elif self.sink.topic in {self.retry_topic, self.repartition_topic}:
+            problems.append(
+                ("sink.topic", f"topic {self.sink.topic!r} is used by streamline itself")
+            )
+        owned = {
+            "dead_letter_topic": self.dead_letter_topic,
+            "late_topic": self.late_topic,
+        }
+        derived = {self.retry_topic, self.repartition_topic}
+        seen: dict[str, str] = {}
+        for key, topic in owned.items():
+            if topic in source_topics or topic == self.sink.topic:
+                problems.append((key, f"topic {topic!r} is also a source or the sink"))
+            elif topic in derived:
+                problems.append((key, f"topic {topic!r} is used by streamline itself"))
+            elif topic in seen:
+                problems.append((key, f"topic {topic!r} is also the {seen[topic]}"))
+            seen.setdefault(topic, key)
+        return problems
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Topology):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def set_origin(self, path: Path, base_dir: Path, lines: dict[str, int]) -> None:
+        """Remember where this topology was read from (the loader's job; not content)."""
+        self._path = path
+        self._base_dir = base_dir
+        self._lines = lines
+
+    @property
+    def lines(self) -> dict[str, int]:
+        """Spec-style path -> line in the file, so later errors (type checks) can point at lines."""
+        return self._lines
+
+    @property
+    def path(self) -> Path | None:
+        """The file this topology was loaded from; None when built in Python."""
+        return self._path
+
+    @property
+    def base_dir(self) -> Path | None:
+        """The project folder (parent of the file's folder): map modules are imported from it."""
+        return self._base_dir
+
+    @property
+    def schemas_dir(self) -> Path | None:
+        """The project's `schemas/` folder beside the topology's folder, if there is one."""
+        if self._base_dir is None or not (self._base_dir / "schemas").is_dir():
+            return None
+        return self._base_dir / "schemas"
+
+    @property
+    def origin(self) -> str:
+        """How error messages name this topology: its file, else `topology '<name>'`."""
+        return str(self._path) if self._path is not None else f"topology {self.name!r}"
+
+    @property
+    def group_id(self) -> str:
+        """The consumer group id: the topology's name."""
+        return self.name
+
+    @property
+    def retry_topic(self) -> str:
+        return f"{self.name}.retry"
+
+    @property
+    def repartition_topic(self) -> str:
+        return f"{self.name}.repartition"
+
+    def changelog_topic(self, store: str) -> str:
+        """The compacted changelog topic of one state store."""
+        return f"{self.name}.{store}.changelog"
+
+    def transactional_id(self, instance_id: str) -> str:
+        """The producer's `transactional.id` for one instance: `<name>-<instance_id>`."""
+        return f"{self.name}-{instance_id}"
+
+    @property
+    def source(self) -> Source:
+        """The first source (the one whose schema the stages are checked against)."""
+        return self.sources[0]
+
+    @property
+    def key_by(self) -> KeyByStage | None:
+        return next((s for s in self.stages if isinstance(s, KeyByStage)), None)
+
+    @property
+    def window(self) -> WindowSpec | None:
+        return next((s.window for s in self.stages if isinstance(s, WindowStage)), None)
+
+    def canonical_json(self) -> str:
+        """Sorted compact JSON of the validated model, defaults filled: what the fingerprint hashes.
+
+        Durations appear as milliseconds, aggregates as `function(field)`, map
+        callables as `module:qualname`; the file's path is not part of it.
+        """
+        return json.dumps(
+            self.model_dump(mode="json", by_alias=True),
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 hex of the canonical form: changes with the content, not with formatting."""
+        return hashlib.sha256(self.canonical_json().encode("utf-8")).hexdigest()
+
+    @property
+    def fingerprint12(self) -> str:
+        return self.fingerprint[:12]
+
+    @property
+    def header_value(self) -> str:
+        """The `streamline.topology` header: `name@version#fingerprint12`."""
+        return f"{self.name}@{self.version}#{self.fingerprint12}"

@@ -1,0 +1,536 @@
+"""Type checking a topology against its Avro schemas before anything runs (spec: "Type checking").
+
+`check_topology` finds every problem at once and raises one TopologyError
+listing them, each naming the stage path and the field. What it returns,
+`CheckedTopology`, is what the runtime executes: the schemas, the compiled
+expressions and imported map callables per stage, and the stage chain that
+`streamline validate` prints.
+
+Every stage is checked against the source schema's fields. A map stage returns
+whatever its code returns, which cannot be known statically: stages after a
+map are still checked against the source fields (so a map before a window must
+keep the fields the window reads), and the records a map sends to the sink are
+checked against the sink schema at run time.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from streamline.serde.schema_store import Schema, SchemaError, SchemaStore
+from streamline.topology import avro_types
+from streamline.topology.callables import CallableError, add_import_paths, import_callable
+from streamline.topology.durations import format_duration
+from streamline.topology.errors import Problem, TopologyError
+from streamline.topology.expressions import Expression, ExpressionError, compile_expression
+from streamline.topology.model import (
+    WINDOW_BOUNDS,
+    AggregateCall,
+    FilterStage,
+    KeyByStage,
+    MapStage,
+    Stage,
+    Topology,
+    ValidateStage,
+    WindowSpec,
+    WindowStage,
+    stage_kind,
+)
+
+MapFunction = Callable[[dict[str, Any]], dict[str, Any] | None]
+
+
+@dataclass(frozen=True)
+class CheckedStage:
+    """One stage, ready to run: its compiled expressions or imported function, and what it outputs.
+
+    `expressions` is keyed by rule name for a validate stage, `"filter"` for a
+    filter, `"key_by"` for a computed key; `function` is set for a map stage.
+    """
+
+    index: int
+    kind: str
+    stage: Stage
+    output: str
+    expressions: dict[str, Expression] = field(default_factory=dict)
+    function: MapFunction | None = None
+
+    @property
+    def path(self) -> str:
+        return f"stages[{self.index}].{self.kind}"
+
+
+@dataclass(frozen=True)
+class CheckedTopology:
+    """A topology that passed type checking, with everything the runtime needs resolved once."""
+
+    topology: Topology
+    source_schema: Schema
+    sink_schema: Schema
+    stages: tuple[CheckedStage, ...]
+    output_fields: dict[str, str]
+    """Sink field -> type in words, for the records this topology writes (when known statically)."""
+
+    @property
+    def fingerprint(self) -> str:
+        return self.topology.fingerprint
+
+    @property
+    def expressions(self) -> dict[int, dict[str, Expression]]:
+        """Stage index -> its compiled CEL expressions."""
+        return {s.index: s.expressions for s in self.stages if s.expressions}
+
+    @property
+    def map_callables(self) -> dict[int, MapFunction]:
+        """Stage index -> the map function to call."""
+        return {s.index: s.function for s in self.stages if s.function is not None}
+
+
+class _Checker:
+    """Collects the problems of one topology while walking it once."""
+
+    def __init__(self, topology: Topology, store: SchemaStore) -> None:
+        self.topology = topology
+        self.store = store
+        self.problems: list[Problem] = []
+        self._samples: dict[str, dict[str, Any]] = {}
+
+    def sample(self, schema: Schema) -> dict[str, Any]:
+        """A made-up record of `schema` for probing expressions (built once per schema)."""
+        if schema.name not in self._samples:
+            self._samples[schema.name] = avro_types.sample_record(schema)
+        return self._samples[schema.name]
+
+    def problem(self, path: str, message: str) -> None:
+        self.problems.append(Problem(path, message))
+
+    def schema(self, path: str, name: str) -> Schema | None:
+        try:
+            return self.store.get(name)
+        except SchemaError as exc:
+            self.problem(path, str(exc))
+            return None
+
+    def field_type(self, path: str, schema: Schema, name: str, role: str) -> Any | None:
+        """The type of `name` in `schema`, or None after reporting it missing."""
+        if name in schema.fields:
+            return schema.fields[name]
+        self.problem(
+            path,
+            f"unknown field {name!r} ({role}); fields of {schema.name}: {', '.join(schema.fields)}",
+        )
+        return None
+
+
+def check_topology(topology: Topology, store: SchemaStore) -> CheckedTopology:
+    """Check `topology` against the schemas in `store`; TopologyError listing every problem if not.
+
+    Map modules are imported with the topology's project folder and the current
+    folder at the front of sys.path.
+    """
+    checker = _Checker(topology, store)
+    source_schema = _check_sources(checker)
+    sink_schema = checker.schema("sink.schema", topology.sink.schema_name)
+    folders = [topology.base_dir] if topology.base_dir is not None else []
+    add_import_paths([*folders, Path.cwd()])
+
+    stages: list[CheckedStage] = []
+    for index, stage in enumerate(topology.stages):
+        checked = _check_stage(checker, index, stage, source_schema)
+        if checked is not None:
+            stages.append(checked)
+
+    output_fields: dict[str, str] = {}
+    if source_schema is not None and sink_schema is not None:
+        output_fields = _check_sink(checker, source_schema, sink_schema)
+
+    if checker.problems or source_schema is None or sink_schema is None:
+        raise TopologyError(topology.origin, checker.problems, topology.lines)
+    return CheckedTopology(
+        topology=topology,
+        source_schema=source_schema,
+        sink_schema=sink_schema,
+        stages=tuple(stages),
+        output_fields=output_fields,
+    )
+
+
+def _check_sources(checker: _Checker) -> Schema | None:
+    first: Schema | None = None
+    for i, source in enumerate(checker.topology.sources):
+        schema = checker.schema(f"sources[{i}].schema", source.schema_name)
+        if schema is None:
+            continue
+        first = first or schema
+        named = avro_types.named_types(schema)
+        path = f"sources[{i}].event_time"
+        event_type = checker.field_type(path, schema, source.event_time, "event time")
+        if event_type is not None and not (
+            avro_types.is_millis_long(event_type, named) or avro_types.is_string(event_type, named)
+        ):
+            checker.problem(
+                path,
+                f"event time field {source.event_time!r} is "
+                f"{avro_types.describe(event_type, named)}; "
+                "expected long timestamp-millis (or long epoch milliseconds) or an ISO-8601 string",
+            )
+        if source.partitioned_by is not None:
+            checker.field_type(
+                f"sources[{i}].partitioned_by", schema, source.partitioned_by, "partitioned_by"
+            )
+    return first
+
+
+def _compile(
+    checker: _Checker, path: str, expr: str, schema: Schema | None, *, expect_bool: bool
+) -> Expression | None:
+    try:
+        expression = compile_expression(
+            expr,
+            schema.fields if schema is not None else None,
+            schema_name=schema.name if schema is not None else None,
+        )
+    except ExpressionError as exc:
+        checker.problem(path, str(exc))
+        return None
+    if schema is not None:
+        trouble = expression.probe(checker.sample(schema), expect_bool=expect_bool)
+        if trouble is not None:
+            checker.problem(path, f"{expr!r}: {trouble}")
+            return None
+    return expression
+
+
+def _check_stage(
+    checker: _Checker, index: int, stage: Stage, schema: Schema | None
+) -> CheckedStage | None:
+    path = f"stages[{index}].{stage_kind(stage)}"
+    before = len(checker.problems)
+    unchanged = schema.name if schema is not None else "records"
+    expressions: dict[str, Expression] = {}
+    function: MapFunction | None = None
+    output = unchanged
+
+    if isinstance(stage, ValidateStage):
+        for r, rule in enumerate(stage.validation.rules):
+            compiled = _compile(
+                checker, f"{path}.rules[{r}].expr", rule.expr, schema, expect_bool=True
+            )
+            if compiled is not None:
+                expressions[rule.name] = compiled
+        output = f"{unchanged} (failures: {stage.validation.on_failure.replace('_', ' ')})"
+    elif isinstance(stage, FilterStage):
+        compiled = _compile(checker, path, stage.filter, schema, expect_bool=True)
+        if compiled is not None:
+            expressions["filter"] = compiled
+    elif isinstance(stage, MapStage):
+        function = _check_map(checker, path, stage)
+        sink = checker.topology.sink.schema_name
+        output = f"dict returned by {stage.reference} (fitted to {sink} at run time)"
+    elif isinstance(stage, KeyByStage):
+        key_expression, output = _check_key(checker, path, stage, schema)
+        if key_expression is not None:
+            expressions["key_by"] = key_expression
+    elif isinstance(stage, WindowStage) and schema is not None:
+        _check_aggregates(checker, path, stage.window, schema)
+        output = _fields_text(_window_fields(checker.topology, stage.window, schema))
+
+    if len(checker.problems) > before:
+        return None
+    return CheckedStage(index, stage_kind(stage), stage, output, expressions, function)
+
+
+def _check_map(checker: _Checker, path: str, stage: MapStage) -> MapFunction | None:
+    try:
+        function = import_callable(stage.map) if isinstance(stage.map, str) else stage.map
+    except CallableError as exc:
+        checker.problem(path, str(exc))
+        return None
+    try:
+        inspect.signature(function).bind({})
+    except TypeError:
+        checker.problem(path, f"{stage.reference} must take one argument, the record dict")
+        return None
+    except ValueError:
+        pass  # builtins without a signature: trust them
+    return function
+
+
+def _check_key(
+    checker: _Checker, path: str, stage: KeyByStage, schema: Schema | None
+) -> tuple[Expression | None, str]:
+    key = stage.key_by
+    if isinstance(key, str):
+        if schema is None:
+            return None, f"key {key}"
+        key_type = checker.field_type(path, schema, key, "key")
+        named = avro_types.named_types(schema)
+        if key_type is not None and not avro_types.can_be_key(key_type, named):
+            checker.problem(
+                path,
+                f"field {key!r} is {avro_types.describe(key_type, named)}; a key must be a string, "
+                "number, boolean or enum",
+            )
+        described = avro_types.describe(key_type, named) if key_type is not None else "?"
+        return None, f"keyed by {key} ({described})"
+    expression = _compile(checker, f"{path}.expr", key.expr, schema, expect_bool=False)
+    return expression, f"keyed by {key.name} = {key.expr}"
+
+
+def _check_aggregates(checker: _Checker, path: str, window: WindowSpec, schema: Schema) -> None:
+    for output, call in window.aggregate.items():
+        problem = aggregate_input_problem(call, schema)
+        if problem is not None:
+            checker.problem(f"{path}.aggregate.{output}", problem)
+
+
+def _text(call: AggregateCall) -> str:
+    return f"{call.function}({call.field or ''})"
+
+
+def aggregate_input_problem(call: AggregateCall, schema: Schema) -> str | None:
+    """Why an aggregate's input field does not suit its function, or None when it does."""
+    if call.field is None:
+        return None
+    if call.field not in schema.fields:
+        return (
+            f"unknown field {call.field!r} (input of {_text(call)}); "
+            f"fields of {schema.name}: {', '.join(schema.fields)}"
+        )
+    named = avro_types.named_types(schema)
+    input_type = schema.fields[call.field]
+    described = avro_types.describe(input_type, named)
+    if call.function in ("sum", "avg") and not avro_types.is_number(input_type, named):
+        return f"{_text(call)} needs a number, but {call.field!r} is {described}"
+    if call.function in ("min", "max") and not avro_types.is_ordered(input_type, named):
+        return (
+            f"{_text(call)} needs a number, string or timestamp, but {call.field!r} is {described}"
+        )
+    return None
+
+
+def aggregate_output_type(call: AggregateCall, schema: Schema) -> Any | None:
+    """The Avro type of an aggregate's result; None when its input does not suit it.
+
+    count -> long; avg -> double; sum -> long over int/long, double over
+    float/double; min, max, first, last -> the input's type (a sink field of a
+    wider type, such as long for int, fits by Avro promotion).
+    """
+    if aggregate_input_problem(call, schema) is not None:
+        return None
+    if call.function == "count":
+        return "long"
+    if call.function == "avg":
+        return "double"
+    assert call.field is not None
+    input_type = schema.fields[call.field]
+    if call.function == "sum":
+        named = avro_types.named_types(schema)
+        return "long" if avro_types.is_integer(input_type, named) else "double"
+    return input_type
+
+
+def _check_sink(checker: _Checker, source: Schema, sink: Schema) -> dict[str, str]:
+    topology = checker.topology
+    window, key = topology.window, topology.key_by
+    if window is not None and key is not None:
+        return _check_window_sink(checker, source, sink, window, key)
+    if any(isinstance(s, MapStage) for s in topology.stages):
+        return {}  # the map's output is fitted to the sink schema record by record
+    return _check_stateless_sink(checker, source, sink)
+
+
+def _check_window_sink(
+    checker: _Checker, source: Schema, sink: Schema, window: WindowSpec, key: KeyByStage
+) -> dict[str, str]:
+    topology = checker.topology
+    index = next(i for i, s in enumerate(topology.stages) if isinstance(s, WindowStage))
+    key_index = next(i for i, s in enumerate(topology.stages) if isinstance(s, KeyByStage))
+    source_named = avro_types.named_types(source)
+    sink_named = avro_types.named_types(sink)
+    produced: dict[str, tuple[str, Any]] = {}  # sink field -> (stage path, type it gets)
+
+    key_path = f"stages[{key_index}].key_by"
+    key_type: Any = None
+    if isinstance(key.key_by, str):
+        key_type = source.fields.get(key.key_by)
+    else:
+        key_path += ".name"
+        key_type = _key_expression_type(checker, key_index, source)
+    produced[key.key_name] = (key_path, key_type)
+    produced["window_start"] = (f"stages[{index}].window", "long")
+    produced["window_end"] = (f"stages[{index}].window", "long")
+    for output, call in window.aggregate.items():
+        produced[output] = (
+            f"stages[{index}].window.aggregate.{output}",
+            aggregate_output_type(call, source),
+        )
+
+    for name, (path, value_type) in produced.items():
+        role = (
+            "the key" if name == key.key_name
+            else f"the window {name.removeprefix('window_')}" if name in WINDOW_BOUNDS
+            else _text(window.aggregate[name])
+        )  # fmt: skip
+        if name not in sink.fields:
+            checker.problem(
+                "sink.schema" if name in WINDOW_BOUNDS else path,
+                f"{sink.name} has no field {name!r} for {role}"
+                + (" (long timestamp-millis)" if name in WINDOW_BOUNDS else "")
+                + f"; its fields: {', '.join(sink.fields)}",
+            )
+            continue
+        sink_type = sink.fields[name]
+        if name in WINDOW_BOUNDS:
+            if not avro_types.is_millis_long(sink_type, sink_named, nullable=True):
+                checker.problem(
+                    "sink.schema",
+                    f"{sink.name} field {name!r} is {avro_types.describe(sink_type, sink_named)}; "
+                    "expected long timestamp-millis",
+                )
+            continue
+        if value_type is None:
+            continue
+        merged = {**source_named, **sink_named}
+        if not avro_types.fits(value_type, sink_type, merged):
+            checker.problem(
+                path,
+                f"{role} gives {avro_types.describe(value_type, source_named)}, but {sink.name} "
+                f"field {name!r} is {avro_types.describe(sink_type, sink_named)}",
+            )
+
+    for name, sink_type in sink.fields.items():
+        if name not in produced and not _has_default(sink, name):
+            checker.problem(
+                "sink.schema",
+                f"{sink.name} field {name!r} "
+                f"({avro_types.describe(sink_type, sink_named)}, no default) "
+                f"is not produced by the window; it writes: {', '.join(produced)}",
+            )
+    return {
+        name: avro_types.describe(sink.fields[name], sink_named)
+        for name in produced
+        if name in sink.fields
+    }
+
+
+def _key_expression_type(checker: _Checker, key_index: int, source: Schema) -> Any:
+    stage = checker.topology.stages[key_index]
+    assert isinstance(stage, KeyByStage) and not isinstance(stage.key_by, str)
+    try:
+        expression = compile_expression(stage.key_by.expr, source.fields)
+        result = expression.evaluate(checker.sample(source))
+    except Exception:
+        return None  # reported by the stage check, or value-dependent
+    return avro_types.python_value_type(result)
+
+
+def _has_default(schema: Schema, name: str) -> bool:
+    return any(f["name"] == name and "default" in f for f in schema.definition.get("fields", []))
+
+
+def _check_stateless_sink(checker: _Checker, source: Schema, sink: Schema) -> dict[str, str]:
+    named = {**avro_types.named_types(source), **avro_types.named_types(sink)}
+    for name, sink_type in sink.fields.items():
+        if name not in source.fields:
+            if not _has_default(sink, name):
+                checker.problem(
+                    "sink.schema",
+                    f"{sink.name} field {name!r} "
+                    f"({avro_types.describe(sink_type, named)}, no default) "
+                    f"is not in {source.name}, which reaches the sink unchanged; add a map stage "
+                    "or a default",
+                )
+            continue
+        if not avro_types.fits(source.fields[name], sink_type, named):
+            checker.problem(
+                "sink.schema",
+                f"{sink.name} field {name!r} is {avro_types.describe(sink_type, named)}, but "
+                f"{source.name} gives {avro_types.describe(source.fields[name], named)}",
+            )
+    return {name: avro_types.describe(t, named) for name, t in sink.fields.items()}
+
+
+def _window_text(window: WindowSpec) -> str:
+    if window.tumbling is not None:
+        kind = f"tumbling {format_duration(window.tumbling)}"
+    elif window.hopping is not None:
+        kind = (
+            f"hopping {format_duration(window.hopping.size)} "
+            f"every {format_duration(window.hopping.advance)}"
+        )
+    else:
+        assert window.session is not None
+        kind = f"session gap {format_duration(window.session.gap)}"
+    aggregates = ", ".join(f"{name} = {_text(call)}" for name, call in window.aggregate.items())
+    return (
+        f"{kind}, allowed lateness {format_duration(window.allowed_lateness)}, "
+        f"emit {window.emit}: {aggregates}"
+    )
+
+
+def _stage_text(stage: Stage) -> str:
+    if isinstance(stage, ValidateStage):
+        return ", ".join(f"{r.name}: {r.expr}" for r in stage.validation.rules)
+    if isinstance(stage, FilterStage):
+        return stage.filter
+    if isinstance(stage, MapStage):
+        return stage.reference
+    if isinstance(stage, KeyByStage):
+        return (
+            stage.key_by
+            if isinstance(stage.key_by, str)
+            else f"{stage.key_by.name} = {stage.key_by.expr}"
+        )
+    return _window_text(stage.window)
+
+
+def _window_fields(topology: Topology, window: WindowSpec, schema: Schema) -> dict[str, str]:
+    """The fields of a window's results, with the types they get, for the stage chain."""
+    named = avro_types.named_types(schema)
+    fields: dict[str, str] = {}
+    key = topology.key_by
+    if key is not None:
+        if isinstance(key.key_by, str):
+            key_type = schema.fields.get(key.key_by)
+            fields[key.key_name] = avro_types.describe(key_type, named) if key_type else "?"
+        else:
+            fields[key.key_name] = f"value of {key.key_by.expr}"
+    fields["window_start"] = fields["window_end"] = "long (timestamp-millis)"
+    for output, call in window.aggregate.items():
+        output_type = aggregate_output_type(call, schema)
+        fields[output] = avro_types.describe(output_type, named) if output_type else "?"
+    return fields
+
+
+def _fields_text(fields: Mapping[str, str]) -> str:
+    return "{" + ", ".join(f"{name}: {kind}" for name, kind in fields.items()) + "}"
+
+
+def render_chain(checked: CheckedTopology) -> str:
+    """The stage chain as `streamline validate` prints it: sources, stages and outputs, sink."""
+    topology = checked.topology
+    source_named = avro_types.named_types(checked.source_schema)
+    source_fields = {
+        name: avro_types.describe(t, source_named)
+        for name, t in checked.source_schema.fields.items()
+    }
+    lines = [f"{topology.name} (version {topology.version}) {topology.origin}"]
+    for i, source in enumerate(topology.sources):
+        lines.append(
+            f"  sources[{i}] {source.name}: topic {source.topic} -> {source.schema_name} "
+            f"{_fields_text(source_fields)}; event time {source.event_time}, watermark "
+            f"{format_duration(source.watermark.max_out_of_orderness)} out of order"
+        )
+    for stage in checked.stages:
+        lines.append(f"  {stage.path} {_stage_text(stage.stage)}")
+        lines.append(f"      -> {stage.output}")
+    sink = topology.sink
+    written = f" {_fields_text(checked.output_fields)}" if checked.output_fields else ""
+    lines.append(f"  sink: topic {sink.topic} <- {sink.schema_name}{written}")
+    lines.append(f"  fingerprint {checked.fingerprint} (header {topology.header_value})")
+    return "\n".join(lines)
