@@ -26,7 +26,7 @@ broker_app = typer.Typer(help="The local single-node Apache Kafka broker (KRaft,
 app.add_typer(broker_app, name="dev-broker")
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False)
+out = Console(highlight=False, soft_wrap=True)
 
 BootstrapOpt = Annotated[
     str | None,
@@ -173,6 +173,95 @@ def consume(
     connection.check_reachable()
     for msg in read_topic(connection, topic, from_beginning, max_records, timeout):
         print(json.dumps(printer.to_json(msg, headers)), flush=True)
+
+
+# --- topologies ---------------------------------------------------------------------------
+
+
+def load_checked(path: Path, schemas: Path | None) -> tuple[Any, Any]:
+    """The topology at `path`, type-checked: (CheckedTopology, SchemaStore)."""
+    from streamline.topology import check_topology, load_topology
+
+    topology = load_topology(path)
+    store = load_store(schemas, path)
+    return check_topology(topology, store), store
+
+
+@app.command()
+def validate(
+    topologies: Annotated[list[Path], typer.Argument(help="Topology files.")],
+    schemas: SchemasOpt = None,
+) -> None:
+    """Load and type-check topologies; print each stage chain with its schemas and the fingerprint."""
+    from streamline.topology import render_chain
+
+    failed = 0
+    for path in topologies:
+        try:
+            checked, _ = load_checked(path, schemas)
+        except UsageError as exc:
+            err.print(f"error: {exc}", markup=False)
+            failed += 1
+            continue
+        out.print(render_chain(checked), markup=False)
+    if failed:
+        raise typer.Exit(2)
+
+
+topics_app = typer.Typer(help="Topics of a topology.")
+app.add_typer(topics_app, name="topics")
+
+
+@topics_app.command("create")
+def topics_create(
+    topology: Annotated[Path, typer.Argument(help="Topology file.")],
+    partitions: Annotated[int, typer.Option("--partitions", help="Partitions of new topics.")] = 3,
+    replication_factor: Annotated[int, typer.Option("--replication-factor")] = 1,
+    bootstrap_servers: BootstrapOpt = None,
+    kafka_config: KafkaConfigOpt = None,
+    schemas: SchemasOpt = None,
+) -> None:
+    """Create the source, sink and owned topics (dlq, retry, late, changelog, lineage, heartbeats)."""
+    from streamline.ops.topics import create_topics, topology_topics
+
+    checked, _ = load_checked(topology, schemas)
+    connection = connect(bootstrap_servers, kafka_config)
+    connection.check_reachable()
+    wanted = topology_topics(checked.topology, partitions)
+    created = set(create_topics(connection, wanted, replication_factor))
+    for name, (count, configs) in wanted.items():
+        state = "created" if name in created else "exists"
+        extra = " (compacted)" if configs.get("cleanup.policy") == "compact" else ""
+        out.print(f"{state:8} {name} [{count} partitions]{extra}", markup=False)
+
+
+@app.command()
+def run(
+    topology: Annotated[Path, typer.Argument(help="Topology file.")],
+    instance_id: Annotated[str | None, typer.Option("--instance-id", help="Stable id of this instance (default: host name).")] = None,
+    state_dir: Annotated[Path, typer.Option("--state-dir", help="Local state (RocksDB, checkpoints).")] = Path(".streamline/state"),
+    metrics_port: Annotated[int, typer.Option("--metrics-port", help="Prometheus /metrics port (0: any free).")] = 9400,
+    metrics_host: Annotated[str, typer.Option("--metrics-host", help="Address /metrics binds to.")] = "127.0.0.1",
+    bootstrap_servers: BootstrapOpt = None,
+    kafka_config: KafkaConfigOpt = None,
+    schemas: SchemasOpt = None,
+) -> None:
+    """Run a topology until SIGTERM/SIGINT; then commit or abort and leave the group cleanly."""
+    import logging
+    import socket
+
+    from streamline.runtime.processor import RunOptions
+    from streamline.runtime.runner import run_topology
+
+    logging.basicConfig(
+        level=os.environ.get("STREAMLINE_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    checked, store = load_checked(topology, schemas)
+    connection = connect(bootstrap_servers, kafka_config)
+    options = RunOptions(instance_id=instance_id or socket.gethostname())
+    run_topology(checked, store, connection, options, state_dir, metrics_host, metrics_port)
 
 
 # --- entry point --------------------------------------------------------------------------

@@ -53,7 +53,7 @@ class Connection:
         admin = AdminClient(conf)
         try:
             metadata = admin.list_topics(timeout=timeout)
-        except Exception as exc:  # noqa: BLE001 - librdkafka reports unreachability as KafkaException
+        except Exception as exc:
             detail = errors[-1] if errors else _kafka_reason(exc)
             raise BrokerUnavailableError(
                 f"no Kafka broker reachable at {self.bootstrap_servers} within {timeout:.0f}s "

@@ -279,7 +279,7 @@ class DevBroker:
                 try:
                     if admin.list_topics(timeout=2).brokers:
                         return
-                except Exception:  # noqa: BLE001 - not serving yet; keep waiting
+                except Exception:
                     pass
             time.sleep(0.2)
         self.stop()

@@ -8,6 +8,7 @@ from confluent_kafka.admin import AdminClient
 
 from streamline.connection import Connection
 from streamline.errors import StreamlineError
+from streamline.topology import Topology
 
 
 class MissingTopicError(StreamlineError):
@@ -84,3 +85,32 @@ def await_topics(connection: Connection, topics: Iterable[str], timeout: float =
             time.sleep(0.1)
     if names:
         raise StreamlineError(f"topics {', '.join(names)} have no leader after {timeout:.0f}s")
+
+
+LINEAGE_TOPIC = "streamline.lineage"
+HEARTBEATS_TOPIC = "streamline.heartbeats"
+WINDOW_STORE = "windows"
+
+
+def topology_topics(topology: Topology, partitions: int) -> dict[str, tuple[int, dict[str, str]]]:
+    """Every topic a topology reads or writes, with a fitting partition count and config."""
+    plain: dict[str, str] = {}
+    week = {"retention.ms": str(7 * 24 * 3600 * 1000)}
+    topics: dict[str, tuple[int, dict[str, str]]] = {}
+    for source in topology.sources:
+        topics[source.topic] = (partitions, plain)
+    topics[topology.sink.topic] = (partitions, plain)
+    topics[topology.dead_letter_topic] = (partitions, {"retention.ms": "-1"})
+    topics[topology.late_topic] = (partitions, week)
+    topics[topology.retry_topic] = (partitions, week)
+    if topology.window is not None:
+        topics[topology.changelog_topic(WINDOW_STORE)] = (
+            partitions,
+            {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": "3600000"},
+        )
+        key = topology.key_by
+        if key is not None and key.key_name != topology.source.partitioned_by:
+            topics[topology.repartition_topic] = (partitions, {"retention.ms": "86400000"})
+    topics[LINEAGE_TOPIC] = (3, week)
+    topics[HEARTBEATS_TOPIC] = (1, {"retention.ms": "86400000"})
+    return topics

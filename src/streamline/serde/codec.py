@@ -53,7 +53,12 @@ class AvroCodec:
         try:
             fastavro.schemaless_writer(out, self.schema.parsed, record)
         except (ValueError, TypeError, AttributeError, KeyError, OverflowError) as exc:
-            raise EncodeError(f"does not fit {self.schema.name}: {exc}") from None
+            if not check:  # say which field, as the checked path would
+                try:
+                    validate(record, self.schema.parsed, raise_errors=True)
+                except ValidationError as invalid:
+                    raise EncodeError(describe_validation_error(invalid)) from None
+            raise EncodeError(f"does not fit {self.schema.name}: {exc!r}") from None
         return out.getvalue()
 
     def decode(self, data: bytes | None) -> dict[str, Any]:

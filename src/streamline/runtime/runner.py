@@ -1,0 +1,77 @@
+"""`streamline run`: checks the broker and topics, serves metrics, runs the loop until a signal."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+from streamline.connection import Connection
+from streamline.observability.http import MetricsServer
+from streamline.observability.metrics import Metrics
+from streamline.ops.topics import require_topics
+from streamline.runtime.pipeline import Pipeline
+from streamline.runtime.processor import Processor, RunOptions
+from streamline.serde import SchemaStore
+from streamline.topology import CheckedTopology
+
+log = logging.getLogger("streamline.runtime")
+
+
+def run_topology(
+    checked: CheckedTopology,
+    store: SchemaStore,
+    connection: Connection,
+    options: RunOptions,
+    state_dir: Path | None = None,
+    metrics_host: str = "127.0.0.1",
+    metrics_port: int = 9400,
+    stop: threading.Event | None = None,
+) -> None:
+    """Runs until SIGTERM/SIGINT (or `stop`), then commits or aborts and leaves the group cleanly."""
+    topology = checked.topology
+    connection.check_reachable()
+    pipeline = Pipeline.from_checked(checked, store)
+    require_topics(connection, [*pipeline.source_topics, *pipeline.owned_topics])
+    metrics = Metrics(topology.name)
+    metrics.set_info(topology.version, topology.fingerprint)
+    processor = Processor(pipeline, connection, options, metrics)
+    server = MetricsServer(
+        metrics,
+        host=metrics_host,
+        port=metrics_port,
+        ready=lambda: processor.alive,
+        healthy=lambda: processor.alive,
+    )
+    server.start()
+    stop = stop or threading.Event()
+    previous = _install_signal_handlers(stop)
+    log.info(
+        "running %s@%s (%s) as instance %s; metrics on http://%s:%d/metrics",
+        topology.name, topology.version, topology.fingerprint[:12], options.instance_id,
+        metrics_host, server.port,
+    )
+    try:
+        processor.run(stop)
+    finally:
+        server.stop()
+        _restore_signal_handlers(previous)
+    log.info("stopped cleanly")
+
+
+def _install_signal_handlers(stop: threading.Event) -> dict[int, object]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s: finishing the open transaction", signal.Signals(signum).name)
+        stop.set()
+
+    return {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+
+def _restore_signal_handlers(previous: dict[int, object]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)  # type: ignore[arg-type]

@@ -1,0 +1,221 @@
+"""The stateless stages: decode, event time, validate, filter, map, key_by, sink encoding.
+
+Each stage takes a batch of records and returns the records that go on; a record
+that fails is handed to `failed(record, Failure)` (it becomes a dead letter) and a
+record that is dropped on purpose is counted through `dropped(stage, reason)`.
+Working on whole batches keeps per-record overhead low and lets the runtime time
+each stage once per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from streamline.reliability.dead_letter import (
+    DECODE,
+    EVENT_TIME,
+    MAP,
+    SINK,
+    VALIDATION,
+    Failure,
+)
+from streamline.reliability.retry import AttemptsExhausted, RetryPolicy, call_with_retries
+from streamline.runtime.record import Record
+from streamline.serde import AvroCodec, DecodeError, EncodeError
+from streamline.serde.convert import parse_timestamp_ms
+
+Failed = Callable[[Record, Failure], None]
+Dropped = Callable[[str, str, int], None]
+
+
+class Evaluable(Protocol):
+    """A compiled expression (CEL) evaluated against a record's fields."""
+
+    def evaluate(self, record: dict[str, Any]) -> Any: ...
+
+
+class Stage(Protocol):
+    """One step of the chain; `name` is its path in the topology file (`stages[2].filter`)."""
+
+    name: str
+
+    def process(self, batch: list[Record], failed: Failed, dropped: Dropped) -> list[Record]: ...
+
+
+class Decode:
+    """Bytes to a record of the source schema; undecodable bytes become dead letters."""
+
+    def __init__(self, name: str, codecs: dict[str, AvroCodec]) -> None:
+        self.name = name
+        self.codecs = codecs
+
+    def process(self, batch: list[Record], failed: Failed, dropped: Dropped) -> list[Record]:
+        out = []
+        codecs = self.codecs
+        for record in batch:
+            try:
+                record.value = codecs[record.topic].decode(record.raw)
+            except DecodeError as exc:
+                failed(record, Failure(exc.kind if exc.kind != "decode" else DECODE, str(exc), self.name))
+                continue
+            out.append(record)
+        return out
+
+
+class EventTime:
+    """Reads the event time (epoch ms) from a field holding a long or an ISO-8601 string."""
+
+    def __init__(self, name: str, field: str) -> None:
+        self.name = name
+        self.field = field
+
+    def process(self, batch: list[Record], failed: Failed, dropped: Dropped) -> list[Record]:
+        out = []
+        field = self.field
+        for record in batch:
+            value = record.value.get(field)
+            if isinstance(value, int) and not isinstance(value, bool):
+                record.event_time = value
+            else:
+                try:
+                    record.event_time = parse_timestamp_ms(value)  # type: ignore[arg-type]
+                except (TypeError, ValueError, AttributeError):
+                    failed(record, Failure(EVENT_TIME, f"event time field {field} holds {value!r}", self.name))
+                    continue
+            out.append(record)
+        return out
+
+
+class Validate:
+    """CEL rules that must all hold; a broken rule is a dead letter (or a counted drop)."""
+
+    def __init__(self, name: str, rules: list[tuple[str, Evaluable]], dead_letter: bool) -> None:
+        self.name = name
+        self.rules = rules
+        self.dead_letter = dead_letter
+
+    def process(self, batch: list[Record], failed: Failed, dropped: Dropped) -> list[Record]:
+        out = []
+        rules = self.rules
+        for record in batch:
+            broken = None
+            for rule_name, expr in rules:
+                try:
+                    ok = expr.evaluate(record.value) is True
+                    message = f"rule {rule_name} is false"
+                except Exception as exc:
+                    ok, message = False, f"rule {rule_name} failed: {exc}"
+                if not ok:
+                    broken = (rule_name, message)
+                    break
+            if broken is None:
+                out.append(record)
+            elif self.dead_letter:
+                failed(record, Failure(VALIDATION, broken[1], self.name, rule=broken[0]))
+            else:
+                dropped(self.name, "validation", 1)
+        return out
+
+
+class Filter:
+    """Keeps the records for which the CEL expression is true; the others are counted drops."""
+
+    def __init__(self, name: str, expr: Evaluable) -> None:
+        self.name = name
+        self.expr = expr
+
+    def process(self, batch: list[Record], failed: Failed, dropped: Dropped) -> list[Record]:
+        out = []
+        evaluate = self.expr.evaluate
+        for record in batch:
+            try:
+                keep = evaluate(record.value)
+            except Exception as exc:
+                failed(record, Failure("filter", f"filter failed: {exc}", self.name))
+                continue
+            if keep is True:
+                out.append(record)
+        if len(out) != len(batch):
+            dropped(self.name, "filter", len(batch) - len(out))
+        return out
+
+
+class Map:
+    """User code `dict -> dict | None`, retried in line; None drops, exhaustion dead-letters."""
+
+    def __init__(
+        self,
+        name: str,
+        fn: Callable[[dict[str, Any]], dict[str, Any] | None],
+        policy: RetryPolicy,
+        on_retry: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.name = name
+        self.fn = fn
+        self.policy = policy
+        self.on_retry = on_retry
+
+    def process(self, batch: list[Record], failed: Failed, dropped: Dropped) -> list[Record]:
+        out = []
+        fn, policy = self.fn, self.policy
+        on_retry = self._retried
+        for record in batch:
+            try:
+                result = call_with_retries(fn, record.value, policy, on_retry=on_retry)
+            except AttemptsExhausted as exc:
+                failed(record, Failure(MAP, str(exc), self.name, attempts=exc.attempts))
+                continue
+            if result is None:
+                dropped(self.name, "map", 1)
+            elif isinstance(result, dict):
+                record.value = result
+                out.append(record)
+            else:
+                failed(record, Failure(MAP, f"returned {type(result).__name__}, expected dict or None", self.name))
+        return out
+
+    def _retried(self, attempt: int, error: BaseException) -> None:
+        self.on_retry()
+
+
+class KeyBy:
+    """Sets the output key from a field or an expression (UTF-8 of its string form)."""
+
+    def __init__(self, name: str, field: str | None = None, expr: Evaluable | None = None) -> None:
+        self.name = name
+        self.field = field
+        self.expr = expr
+
+    def process(self, batch: list[Record], failed: Failed, dropped: Dropped) -> list[Record]:
+        out = []
+        for record in batch:
+            try:
+                key = record.value[self.field] if self.field else self.expr.evaluate(record.value)  # type: ignore[union-attr]
+            except Exception as exc:
+                failed(record, Failure("key", f"cannot compute the key: {exc}", self.name))
+                continue
+            if key is None:
+                failed(record, Failure("key", "the key is null", self.name))
+                continue
+            record.out_key = str(key).encode()
+            out.append(record)
+        return out
+
+
+class Encode:
+    """Records to single-object Avro bytes of the sink schema; a misfit is a dead letter."""
+
+    def __init__(self, name: str, codec: AvroCodec) -> None:
+        self.name = name
+        self.codec = codec
+
+    def encode(self, batch: list[Record], failed: Failed) -> list[tuple[Record, bytes]]:
+        out = []
+        encode = self.codec.encode
+        for record in batch:
+            try:
+                out.append((record, encode(record.value, check=False)))
+            except EncodeError as exc:
+                failed(record, Failure(SINK, str(exc), self.name))
+        return out
