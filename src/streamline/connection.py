@@ -31,9 +31,9 @@ class Connection:
     settings: dict[str, str] = field(default_factory=dict)
 
     def config(self, **extra: Any) -> dict[str, Any]:
-        """A librdkafka configuration: the shared settings, then the client's own."""
-        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers, **self.settings}
-        conf.update(extra)
+        """A librdkafka configuration: the client's own settings, overridden by the user's."""
+        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers, **extra}
+        conf.update(self.settings)  # the user's settings pass through unchanged, last
         return conf
 
     def redacted(self) -> dict[str, str]:
