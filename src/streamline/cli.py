@@ -264,6 +264,37 @@ def run(
     run_topology(checked, store, connection, options, state_dir, metrics_host, metrics_port)
 
 
+@app.command()
+def demo(
+    bootstrap_servers: BootstrapOpt = None,
+    kafka_config: KafkaConfigOpt = None,
+) -> None:
+    """Start the dev broker if needed, run the sample topology on sample data, print the results."""
+    from rich.table import Table
+
+    from streamline.ops.demo import run_demo
+
+    root = Path(__file__).resolve().parents[2]
+    if bootstrap_servers is None and not os.environ.get("STREAMLINE_BOOTSTRAP_SERVERS"):
+        from streamline.dev.broker import DevBroker
+
+        info = DevBroker().start()
+        bootstrap_servers = info.bootstrap
+    topology = root / "topologies" / "paid-orders.yaml"
+    checked, store = load_checked(topology, root / "schemas")
+    connection = connect(bootstrap_servers, kafka_config)
+    connection.check_reachable()
+    rows = run_demo(connection, checked, store, root / "examples" / "orders.jsonl",
+                    Path(".streamline/demo-state"), lambda line: err.print(line, markup=False))
+    table = Table(title=f"{checked.topology.sink.topic}: {len(rows)} records")
+    fields = list(rows[0]) if rows else []
+    for name in fields:
+        table.add_column(name)
+    for row in sorted(rows, key=lambda r: str(r.get(fields[0]))) if rows else []:
+        table.add_row(*(str(row[f]) for f in fields))
+    out.print(table)
+
+
 # --- entry point --------------------------------------------------------------------------
 
 
