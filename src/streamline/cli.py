@@ -260,8 +260,8 @@ def run(
     )
     checked, store = load_checked(topology, schemas)
     connection = connect(bootstrap_servers, kafka_config)
-    options = RunOptions(instance_id=instance_id or socket.gethostname())
-    run_topology(checked, store, connection, options, state_dir, metrics_host, metrics_port)
+    options = RunOptions(instance_id=instance_id or socket.gethostname(), state_dir=state_dir)
+    run_topology(checked, store, connection, options, metrics_host, metrics_port)
 
 
 @app.command()

@@ -158,8 +158,9 @@ class StreamlineProcess:
     """`streamline run TOPOLOGY` as a child process that tests can kill, freeze and stop."""
 
     def __init__(self, topology: Path, instance_id: str, env: dict[str, str], log_dir: Path,
-                 metrics_port: int = 0) -> None:
+                 metrics_port: int = 0, state_dir: Path | None = None) -> None:
         self.topology = topology
+        self.state_dir = state_dir or log_dir / "state" / instance_id
         self.instance_id = instance_id
         self.env = env
         self.log_path = log_dir / f"{instance_id}.log"
@@ -170,7 +171,8 @@ class StreamlineProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streamline", "run", str(self.topology),
-             "--instance-id", self.instance_id, "--metrics-port", str(self.metrics_port)],
+             "--instance-id", self.instance_id, "--metrics-port", str(self.metrics_port),
+             "--state-dir", str(self.state_dir)],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
         )
         return self

@@ -56,8 +56,8 @@ def run_demo(
 
     def run() -> None:
         try:
-            run_topology(checked, store, connection, RunOptions(instance_id="demo"), state_dir,
-                         metrics_port=0, stop=stop)
+            options = RunOptions(instance_id="demo", state_dir=state_dir)
+            run_topology(checked, store, connection, options, metrics_port=0, stop=stop)
         except BaseException as exc:  # reported by the caller's thread
             failure.append(exc)
             stop.set()

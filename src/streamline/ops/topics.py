@@ -8,6 +8,7 @@ from confluent_kafka.admin import AdminClient
 
 from streamline.connection import Connection
 from streamline.errors import StreamlineError
+from streamline.state import WINDOW_STORE
 from streamline.topology import Topology
 
 
@@ -89,7 +90,6 @@ def await_topics(connection: Connection, topics: Iterable[str], timeout: float =
 
 LINEAGE_TOPIC = "streamline.lineage"
 HEARTBEATS_TOPIC = "streamline.heartbeats"
-WINDOW_STORE = "windows"
 
 
 def topology_topics(topology: Topology, partitions: int) -> dict[str, tuple[int, dict[str, str]]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from streamline.errors import UsageError
+
 from streamline.observability.metrics import Metrics
 from streamline.reliability.dead_letter import Failure
 from streamline.reliability.retry import RetryPolicy
@@ -20,11 +20,13 @@ from streamline.runtime.stages import (
     Validate,
 )
 from streamline.serde import AvroCodec, SchemaStore
+from streamline.state import WINDOW_STORE
 from streamline.topology import CheckedTopology
 from streamline.topology.model import (
     FilterStage,
     KeyByStage,
     MapStage,
+    Topology,
     ValidateStage,
 )
 
@@ -43,13 +45,13 @@ class Pipeline:
     stages: list[Stage]
     encode: Encode
     checked: CheckedTopology
+    windowed: bool = False
+    repartition: bool = False
 
     @classmethod
     def from_checked(cls, checked: CheckedTopology, store: SchemaStore) -> Pipeline:
         """The runnable form of `checked`; `store` resolves writer schemas by fingerprint."""
         topology = checked.topology
-        if topology.window is not None:
-            raise UsageError(f"{topology.origin}: window stages are not supported by this runtime yet")
         source_codec = AvroCodec(store, checked.source_schema)
         retry = topology.retry
         policy = RetryPolicy(
@@ -90,12 +92,34 @@ class Pipeline:
             stages=stages,
             encode=Encode("sink", AvroCodec(store, checked.sink_schema)),
             checked=checked,
+            windowed=topology.window is not None,
+            repartition=topology.window is not None
+            and topology.key_by is not None
+            and topology.key_by.key_name != topology.source.partitioned_by,
         )
+
+    @property
+    def topology(self) -> Topology:
+        return self.checked.topology
 
     @property
     def owned_topics(self) -> list[str]:
         """Topics this topology writes to, which must exist before it runs."""
-        return [self.sink_topic, self.dead_letter_topic]
+        topics = [self.sink_topic, self.dead_letter_topic]
+        if self.windowed:
+            topics += [self.topology.late_topic, self.changelog_topic]
+        if self.repartition:
+            topics.append(self.topology.repartition_topic)
+        return topics
+
+    @property
+    def changelog_topic(self) -> str:
+        return self.topology.changelog_topic(WINDOW_STORE)
+
+    @property
+    def window_input_topic(self) -> str:
+        """The topic whose partitions the window tasks read."""
+        return self.topology.repartition_topic if self.repartition else self.source_topics[0]
 
     def transactional_id(self, instance_id: str) -> str:
         return self.checked.topology.transactional_id(instance_id)
@@ -104,6 +128,24 @@ class Pipeline:
         self, batch: list[Record], failures: list[tuple[Record, Failure]], metrics: Metrics
     ) -> list[tuple[Record, bytes]]:
         """Runs the batch through every stage; returns (record, sink bytes) for each output."""
+        records = self.run_stages(batch, failures, metrics)
+        if not records:
+            return []
+        return self.encode_records(records, failures, metrics)
+
+    def encode_records(
+        self, records: list[Record], failures: list[tuple[Record, Failure]], metrics: Metrics
+    ) -> list[tuple[Record, bytes]]:
+        """(record, sink bytes) of records whose value is a sink record; misfits fail."""
+        started = time.perf_counter()
+        out = self.encode.encode(records, lambda r, f: failures.append((r, f)))
+        metrics.observe_stage("sink", time.perf_counter() - started, len(records))
+        return out
+
+    def run_stages(
+        self, batch: list[Record], failures: list[tuple[Record, Failure]], metrics: Metrics
+    ) -> list[Record]:
+        """The records that come out of the stateless stages (decode to key_by)."""
 
         def failed(record: Record, failure: Failure) -> None:
             failures.append((record, failure))
@@ -119,10 +161,5 @@ class Pipeline:
             n = len(records)
             records = stage.process(records, failed, dropped)
             metrics.observe_stage(stage.name, time.perf_counter() - started, n)
-        if not records:
-            return []
-        started = time.perf_counter()
-        out = self.encode.encode(records, failed)
-        metrics.observe_stage("sink", time.perf_counter() - started, len(records))
-        return out
+        return records
 

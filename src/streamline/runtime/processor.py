@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import (
@@ -31,9 +32,22 @@ from confluent_kafka import (
 from streamline.connection import Connection
 from streamline.errors import StreamlineError
 from streamline.observability.metrics import Metrics
-from streamline.reliability.dead_letter import Failure, failure_headers
+from streamline.reliability.dead_letter import LATE, Failure, failure_headers
 from streamline.runtime.pipeline import Pipeline
-from streamline.runtime.record import Record
+from streamline.runtime.record import ORIGINAL_HEADER, Record
+from streamline.runtime.windowed import (
+    MARKER_HEADER,
+    SourceWatermarks,
+    WindowSettings,
+    WindowTask,
+    decode_marker,
+    encode_marker,
+    encode_repartitioned,
+    record_from_repartition,
+    restore_task,
+)
+from streamline.state import WINDOW_STORE
+from streamline.state.changelog import ChangelogReader
 
 log = logging.getLogger("streamline.runtime")
 
@@ -53,6 +67,7 @@ class RunOptions:
     max_records_per_transaction: int = 20000
     session_timeout_ms: int = 10000
     transaction_timeout_ms: int = 30000
+    state_dir: Path = Path(".streamline/state")
 
 
 @dataclass
@@ -63,6 +78,7 @@ class _Transaction:
     records: int = 0
     outputs: int = 0
     event_times: list[int] = field(default_factory=list)
+    late: int = 0
     dead_letters: dict[tuple[str, str], int] = field(default_factory=dict)
     consumed: dict[TP, int] = field(default_factory=dict)
 
@@ -91,6 +107,17 @@ class Processor:
         self.alive = False
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
+        # the window stage: a task per window-input partition, and the source watermarks
+        # that travel to the repartition partitions as markers
+        self.windows = WindowSettings.of(pipeline.topology, options.state_dir) if pipeline.windowed else None
+        self.tasks: dict[int, WindowTask] = {}
+        self.source_watermarks = SourceWatermarks(
+            pipeline.topology.source.watermark.max_out_of_orderness,
+            pipeline.topology.source.watermark.idle_timeout,
+        )
+        self.source_partitions: list[tuple[str, int]] = []
+        self._changelog_offsets: dict[int, int] = {}
+        self._repartition_partitions: int | None = None
 
     # --- clients -------------------------------------------------------------------------
 
@@ -111,6 +138,15 @@ class Processor:
             log_level=3,
         )
         return Consumer(conf, logger=log)
+
+    @property
+    def repartition_partitions(self) -> int:
+        if self._repartition_partitions is None:
+            assert self.consumer is not None
+            topic = self.pipeline.window_input_topic
+            metadata = self.consumer.list_topics(topic, timeout=30)
+            self._repartition_partitions = len(metadata.topics[topic].partitions)
+        return self._repartition_partitions
 
     def _make_producer(self) -> Producer:
         conf: dict[str, Any] = {
@@ -135,8 +171,12 @@ class Processor:
         """Consumes, processes and commits until `stop` is set; then commits and leaves the group."""
         self.producer = self._make_producer()
         self.consumer = self._make_consumer()
+        topics = list(self.pipeline.source_topics)
+        if self.pipeline.repartition:
+            topics.append(self.pipeline.window_input_topic)
+            self.source_partitions = self._source_partitions()
         self.consumer.subscribe(
-            self.pipeline.source_topics,
+            topics,
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
@@ -153,6 +193,14 @@ class Processor:
             self.consumer.close()  # leaves the group; the revoke callback sees no open transaction
             if self.producer is not None:
                 self.producer.flush(10)
+            for task in self.tasks.values():
+                task.close()
+            self.tasks.clear()
+
+    def _source_partitions(self) -> list[tuple[str, int]]:
+        assert self.consumer is not None
+        metadata = self.consumer.list_topics(timeout=30)
+        return [(t, p) for t in self.pipeline.source_topics for p in metadata.topics[t].partitions]
 
     def _step(self) -> None:
         assert self.consumer is not None
@@ -164,6 +212,11 @@ class Processor:
                     self._process(batch)
                 except TransactionAborted:
                     return
+        if self.tasks:
+            try:
+                self._fire_windows()
+            except TransactionAborted:
+                return
         if self.txn is not None and self._commit_due():
             self._commit_or_abort()
         self._update_lag()
@@ -198,45 +251,165 @@ class Processor:
     # --- processing ----------------------------------------------------------------------
 
     def _process(self, batch: list[Record]) -> None:
-        assert self.producer is not None
         if self.txn is None:
             self._begin()
         txn = self.txn
         assert txn is not None
         failures: list[tuple[Record, Failure]] = []
-        outputs = self.pipeline.process(batch, failures, self.metrics)
-        produce = self.producer.produce
-        sink = self.pipeline.sink_topic
-        header = self.pipeline.header_topology
         try:
-            for record, value in outputs:
-                headers = [
-                    ("streamline.topology", header),
-                    ("streamline.source", f"{record.topic}/{record.partition}/{record.offset}-{record.offset}".encode()),
-                    ("streamline.event_time", str(record.event_time).encode()),
-                ]
-                self._produce(produce, sink, record.out_key, value, headers)
-                txn.event_times.append(record.event_time)
+            if self.windows is None:
+                self._emit(self.pipeline.process(batch, failures, self.metrics))
+            else:
+                self._process_windowed(batch, failures)
             for record, failure in failures:
-                headers = failure_headers(failure, record.topic, record.partition, record.offset, record.headers)
-                self._produce(produce, self.pipeline.dead_letter_topic, record.key, record.raw, headers)
-                slot = (failure.error_type, failure.stage)
-                txn.dead_letters[slot] = txn.dead_letters.get(slot, 0) + 1
+                self._dead_letter(record, failure)
         except KafkaException as exc:
             self._handle_kafka_error(exc)
             raise TransactionAborted() from exc
-        txn.outputs += len(outputs)
         txn.records += len(batch)
         for record in batch:
             tp = (record.topic, record.partition)
             self.positions[tp] = record.offset + 1
             txn.consumed[tp] = txn.consumed.get(tp, 0) + 1
 
+    def _emit(self, outputs: list[tuple[Record, bytes]]) -> None:
+        """Produces sink records into the open transaction."""
+        assert self.producer is not None and self.txn is not None
+        produce = self.producer.produce
+        sink = self.pipeline.sink_topic
+        header = self.pipeline.header_topology
+        event_times = self.txn.event_times
+        for record, value in outputs:
+            headers = [
+                ("streamline.topology", header),
+                ("streamline.source", record.source_range()),
+                ("streamline.event_time", str(record.event_time).encode()),
+            ]
+            self._produce(produce, sink, record.out_key, value, headers)
+            event_times.append(record.event_time)
+        self.txn.outputs += len(outputs)
+
+    def _dead_letter(self, record: Record, failure: Failure, topic: str | None = None,
+                     extra: list[tuple[str, bytes]] | None = None) -> None:
+        assert self.producer is not None and self.txn is not None
+        source_topic, partition, offset = record.origin()
+        own = record.headers if (source_topic, partition, offset) == (
+            record.topic, record.partition, record.offset) else None
+        headers = failure_headers(failure, source_topic, partition, offset, own)
+        if extra:
+            headers += extra
+        key, raw = record.original()
+        self._produce(self.producer.produce, topic or self.pipeline.dead_letter_topic, key, raw, headers)
+        slot = (failure.error_type, failure.stage)
+        if topic is None:
+            self.txn.dead_letters[slot] = self.txn.dead_letters.get(slot, 0) + 1
+
+    # --- the window stage ----------------------------------------------------------------
+
+    def _process_windowed(self, batch: list[Record], failures: list[tuple[Record, Failure]]) -> None:
+        assert self.windows is not None and self.producer is not None
+        window_topic = self.pipeline.window_input_topic
+        sources = [r for r in batch if r.topic != window_topic or not self.pipeline.repartition]
+        keyed = self.pipeline.run_stages(sources, failures, self.metrics) if sources else []
+        wall_ms = int(time.time() * 1000)
+        if self.pipeline.repartition:
+            self._repartition(keyed, wall_ms)
+            window_input = [r for r in batch if r.topic == window_topic]
+        else:
+            window_input = keyed
+        key_name = self.windows.key_name
+        for record in window_input:
+            task = self.tasks.get(record.partition)
+            if task is None:
+                continue
+            if self.pipeline.repartition:
+                headers = dict(record.headers or [])
+                marker = headers.get(MARKER_HEADER)
+                if marker is not None:
+                    task.marker(*decode_marker(marker), wall_ms)
+                    continue
+                record.value, record.event_time, _original = record_from_repartition(record)
+            key = record.value.get(key_name) if self.pipeline.repartition else (
+                record.out_key.decode() if record.out_key is not None else None)
+            try:
+                result, watermark = task.add(str(key), record.value, record.event_time,
+                                             record.offset, wall_ms)
+            except (KeyError, TypeError, ValueError) as exc:
+                failures.append((record, Failure("aggregate", f"cannot aggregate: {exc!r}",
+                                                 self._window_stage_name())))
+                continue
+            if result.late_reason is not None:
+                self._late(record, result.late_reason, watermark)
+            elif result.updates:
+                self._emit_results(task, result.updates, failures)
+        self._fire_windows(failures)
+
+    def _window_stage_name(self) -> str:
+        return f"stages[{len(self.pipeline.topology.stages) - 1}].window"
+
+    def _repartition(self, records: list[Record], wall_ms: int) -> None:
+        """Writes keyed records to `<name>.repartition`, carrying event time and the original bytes."""
+        assert self.producer is not None
+        produce = self.producer.produce
+        topic = self.pipeline.window_input_topic
+        key_name = self.windows.key_name if self.windows else ""
+        for record in records:
+            self.source_watermarks.observe((record.topic, record.partition), record.event_time, wall_ms)
+            value = dict(record.value)
+            value[key_name] = record.out_key.decode() if record.out_key is not None else None
+            headers = [
+                ("streamline.event_time", str(record.event_time).encode()),
+                (ORIGINAL_HEADER, record.raw or b""),
+                ("streamline.source.topic", record.topic.encode()),
+                ("streamline.source.partition", str(record.partition).encode()),
+                ("streamline.source.offset", str(record.offset).encode()),
+            ]
+            if record.key is not None:
+                headers.append(("streamline.source.key", record.key))
+            self._produce(produce, topic, record.out_key, encode_repartitioned(value), headers)
+
+    def _late(self, record: Record, reason: str, watermark: int) -> None:
+        assert self.txn is not None
+        failure = Failure(LATE, reason, self._window_stage_name())
+        self._dead_letter(record, failure, topic=self.pipeline.topology.late_topic,
+                          extra=[("streamline.watermark", str(watermark).encode())])
+        self.txn.late += 1
+
+    def _fire_windows(self, failures: list[tuple[Record, Failure]] | None = None) -> None:
+        """Emits the windows the watermark has passed, in the open transaction."""
+        wall_ms = int(time.time() * 1000)
+        own = failures if failures is not None else []
+        for task in self.tasks.values():
+            results = task.fire(wall_ms)
+            if results:
+                if self.txn is None:
+                    self._begin()
+                try:
+                    self._emit_results(task, results, own)
+                except KafkaException as exc:
+                    self._handle_kafka_error(exc)
+                    raise TransactionAborted() from exc
+        if failures is None:
+            for record, failure in own:
+                self._dead_letter(record, failure)
+
+    def _emit_results(self, task: WindowTask, results: Any, failures: list[tuple[Record, Failure]]) -> None:
+        assert self.windows is not None
+        records = []
+        for result in results:
+            record = Record(task.topic, task.partition, result.min_seq, None, None, None)
+            record.last_offset = result.max_seq
+            record.value = self.windows.result_value(result)
+            record.event_time = result.max_event_time
+            record.out_key = result.key.encode()
+            records.append(record)
+        self._emit(self.pipeline.encode_records(records, failures, self.metrics))
+
     def _produce(self, produce: Any, topic: str, key: bytes | None, value: bytes | None,
-                 headers: list[tuple[str, bytes]]) -> None:
+                 headers: list[tuple[str, bytes]], partition: int = -1) -> None:
         while True:
             try:
-                produce(topic, value=value, key=key, headers=headers)
+                produce(topic, value=value, key=key, headers=headers, partition=partition)
                 return
             except BufferError:  # the local queue is full: let deliveries drain
                 assert self.producer is not None
@@ -263,6 +436,8 @@ class Processor:
         assert self.producer is not None and self.consumer is not None and self.txn is not None
         txn = self.txn
         started = time.monotonic()
+        self._write_markers()
+        self._write_changelog()
         offsets = [TopicPartition(t, p, off) for (t, p), off in self.positions.items()
                    if (t, p) in self.assignment]
         if self.exactly_once:
@@ -278,7 +453,72 @@ class Processor:
                 self.consumer.commit(offsets=offsets, asynchronous=False)
         self.txn = None
         self.committed.update(self.positions)
+        self._apply_state()
         self._committed_metrics(txn, time.monotonic() - started)
+
+    def _write_markers(self) -> None:
+        """Every assigned source partition's watermark, to every repartition partition."""
+        if not self.pipeline.repartition or not self.source_watermarks.trackers:
+            return
+        assert self.producer is not None
+        topic = self.pipeline.window_input_topic
+        wall_ms = int(time.time() * 1000)
+        for source, watermark, idle in self.source_watermarks.markers(wall_ms):
+            marker = [(MARKER_HEADER, encode_marker(source, watermark, idle))]
+            for partition in range(self.repartition_partitions):
+                self._produce(self.producer.produce, topic, None, None, marker, partition)
+
+    def _write_changelog(self) -> None:
+        """The state changes of the open transaction, to the compacted changelog."""
+        assert self.producer is not None
+        self._changelog_offsets.clear()
+        topic = self.pipeline.changelog_topic
+        for partition, task in self.tasks.items():
+            changes = task.store.pending_changes()
+            if not changes:
+                continue
+            delivered = self._changelog_delivered(partition)
+            for key, value in changes:
+                while True:
+                    try:
+                        self.producer.produce(topic, value=value, key=key, partition=partition,
+                                              on_delivery=delivered)
+                        break
+                    except BufferError:
+                        self.producer.poll(0.05)
+
+    def _changelog_delivered(self, partition: int) -> Any:
+        offsets = self._changelog_offsets
+
+        def delivered(err: KafkaError | None, msg: Message) -> None:
+            if err is None:
+                offset = msg.offset()
+                if offset is not None and offset + 1 > offsets.get(partition, -1):
+                    offsets[partition] = offset + 1
+
+        return delivered
+
+    def _apply_state(self) -> None:
+        """After a commit: the stores apply their changes and record the changelog position."""
+        if not self.tasks:
+            return
+        assert self.producer is not None
+        self.producer.poll(0)  # serve the changelog delivery reports
+        for partition, task in self.tasks.items():
+            offset = self._changelog_offsets.get(partition)
+            if offset is not None:
+                task.store.commit(offset)
+            elif task.store.pending_count:
+                task.store.rollback()  # cannot happen: changes without a changelog write
+
+    def _reset_state(self) -> None:
+        """After an abort: drop uncommitted state and watermarks moved by the aborted records."""
+        wall_ms = int(time.time() * 1000)
+        for task in self.tasks.values():
+            task.store.rollback()
+            task.reset_watermark(wall_ms)
+        for tp in list(self.source_watermarks.trackers):
+            self.source_watermarks.assign(tp, wall_ms)
 
     def _retrying(self, call: Any) -> None:
         """Retries a transactional call while librdkafka says the error is retriable."""
@@ -323,6 +563,7 @@ class Processor:
                 log.warning("abort failed (%s); re-creating the producer", abort_exc.args[0].str())
                 self._recreate_producer()
         self.txn = None
+        self._reset_state()
         self._rewind()
 
     def _recreate_producer(self) -> None:
@@ -362,6 +603,14 @@ class Processor:
                 self.positions[(tp.topic, tp.partition)] = tp.offset
         self.metrics.set_assigned_partitions(len(self.assignment))
         log.info("assigned %s", sorted(f"{t}/{p}" for t, p in self.assignment))
+        wall_ms = int(time.time() * 1000)
+        for tp in partitions:
+            if self.windows is None:
+                continue
+            if tp.topic == self.pipeline.window_input_topic:
+                self._open_task(tp.topic, tp.partition, wall_ms)
+            if self.pipeline.repartition and tp.topic in self.pipeline.source_topics:
+                self.source_watermarks.assign((tp.topic, tp.partition), wall_ms)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.metrics.rebalance("revoked")
@@ -376,6 +625,7 @@ class Processor:
             except KafkaException:
                 self._recreate_producer()
             self.txn = None
+            self._reset_state()
             self.metrics.transaction_aborted("partitions_lost")
         self._forget(partitions)
 
@@ -386,7 +636,22 @@ class Processor:
             self.positions.pop(key, None)
             self.committed.pop(key, None)
             self.metrics.remove_partition(tp.topic, tp.partition)
+            self.source_watermarks.revoke(key)
+            if tp.topic == self.pipeline.window_input_topic and tp.partition in self.tasks:
+                self.tasks.pop(tp.partition).close()
         self.metrics.set_assigned_partitions(len(self.assignment))
+
+    def _open_task(self, topic: str, partition: int, wall_ms: int) -> None:
+        """Opens the partition's store and restores it from the changelog before processing."""
+        assert self.windows is not None
+        if partition in self.tasks:
+            return
+        sources = self.source_partitions if self.pipeline.repartition else None
+        task = WindowTask(self.windows, topic, partition, sources, wall_ms)
+        reader = ChangelogReader(self.connection, self.pipeline.changelog_topic, partition)
+        replayed = restore_task(task, reader.high_watermark(), reader.read, lambda: reader.end)
+        self.metrics.restored(WINDOW_STORE, partition, replayed)
+        self.tasks[partition] = task
 
     # --- lag -----------------------------------------------------------------------------
 

@@ -6,11 +6,21 @@ from typing import Any
 
 Headers = list[tuple[str, bytes]]
 
+ORIGINAL_HEADER = "streamline.original"
+
 
 class Record:
-    """An input record: where it came from, its original bytes, and what the stages made of it."""
+    """An input record: where it came from, its original bytes, and what the stages made of it.
 
-    __slots__ = ("event_time", "headers", "key", "offset", "out_key", "partition", "raw", "topic", "value")
+    A record read from the repartition topic carries its source record's position, key
+    and bytes in headers; `origin()` and `original()` give those, so dead letters and
+    late records always name and hold the record as it entered the topology.
+    """
+
+    __slots__ = (
+        "event_time", "headers", "key", "last_offset", "offset", "out_key", "partition", "raw",
+        "topic", "value",
+    )
 
     def __init__(
         self,
@@ -24,12 +34,38 @@ class Record:
         self.topic = topic
         self.partition = partition
         self.offset = offset
+        self.last_offset = offset
         self.key = key
         self.raw = raw
         self.headers = headers
         self.value: dict[str, Any] = {}
         self.event_time = 0
         self.out_key = key
+
+    def source_range(self) -> bytes:
+        """The `streamline.source` header: `topic/partition/first_offset-last_offset`."""
+        return f"{self.topic}/{self.partition}/{self.offset}-{self.last_offset}".encode()
+
+    def _header(self, name: str) -> bytes | None:
+        for key, value in self.headers or ():
+            if key == name:
+                return value
+        return None
+
+    def origin(self) -> tuple[str, int, int]:
+        """(topic, partition, offset) of the record as it entered the topology."""
+        topic = self._header("streamline.source.topic")
+        if topic is None or self._header(ORIGINAL_HEADER) is None:
+            return self.topic, self.partition, self.offset
+        return (topic.decode(), int(self._header("streamline.source.partition") or b"0"),
+                int(self._header("streamline.source.offset") or b"0"))
+
+    def original(self) -> tuple[bytes | None, bytes | None]:
+        """(key, value) bytes of the record as it entered the topology."""
+        raw = self._header(ORIGINAL_HEADER)
+        if raw is None:
+            return self.key, self.raw
+        return self._header("streamline.source.key"), raw
 
     def __repr__(self) -> str:
         return f"Record({self.topic}/{self.partition}@{self.offset})"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from pathlib import Path
 from types import FrameType
 
 from streamline.connection import Connection
@@ -25,7 +24,6 @@ def run_topology(
     store: SchemaStore,
     connection: Connection,
     options: RunOptions,
-    state_dir: Path | None = None,
     metrics_host: str = "127.0.0.1",
     metrics_port: int = 9400,
     stop: threading.Event | None = None,

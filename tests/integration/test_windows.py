@@ -1,0 +1,181 @@
+"""Windowed aggregation end to end: exact against a brute-force oracle, through crashes and rebalances."""
+
+from __future__ import annotations
+
+import math
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Producer
+
+from streamline.connection import Connection
+from streamline.ops.topics import create_topics, topology_topics
+from streamline.serde import AvroCodec, SchemaStore
+from streamline.topology import load_topology
+from tests.helpers import read_all
+from tests.support.harness import SCHEMAS, StreamlineProcess, duplicates, process_env
+from tests.support.windows_oracle import Event, events, windows
+
+pytestmark = pytest.mark.slow
+
+OOO_MS = 5000
+STORE = SchemaStore(SCHEMAS)
+ORDER = AvroCodec(STORE, STORE.get("com.example.Order"))
+REVENUE = AvroCodec(STORE, STORE.get("com.example.CustomerRevenue"))
+
+WINDOWS = {
+    "tumbling": "tumbling: 1m",
+    "hopping": "hopping: {size: 3m, advance: 1m}",
+    "session": "session: {gap: 30s}",
+}
+
+TOPOLOGY = """\
+apiVersion: streamline/v1
+name: {name}
+version: "1"
+sources:
+  - name: orders
+    topic: {source}
+    schema: com.example.Order
+    event_time: created_at
+    {partitioned_by}
+    watermark:
+      max_out_of_orderness: 5s
+      idle_timeout: 2s
+stages:
+  - filter: "status == 'PAID'"
+  - key_by: customer_id
+  - window:
+      {window}
+      allowed_lateness: {lateness}
+      aggregate:
+        order_count: count()
+        revenue: sum(amount)
+        max_amount: max(amount)
+        min_amount: min(amount)
+        avg_amount: avg(amount)
+        first_order: first(order_id)
+        last_order: last(order_id)
+sink:
+  topic: {sink}
+  schema: com.example.CustomerRevenue
+"""
+
+
+class Scenario:
+    """A windowed topology, its topics and its input, in a test's temp folder."""
+
+    def __init__(self, kafka: Connection, tmp: Path, unique: str, kind: str,
+                 repartition: bool = False, lateness: str = "0s", partitions: int = 3) -> None:
+        self.kafka = kafka
+        self.tmp = tmp
+        self.kind = kind
+        self.repartition = repartition
+        self.name = f"win-{unique}"
+        self.source, self.sink = f"orders-{unique}", f"revenue-{unique}"
+        folder = tmp / "topologies"
+        folder.mkdir(exist_ok=True)
+        self.path = folder / f"{self.name}.yaml"
+        self.path.write_text(TOPOLOGY.format(
+            name=self.name, source=self.source, sink=self.sink, window=WINDOWS[kind],
+            lateness=lateness,
+            partitioned_by="" if repartition else "partitioned_by: customer_id",
+        ))
+        topology = load_topology(self.path)
+        create_topics(kafka, topology_topics(topology, partitions))
+        self.topology = topology
+        self.env = process_env(kafka)
+
+    def produce(self, evts: list[Event]) -> None:
+        """Orders keyed by customer (or, for repartitioning, by order id) to the source topic."""
+        producer = Producer(self.kafka.config(**{"enable.idempotence": True, "linger.ms": 20}))
+        for e in evts:
+            value = ORDER.encode({
+                "order_id": e.order_id, "customer_id": e.key, "amount": e.amount,
+                "currency": "EUR", "status": "PAID", "country": "DE", "created_at": e.t,
+            }, check=False)
+            key = e.order_id if self.repartition else e.key
+            while True:
+                try:
+                    producer.produce(self.source, key=key.encode(), value=value)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+        assert producer.flush(60) == 0
+
+    def expected(self, evts: list[Event]) -> dict[tuple[str, int], dict[str, Any]]:
+        window = self.topology.window
+        assert window is not None
+        hopping = window.hopping
+        size = window.tumbling or (hopping.size if hopping else 0)
+        advance = hopping.advance if hopping else 0
+        gap = window.session.gap if window.session else 0
+        # the watermark each window's partition reaches at the end of the input
+        if self.repartition:  # every source partition idle: the max of their watermarks
+            return windows(evts, self.kind, size, advance, gap, window.allowed_lateness,
+                           max(e.t for e in evts) - OOO_MS)
+        by_partition = self._partitions_of(evts)
+        out: dict[tuple[str, int], dict[str, Any]] = {}
+        for own in by_partition.values():
+            out.update(windows(own, self.kind, size, advance, gap, window.allowed_lateness,
+                               max(e.t for e in own) - OOO_MS))
+        return out
+
+    def _partitions_of(self, evts: list[Event]) -> dict[int, list[Event]]:
+        """Events by the partition the producer put them in (read back from the topic)."""
+        where: dict[str, int] = {}
+        for msg in read_all(self.kafka, self.source, expected=len(evts), timeout=60):
+            where[msg.key().decode()] = msg.partition()
+        grouped: dict[int, list[Event]] = {}
+        for e in evts:
+            grouped.setdefault(where[e.key], []).append(e)
+        return grouped
+
+    def process(self, instance: str) -> StreamlineProcess:
+        return StreamlineProcess(self.path, instance, self.env, self.tmp)
+
+    def await_output(self, expected: dict[tuple[str, int], Any], timeout: float,
+                     procs: list[StreamlineProcess]) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        values: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            values = [REVENUE.decode(m.value()) for m in read_all(self.kafka, self.sink, timeout=10)]
+            if len(values) >= len(expected):
+                time.sleep(3)  # anything beyond the expectation would show up now
+                return [REVENUE.decode(m.value()) for m in read_all(self.kafka, self.sink)]
+            time.sleep(1)
+        logs = "\n".join(p.log()[-4000:] for p in procs)
+        raise AssertionError(f"{len(values)} of {len(expected)} windows after {timeout}s\n{logs}")
+
+
+def assert_windows_exact(values: list[dict[str, Any]], expected: dict[tuple[str, int], Any]) -> None:
+    keys = [(v["customer_id"], v["window_start"]) for v in values]
+    assert duplicates(keys) == []  # type: ignore[arg-type]
+    got = {(v["customer_id"], v["window_start"]): v for v in values}
+    assert set(got) == set(expected)
+    for key, want in expected.items():
+        have = got[key]
+        for field in ("window_end", "order_count", "first_order", "last_order", "max_amount",
+                      "min_amount"):
+            assert have[field] == want[field], (key, field)
+        for field in ("revenue", "avg_amount"):
+            assert math.isclose(have[field], want[field], rel_tol=1e-9), (key, field)
+
+
+@pytest.mark.parametrize("kind", ["tumbling", "hopping", "session"])
+def test_every_window_kind_equals_the_oracle(kafka: Connection, unique: str, tmp_path: Path,
+                                             kind: str) -> None:
+    scenario = Scenario(kafka, tmp_path, unique, kind)
+    evts = events(100_000, keys=500, step_ms=20, disorder_ms=OOO_MS - 1000)
+    scenario.produce(evts)
+    expected = scenario.expected(evts)
+    proc = scenario.process("a").start()
+    try:
+        values = scenario.await_output(expected, 300, [proc])
+    finally:
+        assert proc.stop() == 0
+    assert_windows_exact(values, expected)
