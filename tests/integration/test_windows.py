@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import random
 import shutil
 import time
@@ -16,7 +17,9 @@ from streamline.connection import Connection
 from streamline.ops.topics import create_topics, topology_topics
 from streamline.serde import AvroCodec, SchemaStore
 from streamline.topology import load_topology
+from streamline.dev.broker import free_port
 from tests.helpers import read_all
+from tests.integration.test_run import scrape, total
 from tests.support.harness import SCHEMAS, StreamlineProcess, duplicates, process_env
 from tests.support.windows_oracle import Event, events, windows
 
@@ -135,8 +138,8 @@ class Scenario:
             grouped.setdefault(where[e.key], []).append(e)
         return grouped
 
-    def process(self, instance: str) -> StreamlineProcess:
-        return StreamlineProcess(self.path, instance, self.env, self.tmp)
+    def process(self, instance: str, metrics_port: int = 0) -> StreamlineProcess:
+        return StreamlineProcess(self.path, instance, self.env, self.tmp, metrics_port=metrics_port)
 
     def await_output(self, expected: dict[tuple[str, int], Any], timeout: float,
                      procs: list[StreamlineProcess]) -> list[dict[str, Any]]:
@@ -179,3 +182,114 @@ def test_every_window_kind_equals_the_oracle(kafka: Connection, unique: str, tmp
     finally:
         assert proc.stop() == 0
     assert_windows_exact(values, expected)
+
+
+class SlowFeeder:
+    """Produces events in slices over time, so processes can be killed mid-stream."""
+
+    def __init__(self, scenario: Scenario, evts: list[Event], slices: int = 20,
+                 pause: float = 0.5) -> None:
+        import threading
+
+        self.thread = threading.Thread(target=self._run, args=(scenario, evts, slices, pause),
+                                       daemon=True)
+
+    @staticmethod
+    def _run(scenario: Scenario, evts: list[Event], slices: int, pause: float) -> None:
+        size = len(evts) // slices + 1
+        for i in range(0, len(evts), size):
+            scenario.produce(evts[i:i + size])
+            time.sleep(pause)
+
+    def start(self) -> SlowFeeder:
+        self.thread.start()
+        return self
+
+    def join(self) -> None:
+        self.thread.join(300)
+
+
+@pytest.mark.parametrize("repartition", [False, True], ids=["partitioned", "repartitioned"])
+def test_sigkill_recovers_from_checkpoint_and_from_changelog(
+    kafka: Connection, unique: str, tmp_path: Path, repartition: bool
+) -> None:
+    scenario = Scenario(kafka, tmp_path, unique, "tumbling", repartition=repartition)
+    evts = events(100_000, keys=500, step_ms=20, disorder_ms=OOO_MS - 1000)
+    feeder = SlowFeeder(scenario, evts).start()
+    proc = scenario.process("a").start()
+    rng = random.Random(unique)
+    recovery = ["checkpoint", "changelog", "checkpoint"]
+    for how in recovery:
+        time.sleep(rng.uniform(2.5, 4.5))
+        proc.kill()
+        if how == "changelog":  # local state lost: everything comes back from the changelog
+            shutil.rmtree(proc.state_dir)
+        proc.start()
+    feeder.join()
+    expected = scenario.expected(evts)
+    try:
+        values = scenario.await_output(expected, 300, [proc])
+    finally:
+        assert proc.stop() == 0
+    assert_windows_exact(values, expected)
+    log = proc.log()
+    assert "(local checkpoint)" in log
+    assert "(from the beginning)" in log
+
+
+def test_second_instance_takes_over_partitions_with_their_state(
+    kafka: Connection, unique: str, tmp_path: Path
+) -> None:
+    scenario = Scenario(kafka, tmp_path, unique, "session", repartition=True)
+    evts = events(60_000, keys=300, step_ms=20, disorder_ms=OOO_MS - 1000)
+    feeder = SlowFeeder(scenario, evts, slices=15).start()
+    first = scenario.process("a").start()
+    time.sleep(4)
+    second = scenario.process("b").start()
+    feeder.join()
+    expected = scenario.expected(evts)
+    try:
+        values = scenario.await_output(expected, 300, [first, second])
+    finally:
+        assert first.stop() == 0
+        assert second.stop() == 0
+    assert_windows_exact(values, expected)
+    assert re.search(r"restored windows partition \d: [1-9]\d* changelog records", second.log())
+
+
+def test_late_records_go_to_the_late_topic_with_the_watermark_they_missed(
+    kafka: Connection, unique: str, tmp_path: Path
+) -> None:
+    scenario = Scenario(kafka, tmp_path, unique, "tumbling", lateness="10s", partitions=1)
+    minute = 60_000
+    on_time = [Event("k-1", f"o-{i}", 1.0, BASE_T + i * 1000, i) for i in range(200)]
+    # the watermark is now BASE_T + 199 s - 5 s: the first minute closed at BASE_T + 70 s
+    late = [Event("k-1", "late-1", 5.0, BASE_T + 10_000, 200),
+            Event("k-2", "late-2", 5.0, BASE_T + minute + 30_000, 201)]
+    scenario.produce(on_time + late)
+    port = free_port()
+    proc = scenario.process("a", metrics_port=port).start()
+    late_topic = scenario.topology.late_topic
+    try:
+        deadline = time.monotonic() + 120
+        found: list[Any] = []
+        while time.monotonic() < deadline and len(found) < 2:
+            found = read_all(kafka, late_topic, timeout=5)
+            time.sleep(0.5)
+        counted = total(scrape(port), "streamline_late_records_total", topic=late_topic)
+    finally:
+        assert proc.stop() == 0
+    assert counted == 2
+    assert len(found) == 2
+    watermark = BASE_T + 199_000 - OOO_MS
+    for msg in found:
+        headers = dict(msg.headers() or [])
+        assert headers["streamline.error.type"] == b"late"
+        assert headers["streamline.watermark"] == str(watermark).encode()
+        assert ORDER.decode(msg.value())["order_id"].startswith("late-")
+    values = [REVENUE.decode(m.value()) for m in read_all(kafka, scenario.sink)]
+    first_minute = [v for v in values if v["window_start"] == BASE_T]
+    assert first_minute and first_minute[0]["order_count"] == 60  # the late record changed nothing
+
+
+BASE_T = 1767225600000

@@ -544,6 +544,8 @@ class Processor:
             m.observe_latency([(now_ms - t) / 1000.0 for t in txn.event_times])
         for (error_type, stage), n in txn.dead_letters.items():
             m.dead_letter(error_type, stage, n)
+        if txn.late:
+            m.late(self.pipeline.topology.late_topic, txn.late)
         for (topic, partition), offset in self.committed.items():
             m.set_committed_offset(topic, partition, offset)
 

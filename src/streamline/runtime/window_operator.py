@@ -257,33 +257,37 @@ class WindowOperator:
         """The final results of the windows due at ``watermark``, in end-time order.
 
         Their state is deleted, so each window is returned once. ``limit``
-        caps how many timers one call handles (when a million keys share a
-        window end, the caller can fire and commit in slices); call again
-        until it returns nothing. Cheap when nothing is due: the next due time
-        is cached.
+        caps the results of one call (when a million keys share a window end,
+        the caller can fire and commit in slices); call again until it returns
+        nothing. Cheap when nothing is due: the next due time is cached.
         """
+        if limit is not None and limit <= 0:
+            raise ValueError(f"limit must be > 0, got {limit}")
         self._sync()
         w = self._advance(watermark)
         if self._next_due is None:
             self._next_due = self._find_next_due()
         if w < self._next_due:
             return []
-        bound = w - self._lateness  # timers ending at or before this are due
-        scan = self._store.items(self._scan_from, _timer_bound(bound + 1))
-        due = list(scan if limit is None else islice(scan, limit))
+        end_of_due = _timer_bound(w - self._lateness + 1)  # timers ending at or before are due
         results: list[WindowResult] = []
-        for timer_key, value in due:
-            end = _timer_end(timer_key)
-            if self._sessions is None:
-                results.append(self._fire_window(timer_key, value, end))
-            elif timer_key[9] == _WINDOW_TIMER:
-                self._fire_session(timer_key, end, w, results)
-            else:
-                self._expire_session_key(timer_key, w)
-        if limit is not None and len(due) == limit:
-            self._scan_from = due[-1][0] + b"\x00"  # the next key after the last one fired
-        else:
-            self._scan_from = _timer_bound(bound + 1)
+        while True:
+            scan = self._store.items(self._scan_from, end_of_due)
+            due = list(scan if limit is None else islice(scan, limit))
+            for timer_key, value in due:
+                end = _timer_end(timer_key)
+                if self._sessions is None:
+                    results.append(self._fire_window(timer_key, value, end))
+                elif timer_key[9] == _WINDOW_TIMER:
+                    self._fire_session(timer_key, end, w, results)
+                else:
+                    self._expire_session_key(timer_key, w)  # no result: may need another round
+            if limit is None or len(due) < limit:
+                self._scan_from = end_of_due
+                break
+            self._scan_from = due[-1][0] + b"\x00"  # the key right after the last one handled
+            if results:
+                break
         self._next_due = self._find_next_due()
         return results
 

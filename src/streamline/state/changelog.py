@@ -1,0 +1,86 @@
+"""Reading a store's changelog partition back, for restore (read_committed, no consumer group)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from streamline.connection import Connection
+from streamline.errors import StreamlineError
+
+CHUNK = 5000
+RESTORE_TIMEOUT_S = 600.0
+
+
+class ChangelogReader:
+    """The committed records of one changelog partition from an offset to its end.
+
+    Iterating yields chunks of (key, value or None); afterwards `end` is the offset the
+    replay reached: everything committed below it has been read.
+    """
+
+    def __init__(self, connection: Connection, topic: str, partition: int) -> None:
+        self.connection = connection
+        self.topic = topic
+        self.partition = partition
+        self.end = 0
+
+    def high_watermark(self) -> int:
+        consumer = self._consumer()
+        try:
+            _low, high = consumer.get_watermark_offsets(
+                TopicPartition(self.topic, self.partition), timeout=30
+            )
+            return int(high)
+        finally:
+            consumer.close()
+
+    def _consumer(self) -> Consumer:
+        return Consumer(
+            self.connection.config(
+                **{
+                    "group.id": f"streamline-restore-{uuid.uuid4().hex[:8]}",
+                    "isolation.level": "read_committed",
+                    "enable.auto.commit": False,
+                    "enable.partition.eof": True,
+                    "fetch.max.bytes": 52428800,
+                },
+                log_level=0,
+            )
+        )
+
+    def read(self, start: int) -> Iterator[list[tuple[bytes, bytes | None]]]:
+        self.end = start
+        if start >= self.high_watermark():
+            return
+        consumer = self._consumer()
+        consumer.assign([TopicPartition(self.topic, self.partition, start)])
+        deadline = time.monotonic() + RESTORE_TIMEOUT_S
+        try:
+            while time.monotonic() < deadline:
+                chunk: list[tuple[bytes, bytes | None]] = []
+                done = False
+                for msg in consumer.consume(CHUNK, timeout=0.5):
+                    error = msg.error()
+                    if error is not None:
+                        if error.code() == KafkaError._PARTITION_EOF:
+                            self.end = max(self.end, int(msg.offset()))
+                            done = True
+                            continue
+                        raise StreamlineError(f"restoring from {self.topic}: {error.str()}")
+                    key = msg.key()
+                    if key is not None:
+                        chunk.append((key, msg.value()))
+                    self.end = max(self.end, int(msg.offset()) + 1)
+                if chunk:
+                    yield chunk
+                if done:
+                    return
+            raise StreamlineError(
+                f"restoring {self.topic}/{self.partition} did not finish within {RESTORE_TIMEOUT_S:.0f}s"
+            )
+        finally:
+            consumer.close()
