@@ -118,6 +118,12 @@ class Processor:
         self.source_partitions: list[tuple[str, int]] = []
         self._changelog_offsets: dict[int, int] = {}
         self._repartition_partitions: int | None = None
+        # markers go out when a source watermark or idleness changes, and as a keepalive
+        self._markers_sent: dict[tuple[str, int], tuple[int, bool]] = {}
+        self._markers_sent_at = 0
+        self._marker_keepalive_ms = max(
+            pipeline.commit_interval_ms, pipeline.topology.source.watermark.idle_timeout // 2
+        )
 
     # --- clients -------------------------------------------------------------------------
 
@@ -217,6 +223,8 @@ class Processor:
                 self._fire_windows()
             except TransactionAborted:
                 return
+        if self.txn is None and self._markers_due():
+            self._begin()  # a transaction just for the markers: their commit writes them
         if self.txn is not None and self._commit_due():
             self._commit_or_abort()
         self._update_lag()
@@ -456,6 +464,26 @@ class Processor:
         self._apply_state()
         self._committed_metrics(txn, time.monotonic() - started)
 
+    def _markers_due(self) -> bool:
+        """Whether a source partition's watermark or idleness changed, or a keepalive is due."""
+        if not self.pipeline.repartition or not self.source_watermarks.trackers:
+            return False
+        wall_ms = int(time.time() * 1000)
+        if wall_ms - self._markers_sent_at >= self._marker_keepalive_ms:
+            return True
+        return any(self._markers_sent.get(tp) != (w, idle)
+                   for tp, w, idle in self.source_watermarks.markers(wall_ms, self._caught_up))
+
+    def _caught_up(self, tp: tuple[str, int]) -> bool:
+        """Whether this process has read everything the partition holds (no backlog)."""
+        assert self.consumer is not None
+        try:
+            _low, high = self.consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)
+        except KafkaException:
+            return False
+        position = self.positions.get(tp, self.committed.get(tp))
+        return high >= 0 and position is not None and position >= high
+
     def _write_markers(self) -> None:
         """Every assigned source partition's watermark, to every repartition partition."""
         if not self.pipeline.repartition or not self.source_watermarks.trackers:
@@ -463,7 +491,9 @@ class Processor:
         assert self.producer is not None
         topic = self.pipeline.window_input_topic
         wall_ms = int(time.time() * 1000)
-        for source, watermark, idle in self.source_watermarks.markers(wall_ms):
+        self._markers_sent_at = wall_ms
+        for source, watermark, idle in self.source_watermarks.markers(wall_ms, self._caught_up):
+            self._markers_sent[source] = (watermark, idle)
             marker = [(MARKER_HEADER, encode_marker(source, watermark, idle))]
             for partition in range(self.repartition_partitions):
                 self._produce(self.producer.produce, topic, None, None, marker, partition)
@@ -471,7 +501,6 @@ class Processor:
     def _write_changelog(self) -> None:
         """The state changes of the open transaction, to the compacted changelog."""
         assert self.producer is not None
-        self._changelog_offsets.clear()
         topic = self.pipeline.changelog_topic
         for partition, task in self.tasks.items():
             changes = task.store.pending_changes()
@@ -493,23 +522,28 @@ class Processor:
         def delivered(err: KafkaError | None, msg: Message) -> None:
             if err is None:
                 offset = msg.offset()
-                if offset is not None and offset + 1 > offsets.get(partition, -1):
+                if offset is not None and offset + 1 > offsets.get(partition, 0):
                     offsets[partition] = offset + 1
 
         return delivered
 
     def _apply_state(self) -> None:
-        """After a commit: the stores apply their changes and record the changelog position."""
+        """After a commit: the stores apply their changes and record the changelog position.
+
+        The position is the highest delivered changelog offset seen so far; when the
+        delivery reports of this transaction have not been served yet, it lags behind,
+        and a restore replays a little more than needed, which whole-value records allow.
+        """
         if not self.tasks:
             return
         assert self.producer is not None
-        self.producer.poll(0)  # serve the changelog delivery reports
+        self.producer.poll(0)  # serve the changelog delivery reports that are ready
         for partition, task in self.tasks.items():
-            offset = self._changelog_offsets.get(partition)
-            if offset is not None:
-                task.store.commit(offset)
-            elif task.store.pending_count:
-                task.store.rollback()  # cannot happen: changes without a changelog write
+            if not task.store.pending_count:
+                continue
+            checkpoint = task.store.checkpoint()
+            known = checkpoint.changelog_offset if checkpoint is not None else 0
+            task.store.commit(max(known, self._changelog_offsets.get(partition, 0)))
 
     def _reset_state(self) -> None:
         """After an abort: drop uncommitted state and watermarks moved by the aborted records."""
@@ -605,12 +639,13 @@ class Processor:
                 self.positions[(tp.topic, tp.partition)] = tp.offset
         self.metrics.set_assigned_partitions(len(self.assignment))
         log.info("assigned %s", sorted(f"{t}/{p}" for t, p in self.assignment))
-        wall_ms = int(time.time() * 1000)
+        if self.windows is None:
+            return
         for tp in partitions:
-            if self.windows is None:
-                continue
             if tp.topic == self.pipeline.window_input_topic:
-                self._open_task(tp.topic, tp.partition, wall_ms)
+                self._open_task(tp.topic, tp.partition)
+        wall_ms = int(time.time() * 1000)  # idleness counts from when processing can start
+        for tp in partitions:
             if self.pipeline.repartition and tp.topic in self.pipeline.source_topics:
                 self.source_watermarks.assign((tp.topic, tp.partition), wall_ms)
 
@@ -643,15 +678,16 @@ class Processor:
                 self.tasks.pop(tp.partition).close()
         self.metrics.set_assigned_partitions(len(self.assignment))
 
-    def _open_task(self, topic: str, partition: int, wall_ms: int) -> None:
+    def _open_task(self, topic: str, partition: int) -> None:
         """Opens the partition's store and restores it from the changelog before processing."""
         assert self.windows is not None
         if partition in self.tasks:
             return
         sources = self.source_partitions if self.pipeline.repartition else None
-        task = WindowTask(self.windows, topic, partition, sources, wall_ms)
+        task = WindowTask(self.windows, topic, partition, sources, int(time.time() * 1000))
         reader = ChangelogReader(self.connection, self.pipeline.changelog_topic, partition)
         replayed = restore_task(task, reader.high_watermark(), reader.read, lambda: reader.end)
+        task.started(int(time.time() * 1000))  # idleness counts from when processing can start
         self.metrics.restored(WINDOW_STORE, partition, replayed)
         self.tasks[partition] = task
 

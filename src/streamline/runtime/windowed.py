@@ -107,7 +107,10 @@ class WindowTask:
         self.store = PartitionStore(path, settings.generation, fingerprint=settings.fingerprint)
         self.operator = settings.operator(self.store)
         # direct input: the partition's own watermark; repartitioned: min over source partitions
-        self._idle_timeout_ms = settings.idle_timeout_ms
+        # Upstream instances mark their idle source partitions in the markers (sent at
+        # least every idle_timeout / 2); a source partition silent for much longer than
+        # that has no live owner, and is left out until it has one again.
+        self._downstream_idle_ms = 3 * settings.idle_timeout_ms + 10_000
         self.direct: WatermarkTracker | None = None
         self.combined: CombinedWatermark[tuple[str, int]] | None = None
         if source_partitions is None:
@@ -115,7 +118,7 @@ class WindowTask:
                 settings.max_out_of_orderness_ms, settings.idle_timeout_ms, start_wall_ms=wall_ms
             )
         else:
-            self.combined = CombinedWatermark(0, settings.idle_timeout_ms)
+            self.combined = CombinedWatermark(0, self._downstream_idle_ms)
             for source in source_partitions:
                 self.combined.add_partition(source, wall_ms)
 
@@ -142,16 +145,20 @@ class WindowTask:
 
     def reset_watermark(self, wall_ms: int) -> None:
         """Forgets watermark progress of an aborted transaction (the operator keeps the committed one)."""
+        self.started(wall_ms)
+
+    def started(self, wall_ms: int) -> None:
+        """Starts the watermark over (from the operator's committed one) at `wall_ms`."""
         if self.direct is not None:
             self.direct = WatermarkTracker(
                 self.direct.max_out_of_orderness_ms, self.direct.idle_timeout_ms, start_wall_ms=wall_ms
             )
-        else:
-            assert self.combined is not None
-            sources = list(self.combined)
-            self.combined = CombinedWatermark(0, self._idle_timeout_ms)
-            for source in sources:
-                self.combined.add_partition(source, wall_ms)
+            return
+        assert self.combined is not None
+        sources = list(self.combined)
+        self.combined = CombinedWatermark(0, self._downstream_idle_ms)
+        for source in sources:
+            self.combined.add_partition(source, wall_ms)
 
     def fire(self, wall_ms: int) -> list[WindowResult]:
         watermark = self.watermark(wall_ms)
@@ -182,10 +189,15 @@ class SourceWatermarks:
         if tracker is not None:
             tracker.observe(event_time, wall_ms)
 
-    def markers(self, wall_ms: int) -> Iterator[tuple[tuple[str, int], int, bool]]:
-        """(source partition, watermark, idle) of every assigned source partition."""
+    def markers(self, wall_ms: int, caught_up: Callable[[tuple[str, int]], bool]
+                ) -> Iterator[tuple[tuple[str, int], int, bool]]:
+        """(source partition, watermark, idle) of every assigned source partition.
+
+        A partition is idle when it has had no record for `idle_timeout` and this
+        process has read all it holds: a partition with a backlog is never idle.
+        """
         for tp, tracker in self.trackers.items():
-            yield tp, tracker.watermark, tracker.is_idle(wall_ms)
+            yield tp, tracker.watermark, tracker.is_idle(wall_ms) and caught_up(tp)
 
 
 def encode_marker(source: tuple[str, int], watermark: int, idle: bool) -> bytes:

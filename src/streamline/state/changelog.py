@@ -63,7 +63,7 @@ class ChangelogReader:
             while time.monotonic() < deadline:
                 chunk: list[tuple[bytes, bytes | None]] = []
                 done = False
-                for msg in consumer.consume(CHUNK, timeout=0.5):
+                for msg in consumer.consume(CHUNK, timeout=0.1):
                     error = msg.error()
                     if error is not None:
                         if error.code() == KafkaError._PARTITION_EOF:
