@@ -26,7 +26,7 @@ broker_app = typer.Typer(help="The local single-node Apache Kafka broker (KRaft,
 app.add_typer(broker_app, name="dev-broker")
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 BootstrapOpt = Annotated[
     str | None,
@@ -270,8 +270,6 @@ def demo(
     kafka_config: KafkaConfigOpt = None,
 ) -> None:
     """Start the dev broker if needed, run the sample topology on sample data, print the results."""
-    from rich.table import Table
-
     from streamline.ops.demo import run_demo
 
     root = Path(__file__).resolve().parents[2]
@@ -280,19 +278,37 @@ def demo(
 
         info = DevBroker().start()
         bootstrap_servers = info.bootstrap
-    topology = root / "topologies" / "paid-orders.yaml"
+    topology = root / "topologies" / "revenue-per-minute.yaml"
     checked, store = load_checked(topology, root / "schemas")
     connection = connect(bootstrap_servers, kafka_config)
     connection.check_reachable()
     rows = run_demo(connection, checked, store, root / "examples" / "orders.jsonl",
                     Path(".streamline/demo-state"), lambda line: err.print(line, markup=False))
-    table = Table(title=f"{checked.topology.sink.topic}: {len(rows)} records")
+    out.print(results_table(checked.topology.sink.topic, rows))
+
+
+def results_table(title: str, rows: list[dict[str, Any]]) -> Any:
+    """Output records as a table; window bounds as UTC times, numbers rounded."""
+    from datetime import UTC, datetime
+
+    from rich.table import Table
+
+    table = Table(title=f"{title}: {len(rows)} records")
     fields = list(rows[0]) if rows else []
     for name in fields:
-        table.add_column(name)
-    for row in sorted(rows, key=lambda r: str(r.get(fields[0]))) if rows else []:
-        table.add_row(*(str(row[f]) for f in fields))
-    out.print(table)
+        table.add_column(name, justify="right" if name not in ("customer_id",) else "left")
+
+    def cell(name: str, value: Any) -> str:
+        if name.startswith("window_") and isinstance(value, int):
+            return datetime.fromtimestamp(value / 1000, UTC).strftime("%H:%M:%S")
+        if isinstance(value, float):
+            return f"{value:.2f}"
+        return str(value)
+
+    order = sorted(rows, key=lambda r: (r.get("window_start", 0), str(r.get(fields[0]))))
+    for row in order:
+        table.add_row(*(cell(f, row[f]) for f in fields))
+    return table
 
 
 # --- entry point --------------------------------------------------------------------------

@@ -155,6 +155,19 @@ class Scenario:
         raise AssertionError(f"{len(values)} of {len(expected)} windows after {timeout}s\n{logs}")
 
 
+def await_processing(proc: StreamlineProcess, timeout: float = 60) -> None:
+    """Waits until the process (re)started most recently has restored its partitions."""
+    starts = proc.log().count("running ")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        log = proc.log()
+        last_start = log.rfind("running ")
+        if log.count("running ") >= starts and "restored windows" in log[last_start:]:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the process did not start processing within {timeout}s:\n{proc.log()[-3000:]}")
+
+
 def assert_windows_exact(values: list[dict[str, Any]], expected: dict[tuple[str, int], Any]) -> None:
     keys = [(v["customer_id"], v["window_start"]) for v in values]
     assert duplicates(keys) == []  # type: ignore[arg-type]
@@ -220,7 +233,8 @@ def test_sigkill_recovers_from_checkpoint_and_from_changelog(
     rng = random.Random(unique)
     recovery = ["checkpoint", "changelog", "checkpoint"]
     for how in recovery:
-        time.sleep(rng.uniform(2.5, 4.5))
+        await_processing(proc)
+        time.sleep(rng.uniform(0.5, 2.5))
         proc.kill()
         if how == "changelog":  # local state lost: everything comes back from the changelog
             shutil.rmtree(proc.state_dir)

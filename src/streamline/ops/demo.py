@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +22,29 @@ from streamline.topology import CheckedTopology
 
 DEMO_PARTITIONS = 3
 DRAIN_TIMEOUT_S = 120.0
+
+
+def _rebase_event_times(data: Path, field: str, folder: Path) -> Path:
+    """A copy of the sample moved to start now, after every earlier demo run's events.
+
+    Windows that closed in an earlier run stay closed, so replaying the same sample
+    unchanged would only produce late records; moved forward, every run is on time.
+    """
+    records = [json.loads(line) for line in data.read_text().splitlines() if line.strip()]
+    folder.mkdir(parents=True, exist_ok=True)
+    last_file = folder / "last-event-time"
+    try:
+        previous = int(last_file.read_text())
+    except (OSError, ValueError):
+        previous = 0
+    first = min(int(r[field]) for r in records)
+    start = max(int(time.time() * 1000), previous + 60_000)
+    shift = start - start % 60_000 - first + first % 60_000  # keep the sample's minute alignment
+    moved = [{**r, field: int(r[field]) + shift} for r in records]
+    out = folder / data.name
+    out.write_text("".join(json.dumps(r) + "\n" for r in moved))
+    last_file.write_text(str(max(r[field] for r in moved)))
+    return out
 
 
 def end_offsets(connection: Connection, topic: str) -> dict[int, int]:
@@ -47,8 +71,9 @@ def run_demo(
     create_topics(connection, topology_topics(topology, DEMO_PARTITIONS))
     source = topology.source
     output_start = end_offsets(connection, topology.sink.topic)
-    sent = produce(connection, source.topic, store, source.schema_name, data, key_field=None)
-    report(f"produced {sent.sent} records from {data} to {source.topic}")
+    rebased = _rebase_event_times(data, source.event_time, state_dir)
+    sent = produce(connection, source.topic, store, source.schema_name, rebased, key_field=None)
+    report(f"produced {sent.sent} records from {data} to {source.topic} (event times moved to start now)")
     input_end = end_offsets(connection, source.topic)
 
     stop = threading.Event()
@@ -66,12 +91,18 @@ def run_demo(
     worker.start()
     try:
         _await_drained(connection, topology.group_id, source.topic, input_end, stop)
+        if topology.window is not None:
+            # the last windows close once every source partition has been idle for idle_timeout
+            report(f"input processed; waiting {source.watermark.idle_timeout / 1000:.0f}s of "
+                   "idleness for the last windows to close")
+            stop.wait(source.watermark.idle_timeout / 1000 + 3)
     finally:
         stop.set()
         worker.join(60)
     if failure:
         raise failure[0]
-    report(f"ran {topology.name}@{topology.version}; input fully processed")
+    lag = sum(input_end.values()) - sum(_committed(connection, topology.group_id, source.topic, input_end).values())
+    report(f"ran {topology.name}@{topology.version}; consumer lag on {source.topic}: {lag}")
     codec = AvroCodec(store, checked.sink_schema)
     return [codec.decode(m.value()) for m in read_range(connection, topology.sink.topic, output_start)]
 
@@ -95,19 +126,23 @@ def read_range(connection: Connection, topic: str, start: dict[int, int]) -> lis
     return records
 
 
+def _committed(connection: Connection, group: str, topic: str, end: dict[int, int]) -> dict[int, int]:
+    consumer = Consumer(connection.config(**{"group.id": group, "enable.auto.commit": False}, log_level=0))
+    try:
+        committed = consumer.committed([TopicPartition(topic, p) for p in end], timeout=10)
+        return {tp.partition: max(tp.offset, 0) for tp in committed}
+    finally:
+        consumer.close()
+
+
 def _await_drained(connection: Connection, group: str, topic: str, end: dict[int, int],
                    stop: threading.Event) -> None:
     """Waits until the group's committed offsets reach `end` on every partition."""
-    consumer = Consumer(connection.config(**{"group.id": group, "enable.auto.commit": False}, log_level=0))
-    try:
-        partitions = [TopicPartition(topic, p) for p in end]
-        deadline = time.monotonic() + DRAIN_TIMEOUT_S
-        while time.monotonic() < deadline and not stop.is_set():
-            committed = consumer.committed(partitions, timeout=10)
-            if all(tp.offset >= end[tp.partition] for tp in committed):
-                return
-            time.sleep(0.3)
-        if not stop.is_set():
-            raise StreamlineError(f"the demo did not process its input within {DRAIN_TIMEOUT_S:.0f}s")
-    finally:
-        consumer.close()
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    while time.monotonic() < deadline and not stop.is_set():
+        committed = _committed(connection, group, topic, end)
+        if all(committed[p] >= end[p] for p in end):
+            return
+        time.sleep(0.3)
+    if not stop.is_set():
+        raise StreamlineError(f"the demo did not process its input within {DRAIN_TIMEOUT_S:.0f}s")
