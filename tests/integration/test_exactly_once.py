@@ -17,6 +17,7 @@ from tests.support.harness import (
     Expected,
     InputFeeder,
     StreamlineProcess,
+    crash_repeatedly,
     duplicates,
     expectation,
     make_topology,
@@ -96,12 +97,8 @@ def test_sigkilled_processor_restarts_without_duplicates_or_loss(
     topology, source, sink, dlq = make_topology(tmp_path, kafka, unique)
     feeder, expected = start_feeding(kafka, source)
     env = process_env(kafka)
-    rng = random.Random(unique)
     proc = StreamlineProcess(topology, "a", env, tmp_path).start()
-    for _ in range(3):
-        time.sleep(rng.uniform(2.0, 5.0))
-        proc.kill()
-        proc.start()
+    crash_repeatedly(proc, random.Random(unique))
     feeder.join(120)
     assert feeder.error is None
     wait_for_output(kafka, sink, dlq, expected, 180, [proc])
@@ -153,12 +150,8 @@ def test_at_least_once_loses_nothing_under_sigkill(
     topology, source, sink, dlq = make_topology(tmp_path, kafka, unique, guarantee="at_least_once")
     feeder, expected = start_feeding(kafka, source)
     env = process_env(kafka)
-    rng = random.Random(unique)
     proc = StreamlineProcess(topology, "a", env, tmp_path).start()
-    for _ in range(3):
-        time.sleep(rng.uniform(2.0, 5.0))
-        proc.kill()
-        proc.start()
+    crash_repeatedly(proc, random.Random(unique))
     feeder.join(120)
     wait_for_output(kafka, sink, dlq, expected, 180, [proc])
     assert proc.stop() == 0

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-import re
 import random
+import re
 import shutil
 import time
 from pathlib import Path
@@ -14,13 +14,19 @@ import pytest
 from confluent_kafka import Producer
 
 from streamline.connection import Connection
+from streamline.dev.broker import free_port
 from streamline.ops.topics import create_topics, topology_topics
 from streamline.serde import AvroCodec, SchemaStore
 from streamline.topology import load_topology
-from streamline.dev.broker import free_port
 from tests.helpers import read_all
 from tests.integration.test_run import scrape, total
-from tests.support.harness import SCHEMAS, StreamlineProcess, duplicates, process_env
+from tests.support.harness import (
+    SCHEMAS,
+    StreamlineProcess,
+    crash_repeatedly,
+    duplicates,
+    process_env,
+)
 from tests.support.windows_oracle import Event, events, windows
 
 pytestmark = pytest.mark.slow
@@ -155,19 +161,6 @@ class Scenario:
         raise AssertionError(f"{len(values)} of {len(expected)} windows after {timeout}s\n{logs}")
 
 
-def await_processing(proc: StreamlineProcess, timeout: float = 60) -> None:
-    """Waits until the process (re)started most recently has restored its partitions."""
-    starts = proc.log().count("running ")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        log = proc.log()
-        last_start = log.rfind("running ")
-        if log.count("running ") >= starts and "restored windows" in log[last_start:]:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"the process did not start processing within {timeout}s:\n{proc.log()[-3000:]}")
-
-
 def assert_windows_exact(values: list[dict[str, Any]], expected: dict[tuple[str, int], Any]) -> None:
     keys = [(v["customer_id"], v["window_start"]) for v in values]
     assert duplicates(keys) == []  # type: ignore[arg-type]
@@ -230,15 +223,12 @@ def test_sigkill_recovers_from_checkpoint_and_from_changelog(
     evts = events(100_000, keys=500, step_ms=20, disorder_ms=OOO_MS - 1000)
     feeder = SlowFeeder(scenario, evts).start()
     proc = scenario.process("a").start()
-    rng = random.Random(unique)
-    recovery = ["checkpoint", "changelog", "checkpoint"]
-    for how in recovery:
-        await_processing(proc)
-        time.sleep(rng.uniform(0.5, 2.5))
-        proc.kill()
-        if how == "changelog":  # local state lost: everything comes back from the changelog
+
+    def lose_local_state(restart: int) -> None:
+        if restart == 1:  # the second restart rebuilds everything from the changelog
             shutil.rmtree(proc.state_dir)
-        proc.start()
+
+    crash_repeatedly(proc, random.Random(unique), before_restart=lose_local_state)
     feeder.join()
     expected = scenario.expected(evts)
     try:

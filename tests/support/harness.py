@@ -201,6 +201,31 @@ class StreamlineProcess:
         return self.log_path.read_text(errors="replace")
 
 
+def await_started(proc: StreamlineProcess, timeout: float = 60) -> None:
+    """Waits until the most recent start of `proc` has partitions assigned (and restored)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        log = proc.log()
+        since = log[log.rfind("running "):]
+        if "assigned" in since and ("restored windows" in since or "windows" not in log):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{proc.instance_id} did not start processing within {timeout}s:\n"
+                         f"{proc.log()[-3000:]}")
+
+
+def crash_repeatedly(proc: StreamlineProcess, rng: random.Random, times: int = 3,
+                     before_restart: Any = None) -> None:
+    """SIGKILLs `proc` at a random moment after each start has begun processing, and restarts it."""
+    for i in range(times):
+        await_started(proc)
+        time.sleep(rng.uniform(0.5, 2.5))
+        proc.kill()
+        if before_restart is not None:
+            before_restart(i)
+        proc.start()
+
+
 def process_env(connection: Connection) -> dict[str, str]:
     env = dict(os.environ)
     env.update({

@@ -46,7 +46,7 @@ def test_revenue_per_minute_built_in_python_equals_the_yaml() -> None:
                 },
                 lineage=True,
             ),
-            idle_timeout="30s",
+            idle_timeout="5s",
         )
         .validate(
             rules={
