@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,8 @@ from streamline.runtime.windowed import (
     restore_task,
 )
 from streamline.state import WINDOW_STORE
-from streamline.state.changelog import ChangelogReader
+from streamline.state.changelog import ChangelogReader, truncate_changelog
+from streamline.state.generation import commit_metadata, generation_of
 
 log = logging.getLogger("streamline.runtime")
 
@@ -118,6 +119,10 @@ class Processor:
         self.source_partitions: list[tuple[str, int]] = []
         self._changelog_offsets: dict[int, int] = {}
         self._repartition_partitions: int | None = None
+        # the state generation (from committed offsets' metadata); partitions to start at an offset
+        self.generation = 0
+        self._skip_to: dict[tuple[str, int], int] = {}
+        self.restoring = False
         # markers go out when a source watermark or idleness changes, and as a keepalive
         self._markers_sent: dict[tuple[str, int], tuple[int, bool]] = {}
         self._markers_sent_at = 0
@@ -446,7 +451,8 @@ class Processor:
         started = time.monotonic()
         self._write_markers()
         self._write_changelog()
-        offsets = [TopicPartition(t, p, off) for (t, p), off in self.positions.items()
+        metadata = commit_metadata(self.generation)
+        offsets = [TopicPartition(t, p, off, metadata=metadata) for (t, p), off in self.positions.items()
                    if (t, p) in self.assignment]
         if self.exactly_once:
             self.producer.send_offsets_to_transaction(
@@ -627,27 +633,85 @@ class Processor:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.metrics.rebalance("assigned")
+        self.restoring = True
+        self.metrics.set_ready(False)
         for tp in partitions:
             key = (tp.topic, tp.partition)
             self.assignment.add(key)
             self.committed.pop(key, None)
             self.positions.pop(key, None)
         committed = consumer.committed(partitions, timeout=30) if partitions else []
+        rewound: list[tuple[str, int]] = []
         for tp in committed:
             if tp.offset != OFFSET_INVALID and tp.offset >= 0:
                 self.committed[(tp.topic, tp.partition)] = tp.offset
                 self.positions[(tp.topic, tp.partition)] = tp.offset
+                generation = generation_of(tp.metadata)
+                if generation is None:
+                    rewound.append((tp.topic, tp.partition))
+                else:
+                    self.generation = max(self.generation, generation)
         self.metrics.set_assigned_partitions(len(self.assignment))
         log.info("assigned %s", sorted(f"{t}/{p}" for t, p in self.assignment))
-        if self.windows is None:
-            return
+        if self.windows is not None:
+            self._assign_windows(partitions, rewound)
+        self.restoring = False
+        self.metrics.set_ready(True)
+
+    @property
+    def ready(self) -> bool:
+        """Running, with the state of every assigned partition restored."""
+        return self.alive and not self.restoring
+
+    def _assign_windows(self, partitions: list[TopicPartition], rewound: list[tuple[str, int]]) -> None:
+        """Opens and restores the window tasks; rebuilds state whose input was rewound elsewhere."""
+        assert self.windows is not None and self.consumer is not None
+        rebuild = self._rebuild_after_rewind(rewound) if rewound else set()
+        if self.windows.generation != self.generation:
+            self.windows = replace(self.windows, generation=self.generation)
         for tp in partitions:
             if tp.topic == self.pipeline.window_input_topic:
-                self._open_task(tp.topic, tp.partition)
+                self._open_task(tp.topic, tp.partition, wipe=tp.partition in rebuild)
+        skipped = [tp for tp in partitions if (tp.topic, tp.partition) in self._skip_to]
+        if skipped:  # start the skipped partitions at their end instead of the committed offset
+            for tp in partitions:
+                tp.offset = self._skip_to.get((tp.topic, tp.partition), OFFSET_INVALID)
+            self.consumer.assign(partitions)
+        self._skip_to.clear()
         wall_ms = int(time.time() * 1000)  # idleness counts from when processing can start
         for tp in partitions:
             if self.pipeline.repartition and tp.topic in self.pipeline.source_topics:
                 self.source_watermarks.assign((tp.topic, tp.partition), wall_ms)
+
+    def _rebuild_after_rewind(self, rewound: list[tuple[str, int]]) -> set[int]:
+        """Offsets reset by another tool: drops the state built from the input read again.
+
+        Returns the window partitions whose state is rebuilt. Without repartitioning,
+        those are the rewound partitions; with it, every window partition (the input
+        feeds them all): their unread repartition backlog is skipped, and a new
+        generation makes other instances drop their local copies.
+        """
+        assert self.consumer is not None
+        topic = self.pipeline.window_input_topic
+        if self.pipeline.repartition:
+            if not any(t in self.pipeline.source_topics for t, _ in rewound):
+                return set()
+            partitions = set(range(self.repartition_partitions))
+            self.generation += 1
+            for p in partitions:
+                _low, high = self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
+                self._skip_to[(topic, p)] = high
+                if (topic, p) in self.assignment:
+                    self.committed[(topic, p)] = self.positions[(topic, p)] = high
+        else:
+            partitions = {p for t, p in rewound if t == topic}
+        truncate_changelog(self.connection, self.pipeline.changelog_topic, sorted(partitions))
+        log.warning(
+            "offsets of %s were reset outside streamline: window state of partitions %s is "
+            "rebuilt from the input read again, so nothing is counted twice",
+            ", ".join(f"{t}/{p}" for t, p in rewound), sorted(partitions),
+        )
+        return partitions
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.metrics.rebalance("revoked")
@@ -678,13 +742,15 @@ class Processor:
                 self.tasks.pop(tp.partition).close()
         self.metrics.set_assigned_partitions(len(self.assignment))
 
-    def _open_task(self, topic: str, partition: int) -> None:
+    def _open_task(self, topic: str, partition: int, wipe: bool = False) -> None:
         """Opens the partition's store and restores it from the changelog before processing."""
         assert self.windows is not None
         if partition in self.tasks:
             return
         sources = self.source_partitions if self.pipeline.repartition else None
         task = WindowTask(self.windows, topic, partition, sources, int(time.time() * 1000))
+        if wipe:
+            task.store.wipe()
         reader = ChangelogReader(self.connection, self.pipeline.changelog_topic, partition)
         replayed = restore_task(task, reader.high_watermark(), reader.read, lambda: reader.end)
         task.started(int(time.time() * 1000))  # idleness counts from when processing can start

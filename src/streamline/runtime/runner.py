@@ -40,7 +40,7 @@ def run_topology(
         metrics,
         host=metrics_host,
         port=metrics_port,
-        ready=lambda: processor.alive,
+        ready=lambda: processor.ready,
         healthy=lambda: processor.alive,
     )
     server.start()

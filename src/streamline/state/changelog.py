@@ -46,6 +46,7 @@ class ChangelogReader:
                     "isolation.level": "read_committed",
                     "enable.auto.commit": False,
                     "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
                     "fetch.max.bytes": 52428800,
                 },
                 log_level=0,
@@ -84,3 +85,19 @@ class ChangelogReader:
             )
         finally:
             consumer.close()
+
+
+def truncate_changelog(connection: Connection, topic: str, partitions: list[int]) -> None:
+    """Deletes every record of these changelog partitions (their state starts empty)."""
+    from confluent_kafka import OFFSET_END
+    from confluent_kafka.admin import AdminClient
+
+    if not partitions:
+        return
+    admin = AdminClient(connection.config(log_level=0))
+    doomed = [TopicPartition(topic, p, OFFSET_END) for p in partitions]
+    for tp, future in admin.delete_records(doomed, request_timeout=30).items():
+        try:
+            future.result(30)
+        except Exception as exc:
+            raise StreamlineError(f"could not truncate {tp.topic}/{tp.partition}: {exc}") from None

@@ -1,0 +1,178 @@
+"""`streamline replay`: reset a topology's consumer-group offsets and its state, so input is processed again.
+
+The plan is computed per source partition (current committed offset -> target); unless
+it is a dry run, the new offsets are committed with the next state generation in their
+metadata, the changelog partitions whose state the replayed input built are truncated,
+and the unread backlog of the repartition topic is skipped (its records are re-made from
+the replayed input). Instances see the new generation when they start, wipe local state
+of older generations and restore what the changelog still holds.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from confluent_kafka import OFFSET_END, Consumer, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from streamline.connection import Connection
+from streamline.errors import StreamlineError, UsageError
+from streamline.ops.topics import require_topics
+from streamline.state import WINDOW_STORE
+from streamline.state.generation import commit_metadata, generation_of
+from streamline.topology import Topology
+from streamline.topology.durations import parse_duration
+
+
+@dataclass
+class PartitionPlan:
+    """One source partition: where the group is, where it goes, how much is processed again."""
+
+    topic: str
+    partition: int
+    current: int | None
+    target: int
+    end: int
+
+    @property
+    def reprocess(self) -> int:
+        start = self.current if self.current is not None else self.end
+        return max(0, start - self.target)
+
+
+@dataclass
+class ReplayPlan:
+    partitions: list[PartitionPlan]
+    generation: int
+    truncate: list[tuple[str, int, int]]  # topic, partition, up to offset
+    skip: list[tuple[str, int, int]]  # repartition partitions moved to their end
+
+    @property
+    def total(self) -> int:
+        return sum(p.reprocess for p in self.partitions)
+
+
+def active_members(connection: Connection, group: str) -> list[str]:
+    """`client_id@host` of every member of the group right now."""
+    admin = AdminClient(connection.config(log_level=0))
+    description = admin.describe_consumer_groups([group], request_timeout=15)[group].result(15)
+    return [f"{m.client_id}@{m.host}" for m in description.members]
+
+
+def _committed(connection: Connection, group: str, partitions: list[TopicPartition]
+               ) -> dict[tuple[str, int], TopicPartition]:
+    admin = AdminClient(connection.config(log_level=0))
+    request = [ConsumerGroupTopicPartitions(group, partitions)]
+    result = admin.list_consumer_group_offsets(request, request_timeout=15)[group].result(15)
+    return {(tp.topic, tp.partition): tp for tp in result.topic_partitions}
+
+
+def plan_replay(connection: Connection, topology: Topology, *, earliest: bool = False,
+                at: datetime | None = None, back: str | None = None,
+                offset: str | None = None) -> ReplayPlan:
+    """Where each source partition restarts; nothing is changed."""
+    sources = [s.topic for s in topology.sources]
+    counts = require_topics(connection, sources)
+    partitions = [TopicPartition(t, p) for t in sources for p in range(counts[t])]
+    committed = _committed(connection, topology.group_id, partitions)
+    consumer = Consumer(connection.config(**{"group.id": f"{topology.group_id}.replay-plan"},
+                                          log_level=0))
+    try:
+        bounds = {(tp.topic, tp.partition): consumer.get_watermark_offsets(tp, timeout=15)
+                  for tp in partitions}
+        targets = _targets(consumer, partitions, bounds, earliest, at, back, offset)
+    finally:
+        consumer.close()
+    generation = max((generation_of(tp.metadata) or 0 for tp in committed.values()), default=0)
+    plans = []
+    for tp in partitions:
+        key = (tp.topic, tp.partition)
+        current = committed[key].offset if key in committed and committed[key].offset >= 0 else None
+        target = targets.get(key, current if current is not None else bounds[key][0])
+        plans.append(PartitionPlan(tp.topic, tp.partition, current, target, bounds[key][1]))
+    return ReplayPlan(plans, generation + 1, *_state_reset(connection, topology, plans))
+
+
+def _targets(consumer: Consumer, partitions: list[TopicPartition],
+             bounds: dict[tuple[str, int], tuple[int, int]], earliest: bool,
+             at: datetime | None, back: str | None, offset: str | None) -> dict[tuple[str, int], int]:
+    if earliest:
+        return {key: low for key, (low, _high) in bounds.items()}
+    if offset is not None:
+        try:
+            topic, partition, value = offset.rsplit(":", 2)
+            key = (topic, int(partition))
+            target = int(value)
+        except ValueError:
+            raise UsageError(f"--to-offset {offset}: expected TOPIC:PARTITION:OFFSET") from None
+        if key not in bounds:
+            raise UsageError(f"--to-offset {offset}: {topic}/{partition} is not a source partition")
+        low, high = bounds[key]
+        if not low <= target <= high:
+            raise UsageError(f"--to-offset {offset}: offset must lie within {low}..{high}")
+        return {key: target}
+    if back is not None:
+        try:
+            millis = int(time.time() * 1000) - parse_duration(back)
+        except ValueError as exc:
+            raise UsageError(f"--by-duration {back}: {exc}") from None
+    else:
+        assert at is not None
+        millis = int(at.timestamp() * 1000)
+    query = [TopicPartition(tp.topic, tp.partition, millis) for tp in partitions]
+    found = consumer.offsets_for_times(query, timeout=15)
+    return {
+        (tp.topic, tp.partition): tp.offset if tp.offset >= 0 else bounds[(tp.topic, tp.partition)][1]
+        for tp in found
+    }
+
+
+def _state_reset(connection: Connection, topology: Topology, plans: list[PartitionPlan]
+                 ) -> tuple[list[tuple[str, int, int]], list[tuple[str, int, int]]]:
+    """Changelog partitions to truncate and repartition partitions to skip."""
+    if topology.window is None:
+        return [], []
+    key = topology.key_by
+    repartition = key is not None and key.key_name != topology.source.partitioned_by
+    changelog = topology.changelog_topic(WINDOW_STORE)
+    topics = [changelog] + ([topology.repartition_topic] if repartition else [])
+    counts = require_topics(connection, topics)
+    consumer = Consumer(connection.config(**{"group.id": f"{topology.group_id}.replay-plan"},
+                                          log_level=0))
+    try:
+        def ends(topic: str) -> list[tuple[str, int, int]]:
+            return [(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=15)[1])
+                    for p in range(counts[topic])]
+
+        replayed = {p.partition for p in plans if p.reprocess > 0}
+        truncate = [t for t in ends(changelog) if repartition or t[1] in replayed]
+        skip = ends(topology.repartition_topic) if repartition else []
+    finally:
+        consumer.close()
+    return truncate, skip
+
+
+def apply_replay(connection: Connection, topology: Topology, plan: ReplayPlan) -> None:
+    """Commits the new offsets with the next generation, truncates state, skips stale backlog."""
+    members = active_members(connection, topology.group_id)
+    if members:
+        raise UsageError(
+            f"the group {topology.group_id} has active members ({', '.join(members)}); "
+            "stop every instance of the topology first"
+        )
+    admin = AdminClient(connection.config(log_level=0))
+    metadata = commit_metadata(plan.generation)
+    offsets = [TopicPartition(p.topic, p.partition, p.target, metadata=metadata) for p in plan.partitions]
+    offsets += [TopicPartition(t, p, end, metadata=metadata) for t, p, end in plan.skip]
+    request = [ConsumerGroupTopicPartitions(topology.group_id, offsets)]
+    admin.alter_consumer_group_offsets(request, request_timeout=15)[topology.group_id].result(15)
+    doomed = [TopicPartition(t, p, OFFSET_END if end > 0 else 0)
+              for t, p, end in [*plan.truncate, *plan.skip] if end > 0]
+    if doomed:
+        for tp, future in admin.delete_records(doomed, request_timeout=30).items():
+            try:
+                future.result(30)
+            except Exception as exc:
+                raise StreamlineError(f"could not truncate {tp.topic}/{tp.partition}: {exc}") from None
