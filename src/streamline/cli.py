@@ -231,7 +231,7 @@ def topics_create(
     created = set(create_topics(connection, wanted, replication_factor))
     for name, (count, configs) in wanted.items():
         state = "created" if name in created else "exists"
-        extra = " (compacted)" if configs.get("cleanup.policy") == "compact" else ""
+        extra = " (compacted)" if "compact" in configs.get("cleanup.policy", "") else ""
         out.print(f"{state:8} {name} [{count} partitions]{extra}", markup=False)
 
 
@@ -309,6 +309,102 @@ def results_table(title: str, rows: list[dict[str, Any]]) -> Any:
     for row in order:
         table.add_row(*(cell(f, row[f]) for f in fields))
     return table
+
+
+@app.command()
+def replay(
+    topology: Annotated[Path, typer.Argument(help="Topology file.")],
+    to_earliest: Annotated[bool, typer.Option("--to-earliest", help="Restart at the first offset.")] = False,
+    to_datetime: Annotated[str | None, typer.Option("--to-datetime", help="Restart at the first record at or after this ISO time.")] = None,
+    by_duration: Annotated[str | None, typer.Option("--by-duration", help="Restart this far back from now, e.g. 1h.")] = None,
+    to_offset: Annotated[str | None, typer.Option("--to-offset", help="TOPIC:PARTITION:OFFSET.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
+    bootstrap_servers: BootstrapOpt = None,
+    kafka_config: KafkaConfigOpt = None,
+    schemas: SchemasOpt = None,
+) -> None:
+    """Reset the topology's offsets (and state) so input is processed again; prints the plan."""
+    from datetime import UTC, datetime
+
+    from rich.table import Table
+
+    from streamline.ops.replay import active_members, apply_replay, plan_replay
+
+    chosen = [o for o in (to_earliest, to_datetime, by_duration, to_offset) if o]
+    if len(chosen) != 1:
+        raise UsageError("give exactly one of --to-earliest, --to-datetime, --by-duration, --to-offset")
+    at = None
+    if to_datetime:
+        try:
+            at = datetime.fromisoformat(to_datetime.replace("Z", "+00:00"))
+        except ValueError:
+            raise UsageError(f"--to-datetime {to_datetime}: not an ISO-8601 time") from None
+        at = at if at.tzinfo else at.replace(tzinfo=UTC)
+    checked, _ = load_checked(topology, schemas)
+    model = checked.topology
+    connection = connect(bootstrap_servers, kafka_config)
+    connection.check_reachable()
+    members = active_members(connection, model.group_id)
+    if members and not dry_run:
+        raise UsageError(
+            f"the group {model.group_id} has active members ({', '.join(members)}); "
+            "stop every instance of the topology first"
+        )
+    plan = plan_replay(connection, model, earliest=to_earliest, at=at, back=by_duration, offset=to_offset)
+    table = Table(title=f"replay plan for {model.name} (state generation {plan.generation})")
+    for column in ("topic", "partition", "current", "target", "to reprocess"):
+        table.add_column(column, justify="left" if column == "topic" else "right")
+    for p in plan.partitions:
+        current = "-" if p.current is None else str(p.current)
+        table.add_row(p.topic, str(p.partition), current, str(p.target), str(p.reprocess))
+    out.print(table)
+    if plan.truncate:
+        out.print("state reset: " + ", ".join(f"{t}/{p}" for t, p, _ in plan.truncate), markup=False)
+    if dry_run:
+        out.print(f"dry run: {plan.total} records would be processed again; nothing changed")
+        return
+    apply_replay(connection, model, plan)
+    out.print(f"offsets reset; {plan.total} records will be processed again when the topology runs")
+
+
+@app.command()
+def lag(
+    topology: Annotated[Path, typer.Argument(help="Topology file.")],
+    watch: Annotated[bool, typer.Option("--watch", help="Refresh every 2 s until interrupted.")] = False,
+    bootstrap_servers: BootstrapOpt = None,
+    kafka_config: KafkaConfigOpt = None,
+    schemas: SchemasOpt = None,
+) -> None:
+    """Per partition: committed offset, end offset and lag of the topology's group; totals."""
+    import time
+
+    from rich.live import Live
+    from rich.table import Table
+
+    from streamline.ops.lag import topology_lag
+
+    checked, _ = load_checked(topology, schemas)
+    connection = connect(bootstrap_servers, kafka_config)
+    connection.check_reachable()
+
+    def render() -> Table:
+        rows = topology_lag(connection, checked.topology)
+        table = Table(title=f"lag of {checked.topology.group_id}")
+        for column in ("topic", "partition", "committed", "end", "lag"):
+            table.add_column(column, justify="left" if column == "topic" else "right")
+        for r in rows:
+            committed = "-" if r.committed is None else str(r.committed)
+            table.add_row(r.topic, str(r.partition), committed, str(r.end), str(r.lag))
+        table.add_row("total", "", "", str(sum(r.end for r in rows)), str(sum(r.lag for r in rows)))
+        return table
+
+    if not watch:
+        out.print(render())
+        return
+    with Live(render(), console=out, refresh_per_second=1) as live:
+        while True:
+            time.sleep(2)
+            live.update(render())
 
 
 # --- entry point --------------------------------------------------------------------------

@@ -106,7 +106,9 @@ def topology_topics(topology: Topology, partitions: int) -> dict[str, tuple[int,
     if topology.window is not None:
         topics[topology.changelog_topic(WINDOW_STORE)] = (
             partitions,
-            {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": "3600000"},
+            # compacted, and "delete" with infinite retention so that a replay can truncate it
+            {"cleanup.policy": "compact,delete", "retention.ms": "-1", "min.compaction.lag.ms": "0",
+             "segment.ms": "3600000"},
         )
         key = topology.key_by
         if key is not None and key.key_name != topology.source.partitioned_by:
