@@ -388,14 +388,23 @@ def lag(
     connection.check_reachable()
 
     def render() -> Table:
+        from datetime import UTC, datetime
+
         rows = topology_lag(connection, checked.topology)
+        now_ms = time.time() * 1000
         table = Table(title=f"lag of {checked.topology.group_id}")
-        for column in ("topic", "partition", "committed", "end", "lag"):
-            table.add_column(column, justify="left" if column == "topic" else "right")
+        for column in ("topic", "partition", "committed", "end", "lag", "watermark", "staleness", "sla"):
+            table.add_column(column, justify="left" if column in ("topic", "sla") else "right")
         for r in rows:
             committed = "-" if r.committed is None else str(r.committed)
-            table.add_row(r.topic, str(r.partition), committed, str(r.end), str(r.lag))
-        table.add_row("total", "", "", str(sum(r.end for r in rows)), str(sum(r.lag for r in rows)))
+            watermark = staleness = "-"
+            if r.watermark is not None:
+                watermark = datetime.fromtimestamp(r.watermark / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+                staleness = f"{(now_ms - r.watermark) / 1000:.1f}s"
+            table.add_row(r.topic, str(r.partition), committed, str(r.end), str(r.lag), watermark,
+                          staleness, r.status or "-")
+        table.add_row("total", "", "", str(sum(r.end for r in rows)), str(sum(r.lag for r in rows)),
+                      "", "", "")
         return table
 
     if not watch:
@@ -405,6 +414,89 @@ def lag(
         while True:
             time.sleep(2)
             live.update(render())
+
+
+# --- dead letters -------------------------------------------------------------------------
+
+dlq_app = typer.Typer(help="A topology's dead letters: count and show them, replay chosen ones to its source.")
+app.add_typer(dlq_app, name="dlq")
+
+
+@dlq_app.command("list")
+def dlq_list(
+    topology: Annotated[Path, typer.Argument(help="Topology file.")],
+    bootstrap_servers: BootstrapOpt = None,
+    kafka_config: KafkaConfigOpt = None,
+    schemas: SchemasOpt = None,
+) -> None:
+    """Count the committed dead letters by error type, stage and rule."""
+    from streamline.ops.dlq import count_dead_letters, summary_table
+
+    checked, _ = load_checked(topology, schemas)
+    connection = connect(bootstrap_servers, kafka_config)
+    connection.check_reachable()
+    dlq = checked.topology.dead_letter_topic
+    counts = count_dead_letters(connection, dlq)
+    if not counts:
+        out.print(f"no dead letters in {dlq}", markup=False)
+        return
+    out.print(summary_table(dlq, counts))
+
+
+@dlq_app.command("show")
+def dlq_show(
+    topology: Annotated[Path, typer.Argument(help="Topology file.")],
+    limit: Annotated[int, typer.Option("--limit", min=1, help="How many of the newest to print.")] = 20,
+    bootstrap_servers: BootstrapOpt = None,
+    kafka_config: KafkaConfigOpt = None,
+    schemas: SchemasOpt = None,
+) -> None:
+    """Print the newest dead letters as JSON lines: where and why they failed, the decoded value."""
+    from streamline.ops.consume import RecordPrinter
+    from streamline.ops.dlq import newest_dead_letters
+
+    checked, store = load_checked(topology, schemas)
+    connection = connect(bootstrap_servers, kafka_config)
+    connection.check_reachable()
+    printer = RecordPrinter(store)
+    for letter in newest_dead_letters(connection, checked.topology.dead_letter_topic, limit):
+        print(json.dumps(letter.describe(printer)), flush=True)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    topology: Annotated[Path, typer.Argument(help="Topology file.")],
+    error_type: Annotated[str | None, typer.Option("--error-type", help="Only this error type (default: all).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be sent; send nothing.")] = False,
+    bootstrap_servers: BootstrapOpt = None,
+    kafka_config: KafkaConfigOpt = None,
+    schemas: SchemasOpt = None,
+) -> None:
+    """Re-produce dead letters not replayed before to the source topic, original bytes, replay headers."""
+    from streamline.ops.dlq import replay_dead_letters
+
+    checked, _ = load_checked(topology, schemas)
+    connection = connect(bootstrap_servers, kafka_config)
+    connection.check_reachable()
+    report = replay_dead_letters(connection, checked.topology, error_type, dry_run)
+
+    def by_type(counts: Any) -> str:
+        return ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items()))
+
+    if dry_run:
+        for entry in report.sample:
+            print(json.dumps(entry))
+    total = sum(report.sent.values())
+    verb = "would replay" if dry_run else "replayed"
+    targets = ", ".join(sorted(report.targets)) or checked.topology.source.topic
+    out.print(f"{verb} {total} dead letters to {targets}" + (f" ({by_type(report.sent)})" if total else ""),
+              markup=False)
+    if report.skipped:
+        out.print(f"skipped {sum(report.skipped.values())} already replayed ({by_type(report.skipped)}); "
+                  f"replay position: consumer group {report.group}", markup=False)
+    if report.other_types:
+        out.print(f"left {sum(report.other_types.values())} of other error types "
+                  f"({by_type(report.other_types)})", markup=False)
 
 
 # --- entry point --------------------------------------------------------------------------

@@ -22,6 +22,7 @@ dead letters replayable again.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -57,8 +58,12 @@ class DeadLetter:
 
     def __init__(self, message: Message) -> None:
         self.message = message
-        self.headers: list[tuple[str, bytes]] = list(message.headers() or [])
-        self._named = {k: v for k, v in self.headers}
+        raw = message.headers() or []
+        pairs = raw.items() if isinstance(raw, dict) else raw
+        self.headers: list[tuple[str, bytes | None]] = [
+            (k, v.encode() if isinstance(v, str) else v) for k, v in pairs
+        ]
+        self._named = dict(self.headers)
 
     def header(self, name: str) -> str | None:
         value = self._named.get(name)
@@ -70,11 +75,11 @@ class DeadLetter:
 
     @property
     def partition(self) -> int:
-        return int(self.message.partition())
+        return self.message.partition() or 0
 
     @property
     def offset(self) -> int:
-        return int(self.message.offset())
+        return self.message.offset() or 0
 
     @property
     def address(self) -> str:
@@ -178,8 +183,8 @@ class DeadLetterReader:
         while pending:
             batch = self.consumer.consume(500, timeout=0.2)
             for msg in batch:
-                p, error = msg.partition(), msg.error()
-                if p not in pending:
+                p, offset, error = msg.partition(), msg.offset(), msg.error()
+                if p is None or offset is None or p not in pending:
                     continue
                 end = self.bounds[p][1]
                 if error is not None:
@@ -189,11 +194,11 @@ class DeadLetterReader:
                     else:
                         last_error = error.str()
                     continue
-                if msg.offset() >= end:
+                if offset >= end:
                     self.positions[p] = end
                     pending.discard(p)
                     continue
-                self.positions[p] = msg.offset() + 1
+                self.positions[p] = offset + 1
                 if self.positions[p] >= end:
                     pending.discard(p)
                 yield DeadLetter(msg)
@@ -346,7 +351,7 @@ class ReplayReport:
     sample: list[dict[str, Any]] = field(default_factory=list)
 
 
-def replay_headers(letter: DeadLetter, now_ms: int) -> list[tuple[str, bytes]]:
+def replay_headers(letter: DeadLetter, now_ms: int) -> list[tuple[str, str | bytes | None]]:
     """The record's own headers, then the ones recording this replay."""
     own = [
         (k, v) for k, v in letter.headers
@@ -386,13 +391,14 @@ class _Replayer:
             ) from None
 
     def produce(self, topic: str, partition: int | None, letter: DeadLetter, now_ms: int) -> None:
+        """`partition` None: the partitioner picks one from the key."""
         if not self.open:
             self._call(self.producer.begin_transaction)
             self.open = True
-        where = {} if partition is None else {"partition": partition}
         msg = letter.message
         self._call(lambda: self.producer.produce(
-            topic, key=msg.key(), value=msg.value(), headers=replay_headers(letter, now_ms), **where
+            topic, key=msg.key(), value=msg.value(), headers=replay_headers(letter, now_ms),
+            partition=-1 if partition is None else partition,
         ))
 
     def commit(self, positions: dict[int, int], metadata: Any) -> None:
@@ -406,10 +412,9 @@ class _Replayer:
 
     def close(self) -> None:
         if self.open:
-            try:
+            # when the abort fails the transaction times out on the broker; none of it shows
+            with contextlib.suppress(KafkaException):
                 self.producer.abort_transaction(READ_TIMEOUT_S)
-            except KafkaException:
-                pass  # the transaction times out on the broker; nothing of it becomes visible
         self.producer.flush(0)
 
 

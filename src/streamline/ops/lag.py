@@ -6,12 +6,16 @@ Lag is `end offset - committed offset`, the same computation as the runtime's
 
 from __future__ import annotations
 
+import json
+import time
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from streamline.connection import Connection
+from streamline.observability.heartbeats import HEARTBEATS_TOPIC
 from streamline.ops.topics import require_topics
 from streamline.topology import Topology
 
@@ -22,6 +26,8 @@ class PartitionLag:
     partition: int
     committed: int | None
     end: int
+    watermark: int | None = None
+    status: str | None = None
 
     @property
     def lag(self) -> int:
@@ -40,10 +46,50 @@ def topology_lag(connection: Connection, topology: Topology) -> list[PartitionLa
     consumer = Consumer(connection.config(**{"group.id": f"{topology.group_id}.lag"}, log_level=0))
     try:
         out = []
+        beats = last_heartbeats(consumer, topology.name)
         for tp in partitions:
             _low, high = consumer.get_watermark_offsets(tp, timeout=15)
             offset = committed.get((tp.topic, tp.partition), -1)
-            out.append(PartitionLag(tp.topic, tp.partition, offset if offset >= 0 else None, high))
+            beat = beats.get((tp.topic, tp.partition), {})
+            out.append(PartitionLag(tp.topic, tp.partition, offset if offset >= 0 else None, high,
+                                    beat.get("watermark"), beat.get("status")))
         return out
     finally:
         consumer.close()
+
+
+def last_heartbeats(consumer: Consumer, topology: str, scan: int = 5000
+                    ) -> dict[tuple[str, int], dict[str, Any]]:
+    """The newest heartbeat entry of each partition of `topology` among the last `scan` heartbeats."""
+    found: dict[tuple[str, int], dict[str, Any]] = {}
+    metadata = consumer.list_topics(HEARTBEATS_TOPIC, timeout=15).topics.get(HEARTBEATS_TOPIC)
+    if metadata is None or metadata.error is not None:
+        return found
+    assignment = []
+    ends = {}
+    for p in metadata.partitions:
+        low, high = consumer.get_watermark_offsets(TopicPartition(HEARTBEATS_TOPIC, p), timeout=15)
+        if high > low:
+            assignment.append(TopicPartition(HEARTBEATS_TOPIC, p, max(low, high - scan)))
+            ends[p] = high
+    if not assignment:
+        return found
+    consumer.assign(assignment)
+    remaining = set(ends)
+    deadline = time.monotonic() + 10
+    while remaining and time.monotonic() < deadline:
+        for msg in consumer.consume(1000, timeout=0.5):
+            if msg.error() is not None:
+                continue
+            if msg.offset() >= ends[msg.partition()] - 1:
+                remaining.discard(msg.partition())
+            if msg.key() != topology.encode():
+                continue
+            try:
+                document = json.loads(msg.value())
+            except ValueError:
+                continue
+            for entry in document.get("partitions", []):
+                found[(entry["topic"], entry["partition"])] = entry
+    consumer.unassign()
+    return found

@@ -31,10 +31,12 @@ from confluent_kafka import (
 
 from streamline.connection import Connection
 from streamline.errors import StreamlineError
+from streamline.observability.heartbeats import HEARTBEATS_TOPIC, heartbeat, partition_freshness
 from streamline.observability.metrics import Metrics
 from streamline.reliability.dead_letter import LATE, Failure, failure_headers
 from streamline.runtime.pipeline import Pipeline
 from streamline.runtime.record import ORIGINAL_HEADER, Record
+from streamline.runtime.watermark import NO_WATERMARK
 from streamline.runtime.windowed import (
     MARKER_HEADER,
     SourceWatermarks,
@@ -123,6 +125,11 @@ class Processor:
         self.generation = 0
         self._skip_to: dict[tuple[str, int], int] = {}
         self.restoring = False
+        self.joined = False
+        self._heartbeat_at = 0.0
+        self._heartbeat_interval_s = pipeline.topology.freshness.heartbeat_interval / 1000
+        self._heartbeats = False
+        self._heartbeat_producer: Producer | None = None
         # markers go out when a source watermark or idleness changes, and as a keepalive
         self._markers_sent: dict[tuple[str, int], tuple[int, bool]] = {}
         self._markers_sent_at = 0
@@ -192,6 +199,10 @@ class Processor:
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
+        self._heartbeats = HEARTBEATS_TOPIC in self.consumer.list_topics(timeout=30).topics
+        if not self._heartbeats:
+            log.warning("heartbeats are off: topic %s does not exist (streamline topics create "
+                        "TOPOLOGY creates it)", HEARTBEATS_TOPIC)
         self.alive = True
         self.metrics.set_ready(True)
         try:
@@ -204,6 +215,8 @@ class Processor:
             self.consumer.close()  # leaves the group; the revoke callback sees no open transaction
             if self.producer is not None:
                 self.producer.flush(10)
+            if self._heartbeat_producer is not None:
+                self._heartbeat_producer.flush(5)
             for task in self.tasks.values():
                 task.close()
             self.tasks.clear()
@@ -233,6 +246,8 @@ class Processor:
         if self.txn is not None and self._commit_due():
             self._commit_or_abort()
         self._update_lag()
+        if time.monotonic() - self._heartbeat_at >= self._heartbeat_interval_s:
+            self._heartbeat()
 
     def _accept(self, messages: list[Message]) -> list[Record]:
         """Records of the messages that belong to the current assignment, in order."""
@@ -271,7 +286,9 @@ class Processor:
         failures: list[tuple[Record, Failure]] = []
         try:
             if self.windows is None:
-                self._emit(self.pipeline.process(batch, failures, self.metrics))
+                outputs = self.pipeline.process(batch, failures, self.metrics)
+                self._observe(r for r, _ in outputs)
+                self._emit(outputs)
             else:
                 self._process_windowed(batch, failures)
             for record, failure in failures:
@@ -325,6 +342,8 @@ class Processor:
         sources = [r for r in batch if r.topic != window_topic or not self.pipeline.repartition]
         keyed = self.pipeline.run_stages(sources, failures, self.metrics) if sources else []
         wall_ms = int(time.time() * 1000)
+        if not self.pipeline.repartition:
+            self._observe(keyed)
         if self.pipeline.repartition:
             self._repartition(keyed, wall_ms)
             window_input = [r for r in batch if r.topic == window_topic]
@@ -356,6 +375,13 @@ class Processor:
             elif result.updates:
                 self._emit_results(task, result.updates, failures)
         self._fire_windows(failures)
+
+    def _observe(self, records: Any) -> None:
+        """Source partitions' event-time progress (for heartbeats and markers)."""
+        wall_ms = int(time.time() * 1000)
+        observe = self.source_watermarks.observe
+        for record in records:
+            observe((record.topic, record.partition), record.event_time, wall_ms)
 
     def _window_stage_name(self) -> str:
         return f"stages[{len(self.pipeline.topology.stages) - 1}].window"
@@ -655,13 +681,18 @@ class Processor:
         log.info("assigned %s", sorted(f"{t}/{p}" for t, p in self.assignment))
         if self.windows is not None:
             self._assign_windows(partitions, rewound)
+        wall_ms = int(time.time() * 1000)  # idleness counts from when processing can start
+        for tp in partitions:
+            if tp.topic in self.pipeline.source_topics:
+                self.source_watermarks.assign((tp.topic, tp.partition), wall_ms)
+        self.joined = True
         self.restoring = False
         self.metrics.set_ready(True)
 
     @property
     def ready(self) -> bool:
         """Running, with the state of every assigned partition restored."""
-        return self.alive and not self.restoring
+        return self.alive and self.joined and not self.restoring
 
     def _assign_windows(self, partitions: list[TopicPartition], rewound: list[tuple[str, int]]) -> None:
         """Opens and restores the window tasks; rebuilds state whose input was rewound elsewhere."""
@@ -678,10 +709,6 @@ class Processor:
                 tp.offset = self._skip_to.get((tp.topic, tp.partition), OFFSET_INVALID)
             self.consumer.assign(partitions)
         self._skip_to.clear()
-        wall_ms = int(time.time() * 1000)  # idleness counts from when processing can start
-        for tp in partitions:
-            if self.pipeline.repartition and tp.topic in self.pipeline.source_topics:
-                self.source_watermarks.assign((tp.topic, tp.partition), wall_ms)
 
     def _rebuild_after_rewind(self, rewound: list[tuple[str, int]]) -> set[int]:
         """Offsets reset by another tool: drops the state built from the input read again.
@@ -756,6 +783,46 @@ class Processor:
         task.started(int(time.time() * 1000))  # idleness counts from when processing can start
         self.metrics.restored(WINDOW_STORE, partition, replayed)
         self.tasks[partition] = task
+
+    # --- freshness -----------------------------------------------------------------------
+
+    def _heartbeat(self) -> None:
+        """Publishes this instance's freshness (outside transactions) and the matching gauges."""
+        self._heartbeat_at = time.monotonic()
+        assert self.consumer is not None
+        topology = self.pipeline.topology
+        freshness = topology.freshness
+        wall_ms = int(time.time() * 1000)
+        partitions = []
+        for (topic, partition), tracker in sorted(self.source_watermarks.trackers.items()):
+            try:
+                _low, high = self.consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+            except KafkaException:
+                high = -1
+            known = tracker.max_event_time_ms != NO_WATERMARK
+            state = partition_freshness(
+                topic, partition, tracker.watermark if known else None,
+                tracker.max_event_time_ms if known else None,
+                self.committed.get((topic, partition)), high, wall_ms,
+                freshness.max_staleness, freshness.breach_after,
+            )
+            partitions.append(state)
+            if state.watermark is not None and state.staleness_ms is not None:
+                self.metrics.set_watermark(topic, partition, state.watermark)
+                self.metrics.set_watermark_lag(topic, partition, state.staleness_ms / 1000)
+                self.metrics.set_staleness(topic, partition, state.staleness_ms / 1000)
+            self.metrics.set_sla_status(topic, partition, state.status)
+        if not self._heartbeats:
+            return
+        if self._heartbeat_producer is None:
+            self._heartbeat_producer = Producer(self.connection.config(log_level=3), logger=log)
+        document = heartbeat(topology.name, topology.version, topology.fingerprint,
+                             self.options.instance_id, wall_ms, partitions)
+        try:
+            self._heartbeat_producer.produce(HEARTBEATS_TOPIC, key=topology.name.encode(), value=document)
+            self._heartbeat_producer.poll(0)
+        except (BufferError, KafkaException) as exc:
+            log.warning("heartbeat not sent: %s", exc)
 
     # --- lag -----------------------------------------------------------------------------
 
