@@ -226,8 +226,8 @@ def test_a_second_replay_sends_nothing_new(dead_letters: DeadLetters, kafka: Con
     replay(str(dead_letters.topology), "--error-type", "map")
     second = replay(str(dead_letters.topology), "--error-type", "map")
     assert "replayed 0 dead letters" in second.stdout
-    assert (f"skipped 4 already replayed (map 4); replay position: consumer group "
-            f"crash-{dead_letters.dlq.split('-', 1)[1].removesuffix('.dlq')}.dlq-replay.map") in second.stdout
+    group = dead_letters.dlq.removesuffix(".dlq") + ".dlq-replay.map"
+    assert f"skipped 4 already replayed (map 4); replay position: consumer group {group}" in second.stdout
     assert len(read_all(kafka, dead_letters.source, timeout=5)) == 4
 
 
@@ -284,8 +284,9 @@ def wait_for_counts(connection: Connection, want: dict[str, int], proc: Streamli
 
 
 @pytest.mark.slow
-def test_fixed_map_failures_replayed_come_out_exactly_once(kafka: Connection, unique: str,
-                                                            tmp_path: Path) -> None:
+def test_fixed_map_failures_replayed_come_out_exactly_once(
+    kafka: Connection, unique: str, tmp_path: Path, bootstrap_env: dict[str, str]
+) -> None:
     topology, source, sink, dlq = make_topology(tmp_path, kafka, unique)
     topology.write_text(topology.read_text().replace(
         "tests.support.maps:to_eur_or_fail", "tests.support.dlq_maps:to_eur_while_flagged"))
@@ -305,7 +306,8 @@ def test_fixed_map_failures_replayed_come_out_exactly_once(kafka: Connection, un
     try:
         wait_for_counts(kafka, {sink: len(expected.outputs), dlq: len(expected.dead_letters)}, proc)
     finally:
-        assert proc.stop() == 0
+        stopped = proc.stop()
+    assert stopped == 0, proc.log()[-3000:]
 
     listed = run_cli("dlq", "list", str(topology), env=env)
     assert ["map", MAP_STAGE, "", str(len(boom))] in table_rows(listed.stdout), listed.stdout
@@ -319,7 +321,8 @@ def test_fixed_map_failures_replayed_come_out_exactly_once(kafka: Connection, un
         wait_for_counts(kafka, {sink: len(expected.outputs) + len(boom),
                                 dlq: len(expected.dead_letters)}, proc)
     finally:
-        assert proc.stop() == 0
+        stopped = proc.stop()
+    assert stopped == 0, proc.log()[-3000:]
 
     values = [PAID_ORDER.decode(m.value()) for m in read_all(kafka, sink)]
     ids = [v["order_id"] for v in values]

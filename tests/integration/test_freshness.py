@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from pathlib import Path
@@ -91,7 +92,7 @@ def test_heartbeats_track_staleness_through_ok_late_breached(
         assert entry["staleness_ms"] == staleness
         want = "ok" if staleness <= 2000 else "late" if staleness <= 4000 else "breached"
         assert entry["status"] == want
-    gaps = [b["time"] - a["time"] for a, b in zip(ours, ours[1:])]
+    gaps = [b["time"] - a["time"] for a, b in itertools.pairwise(ours)]
     assert gaps and all(400 <= g <= 1500 for g in gaps), gaps
     labels = f'partition="0",status="breached",topic="orders-{unique}",topology="fresh-{unique}"'
     assert samples[f"streamline_sla_status{{{labels}}}"] == 1.0

@@ -39,6 +39,7 @@ def test_python_built_topology_runs_with_its_callable(kafka: Connection, unique:
     store = SchemaStore(SCHEMAS)
     checked = check_topology(topology, store)
     create_topics(kafka, {t: (2, {}) for t in (source, sink, topology.dead_letter_topic)})
+    create_topics(kafka, {"streamline.lineage": (3, {})})
     stream = [s for s in order_stream(300) if s[2] == "ok"]
     feeder = InputFeeder(kafka, source, stream, rate=100_000)
     feeder.start()

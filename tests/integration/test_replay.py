@@ -15,8 +15,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from streamline.connection import Connection
 from streamline.dev.broker import free_port
 from tests.helpers import ROOT, read_all, run_cli
-from tests.integration.test_run import scrape, total
-from tests.integration.test_windows import ORDER, OOO_MS, REVENUE, Scenario, assert_windows_exact
+from tests.integration.test_run import scrape
+from tests.integration.test_windows import OOO_MS, ORDER, REVENUE, Scenario, assert_windows_exact
 from tests.support.harness import StreamlineProcess, await_started
 from tests.support.windows_oracle import Event, events
 

@@ -75,6 +75,24 @@ sink:
 """
 
 
+def produce_orders(kafka: Connection, topic: str, evts: list[Event], key_by_order: bool = False) -> None:
+    """The events as PAID orders in EUR, keyed by customer (or by order id)."""
+    producer = Producer(kafka.config(**{"enable.idempotence": True, "linger.ms": 20}))
+    for e in evts:
+        value = ORDER.encode({
+            "order_id": e.order_id, "customer_id": e.key, "amount": e.amount,
+            "currency": "EUR", "status": "PAID", "country": "DE", "created_at": e.t,
+        }, check=False)
+        key = e.order_id if key_by_order else e.key
+        while True:
+            try:
+                producer.produce(topic, key=key.encode(), value=value)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    assert producer.flush(60) == 0
+
+
 class Scenario:
     """A windowed topology, its topics and its input, in a test's temp folder."""
 
@@ -101,20 +119,7 @@ class Scenario:
 
     def produce(self, evts: list[Event]) -> None:
         """Orders keyed by customer (or, for repartitioning, by order id) to the source topic."""
-        producer = Producer(self.kafka.config(**{"enable.idempotence": True, "linger.ms": 20}))
-        for e in evts:
-            value = ORDER.encode({
-                "order_id": e.order_id, "customer_id": e.key, "amount": e.amount,
-                "currency": "EUR", "status": "PAID", "country": "DE", "created_at": e.t,
-            }, check=False)
-            key = e.order_id if self.repartition else e.key
-            while True:
-                try:
-                    producer.produce(self.source, key=key.encode(), value=value)
-                    break
-                except BufferError:
-                    producer.poll(0.05)
-        assert producer.flush(60) == 0
+        produce_orders(self.kafka, self.source, evts, key_by_order=self.repartition)
 
     def expected(self, evts: list[Event]) -> dict[tuple[str, int], dict[str, Any]]:
         window = self.topology.window

@@ -248,6 +248,7 @@ def make_topology(tmp: Path, connection: Connection, unique: str, guarantee: str
     path.write_text(TOPOLOGY.format(name=name, source=source, sink=sink, guarantee=guarantee))
     dlq = f"{name}.dlq"
     create_topics(connection, {t: (partitions, {}) for t in (source, sink, dlq)})
+    create_topics(connection, {"streamline.lineage": (3, {}), "streamline.heartbeats": (1, {})})
     return path, source, sink, dlq
 
 

@@ -16,8 +16,9 @@ replay that fails half-way leaves no record it does not also remember. Group
 `<topology>.dlq-replay.<type>` where a `--error-type <type>` replay stopped (one group per
 type, so replaying `map` neither skips the `decode` dead letters before it nor is replayed
 again by a later replay of everything). A dead letter counts as replayed when its offset
-is below either position. Resetting a group's offsets (or deleting the group) makes its
-dead letters replayable again.
+is below either position; a replay reads the whole topic, as `dlq list` does, so it can say
+what earlier replays already took. Resetting a group's offsets (or deleting the group)
+makes its dead letters replayable again.
 """
 
 from __future__ import annotations
@@ -321,13 +322,10 @@ class ReplayPositions:
             self._committed[group] = {tp.partition: max(tp.offset, 0) for tp in answers}
         return self._committed[group]
 
-    def start(self, error_type: str | None) -> dict[int, int]:
-        """Where a replay of `error_type` (None: every type) has to begin reading."""
-        everything = self.committed(None)
-        if error_type is None:
-            return dict(everything)
-        own = self.committed(error_type)
-        return {p: max(everything[p], own[p]) for p in self.partitions}
+    def advanced(self, error_type: str | None, read_to: dict[int, int]) -> bool:
+        """Whether reading up to `read_to` moves the position of `error_type` (None: all)."""
+        committed = self.committed(error_type)
+        return any(at > committed[p] for p, at in read_to.items())
 
     def replayed(self, letter: DeadLetter) -> bool:
         p = letter.partition
@@ -437,9 +435,9 @@ def replay_dead_letters(
         # offsets the positions read below must not miss
         replayer = None if dry_run else _Replayer(connection, topology, group)
         try:
-            starts = positions.start(error_type)
             batch = 0
-            for letter in reader.read(starts):
+            # from the beginning, to report what earlier replays took
+            for letter in reader.read():
                 kind = letter.error_type
                 if error_type is not None and kind != error_type:
                     report.other_types[kind] += 1
@@ -466,7 +464,7 @@ def replay_dead_letters(
                         "error_type": kind,
                         "key": RecordPrinter(None).to_json(letter.message)["key"],
                     })
-            if replayer is not None and reader.positions != starts:
+            if replayer is not None and positions.advanced(error_type, reader.positions):
                 replayer.commit(reader.positions, positions.consumer(group).consumer_group_metadata())
         finally:
             if replayer is not None:

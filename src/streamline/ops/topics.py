@@ -8,6 +8,8 @@ from confluent_kafka.admin import AdminClient
 
 from streamline.connection import Connection
 from streamline.errors import StreamlineError
+from streamline.observability.heartbeats import HEARTBEATS_TOPIC
+from streamline.observability.lineage import LINEAGE_TOPIC
 from streamline.state import WINDOW_STORE
 from streamline.topology import Topology
 
@@ -88,8 +90,6 @@ def await_topics(connection: Connection, topics: Iterable[str], timeout: float =
         raise StreamlineError(f"topics {', '.join(names)} have no leader after {timeout:.0f}s")
 
 
-LINEAGE_TOPIC = "streamline.lineage"
-HEARTBEATS_TOPIC = "streamline.heartbeats"
 
 
 def topology_topics(topology: Topology, partitions: int) -> dict[str, tuple[int, dict[str, str]]]:

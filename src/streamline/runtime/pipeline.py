@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from streamline.observability.lineage import LINEAGE_TOPIC
 from streamline.observability.metrics import Metrics
 from streamline.reliability.dead_letter import Failure
 from streamline.reliability.retry import RetryPolicy
@@ -106,6 +107,8 @@ class Pipeline:
     def owned_topics(self) -> list[str]:
         """Topics this topology writes to, which must exist before it runs."""
         topics = [self.sink_topic, self.dead_letter_topic]
+        if self.topology.lineage:
+            topics.append(LINEAGE_TOPIC)
         if self.windowed:
             topics += [self.topology.late_topic, self.changelog_topic]
         if self.repartition:

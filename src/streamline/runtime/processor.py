@@ -32,6 +32,7 @@ from confluent_kafka import (
 from streamline.connection import Connection
 from streamline.errors import StreamlineError
 from streamline.observability.heartbeats import HEARTBEATS_TOPIC, heartbeat, partition_freshness
+from streamline.observability.lineage import LINEAGE_TOPIC, run_event
 from streamline.observability.metrics import Metrics
 from streamline.reliability.dead_letter import LATE, Failure, failure_headers
 from streamline.runtime.pipeline import Pipeline
@@ -84,6 +85,8 @@ class _Transaction:
     late: int = 0
     dead_letters: dict[tuple[str, str], int] = field(default_factory=dict)
     consumed: dict[TP, int] = field(default_factory=dict)
+    inputs: dict[TP, list[int]] = field(default_factory=dict)
+    produced: dict[TP, list[int]] = field(default_factory=dict)
 
 
 class Processor:
@@ -127,6 +130,10 @@ class Processor:
         self.restoring = False
         self.joined = False
         self._heartbeat_at = 0.0
+        topology = pipeline.topology
+        self._lineage_outputs = {topology.sink.topic, topology.dead_letter_topic,
+                                 topology.late_topic, topology.retry_topic,
+                                 topology.repartition_topic}
         self._heartbeat_interval_s = pipeline.topology.freshness.heartbeat_interval / 1000
         self._heartbeats = False
         self._heartbeat_producer: Producer | None = None
@@ -168,6 +175,7 @@ class Processor:
 
     def _make_producer(self) -> Producer:
         conf: dict[str, Any] = {
+            "on_delivery": self._delivered,
             "client.id": f"{self.pipeline.group_id}-{self.options.instance_id}",
             "enable.idempotence": True,
             "linger.ms": 5,
@@ -301,6 +309,11 @@ class Processor:
             tp = (record.topic, record.partition)
             self.positions[tp] = record.offset + 1
             txn.consumed[tp] = txn.consumed.get(tp, 0) + 1
+            span = txn.inputs.get(tp)
+            if span is None:
+                txn.inputs[tp] = [record.offset, record.offset]
+            else:
+                span[1] = record.offset
 
     def _emit(self, outputs: list[tuple[Record, bytes]]) -> None:
         """Produces sink records into the open transaction."""
@@ -477,6 +490,8 @@ class Processor:
         started = time.monotonic()
         self._write_markers()
         self._write_changelog()
+        if self.pipeline.topology.lineage and (txn.inputs or txn.outputs):
+            self._write_lineage(txn)
         metadata = commit_metadata(self.generation)
         offsets = [TopicPartition(t, p, off, metadata=metadata) for (t, p), off in self.positions.items()
                    if (t, p) in self.assignment]
@@ -495,6 +510,37 @@ class Processor:
         self.committed.update(self.positions)
         self._apply_state()
         self._committed_metrics(txn, time.monotonic() - started)
+
+    def _write_lineage(self, txn: _Transaction) -> None:
+        """The transaction's RunEvent: delivered output ranges are known after a flush."""
+        assert self.producer is not None
+        if self.producer.flush(60):
+            raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT, "outputs not delivered"))
+        topology = self.pipeline.topology
+        event = run_event(
+            topology.name, topology.version, topology.fingerprint,
+            self.pipeline.transactional_id(self.options.instance_id),
+            self.connection.bootstrap_servers,
+            {tp: (a, b) for tp, (a, b) in txn.inputs.items()},
+            {tp: (a, b) for tp, (a, b) in txn.produced.items()},
+        )
+        self._produce(self.producer.produce, LINEAGE_TOPIC, topology.name.encode(), event, [])
+
+    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
+        """Delivery report of an output: widens the open transaction's produced range."""
+        txn = self.txn
+        if err is not None or txn is None or msg.topic() not in self._lineage_outputs:
+            return
+        offset = msg.offset()
+        if offset is None:
+            return
+        tp = (msg.topic(), msg.partition())
+        span = txn.produced.get(tp)
+        if span is None:
+            txn.produced[tp] = [offset, offset]
+        else:
+            span[0] = min(span[0], offset)
+            span[1] = max(span[1], offset)
 
     def _markers_due(self) -> bool:
         """Whether a source partition's watermark or idleness changed, or a keepalive is due."""
@@ -631,6 +677,8 @@ class Processor:
                 log.warning("abort failed (%s); re-creating the producer", abort_exc.args[0].str())
                 self._recreate_producer()
         self.txn = None
+        if self.producer is not None:
+            self.producer.poll(0)  # delivery reports of the aborted transaction go nowhere
         self._reset_state()
         self._rewind()
 
