@@ -22,3 +22,31 @@ def to_eur_or_fail(order: dict[str, Any]) -> dict[str, Any]:
         "country": order["country"],
         "created_at": order["created_at"],
     }
+
+
+_calls: dict[str, list[float]] = {}
+
+
+def picky(order: dict[str, Any]) -> dict[str, Any]:
+    """Fails by the order id's prefix: `flaky-` its first 2 calls, `slow-` for 2 s, `doomed-` always.
+
+    Every call is appended to the file named by STREAMLINE_TEST_CALL_LOG as `order_id time_ms`.
+    """
+    import os
+    import time
+
+    order_id = order["order_id"]
+    now = time.time()
+    calls = _calls.setdefault(order_id, [])
+    calls.append(now)
+    log = os.environ.get("STREAMLINE_TEST_CALL_LOG")
+    if log:
+        with open(log, "a") as f:
+            f.write(f"{order_id} {int(now * 1000)}\n")
+    if order_id.startswith("flaky-") and len(calls) <= 2:
+        raise MapFailure(f"{order_id}: call {len(calls)} fails")
+    if order_id.startswith("slow-") and now - calls[0] < 2.0:
+        raise MapFailure(f"{order_id}: not ready for {2.0 - (now - calls[0]):.1f}s")
+    if order_id.startswith("doomed-"):
+        raise MapFailure(f"{order_id}: always fails")
+    return to_eur_or_fail(order)

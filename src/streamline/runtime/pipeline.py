@@ -44,6 +44,7 @@ class Pipeline:
     commit_interval_ms: int
     header_topology: bytes
     stages: list[Stage]
+    retry_policy: RetryPolicy
     encode: Encode
     checked: CheckedTopology
     windowed: bool = False
@@ -63,7 +64,8 @@ class Pipeline:
             jitter=retry.backoff.jitter,
         )
         stages: list[Stage] = [
-            Decode("decode", {s.topic: source_codec for s in topology.sources}),
+            Decode("decode", {t: source_codec for t in [*(s.topic for s in topology.sources),
+                                                         topology.retry_topic]}),
             EventTime("sources[0].event_time", topology.source.event_time),
         ]
         for cs in checked.stages:
@@ -91,6 +93,7 @@ class Pipeline:
             commit_interval_ms=topology.commit_interval,
             header_topology=topology.header_value.encode(),
             stages=stages,
+            retry_policy=policy,
             encode=Encode("sink", AvroCodec(store, checked.sink_schema)),
             checked=checked,
             windowed=topology.window is not None,
@@ -109,11 +112,19 @@ class Pipeline:
         topics = [self.sink_topic, self.dead_letter_topic]
         if self.topology.lineage:
             topics.append(LINEAGE_TOPIC)
+        if self.retrying:
+            topics.append(self.topology.retry_topic)
         if self.windowed:
             topics += [self.topology.late_topic, self.changelog_topic]
         if self.repartition:
             topics.append(self.topology.repartition_topic)
         return topics
+
+    @property
+    def retrying(self) -> bool:
+        """Whether map failures go through the retry topic before they become dead letters."""
+        return self.topology.retry.topic_attempts > 0 and any(
+            isinstance(s, MapStage) for s in self.topology.stages)
 
     @property
     def changelog_topic(self) -> str:

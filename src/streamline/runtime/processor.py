@@ -34,7 +34,7 @@ from streamline.errors import StreamlineError
 from streamline.observability.heartbeats import HEARTBEATS_TOPIC, heartbeat, partition_freshness
 from streamline.observability.lineage import LINEAGE_TOPIC, run_event
 from streamline.observability.metrics import Metrics
-from streamline.reliability.dead_letter import LATE, Failure, failure_headers
+from streamline.reliability.dead_letter import LATE, MAP, Failure, failure_headers
 from streamline.runtime.pipeline import Pipeline
 from streamline.runtime.record import ORIGINAL_HEADER, Record
 from streamline.runtime.watermark import NO_WATERMARK
@@ -56,6 +56,7 @@ from streamline.state.generation import commit_metadata, generation_of
 log = logging.getLogger("streamline.runtime")
 
 TP = tuple[str, int]
+RETRY_PASSES = "streamline.retry.topic_attempts"
 
 
 class TransactionAborted(Exception):
@@ -83,6 +84,7 @@ class _Transaction:
     outputs: int = 0
     event_times: list[int] = field(default_factory=list)
     late: int = 0
+    retries: int = 0
     dead_letters: dict[tuple[str, str], int] = field(default_factory=dict)
     consumed: dict[TP, int] = field(default_factory=dict)
     inputs: dict[TP, list[int]] = field(default_factory=dict)
@@ -130,6 +132,7 @@ class Processor:
         self.restoring = False
         self.joined = False
         self._heartbeat_at = 0.0
+        self._paused: dict[tuple[str, int], float] = {}
         topology = pipeline.topology
         self._lineage_outputs = {topology.sink.topic, topology.dead_letter_topic,
                                  topology.late_topic, topology.retry_topic,
@@ -198,6 +201,8 @@ class Processor:
         self.producer = self._make_producer()
         self.consumer = self._make_consumer()
         topics = list(self.pipeline.source_topics)
+        if self.pipeline.retrying:
+            topics.append(self.pipeline.topology.retry_topic)
         if self.pipeline.repartition:
             topics.append(self.pipeline.window_input_topic)
             self.source_partitions = self._source_partitions()
@@ -237,8 +242,9 @@ class Processor:
     def _step(self) -> None:
         assert self.consumer is not None
         messages = self.consumer.consume(self.options.batch_size, timeout=0.1)
+        self._resume_due()
         if messages:
-            batch = self._accept(messages)
+            batch = self._hold_until_due(self._accept(messages))
             if batch:
                 try:
                     self._process(batch)
@@ -300,7 +306,10 @@ class Processor:
             else:
                 self._process_windowed(batch, failures)
             for record, failure in failures:
-                self._dead_letter(record, failure)
+                if failure.error_type == MAP and self.pipeline.retrying:
+                    self._retry_or_dead_letter(record, failure)
+                else:
+                    self._dead_letter(record, failure)
         except KafkaException as exc:
             self._handle_kafka_error(exc)
             raise TransactionAborted() from exc
@@ -346,6 +355,63 @@ class Processor:
         slot = (failure.error_type, failure.stage)
         if topic is None:
             self.txn.dead_letters[slot] = self.txn.dead_letters.get(slot, 0) + 1
+
+    # --- the retry topic -----------------------------------------------------------------
+
+    def _retry_or_dead_letter(self, record: Record, failure: Failure) -> None:
+        """A map failure goes to the retry topic, with a not-before time, until its passes run out."""
+        passes = int(record.header(RETRY_PASSES) or b"0")
+        total = int(record.header("streamline.attempts") or b"0") + failure.attempts
+        counted = replace(failure, attempts=total)
+        retry = self.pipeline.topology.retry
+        if passes >= retry.topic_attempts:
+            self._dead_letter(record, counted)
+            return
+        policy = self.pipeline.retry_policy
+        not_before = int(time.time() * 1000 + policy.backoff_ms(total))  # the backoff goes on growing
+        self._dead_letter(record, counted, topic=self.pipeline.topology.retry_topic, extra=[
+            (RETRY_PASSES, str(passes + 1).encode()),
+            ("streamline.retry.not_before", str(not_before).encode()),
+        ])
+        assert self.txn is not None
+        self.txn.retries += 1
+
+    def _hold_until_due(self, batch: list[Record]) -> list[Record]:
+        """Drops retry records not due yet (and what follows them); their partition waits paused."""
+        if not self.pipeline.retrying:
+            return batch
+        assert self.consumer is not None
+        topic = self.pipeline.topology.retry_topic
+        now = time.time() * 1000
+        held: set[int] = set()
+        out = []
+        for record in batch:
+            if record.topic != topic:
+                out.append(record)
+                continue
+            if record.partition in held:
+                continue
+            due = int(record.header("streamline.retry.not_before") or b"0")
+            if due > now:
+                held.add(record.partition)
+                tp = TopicPartition(topic, record.partition, record.offset)
+                self.consumer.pause([tp])
+                self.consumer.seek(tp)
+                self._paused[(topic, record.partition)] = due
+                continue
+            out.append(record)
+        return out
+
+    def _resume_due(self) -> None:
+        if not self._paused:
+            return
+        assert self.consumer is not None
+        now = time.time() * 1000
+        for (topic, partition), due in list(self._paused.items()):
+            if due <= now:
+                del self._paused[(topic, partition)]
+                if (topic, partition) in self.assignment:
+                    self.consumer.resume([TopicPartition(topic, partition)])
 
     # --- the window stage ----------------------------------------------------------------
 
@@ -658,6 +724,8 @@ class Processor:
             m.dead_letter(error_type, stage, n)
         if txn.late:
             m.late(self.pipeline.topology.late_topic, txn.late)
+        if txn.retries:
+            m.retry("map", txn.retries)
         for (topic, partition), offset in self.committed.items():
             m.set_committed_offset(topic, partition, offset)
 

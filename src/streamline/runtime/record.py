@@ -46,6 +46,10 @@ class Record:
         """The `streamline.source` header: `topic/partition/first_offset-last_offset`."""
         return f"{self.topic}/{self.partition}/{self.offset}-{self.last_offset}".encode()
 
+    def header(self, name: str) -> bytes | None:
+        """The value of the record's header `name`, if it has one."""
+        return self._header(name)
+
     def _header(self, name: str) -> bytes | None:
         for key, value in self.headers or ():
             if key == name:
@@ -53,9 +57,12 @@ class Record:
         return None
 
     def origin(self) -> tuple[str, int, int]:
-        """(topic, partition, offset) of the record as it entered the topology."""
+        """(topic, partition, offset) of the record as it entered the topology.
+
+        Records from the repartition or retry topic name it in `streamline.source.*` headers.
+        """
         topic = self._header("streamline.source.topic")
-        if topic is None or self._header(ORIGINAL_HEADER) is None:
+        if topic is None:
             return self.topic, self.partition, self.offset
         return (topic.decode(), int(self._header("streamline.source.partition") or b"0"),
                 int(self._header("streamline.source.offset") or b"0"))
