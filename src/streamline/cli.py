@@ -459,7 +459,11 @@ def dlq_show(
     connection = connect(bootstrap_servers, kafka_config)
     connection.check_reachable()
     printer = RecordPrinter(store)
-    for letter in newest_dead_letters(connection, checked.topology.dead_letter_topic, limit):
+    dlq = checked.topology.dead_letter_topic
+    letters = newest_dead_letters(connection, dlq, limit)
+    if not letters:
+        err.print(f"no dead letters in {dlq}", markup=False)
+    for letter in letters:
         print(json.dumps(letter.describe(printer)), flush=True)
 
 
@@ -492,8 +496,8 @@ def dlq_replay(
     out.print(f"{verb} {total} dead letters to {targets}" + (f" ({by_type(report.sent)})" if total else ""),
               markup=False)
     if report.skipped:
-        out.print(f"skipped {sum(report.skipped.values())} already replayed ({by_type(report.skipped)}); "
-                  f"replay position: consumer group {report.group}", markup=False)
+        out.print(f"skipped {sum(report.skipped.values())} already replayed ({by_type(report.skipped)}) "
+                  f"per the offsets of consumer groups {', '.join(report.position_groups)}", markup=False)
     if report.other_types:
         out.print(f"left {sum(report.other_types.values())} of other error types "
                   f"({by_type(report.other_types)})", markup=False)

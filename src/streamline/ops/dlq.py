@@ -50,7 +50,10 @@ from streamline.topology import Topology
 READ_TIMEOUT_S = 30.0
 REPLAY_BATCH = 500  # records per replay transaction
 SAMPLE_SIZE = 5
-REPLAY_HEADER_PREFIX = "streamline.replay."
+# headers streamline adds while a record moves through a topology: not the record's own
+INTERNAL_HEADER_PREFIXES = ("streamline.error.", "streamline.source.", "streamline.retry.",
+                            "streamline.replay.")
+INTERNAL_HEADERS = FAILURE_HEADER_KEYS | {"streamline.original", "streamline.watermark"}
 UNKNOWN = "unknown"
 
 
@@ -341,19 +344,19 @@ class ReplayReport:
     """What a replay sent (or, dry, would send) and what it left alone, by error type."""
 
     dry_run: bool
-    group: str
     sent: Counter[str] = field(default_factory=Counter)
     targets: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)
     other_types: Counter[str] = field(default_factory=Counter)
     sample: list[dict[str, Any]] = field(default_factory=list)
+    position_groups: list[str] = field(default_factory=list)  # what said "already replayed"
 
 
 def replay_headers(letter: DeadLetter, now_ms: int) -> list[tuple[str, str | bytes | None]]:
     """The record's own headers, then the ones recording this replay."""
     own = [
         (k, v) for k, v in letter.headers
-        if k not in FAILURE_HEADER_KEYS and not k.startswith(REPLAY_HEADER_PREFIX)
+        if k not in INTERNAL_HEADERS and not k.startswith(INTERNAL_HEADER_PREFIXES)
     ]
     return [
         *own,
@@ -366,9 +369,8 @@ def replay_headers(letter: DeadLetter, now_ms: int) -> list[tuple[str, str | byt
 class _Replayer:
     """Produces replayed records and commits them with the replay position, one transaction per batch."""
 
-    def __init__(self, connection: Connection, topology: Topology, group: str) -> None:
+    def __init__(self, connection: Connection, topology: Topology) -> None:
         self.topic = topology.dead_letter_topic
-        self.group = group
         self.producer = Producer(connection.config(**{
             "transactional.id": f"{topology.name}.dlq-replay",
             "enable.idempotence": True,
@@ -427,13 +429,14 @@ def replay_dead_letters(
     source_topics = [s.topic for s in topology.sources]
     counts = require_topics(connection, [dlq, *source_topics])
     group = replay_group(topology, error_type)
-    report = ReplayReport(dry_run=dry_run, group=group)
+    report = ReplayReport(dry_run=dry_run)
     now_ms = int(time.time() * 1000)
+    keys = RecordPrinter(None)
     with DeadLetterReader(connection, dlq) as reader:
         positions = ReplayPositions(connection, topology, sorted(reader.bounds))
         # the producer first: its init aborts a concurrent replay's open transaction, whose
         # offsets the positions read below must not miss
-        replayer = None if dry_run else _Replayer(connection, topology, group)
+        replayer = None if dry_run else _Replayer(connection, topology)
         try:
             batch = 0
             # from the beginning, to report what earlier replays took
@@ -462,10 +465,12 @@ def replay_dead_letters(
                         "from": letter.address,
                         "to": topic if partition is None else f"{topic}/{partition}",
                         "error_type": kind,
-                        "key": RecordPrinter(None).to_json(letter.message)["key"],
+                        "key": keys.to_json(letter.message)["key"],
                     })
             if replayer is not None and positions.advanced(error_type, reader.positions):
                 replayer.commit(reader.positions, positions.consumer(group).consumer_group_metadata())
+            report.position_groups = sorted(
+                {replay_group(topology, None)} | {replay_group(topology, t) for t in report.skipped})
         finally:
             if replayer is not None:
                 replayer.close()
