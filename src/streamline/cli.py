@@ -187,6 +187,15 @@ def load_checked(path: Path, schemas: Path | None) -> tuple[Any, Any]:
     return check_topology(topology, store), store
 
 
+def checked_and_connected(topology: Path, schemas: Path | None, bootstrap: str | None,
+                          kafka_config: Path | None) -> tuple[Any, Connection]:
+    """The checked topology and a connection to a broker that answers."""
+    checked, _ = load_checked(topology, schemas)
+    connection = connect(bootstrap, kafka_config)
+    connection.check_reachable()
+    return checked, connection
+
+
 @app.command()
 def validate(
     topologies: Annotated[list[Path], typer.Argument(help="Topology files.")],
@@ -224,9 +233,7 @@ def topics_create(
     """Create the source, sink and owned topics (dlq, retry, late, changelog, lineage, heartbeats)."""
     from streamline.ops.topics import create_topics, topology_topics
 
-    checked, _ = load_checked(topology, schemas)
-    connection = connect(bootstrap_servers, kafka_config)
-    connection.check_reachable()
+    checked, connection = checked_and_connected(topology, schemas, bootstrap_servers, kafka_config)
     wanted = topology_topics(checked.topology, partitions)
     created = set(create_topics(connection, wanted, replication_factor))
     for name, (count, configs) in wanted.items():
@@ -383,9 +390,7 @@ def lag(
 
     from streamline.ops.lag import topology_lag
 
-    checked, _ = load_checked(topology, schemas)
-    connection = connect(bootstrap_servers, kafka_config)
-    connection.check_reachable()
+    checked, connection = checked_and_connected(topology, schemas, bootstrap_servers, kafka_config)
 
     def render() -> Table:
         from datetime import UTC, datetime
@@ -432,9 +437,7 @@ def dlq_list(
     """Count the committed dead letters by error type, stage and rule."""
     from streamline.ops.dlq import count_dead_letters, summary_table
 
-    checked, _ = load_checked(topology, schemas)
-    connection = connect(bootstrap_servers, kafka_config)
-    connection.check_reachable()
+    checked, connection = checked_and_connected(topology, schemas, bootstrap_servers, kafka_config)
     dlq = checked.topology.dead_letter_topic
     counts = count_dead_letters(connection, dlq)
     if not counts:
@@ -479,9 +482,7 @@ def dlq_replay(
     """Re-produce dead letters not replayed before to the source topic, original bytes, replay headers."""
     from streamline.ops.dlq import replay_dead_letters
 
-    checked, _ = load_checked(topology, schemas)
-    connection = connect(bootstrap_servers, kafka_config)
-    connection.check_reachable()
+    checked, connection = checked_and_connected(topology, schemas, bootstrap_servers, kafka_config)
     report = replay_dead_letters(connection, checked.topology, error_type, dry_run)
 
     def by_type(counts: Any) -> str:

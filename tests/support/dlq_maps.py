@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tests.support.maps import RATES, MapFailure
+from tests.support.maps import MapFailure, paid_order
 
 FAIL_FILE = "STREAMLINE_TEST_FAIL_FILE"
 
@@ -17,10 +17,4 @@ def to_eur_while_flagged(order: dict[str, Any]) -> dict[str, Any]:
     flag = os.environ.get(FAIL_FILE)
     if flag and Path(flag).exists() and order["order_id"].endswith("-boom"):
         raise MapFailure(f"cannot convert {order['order_id']} while {flag} exists")
-    return {
-        "order_id": order["order_id"],
-        "customer_id": order["customer_id"],
-        "amount_eur": order["amount"] * RATES[order["currency"]],
-        "country": order["country"],
-        "created_at": order["created_at"],
-    }
+    return paid_order(order)

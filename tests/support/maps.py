@@ -15,6 +15,11 @@ def to_eur_or_fail(order: dict[str, Any]) -> dict[str, Any]:
     """A PaidOrder in EUR; raises for every order whose id ends in `-boom`."""
     if order["order_id"].endswith("-boom"):
         raise MapFailure(f"cannot convert {order['order_id']}")
+    return paid_order(order)
+
+
+def paid_order(order: dict[str, Any]) -> dict[str, Any]:
+    """The PaidOrder of an order, its amount in EUR."""
     return {
         "order_id": order["order_id"],
         "customer_id": order["customer_id"],
