@@ -166,8 +166,10 @@ class StreamlineProcess:
         self.log_path = log_dir / f"{instance_id}.log"
         self.metrics_port = metrics_port
         self.proc: subprocess.Popen[bytes] | None = None
+        self._log_start = 0
 
     def start(self) -> StreamlineProcess:
+        self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streamline", "run", str(self.topology),
@@ -191,8 +193,13 @@ class StreamlineProcess:
         self.proc.send_signal(signal.SIGCONT)
 
     def stop(self, timeout: float = 60) -> int:
-        """SIGTERM, then wait for the clean exit; returns the exit status."""
+        """SIGTERM once the process runs (its handler is installed), then the clean exit's status."""
         assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            if "running " in self.log()[self._log_start:]:
+                break
+            time.sleep(0.1)
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
