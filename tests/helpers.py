@@ -17,8 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 STREAMLINE = [sys.executable, "-m", "streamline"]
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = None,
-            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, stdin: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Runs `streamline ARGS` as a user would, from the repository root."""
     return subprocess.run(
         [*STREAMLINE, *args],
@@ -31,19 +32,32 @@ def run_cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = N
     )
 
 
-def read_all(connection: Connection, topic: str, isolation: str = "read_committed",
-             timeout: float = 10.0, expected: int | None = None) -> list[Message]:
+def read_all(
+    connection: Connection,
+    topic: str,
+    isolation: str = "read_committed",
+    timeout: float = 10.0,
+    expected: int | None = None,
+) -> list[Message]:
     """Every record of every partition of `topic` up to its current end."""
-    consumer = Consumer(connection.config(**{
-        "group.id": "test-reader", "enable.auto.commit": False,
-        "isolation.level": isolation, "enable.partition.eof": True,
-    }, log_level=0))
+    consumer = Consumer(
+        connection.config(
+            **{
+                "group.id": "test-reader",
+                "enable.auto.commit": False,
+                "isolation.level": isolation,
+                "enable.partition.eof": True,
+            },
+            log_level=0,
+        )
+    )
     metadata = consumer.list_topics(topic, timeout=timeout)
     partitions = list(metadata.topics[topic].partitions)
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
     out: list[Message] = []
     at_end: set[int] = set()
     import time
+
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:

@@ -30,15 +30,23 @@ out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty()
 
 BootstrapOpt = Annotated[
     str | None,
-    typer.Option("--bootstrap-servers", "-b", help="Kafka address (else STREAMLINE_BOOTSTRAP_SERVERS, else the dev broker)."),
+    typer.Option(
+        "--bootstrap-servers",
+        "-b",
+        help="Kafka address (else STREAMLINE_BOOTSTRAP_SERVERS, else the dev broker).",
+    ),
 ]
 KafkaConfigOpt = Annotated[
     Path | None,
-    typer.Option("--kafka-config", help="librdkafka settings, key=value lines (security, SASL, TLS)."),
+    typer.Option(
+        "--kafka-config", help="librdkafka settings, key=value lines (security, SASL, TLS)."
+    ),
 ]
 SchemasOpt = Annotated[
     Path | None,
-    typer.Option("--schemas", help="Folder of .avsc files (else STREAMLINE_SCHEMAS, else ./schemas)."),
+    typer.Option(
+        "--schemas", help="Folder of .avsc files (else STREAMLINE_SCHEMAS, else ./schemas)."
+    ),
 ]
 DataDirOpt = Annotated[
     Path | None,
@@ -119,10 +127,19 @@ def broker_status(data_dir: DataDirOpt = None) -> None:
 @app.command()
 def produce(
     topic: Annotated[str, typer.Argument(help="Topic to write to.")],
-    schema: Annotated[str, typer.Option("--schema", help="Full Avro name, e.g. com.example.Order.")],
-    file: Annotated[Path | None, typer.Option("--file", "-f", help="JSON lines, or CSV by extension; default stdin.")] = None,
-    key_field: Annotated[str | None, typer.Option("--key-field", help="Field whose value becomes the record key.")] = None,
-    rate: Annotated[float | None, typer.Option("--rate", help="At most N records per second.")] = None,
+    schema: Annotated[
+        str, typer.Option("--schema", help="Full Avro name, e.g. com.example.Order.")
+    ],
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", "-f", help="JSON lines, or CSV by extension; default stdin."),
+    ] = None,
+    key_field: Annotated[
+        str | None, typer.Option("--key-field", help="Field whose value becomes the record key.")
+    ] = None,
+    rate: Annotated[
+        float | None, typer.Option("--rate", help="At most N records per second.")
+    ] = None,
     bootstrap_servers: BootstrapOpt = None,
     kafka_config: KafkaConfigOpt = None,
     schemas: SchemasOpt = None,
@@ -155,11 +172,18 @@ def produce(
 @app.command()
 def consume(
     topic: Annotated[str, typer.Argument(help="Topic to read.")],
-    from_beginning: Annotated[bool, typer.Option("--from-beginning", help="Start at the earliest offset.")] = False,
+    from_beginning: Annotated[
+        bool, typer.Option("--from-beginning", help="Start at the earliest offset.")
+    ] = False,
     max_records: Annotated[int | None, typer.Option("--max", help="Stop after N records.")] = None,
-    timeout: Annotated[float | None, typer.Option("--timeout", help="Stop after S seconds without a new record.")] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="Stop after S seconds without a new record.")
+    ] = None,
     headers: Annotated[bool, typer.Option("--headers", help="Print record headers too.")] = False,
-    reader_schema: Annotated[str | None, typer.Option("--schema", help="Read values as this schema (default: the writer's).")] = None,
+    reader_schema: Annotated[
+        str | None,
+        typer.Option("--schema", help="Read values as this schema (default: the writer's)."),
+    ] = None,
     bootstrap_servers: BootstrapOpt = None,
     kafka_config: KafkaConfigOpt = None,
     schemas: SchemasOpt = None,
@@ -167,7 +191,11 @@ def consume(
     """Print committed records as JSON lines, decoding single-object Avro with the schema store."""
     from streamline.ops.consume import RecordPrinter, read_topic
 
-    store = load_store(schemas) if (schemas or Path("schemas").is_dir() or os.environ.get("STREAMLINE_SCHEMAS")) else None
+    store = (
+        load_store(schemas)
+        if (schemas or Path("schemas").is_dir() or os.environ.get("STREAMLINE_SCHEMAS"))
+        else None
+    )
     printer = RecordPrinter(store, reader_schema)
     connection = connect(bootstrap_servers, kafka_config)
     connection.check_reachable()
@@ -187,8 +215,9 @@ def load_checked(path: Path, schemas: Path | None) -> tuple[Any, Any]:
     return check_topology(topology, store), store
 
 
-def checked_and_connected(topology: Path, schemas: Path | None, bootstrap: str | None,
-                          kafka_config: Path | None) -> tuple[Any, Connection]:
+def checked_and_connected(
+    topology: Path, schemas: Path | None, bootstrap: str | None, kafka_config: Path | None
+) -> tuple[Any, Connection]:
     """The checked topology and a connection to a broker that answers."""
     checked, _ = load_checked(topology, schemas)
     connection = connect(bootstrap, kafka_config)
@@ -245,10 +274,19 @@ def topics_create(
 @app.command()
 def run(
     topology: Annotated[Path, typer.Argument(help="Topology file.")],
-    instance_id: Annotated[str | None, typer.Option("--instance-id", help="Stable id of this instance (default: host name).")] = None,
-    state_dir: Annotated[Path, typer.Option("--state-dir", help="Local state (RocksDB, checkpoints).")] = Path(".streamline/state"),
-    metrics_port: Annotated[int, typer.Option("--metrics-port", help="Prometheus /metrics port (0: any free).")] = 9400,
-    metrics_host: Annotated[str, typer.Option("--metrics-host", help="Address /metrics binds to.")] = "127.0.0.1",
+    instance_id: Annotated[
+        str | None,
+        typer.Option("--instance-id", help="Stable id of this instance (default: host name)."),
+    ] = None,
+    state_dir: Annotated[
+        Path, typer.Option("--state-dir", help="Local state (RocksDB, checkpoints).")
+    ] = Path(".streamline/state"),
+    metrics_port: Annotated[
+        int, typer.Option("--metrics-port", help="Prometheus /metrics port (0: any free).")
+    ] = 9400,
+    metrics_host: Annotated[
+        str, typer.Option("--metrics-host", help="Address /metrics binds to.")
+    ] = "127.0.0.1",
     bootstrap_servers: BootstrapOpt = None,
     kafka_config: KafkaConfigOpt = None,
     schemas: SchemasOpt = None,
@@ -289,8 +327,14 @@ def demo(
     checked, store = load_checked(topology, root / "schemas")
     connection = connect(bootstrap_servers, kafka_config)
     connection.check_reachable()
-    rows = run_demo(connection, checked, store, root / "examples" / "orders.jsonl",
-                    Path(".streamline/demo-state"), lambda line: err.print(line, markup=False))
+    rows = run_demo(
+        connection,
+        checked,
+        store,
+        root / "examples" / "orders.jsonl",
+        Path(".streamline/demo-state"),
+        lambda line: err.print(line, markup=False),
+    )
     out.print(results_table(checked.topology.sink.topic, rows))
 
 
@@ -321,11 +365,24 @@ def results_table(title: str, rows: list[dict[str, Any]]) -> Any:
 @app.command()
 def replay(
     topology: Annotated[Path, typer.Argument(help="Topology file.")],
-    to_earliest: Annotated[bool, typer.Option("--to-earliest", help="Restart at the first offset.")] = False,
-    to_datetime: Annotated[str | None, typer.Option("--to-datetime", help="Restart at the first record at or after this ISO time.")] = None,
-    by_duration: Annotated[str | None, typer.Option("--by-duration", help="Restart this far back from now, e.g. 1h.")] = None,
-    to_offset: Annotated[str | None, typer.Option("--to-offset", help="TOPIC:PARTITION:OFFSET.")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
+    to_earliest: Annotated[
+        bool, typer.Option("--to-earliest", help="Restart at the first offset.")
+    ] = False,
+    to_datetime: Annotated[
+        str | None,
+        typer.Option(
+            "--to-datetime", help="Restart at the first record at or after this ISO time."
+        ),
+    ] = None,
+    by_duration: Annotated[
+        str | None, typer.Option("--by-duration", help="Restart this far back from now, e.g. 1h.")
+    ] = None,
+    to_offset: Annotated[
+        str | None, typer.Option("--to-offset", help="TOPIC:PARTITION:OFFSET.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan; change nothing.")
+    ] = False,
     bootstrap_servers: BootstrapOpt = None,
     kafka_config: KafkaConfigOpt = None,
     schemas: SchemasOpt = None,
@@ -339,7 +396,9 @@ def replay(
 
     chosen = [o for o in (to_earliest, to_datetime, by_duration, to_offset) if o]
     if len(chosen) != 1:
-        raise UsageError("give exactly one of --to-earliest, --to-datetime, --by-duration, --to-offset")
+        raise UsageError(
+            "give exactly one of --to-earliest, --to-datetime, --by-duration, --to-offset"
+        )
     at = None
     if to_datetime:
         try:
@@ -357,7 +416,9 @@ def replay(
             f"the group {model.group_id} has active members ({', '.join(members)}); "
             "stop every instance of the topology first"
         )
-    plan = plan_replay(connection, model, earliest=to_earliest, at=at, back=by_duration, offset=to_offset)
+    plan = plan_replay(
+        connection, model, earliest=to_earliest, at=at, back=by_duration, offset=to_offset
+    )
     table = Table(title=f"replay plan for {model.name} (state generation {plan.generation})")
     for column in ("topic", "partition", "current", "target", "to reprocess"):
         table.add_column(column, justify="left" if column == "topic" else "right")
@@ -366,7 +427,9 @@ def replay(
         table.add_row(p.topic, str(p.partition), current, str(p.target), str(p.reprocess))
     out.print(table)
     if plan.truncate:
-        out.print("state reset: " + ", ".join(f"{t}/{p}" for t, p, _ in plan.truncate), markup=False)
+        out.print(
+            "state reset: " + ", ".join(f"{t}/{p}" for t, p, _ in plan.truncate), markup=False
+        )
     if dry_run:
         out.print(f"dry run: {plan.total} records would be processed again; nothing changed")
         return
@@ -377,7 +440,9 @@ def replay(
 @app.command()
 def lag(
     topology: Annotated[Path, typer.Argument(help="Topology file.")],
-    watch: Annotated[bool, typer.Option("--watch", help="Refresh every 2 s until interrupted.")] = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Refresh every 2 s until interrupted.")
+    ] = False,
     bootstrap_servers: BootstrapOpt = None,
     kafka_config: KafkaConfigOpt = None,
     schemas: SchemasOpt = None,
@@ -398,18 +463,45 @@ def lag(
         rows = topology_lag(connection, checked.topology)
         now_ms = time.time() * 1000
         table = Table(title=f"lag of {checked.topology.group_id}")
-        for column in ("topic", "partition", "committed", "end", "lag", "watermark", "staleness", "sla"):
+        for column in (
+            "topic",
+            "partition",
+            "committed",
+            "end",
+            "lag",
+            "watermark",
+            "staleness",
+            "sla",
+        ):
             table.add_column(column, justify="left" if column in ("topic", "sla") else "right")
         for r in rows:
             committed = "-" if r.committed is None else str(r.committed)
             watermark = staleness = "-"
             if r.watermark is not None:
-                watermark = datetime.fromtimestamp(r.watermark / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+                watermark = datetime.fromtimestamp(r.watermark / 1000, UTC).strftime(
+                    "%Y-%m-%d %H:%M:%S"
+                )
                 staleness = f"{(now_ms - r.watermark) / 1000:.1f}s"
-            table.add_row(r.topic, str(r.partition), committed, str(r.end), str(r.lag), watermark,
-                          staleness, r.status or "-")
-        table.add_row("total", "", "", str(sum(r.end for r in rows)), str(sum(r.lag for r in rows)),
-                      "", "", "")
+            table.add_row(
+                r.topic,
+                str(r.partition),
+                committed,
+                str(r.end),
+                str(r.lag),
+                watermark,
+                staleness,
+                r.status or "-",
+            )
+        table.add_row(
+            "total",
+            "",
+            "",
+            str(sum(r.end for r in rows)),
+            str(sum(r.lag for r in rows)),
+            "",
+            "",
+            "",
+        )
         return table
 
     if not watch:
@@ -423,7 +515,9 @@ def lag(
 
 # --- dead letters -------------------------------------------------------------------------
 
-dlq_app = typer.Typer(help="A topology's dead letters: count and show them, replay chosen ones to its source.")
+dlq_app = typer.Typer(
+    help="A topology's dead letters: count and show them, replay chosen ones to its source."
+)
 app.add_typer(dlq_app, name="dlq")
 
 
@@ -449,7 +543,9 @@ def dlq_list(
 @dlq_app.command("show")
 def dlq_show(
     topology: Annotated[Path, typer.Argument(help="Topology file.")],
-    limit: Annotated[int, typer.Option("--limit", min=1, help="How many of the newest to print.")] = 20,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, help="How many of the newest to print.")
+    ] = 20,
     bootstrap_servers: BootstrapOpt = None,
     kafka_config: KafkaConfigOpt = None,
     schemas: SchemasOpt = None,
@@ -473,8 +569,12 @@ def dlq_show(
 @dlq_app.command("replay")
 def dlq_replay(
     topology: Annotated[Path, typer.Argument(help="Topology file.")],
-    error_type: Annotated[str | None, typer.Option("--error-type", help="Only this error type (default: all).")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be sent; send nothing.")] = False,
+    error_type: Annotated[
+        str | None, typer.Option("--error-type", help="Only this error type (default: all).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print what would be sent; send nothing.")
+    ] = False,
     bootstrap_servers: BootstrapOpt = None,
     kafka_config: KafkaConfigOpt = None,
     schemas: SchemasOpt = None,
@@ -494,14 +594,23 @@ def dlq_replay(
     total = sum(report.sent.values())
     verb = "would replay" if dry_run else "replayed"
     targets = ", ".join(sorted(report.targets)) or checked.topology.source.topic
-    out.print(f"{verb} {total} dead letters to {targets}" + (f" ({by_type(report.sent)})" if total else ""),
-              markup=False)
+    out.print(
+        f"{verb} {total} dead letters to {targets}"
+        + (f" ({by_type(report.sent)})" if total else ""),
+        markup=False,
+    )
     if report.skipped:
-        out.print(f"skipped {sum(report.skipped.values())} already replayed ({by_type(report.skipped)}) "
-                  f"per the offsets of consumer groups {', '.join(report.position_groups)}", markup=False)
+        out.print(
+            f"skipped {sum(report.skipped.values())} already replayed ({by_type(report.skipped)}) "
+            f"per the offsets of consumer groups {', '.join(report.position_groups)}",
+            markup=False,
+        )
     if report.other_types:
-        out.print(f"left {sum(report.other_types.values())} of other error types "
-                  f"({by_type(report.other_types)})", markup=False)
+        out.print(
+            f"left {sum(report.other_types.values())} of other error types "
+            f"({by_type(report.other_types)})",
+            markup=False,
+        )
 
 
 lineage_app = typer.Typer(help="Lineage of records across topologies.")
@@ -513,7 +622,9 @@ def lineage_trace(
     topic: Annotated[str, typer.Argument(help="Topic of the record.")],
     partition: Annotated[int, typer.Argument(help="Its partition.")],
     offset: Annotated[int, typer.Argument(help="Its offset.")],
-    depth: Annotated[int, typer.Option("--depth", help="How many topologies upstream to follow.")] = 1,
+    depth: Annotated[
+        int, typer.Option("--depth", help="How many topologies upstream to follow.")
+    ] = 1,
     bootstrap_servers: BootstrapOpt = None,
     kafka_config: KafkaConfigOpt = None,
 ) -> None:
@@ -526,7 +637,9 @@ def lineage_trace(
         jobs = ", ".join(sorted(step.jobs)) or "-"
         out.print(f"depth {step.depth} (written by {jobs}):", markup=False)
         for t, p, first, last in step.ranges:
-            out.print(f"  {t}/{p} offsets {first}-{last} ({last - first + 1} records)", markup=False)
+            out.print(
+                f"  {t}/{p} offsets {first}-{last} ({last - first + 1} records)", markup=False
+            )
 
 
 # --- entry point --------------------------------------------------------------------------

@@ -66,7 +66,7 @@ class Connection:
 def _kafka_reason(exc: Exception) -> str:
     """The human part of a KafkaException ("Local: Broker transport failure")."""
     error = exc.args[0] if exc.args else None
-    text = error.str() if hasattr(error, "str") else str(exc)
+    text = error.str() if error is not None and hasattr(error, "str") else str(exc)
     return str(text).replace("Failed to get metadata: ", "")
 
 
@@ -97,7 +97,7 @@ def settings_from_env(environ: dict[str, str] | None = None) -> dict[str, str]:
     env = os.environ if environ is None else environ
     prefix = "STREAMLINE_KAFKA_"
     return {
-        key[len(prefix):].lower().replace("_", "."): value
+        key[len(prefix) :].lower().replace("_", "."): value
         for key, value in env.items()
         if key.startswith(prefix) and key != "STREAMLINE_KAFKA_LIBS"
     }

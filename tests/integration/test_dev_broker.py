@@ -35,7 +35,9 @@ def test_start_twice_gives_one_broker_and_stop_stops_it(tmp_path) -> None:  # ty
 
 def test_read_committed_sees_only_committed_transactions(kafka: Connection, make_topic) -> None:  # type: ignore[no-untyped-def]
     topic = make_topic("txn")
-    producer = Producer(kafka.config(**{"transactional.id": f"test-{uuid.uuid4().hex}"}, log_level=0))
+    producer = Producer(
+        kafka.config(**{"transactional.id": f"test-{uuid.uuid4().hex}"}, log_level=0)
+    )
     producer.init_transactions(30)
     producer.begin_transaction()
     producer.produce(topic, value=b"aborted-1")

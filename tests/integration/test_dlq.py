@@ -41,7 +41,10 @@ FAILURES = [
     (Failure("validation", "amount > 0.0 is false", VALIDATE_STAGE, rule="amount_positive"), True),
     (Failure("map", "cannot convert o-5-boom", MAP_STAGE, attempts=3), True),
     (Failure("decode", "not single-object Avro", "decode"), False),
-    (Failure("validation", "currency in [...] is false", VALIDATE_STAGE, rule="known_currency"), True),
+    (
+        Failure("validation", "currency in [...] is false", VALIDATE_STAGE, rule="known_currency"),
+        True,
+    ),
     (Failure("map", "cannot convert o-8-boom", MAP_STAGE, attempts=3), True),
     (Failure("validation", "amount > 0.0 is false", VALIDATE_STAGE, rule="amount_positive"), True),
     (Failure("map", "cannot convert o-10-boom", MAP_STAGE, attempts=3), True),
@@ -74,20 +77,34 @@ class DeadLetters:
 
 
 def order(i: int) -> dict[str, Any]:
-    return {"order_id": f"o-{i}", "customer_id": f"c-{i}", "amount": 10.0 + i, "currency": "EUR",
-            "status": "PAID", "country": "DE", "created_at": FAILED_AT + i}
+    return {
+        "order_id": f"o-{i}",
+        "customer_id": f"c-{i}",
+        "amount": 10.0 + i,
+        "currency": "EUR",
+        "status": "PAID",
+        "country": "DE",
+        "created_at": FAILED_AT + i,
+    }
 
 
 @pytest.fixture
-def dead_letters(kafka: Connection, unique: str, tmp_path: Path, bootstrap_env: dict[str, str]) -> DeadLetters:
+def dead_letters(
+    kafka: Connection, unique: str, tmp_path: Path, bootstrap_env: dict[str, str]
+) -> DeadLetters:
     """A topology whose dead-letter topic holds FAILURES as the runtime writes them: in
     transactions, with one aborted transaction that must never show."""
     topology, source, _sink, dlq = make_topology(tmp_path, kafka, unique)
     letters = [
-        Letter(key=f"c-{i}".encode(),
-               value=ORDER.encode(order(i)) if avro else f"garbage-{i}".encode(),
-               failure=failure, source_partition=i % 3, source_offset=100 + i,
-               failed_at=FAILED_AT + i * 1000, own_header=f"trace-{i}".encode())
+        Letter(
+            key=f"c-{i}".encode(),
+            value=ORDER.encode(order(i)) if avro else f"garbage-{i}".encode(),
+            failure=failure,
+            source_partition=i % 3,
+            source_offset=100 + i,
+            failed_at=FAILED_AT + i * 1000,
+            own_header=f"trace-{i}".encode(),
+        )
         for i, (failure, avro) in enumerate(FAILURES)
     ]
     producer = Producer(kafka.config(**{"transactional.id": f"dlq-test-{unique}"}))
@@ -96,15 +113,27 @@ def dead_letters(kafka: Connection, unique: str, tmp_path: Path, bootstrap_env: 
     def write(batch: list[Letter], commit: bool) -> None:
         producer.begin_transaction()
         for n, letter in enumerate(batch):
+
             def delivered(err: Any, msg: Any, letter: Letter = letter) -> None:
                 assert err is None, err
                 letter.position = (msg.partition(), msg.offset())
 
-            headers = failure_headers(letter.failure, source, letter.source_partition,
-                                      letter.source_offset, [("trace", letter.own_header)],
-                                      now_ms=letter.failed_at)
-            producer.produce(dlq, key=letter.key, value=letter.value, headers=headers,
-                             partition=n % 3, on_delivery=delivered)
+            headers = failure_headers(
+                letter.failure,
+                source,
+                letter.source_partition,
+                letter.source_offset,
+                [("trace", letter.own_header)],
+                now_ms=letter.failed_at,
+            )
+            producer.produce(
+                dlq,
+                key=letter.key,
+                value=letter.value,
+                headers=headers,
+                partition=n % 3,
+                on_delivery=delivered,
+            )
         producer.flush(30)
         if commit:
             producer.commit_transaction(30)
@@ -112,7 +141,9 @@ def dead_letters(kafka: Connection, unique: str, tmp_path: Path, bootstrap_env: 
             producer.abort_transaction(30)
 
     write(letters[:6], commit=True)
-    aborted = Letter(b"c-x", ORDER.encode(order(99)), FAILURES[2][0], 0, 999, FAILED_AT + 99_000, b"x")
+    aborted = Letter(
+        b"c-x", ORDER.encode(order(99)), FAILURES[2][0], 0, 999, FAILED_AT + 99_000, b"x"
+    )
     write([aborted], commit=False)
     write(letters[6:], commit=True)
     return DeadLetters(topology, source, dlq, letters)
@@ -120,8 +151,11 @@ def dead_letters(kafka: Connection, unique: str, tmp_path: Path, bootstrap_env: 
 
 def table_rows(text: str) -> list[list[str]]:
     """The cells of each row of a rich table."""
-    return [[cell.strip() for cell in line.strip().strip("│┃").split("│")]
-            for line in text.splitlines() if line.strip().startswith("│")]
+    return [
+        [cell.strip() for cell in line.strip().strip("│┃").split("│")]
+        for line in text.splitlines()
+        if line.strip().startswith("│")
+    ]
 
 
 def replay(*args: str) -> Any:
@@ -133,7 +167,9 @@ def replay(*args: str) -> Any:
 # --- list and show --------------------------------------------------------------------------
 
 
-def test_list_counts_committed_dead_letters_by_type_stage_and_rule(dead_letters: DeadLetters) -> None:
+def test_list_counts_committed_dead_letters_by_type_stage_and_rule(
+    dead_letters: DeadLetters,
+) -> None:
     result = run_cli("dlq", "list", str(dead_letters.topology))
     assert result.returncode == 0, result.stderr
     assert f"{dead_letters.dlq}: 11 dead letters" in result.stdout
@@ -147,8 +183,9 @@ def test_list_counts_committed_dead_letters_by_type_stage_and_rule(dead_letters:
     ]
 
 
-def test_list_says_so_when_there_are_no_dead_letters(kafka: Connection, unique: str, tmp_path: Path,
-                                                     bootstrap_env: dict[str, str]) -> None:
+def test_list_says_so_when_there_are_no_dead_letters(
+    kafka: Connection, unique: str, tmp_path: Path, bootstrap_env: dict[str, str]
+) -> None:
     topology, *_ = make_topology(tmp_path, kafka, unique)
     result = run_cli("dlq", "list", str(topology))
     assert result.returncode == 0, result.stderr
@@ -162,10 +199,17 @@ def test_show_prints_the_newest_dead_letters_decoded(dead_letters: DeadLetters) 
     newest = dead_letters.letters[-3:]
     assert [(s["partition"], s["offset"]) for s in shown] == [d.position for d in newest]
     for line, letter in zip(shown, newest, strict=True):
-        assert line["source"] == {"topic": dead_letters.source, "partition": letter.source_partition,
-                                  "offset": letter.source_offset}
-        assert line["error"] == {"type": letter.failure.error_type, "stage": letter.failure.stage,
-                                 "rule": letter.failure.rule, "message": letter.failure.message}
+        assert line["source"] == {
+            "topic": dead_letters.source,
+            "partition": letter.source_partition,
+            "offset": letter.source_offset,
+        }
+        assert line["error"] == {
+            "type": letter.failure.error_type,
+            "stage": letter.failure.stage,
+            "rule": letter.failure.rule,
+            "message": letter.failure.message,
+        }
         assert line["attempts"] == letter.failure.attempts
         assert line["failed_at"] == letter.failed_at
         assert line["key"] == letter.key.decode()
@@ -186,12 +230,17 @@ def test_show_prints_undecodable_values_as_base64_with_a_note(dead_letters: Dead
 # --- replay ---------------------------------------------------------------------------------
 
 
-def test_dry_run_sends_nothing_and_remembers_nothing(dead_letters: DeadLetters, kafka: Connection) -> None:
+def test_dry_run_sends_nothing_and_remembers_nothing(
+    dead_letters: DeadLetters, kafka: Connection
+) -> None:
     result = replay(str(dead_letters.topology), "--error-type", "map", "--dry-run")
     assert f"would replay 4 dead letters to {dead_letters.source} (map 4)" in result.stdout
-    sample = json_lines("\n".join(line for line in result.stdout.splitlines() if line.startswith("{")))
+    sample = json_lines(
+        "\n".join(line for line in result.stdout.splitlines() if line.startswith("{"))
+    )
     assert sorted(s["from"] for s in sample) == sorted(
-        f"{dead_letters.dlq}/{p}/{o}" for p, o in (d.position for d in dead_letters.of_type("map")))
+        f"{dead_letters.dlq}/{p}/{o}" for p, o in (d.position for d in dead_letters.of_type("map"))
+    )
     assert read_all(kafka, dead_letters.source, timeout=5) == []
 
     again = replay(str(dead_letters.topology), "--error-type", "map", "--dry-run")
@@ -227,8 +276,10 @@ def test_a_second_replay_sends_nothing_new(dead_letters: DeadLetters, kafka: Con
     second = replay(str(dead_letters.topology), "--error-type", "map")
     assert "replayed 0 dead letters" in second.stdout
     group = dead_letters.dlq.removesuffix(".dlq") + ".dlq-replay"
-    assert (f"skipped 4 already replayed (map 4) per the offsets of consumer groups {group}, "
-            f"{group}.map") in second.stdout
+    assert (
+        f"skipped 4 already replayed (map 4) per the offsets of consumer groups {group}, "
+        f"{group}.map"
+    ) in second.stdout
     assert len(read_all(kafka, dead_letters.source, timeout=5)) == 4
 
 
@@ -249,10 +300,15 @@ def test_replaying_every_type_after_one_type_sends_only_the_rest(
 # --- errors ---------------------------------------------------------------------------------
 
 
-def test_a_missing_dead_letter_topic_exits_1_naming_it(dead_letters: DeadLetters, tmp_path: Path) -> None:
+def test_a_missing_dead_letter_topic_exits_1_naming_it(
+    dead_letters: DeadLetters, tmp_path: Path
+) -> None:
     path = tmp_path / "topologies" / "other.yaml"
-    path.write_text(dead_letters.topology.read_text().replace(
-        "sink:", f"dead_letter_topic: nowhere-{dead_letters.source}\nsink:"))
+    path.write_text(
+        dead_letters.topology.read_text().replace(
+            "sink:", f"dead_letter_topic: nowhere-{dead_letters.source}\nsink:"
+        )
+    )
     for command in ("list", "show", "replay"):
         result = run_cli("dlq", command, str(path))
         assert result.returncode == 1, result.stderr
@@ -272,8 +328,9 @@ def test_an_invalid_topology_exits_2(tmp_path: Path, bootstrap_env: dict[str, st
 # --- end to end -----------------------------------------------------------------------------
 
 
-def wait_for_counts(connection: Connection, want: dict[str, int], proc: StreamlineProcess,
-                    timeout: float = 90) -> None:
+def wait_for_counts(
+    connection: Connection, want: dict[str, int], proc: StreamlineProcess, timeout: float = 90
+) -> None:
     deadline = time.monotonic() + timeout
     have: dict[str, int] = {}
     while time.monotonic() < deadline:
@@ -289,8 +346,11 @@ def test_fixed_map_failures_replayed_come_out_exactly_once(
     kafka: Connection, unique: str, tmp_path: Path, bootstrap_env: dict[str, str]
 ) -> None:
     topology, source, sink, dlq = make_topology(tmp_path, kafka, unique)
-    topology.write_text(topology.read_text().replace(
-        "tests.support.maps:to_eur_or_fail", "tests.support.dlq_maps:to_eur_while_flagged"))
+    topology.write_text(
+        topology.read_text().replace(
+            "tests.support.maps:to_eur_or_fail", "tests.support.dlq_maps:to_eur_while_flagged"
+        )
+    )
     stream = order_stream(300)
     expected = expectation(stream)
     boom = {r["order_id"]: r for _k, _v, category, _rule, r in stream if category == "map" and r}
@@ -319,8 +379,9 @@ def test_fixed_map_failures_replayed_come_out_exactly_once(
 
     proc.start()
     try:
-        wait_for_counts(kafka, {sink: len(expected.outputs) + len(boom),
-                                dlq: len(expected.dead_letters)}, proc)
+        wait_for_counts(
+            kafka, {sink: len(expected.outputs) + len(boom), dlq: len(expected.dead_letters)}, proc
+        )
     finally:
         stopped = proc.stop()
     assert stopped == 0, proc.log()[-3000:]

@@ -31,8 +31,14 @@ N_RECORDS = 50_000
 PAID_ORDER = AvroCodec(SchemaStore(SCHEMAS), SchemaStore(SCHEMAS).get("com.example.PaidOrder"))
 
 
-def wait_for_output(connection: Connection, sink: str, dlq: str, expected: Expected,
-                    timeout: float, procs: list[StreamlineProcess]) -> None:
+def wait_for_output(
+    connection: Connection,
+    sink: str,
+    dlq: str,
+    expected: Expected,
+    timeout: float,
+    procs: list[StreamlineProcess],
+) -> None:
     """Waits until the committed output and dead letters reach their expected counts."""
     deadline = time.monotonic() + timeout
     want_out, want_dlq = len(expected.outputs), len(expected.dead_letters)
@@ -44,11 +50,19 @@ def wait_for_output(connection: Connection, sink: str, dlq: str, expected: Expec
             return
         time.sleep(1)
     logs = "\n".join(p.log()[-3000:] for p in procs)
-    raise AssertionError(f"output {out}/{want_out}, dead letters {dead}/{want_dlq} after {timeout}s\n{logs}")
+    raise AssertionError(
+        f"output {out}/{want_out}, dead letters {dead}/{want_dlq} after {timeout}s\n{logs}"
+    )
 
 
-def assert_exact(connection: Connection, sink: str, dlq: str, source: str, expected: Expected,
-                 feeder: InputFeeder) -> None:
+def assert_exact(
+    connection: Connection,
+    sink: str,
+    dlq: str,
+    source: str,
+    expected: Expected,
+    feeder: InputFeeder,
+) -> None:
     """The committed output equals the expectation: no duplicate, none missing, exact dead letters."""
     outputs = read_all(connection, sink)
     values = [PAID_ORDER.decode(m.value()) for m in outputs]
@@ -84,7 +98,9 @@ def assert_exact(connection: Connection, sink: str, dlq: str, source: str, expec
             assert headers[name]
 
 
-def start_feeding(kafka: Connection, source: str, rate: float = 4000) -> tuple[InputFeeder, Expected]:
+def start_feeding(
+    kafka: Connection, source: str, rate: float = 4000
+) -> tuple[InputFeeder, Expected]:
     stream = order_stream(N_RECORDS)
     feeder = InputFeeder(kafka, source, stream, rate)
     feeder.start()

@@ -59,26 +59,45 @@ def test_heartbeats_track_staleness_through_ok_late_breached(
         started = time.time()
         for i in range(10):  # fresh events for a second
             now = int(time.time() * 1000)
-            producer.produce(f"orders-{unique}", value=codec.encode({
-                "order_id": f"o-{i}", "customer_id": "c", "amount": 1.0, "currency": "EUR",
-                "status": "PAID", "country": "DE", "created_at": now}))
+            producer.produce(
+                f"orders-{unique}",
+                value=codec.encode(
+                    {
+                        "order_id": f"o-{i}",
+                        "customer_id": "c",
+                        "amount": 1.0,
+                        "currency": "EUR",
+                        "status": "PAID",
+                        "country": "DE",
+                        "created_at": now,
+                    }
+                ),
+            )
             producer.flush(5)
             time.sleep(0.1)
         last_event = now
         deadline = time.monotonic() + 30
         beats: list[dict] = []
         while time.monotonic() < deadline:
-            beats = [json.loads(m.value()) for m in read_all(kafka, "streamline.heartbeats", timeout=5)
-                     if m.key() == f"fresh-{unique}".encode()]
-            if beats and beats[-1]["partitions"] and beats[-1]["partitions"][0]["status"] == "breached":
+            beats = [
+                json.loads(m.value())
+                for m in read_all(kafka, "streamline.heartbeats", timeout=5)
+                if m.key() == f"fresh-{unique}".encode()
+            ]
+            if (
+                beats
+                and beats[-1]["partitions"]
+                and beats[-1]["partitions"][0]["status"] == "breached"
+            ):
                 break
             time.sleep(0.5)
         samples = scrape(port)
     finally:
         assert proc.stop() == 0
     ours = [b for b in beats if b["time"] >= started * 1000 and b["partitions"]]
-    statuses = [b["partitions"][0]["status"] for b in ours
-                if b["partitions"][0]["watermark"] is not None]
+    statuses = [
+        b["partitions"][0]["status"] for b in ours if b["partitions"][0]["watermark"] is not None
+    ]
     # the status only gets worse once event time stops, and passes through every level
     order = {"ok": 0, "late": 1, "breached": 2}
     assert statuses == sorted(statuses, key=order.__getitem__)

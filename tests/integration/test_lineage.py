@@ -41,7 +41,9 @@ sink: {{topic: orders-{unique}, schema: com.example.Order}}
 """
 
 
-def windows_members(kafka: Connection, scenario: Scenario, size: int) -> dict[tuple[str, int], set[tuple[int, int]]]:
+def windows_members(
+    kafka: Connection, scenario: Scenario, size: int
+) -> dict[tuple[str, int], set[tuple[int, int]]]:
     """(key, window_start) -> (partition, offset) of the source records in that window."""
     members: dict[tuple[str, int], set[tuple[int, int]]] = defaultdict(set)
     for msg in read_all(kafka, scenario.source):
@@ -77,14 +79,18 @@ def test_every_window_traces_to_exactly_its_records_and_depth_2_reaches_upstream
 
     members = windows_members(kafka, scenario, 60_000)
     events_ = read_events(kafka)
-    raw_positions = {ORDER.decode(m.value())["order_id"]: (m.partition(), m.offset())
-                     for m in read_all(kafka, f"raw-{unique}")}
-    mid_positions = {(m.partition(), m.offset()): ORDER.decode(m.value())["order_id"]
-                     for m in read_all(kafka, scenario.source)}
+    raw_positions = {
+        ORDER.decode(m.value())["order_id"]: (m.partition(), m.offset())
+        for m in read_all(kafka, f"raw-{unique}")
+    }
+    mid_positions = {
+        (m.partition(), m.offset()): ORDER.decode(m.value())["order_id"]
+        for m in read_all(kafka, scenario.source)
+    }
     for msg in outputs:
         window = REVENUE.decode(msg.value())
         steps = trace(kafka, scenario.sink, msg.partition(), msg.offset(), depth=2, events=events_)
-        (topic, partition, first, last), = steps[0].ranges
+        ((topic, partition, first, last),) = steps[0].ranges
         mine = members[(window["customer_id"], window["window_start"])]
         assert topic == scenario.source
         assert {p for p, _ in mine} == {partition}
@@ -98,8 +104,16 @@ def test_every_window_traces_to_exactly_its_records_and_depth_2_reaches_upstream
             p, o = raw_positions[mid_positions[(partition, offset)]]
             assert any(p == q and a <= o <= b for q, (a, b) in upstream)
 
-    traced = run_cli("lineage", "trace", scenario.sink, str(outputs[0].partition()),
-                     str(outputs[0].offset()), "--depth", "2", env=scenario.env)
+    traced = run_cli(
+        "lineage",
+        "trace",
+        scenario.sink,
+        str(outputs[0].partition()),
+        str(outputs[0].offset()),
+        "--depth",
+        "2",
+        env=scenario.env,
+    )
     assert traced.returncode == 0, traced.stderr
     assert f"depth 2 (written by up-{unique})" in traced.stdout
 

@@ -16,8 +16,16 @@ ORDERS = ROOT / "examples" / "orders.jsonl"
 
 def test_produced_records_come_back_identical(bootstrap_env, make_topic) -> None:  # type: ignore[no-untyped-def]
     topic = make_topic("orders", partitions=3)
-    produced = run_cli("produce", topic, "--schema", "com.example.Order", "--file", str(ORDERS),
-                       "--key-field", "customer_id")
+    produced = run_cli(
+        "produce",
+        topic,
+        "--schema",
+        "com.example.Order",
+        "--file",
+        str(ORDERS),
+        "--key-field",
+        "customer_id",
+    )
     assert produced.returncode == 0, produced.stderr
     assert f"sent 200 records to {topic}" in produced.stderr
 
@@ -30,14 +38,20 @@ def test_produced_records_come_back_identical(bootstrap_env, make_topic) -> None
     assert all(r["key"] == r["value"]["customer_id"] for r in lines)
 
 
-def test_invalid_lines_are_reported_by_number_and_not_sent(bootstrap_env, make_topic, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_invalid_lines_are_reported_by_number_and_not_sent(
+    bootstrap_env, make_topic, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
     topic = make_topic("orders")
     good = ORDERS.read_text().splitlines()[:3]
     bad_type = json.loads(good[0]) | {"amount": "lots"}
     missing = {k: v for k, v in json.loads(good[1]).items() if k != "currency"}
     source = tmp_path / "mixed.jsonl"
-    source.write_text("\n".join([good[0], json.dumps(bad_type), "{not json", good[1],
-                                 json.dumps(missing), good[2]]) + "\n")
+    source.write_text(
+        "\n".join(
+            [good[0], json.dumps(bad_type), "{not json", good[1], json.dumps(missing), good[2]]
+        )
+        + "\n"
+    )
     produced = run_cli("produce", topic, "--schema", "com.example.Order", "--file", str(source))
     assert produced.returncode == 2
     assert "line 2: field com.example.Order.amount" in produced.stderr
@@ -54,14 +68,25 @@ def test_invalid_lines_are_reported_by_number_and_not_sent(bootstrap_env, make_t
 
 def test_csv_values_are_converted_to_schema_types(bootstrap_env, make_topic) -> None:  # type: ignore[no-untyped-def]
     topic = make_topic("orders")
-    produced = run_cli("produce", topic, "--schema", "com.example.Order",
-                       "--file", str(ROOT / "examples" / "orders.csv"))
+    produced = run_cli(
+        "produce",
+        topic,
+        "--schema",
+        "com.example.Order",
+        "--file",
+        str(ROOT / "examples" / "orders.csv"),
+    )
     assert produced.returncode == 0, produced.stderr
     consumed = run_cli("consume", topic, "--from-beginning", "--max", "3", "--timeout", "20")
     values = [r["value"] for r in json_lines(consumed.stdout)]
     assert values[1] == {
-        "order_id": "o-csv-2", "customer_id": "c-2", "amount": 99.0, "currency": "USD",
-        "status": "PAID", "country": "FR", "created_at": 1767225602500,
+        "order_id": "o-csv-2",
+        "customer_id": "c-2",
+        "amount": 99.0,
+        "currency": "USD",
+        "status": "PAID",
+        "country": "FR",
+        "created_at": 1767225602500,
     }
     assert values[2]["created_at"] == 1767225603000
 
@@ -70,14 +95,19 @@ def test_garbage_bytes_are_printed_as_base64_and_reading_goes_on(  # type: ignor
     bootstrap_env, kafka: Connection, make_topic
 ) -> None:
     topic = make_topic("mixed")
-    run_cli("produce", topic, "--schema", "com.example.Order", stdin=ORDERS.read_text().splitlines()[0])
+    run_cli(
+        "produce", topic, "--schema", "com.example.Order", stdin=ORDERS.read_text().splitlines()[0]
+    )
     producer = Producer(kafka.config())
     producer.produce(topic, value=b"\x00\xffgarbage")
     producer.flush(10)
-    run_cli("produce", topic, "--schema", "com.example.Order", stdin=ORDERS.read_text().splitlines()[1])
+    run_cli(
+        "produce", topic, "--schema", "com.example.Order", stdin=ORDERS.read_text().splitlines()[1]
+    )
 
-    consumed = run_cli("consume", topic, "--from-beginning", "--max", "3", "--timeout", "20",
-                       "--headers")
+    consumed = run_cli(
+        "consume", topic, "--from-beginning", "--max", "3", "--timeout", "20", "--headers"
+    )
     lines = json_lines(consumed.stdout)
     assert len(lines) == 3
     assert lines[1]["value_base64"] == "AP9nYXJiYWdl"
@@ -88,8 +118,17 @@ def test_garbage_bytes_are_printed_as_base64_and_reading_goes_on(  # type: ignor
 def test_unreachable_broker_fails_fast_with_the_address(bootstrap_env) -> None:  # type: ignore[no-untyped-def]
     address = f"127.0.0.1:{free_port()}"
     started = time.monotonic()
-    produced = run_cli("produce", "orders", "--schema", "com.example.Order", "--file", str(ORDERS),
-                       "--bootstrap-servers", address, timeout=60)
+    produced = run_cli(
+        "produce",
+        "orders",
+        "--schema",
+        "com.example.Order",
+        "--file",
+        str(ORDERS),
+        "--bootstrap-servers",
+        address,
+        timeout=60,
+    )
     assert time.monotonic() - started < 30
     assert produced.returncode == 1
     lines = produced.stderr.strip().splitlines()
@@ -99,14 +138,17 @@ def test_unreachable_broker_fails_fast_with_the_address(bootstrap_env) -> None: 
 
 
 def test_missing_topic_is_named(bootstrap_env, unique) -> None:  # type: ignore[no-untyped-def]
-    produced = run_cli("produce", f"nope-{unique}", "--schema", "com.example.Order",
-                       "--file", str(ORDERS))
+    produced = run_cli(
+        "produce", f"nope-{unique}", "--schema", "com.example.Order", "--file", str(ORDERS)
+    )
     assert produced.returncode == 1
     assert f"topic nope-{unique} does not exist" in produced.stderr
 
 
 def test_unknown_schema_is_bad_input(bootstrap_env, make_topic) -> None:  # type: ignore[no-untyped-def]
-    produced = run_cli("produce", make_topic("x"), "--schema", "com.example.Nope", "--file", str(ORDERS))
+    produced = run_cli(
+        "produce", make_topic("x"), "--schema", "com.example.Nope", "--file", str(ORDERS)
+    )
     assert produced.returncode == 2
     assert "unknown schema com.example.Nope; known:" in produced.stderr
 

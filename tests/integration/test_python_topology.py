@@ -30,8 +30,13 @@ def test_python_built_topology_runs_with_its_callable(kafka: Connection, unique:
     source, sink = f"py-orders-{unique}", f"py-out-{unique}"
     topology = (
         Topology(f"py-{unique}", version="1")
-        .source(name="orders", topic=source, schema="com.example.Order",
-                event_time="created_at", max_out_of_orderness="1s")
+        .source(
+            name="orders",
+            topic=source,
+            schema="com.example.Order",
+            event_time="created_at",
+            max_out_of_orderness="1s",
+        )
         .filter("currency == 'EUR' && amount > 0.0")
         .map(shout_country)
         .to(topic=sink, schema="com.example.PaidOrder")
@@ -45,14 +50,23 @@ def test_python_built_topology_runs_with_its_callable(kafka: Connection, unique:
     feeder.start()
     feeder.join(30)
     expected = {
-        r["order_id"]: shout_country(r) for *_, r in stream
+        r["order_id"]: shout_country(r)
+        for *_, r in stream
         if r is not None and r["currency"] == "EUR" and r["amount"] > 0
     }
     codec = AvroCodec(store, store.get("com.example.PaidOrder"))
     stop = threading.Event()
-    worker = threading.Thread(target=run_topology, kwargs={
-        "checked": checked, "store": store, "connection": kafka,
-        "options": RunOptions(instance_id="py"), "metrics_port": 0, "stop": stop})
+    worker = threading.Thread(
+        target=run_topology,
+        kwargs={
+            "checked": checked,
+            "store": store,
+            "connection": kafka,
+            "options": RunOptions(instance_id="py"),
+            "metrics_port": 0,
+            "stop": stop,
+        },
+    )
     worker.start()
     try:
         outputs = read_all(kafka, sink, timeout=60, expected=len(expected))

@@ -29,9 +29,18 @@ def produce_with_timestamps(scenario: Scenario, evts: list[Event]) -> None:
     """Orders whose record timestamp is their event time, keyed by customer."""
     producer = Producer(scenario.kafka.config(**{"enable.idempotence": True, "linger.ms": 20}))
     for e in evts:
-        value = ORDER.encode({
-            "order_id": e.order_id, "customer_id": e.key, "amount": e.amount, "currency": "EUR",
-            "status": "PAID", "country": "DE", "created_at": e.t}, check=False)
+        value = ORDER.encode(
+            {
+                "order_id": e.order_id,
+                "customer_id": e.key,
+                "amount": e.amount,
+                "currency": "EUR",
+                "status": "PAID",
+                "country": "DE",
+                "created_at": e.t,
+            },
+            check=False,
+        )
         producer.produce(scenario.source, key=e.key.encode(), value=value, timestamp=e.t)
         producer.poll(0)
     assert producer.flush(60) == 0
@@ -45,14 +54,21 @@ def sink_ends(scenario: Scenario) -> dict[int, int]:
     return ends
 
 
-def run_to_completion(scenario: Scenario, expected: dict[Any, Any], instance: str = "a",
-                      after: dict[int, int] | None = None) -> list[dict[str, Any]]:
+def run_to_completion(
+    scenario: Scenario,
+    expected: dict[Any, Any],
+    instance: str = "a",
+    after: dict[int, int] | None = None,
+) -> list[dict[str, Any]]:
     """Runs the topology until `expected` windows past the offsets `after` are committed."""
     after = after or {}
 
     def outputs() -> list[dict[str, Any]]:
-        return [REVENUE.decode(m.value()) for m in read_all(scenario.kafka, scenario.sink)
-                if m.offset() >= after.get(m.partition(), 0)]
+        return [
+            REVENUE.decode(m.value())
+            for m in read_all(scenario.kafka, scenario.sink)
+            if m.offset() >= after.get(m.partition(), 0)
+        ]
 
     proc = scenario.process(instance).start()
     try:
@@ -68,8 +84,17 @@ def run_to_completion(scenario: Scenario, expected: dict[Any, Any], instance: st
 def kafka_tool(*args: str) -> str:
     """Runs Kafka's own consumer-group tool from the resolved jars."""
     done = subprocess.run(
-        ["java", "-cp", f"{KAFKA_LIBS}/*", "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
-         *args], capture_output=True, text=True, timeout=120)
+        [
+            "java",
+            "-cp",
+            f"{KAFKA_LIBS}/*",
+            "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -112,7 +137,9 @@ def test_replay_to_datetime_plan_dry_run_and_refusal_while_running(
     dry = run_cli("replay", str(scenario.path), "--to-datetime", iso, "--dry-run", env=scenario.env)
     assert dry.returncode == 0, dry.stderr
     for partition, offset in want.items():
-        assert re.search(rf"{scenario.source}\s*│\s*{partition}\s*│\s*\d+\s*│\s*{offset}\s*│", dry.stdout), dry.stdout
+        assert re.search(
+            rf"{scenario.source}\s*│\s*{partition}\s*│\s*\d+\s*│\s*{offset}\s*│", dry.stdout
+        ), dry.stdout
     assert "nothing changed" in dry.stdout
     assert committed_offsets(kafka, scenario) == before
 
@@ -149,8 +176,17 @@ def test_offsets_reset_with_kafkas_tool_rebuild_state_without_double_counting(
     first = run_to_completion(scenario, expected)
     assert_windows_exact(first, expected)
 
-    kafka_tool("--bootstrap-server", kafka.bootstrap_servers, "--group", scenario.topology.group_id,
-               "--reset-offsets", "--to-earliest", "--topic", scenario.source, "--execute")
+    kafka_tool(
+        "--bootstrap-server",
+        kafka.bootstrap_servers,
+        "--group",
+        scenario.topology.group_id,
+        "--reset-offsets",
+        "--to-earliest",
+        "--topic",
+        scenario.source,
+        "--execute",
+    )
     proc = scenario.process("a")
     second = run_to_completion(scenario, expected, after=sink_ends(scenario))
     assert_windows_exact(second, expected)
@@ -164,7 +200,9 @@ def test_lag_agrees_with_kafkas_describe_and_prometheus(
     evts = events(6_000, keys=50, step_ms=20, disorder_ms=1000)
     scenario.produce(evts[:4000])
     port = free_port()
-    proc = StreamlineProcess(scenario.path, "lag", scenario.env, tmp_path, metrics_port=port).start()
+    proc = StreamlineProcess(
+        scenario.path, "lag", scenario.env, tmp_path, metrics_port=port
+    ).start()
     try:
         await_started(proc)
         deadline = time.monotonic() + 60
@@ -182,16 +220,27 @@ def test_lag_agrees_with_kafkas_describe_and_prometheus(
 
     ours = run_cli("lag", str(scenario.path), env=scenario.env)
     assert ours.returncode == 0, ours.stderr
-    described = kafka_tool("--bootstrap-server", kafka.bootstrap_servers, "--describe",
-                           "--group", scenario.topology.group_id)
+    described = kafka_tool(
+        "--bootstrap-server",
+        kafka.bootstrap_servers,
+        "--describe",
+        "--group",
+        scenario.topology.group_id,
+    )
     theirs: Counter[int] = Counter()
     for line in described.splitlines():
         fields = line.split()
         if len(fields) >= 6 and fields[1] == scenario.source:
-            partition, current, end, lag = (int(fields[2]), int(fields[3]), int(fields[4]),
-                                            int(fields[5]))
+            partition, current, end, lag = (
+                int(fields[2]),
+                int(fields[3]),
+                int(fields[4]),
+                int(fields[5]),
+            )
             theirs[partition] = lag
-            assert re.search(rf"{scenario.source}\s*│\s*{partition}\s*│\s*{current}\s*│\s*{end}\s*│\s*{lag}\s*│",
-                             ours.stdout), (ours.stdout, line)
+            assert re.search(
+                rf"{scenario.source}\s*│\s*{partition}\s*│\s*{current}\s*│\s*{end}\s*│\s*{lag}\s*│",
+                ours.stdout,
+            ), (ours.stdout, line)
     assert sum(theirs.values()) == 2000
     assert re.search(r"total\s*│\s*│\s*│\s*\d+\s*│\s*2000\s*│", ours.stdout), ours.stdout

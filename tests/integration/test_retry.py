@@ -38,17 +38,35 @@ PAID = AvroCodec(STORE, STORE.get("com.example.PaidOrder"))
 
 
 @pytest.mark.slow
-def test_inline_retry_retry_topic_and_dead_letter(kafka: Connection, unique: str, tmp_path: Path) -> None:
+def test_inline_retry_retry_topic_and_dead_letter(
+    kafka: Connection, unique: str, tmp_path: Path
+) -> None:
     path = tmp_path / "retry.yaml"
     path.write_text(TOPOLOGY.format(unique=unique))
     topology = load_topology(path)
     create_topics(kafka, topology_topics(topology, 2))
-    ids = [f"ok-{i}" for i in range(50)] + ["flaky-1", "slow-1", "doomed-1"] + [f"ok-{i}" for i in range(50, 100)]
+    ids = (
+        [f"ok-{i}" for i in range(50)]
+        + ["flaky-1", "slow-1", "doomed-1"]
+        + [f"ok-{i}" for i in range(50, 100)]
+    )
     producer = Producer(kafka.config())
     for i, order_id in enumerate(ids):
-        producer.produce(f"orders-{unique}", key=order_id.encode(), value=ORDER.encode({
-            "order_id": order_id, "customer_id": "c", "amount": 10.0, "currency": "EUR",
-            "status": "PAID", "country": "DE", "created_at": 1767225600000 + i}))
+        producer.produce(
+            f"orders-{unique}",
+            key=order_id.encode(),
+            value=ORDER.encode(
+                {
+                    "order_id": order_id,
+                    "customer_id": "c",
+                    "amount": 10.0,
+                    "currency": "EUR",
+                    "status": "PAID",
+                    "country": "DE",
+                    "created_at": 1767225600000 + i,
+                }
+            ),
+        )
     producer.flush(10)
     calls_file = tmp_path / "calls.txt"
     env = process_env(kafka) | {"STREAMLINE_TEST_CALL_LOG": str(calls_file)}
@@ -56,7 +74,9 @@ def test_inline_retry_retry_topic_and_dead_letter(kafka: Connection, unique: str
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            if len(read_all(kafka, f"paid-{unique}")) >= len(ids) - 1 and read_all(kafka, topology.dead_letter_topic):
+            if len(read_all(kafka, f"paid-{unique}")) >= len(ids) - 1 and read_all(
+                kafka, topology.dead_letter_topic
+            ):
                 break
             time.sleep(0.5)
     finally:
@@ -71,8 +91,10 @@ def test_inline_retry_retry_topic_and_dead_letter(kafka: Connection, unique: str
         order_id, at = line.split()
         calls[order_id].append(int(at))
     assert len(calls["flaky-1"]) == 3  # two failures, then success, all in line
-    retried = [(ORDER.decode(m.value())["order_id"], dict(m.headers() or []))
-               for m in read_all(kafka, topology.retry_topic)]
+    retried = [
+        (ORDER.decode(m.value())["order_id"], dict(m.headers() or []))
+        for m in read_all(kafka, topology.retry_topic)
+    ]
     slow = [headers for order_id, headers in retried if order_id == "slow-1"]
     assert slow, "slow-1 went through the retry topic"
     for headers in slow:

@@ -66,8 +66,11 @@ def test_metrics_agree_with_what_was_processed_and_lag_drains(
                 time.sleep(0.3)
                 continue
             lags = [v for k, v in samples.items() if k.startswith("streamline_consumer_lag{")]
-            if (total(samples, "streamline_records_in_total") == len(stream)
-                    and len(lags) == 3 and not any(lags)):
+            if (
+                total(samples, "streamline_records_in_total") == len(stream)
+                and len(lags) == 3
+                and not any(lags)
+            ):
                 break
             time.sleep(0.3)
         assert total(samples, "streamline_records_in_total", topic=source) == len(stream)
@@ -92,8 +95,15 @@ def test_metrics_agree_with_what_was_processed_and_lag_drains(
 
 def test_unreachable_broker_exits_1_with_the_address(tmp_path: Path) -> None:
     address = f"127.0.0.1:{free_port()}"
-    result = run_cli("run", "topologies/paid-orders.yaml", "--bootstrap-servers", address,
-                     "--metrics-port", "0", timeout=60)
+    result = run_cli(
+        "run",
+        "topologies/paid-orders.yaml",
+        "--bootstrap-servers",
+        address,
+        "--metrics-port",
+        "0",
+        timeout=60,
+    )
     assert result.returncode == 1
     assert f"no Kafka broker reachable at {address}" in result.stderr
     assert "Traceback" not in result.stderr

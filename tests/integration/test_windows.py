@@ -75,14 +75,24 @@ sink:
 """
 
 
-def produce_orders(kafka: Connection, topic: str, evts: list[Event], key_by_order: bool = False) -> None:
+def produce_orders(
+    kafka: Connection, topic: str, evts: list[Event], key_by_order: bool = False
+) -> None:
     """The events as PAID orders in EUR, keyed by customer (or by order id)."""
     producer = Producer(kafka.config(**{"enable.idempotence": True, "linger.ms": 20}))
     for e in evts:
-        value = ORDER.encode({
-            "order_id": e.order_id, "customer_id": e.key, "amount": e.amount,
-            "currency": "EUR", "status": "PAID", "country": "DE", "created_at": e.t,
-        }, check=False)
+        value = ORDER.encode(
+            {
+                "order_id": e.order_id,
+                "customer_id": e.key,
+                "amount": e.amount,
+                "currency": "EUR",
+                "status": "PAID",
+                "country": "DE",
+                "created_at": e.t,
+            },
+            check=False,
+        )
         key = e.order_id if key_by_order else e.key
         while True:
             try:
@@ -96,8 +106,16 @@ def produce_orders(kafka: Connection, topic: str, evts: list[Event], key_by_orde
 class Scenario:
     """A windowed topology, its topics and its input, in a test's temp folder."""
 
-    def __init__(self, kafka: Connection, tmp: Path, unique: str, kind: str,
-                 repartition: bool = False, lateness: str = "0s", partitions: int = 3) -> None:
+    def __init__(
+        self,
+        kafka: Connection,
+        tmp: Path,
+        unique: str,
+        kind: str,
+        repartition: bool = False,
+        lateness: str = "0s",
+        partitions: int = 3,
+    ) -> None:
         self.kafka = kafka
         self.tmp = tmp
         self.kind = kind
@@ -107,11 +125,16 @@ class Scenario:
         folder = tmp / "topologies"
         folder.mkdir(exist_ok=True)
         self.path = folder / f"{self.name}.yaml"
-        self.path.write_text(TOPOLOGY.format(
-            name=self.name, source=self.source, sink=self.sink, window=WINDOWS[kind],
-            lateness=lateness,
-            partitioned_by="" if repartition else "partitioned_by: customer_id",
-        ))
+        self.path.write_text(
+            TOPOLOGY.format(
+                name=self.name,
+                source=self.source,
+                sink=self.sink,
+                window=WINDOWS[kind],
+                lateness=lateness,
+                partitioned_by="" if repartition else "partitioned_by: customer_id",
+            )
+        )
         topology = load_topology(self.path)
         create_topics(kafka, topology_topics(topology, partitions))
         self.topology = topology
@@ -130,13 +153,29 @@ class Scenario:
         gap = window.session.gap if window.session else 0
         # the watermark each window's partition reaches at the end of the input
         if self.repartition:  # every source partition idle: the max of their watermarks
-            return windows(evts, self.kind, size, advance, gap, window.allowed_lateness,
-                           max(e.t for e in evts) - OOO_MS)
+            return windows(
+                evts,
+                self.kind,
+                size,
+                advance,
+                gap,
+                window.allowed_lateness,
+                max(e.t for e in evts) - OOO_MS,
+            )
         by_partition = self._partitions_of(evts)
         out: dict[tuple[str, int], dict[str, Any]] = {}
         for own in by_partition.values():
-            out.update(windows(own, self.kind, size, advance, gap, window.allowed_lateness,
-                               max(e.t for e in own) - OOO_MS))
+            out.update(
+                windows(
+                    own,
+                    self.kind,
+                    size,
+                    advance,
+                    gap,
+                    window.allowed_lateness,
+                    max(e.t for e in own) - OOO_MS,
+                )
+            )
         return out
 
     def _partitions_of(self, evts: list[Event]) -> dict[int, list[Event]]:
@@ -152,12 +191,15 @@ class Scenario:
     def process(self, instance: str, metrics_port: int = 0) -> StreamlineProcess:
         return StreamlineProcess(self.path, instance, self.env, self.tmp, metrics_port=metrics_port)
 
-    def await_output(self, expected: dict[tuple[str, int], Any], timeout: float,
-                     procs: list[StreamlineProcess]) -> list[dict[str, Any]]:
+    def await_output(
+        self, expected: dict[tuple[str, int], Any], timeout: float, procs: list[StreamlineProcess]
+    ) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         values: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
-            values = [REVENUE.decode(m.value()) for m in read_all(self.kafka, self.sink, timeout=10)]
+            values = [
+                REVENUE.decode(m.value()) for m in read_all(self.kafka, self.sink, timeout=10)
+            ]
             if len(values) >= len(expected):
                 time.sleep(3)  # anything beyond the expectation would show up now
                 return [REVENUE.decode(m.value()) for m in read_all(self.kafka, self.sink)]
@@ -166,23 +208,32 @@ class Scenario:
         raise AssertionError(f"{len(values)} of {len(expected)} windows after {timeout}s\n{logs}")
 
 
-def assert_windows_exact(values: list[dict[str, Any]], expected: dict[tuple[str, int], Any]) -> None:
+def assert_windows_exact(
+    values: list[dict[str, Any]], expected: dict[tuple[str, int], Any]
+) -> None:
     keys = [(v["customer_id"], v["window_start"]) for v in values]
     assert duplicates(keys) == []  # type: ignore[arg-type]
     got = {(v["customer_id"], v["window_start"]): v for v in values}
     assert set(got) == set(expected)
     for key, want in expected.items():
         have = got[key]
-        for field in ("window_end", "order_count", "first_order", "last_order", "max_amount",
-                      "min_amount"):
+        for field in (
+            "window_end",
+            "order_count",
+            "first_order",
+            "last_order",
+            "max_amount",
+            "min_amount",
+        ):
             assert have[field] == want[field], (key, field)
         for field in ("revenue", "avg_amount"):
             assert math.isclose(have[field], want[field], rel_tol=1e-9), (key, field)
 
 
 @pytest.mark.parametrize("kind", ["tumbling", "hopping", "session"])
-def test_every_window_kind_equals_the_oracle(kafka: Connection, unique: str, tmp_path: Path,
-                                             kind: str) -> None:
+def test_every_window_kind_equals_the_oracle(
+    kafka: Connection, unique: str, tmp_path: Path, kind: str
+) -> None:
     scenario = Scenario(kafka, tmp_path, unique, kind)
     evts = events(100_000, keys=500, step_ms=20, disorder_ms=OOO_MS - 1000)
     scenario.produce(evts)
@@ -198,18 +249,20 @@ def test_every_window_kind_equals_the_oracle(kafka: Connection, unique: str, tmp
 class SlowFeeder:
     """Produces events in slices over time, so processes can be killed mid-stream."""
 
-    def __init__(self, scenario: Scenario, evts: list[Event], slices: int = 20,
-                 pause: float = 0.5) -> None:
+    def __init__(
+        self, scenario: Scenario, evts: list[Event], slices: int = 20, pause: float = 0.5
+    ) -> None:
         import threading
 
-        self.thread = threading.Thread(target=self._run, args=(scenario, evts, slices, pause),
-                                       daemon=True)
+        self.thread = threading.Thread(
+            target=self._run, args=(scenario, evts, slices, pause), daemon=True
+        )
 
     @staticmethod
     def _run(scenario: Scenario, evts: list[Event], slices: int, pause: float) -> None:
         size = len(evts) // slices + 1
         for i in range(0, len(evts), size):
-            scenario.produce(evts[i:i + size])
+            scenario.produce(evts[i : i + size])
             time.sleep(pause)
 
     def start(self) -> SlowFeeder:
@@ -273,8 +326,10 @@ def test_late_records_go_to_the_late_topic_with_the_watermark_they_missed(
     minute = 60_000
     on_time = [Event("k-1", f"o-{i}", 1.0, BASE_T + i * 1000, i) for i in range(200)]
     # the watermark is now BASE_T + 199 s - 5 s: the first minute closed at BASE_T + 70 s
-    late = [Event("k-1", "late-1", 5.0, BASE_T + 10_000, 200),
-            Event("k-2", "late-2", 5.0, BASE_T + minute + 30_000, 201)]
+    late = [
+        Event("k-1", "late-1", 5.0, BASE_T + 10_000, 200),
+        Event("k-2", "late-2", 5.0, BASE_T + minute + 30_000, 201),
+    ]
     scenario.produce(on_time + late)
     port = free_port()
     proc = scenario.process("a", metrics_port=port).start()

@@ -65,7 +65,9 @@ class Expected:
     produced: int = 0
 
 
-def order_stream(n: int, seed: int = 1) -> list[tuple[bytes, bytes, str, str | None, dict[str, Any] | None]]:
+def order_stream(
+    n: int, seed: int = 1
+) -> list[tuple[bytes, bytes, str, str | None, dict[str, Any] | None]]:
     """(key, value bytes, category, rule, record) for n orders with bad records mixed in."""
     store = SchemaStore(SCHEMAS)
     codec = AvroCodec(store, store.get("com.example.Order"))
@@ -102,7 +104,9 @@ def order_stream(n: int, seed: int = 1) -> list[tuple[bytes, bytes, str, str | N
     return out
 
 
-def expectation(stream: list[tuple[bytes, bytes, str, str | None, dict[str, Any] | None]]) -> Expected:
+def expectation(
+    stream: list[tuple[bytes, bytes, str, str | None, dict[str, Any] | None]],
+) -> Expected:
     expected = Expected(produced=len(stream))
     for _key, value, category, rule, record in stream:
         if category == "ok":
@@ -157,8 +161,15 @@ class InputFeeder(threading.Thread):
 class StreamlineProcess:
     """`streamline run TOPOLOGY` as a child process that tests can kill, freeze and stop."""
 
-    def __init__(self, topology: Path, instance_id: str, env: dict[str, str], log_dir: Path,
-                 metrics_port: int = 0, state_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        topology: Path,
+        instance_id: str,
+        env: dict[str, str],
+        log_dir: Path,
+        metrics_port: int = 0,
+        state_dir: Path | None = None,
+    ) -> None:
         self.topology = topology
         self.state_dir = state_dir or log_dir / "state" / instance_id
         self.instance_id = instance_id
@@ -172,10 +183,23 @@ class StreamlineProcess:
         self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamline", "run", str(self.topology),
-             "--instance-id", self.instance_id, "--metrics-port", str(self.metrics_port),
-             "--state-dir", str(self.state_dir)],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "streamline",
+                "run",
+                str(self.topology),
+                "--instance-id",
+                self.instance_id,
+                "--metrics-port",
+                str(self.metrics_port),
+                "--state-dir",
+                str(self.state_dir),
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         return self
 
@@ -197,7 +221,7 @@ class StreamlineProcess:
         assert self.proc is not None
         deadline = time.monotonic() + timeout
         while self.proc.poll() is None and time.monotonic() < deadline:
-            if "running " in self.log()[self._log_start:]:
+            if "running " in self.log()[self._log_start :]:
                 break
             time.sleep(0.1)
         if self.proc.poll() is None:
@@ -213,16 +237,18 @@ def await_started(proc: StreamlineProcess, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         log = proc.log()
-        since = log[log.rfind("running "):]
+        since = log[log.rfind("running ") :]
         if "assigned" in since and ("restored windows" in since or "windows" not in log):
             return
         time.sleep(0.2)
-    raise AssertionError(f"{proc.instance_id} did not start processing within {timeout}s:\n"
-                         f"{proc.log()[-3000:]}")
+    raise AssertionError(
+        f"{proc.instance_id} did not start processing within {timeout}s:\n{proc.log()[-3000:]}"
+    )
 
 
-def crash_repeatedly(proc: StreamlineProcess, rng: random.Random, times: int = 3,
-                     before_restart: Any = None) -> None:
+def crash_repeatedly(
+    proc: StreamlineProcess, rng: random.Random, times: int = 3, before_restart: Any = None
+) -> None:
     """SIGKILLs `proc` at a random moment after each start has begun processing, and restarts it."""
     for i in range(times):
         await_started(proc)
@@ -235,17 +261,24 @@ def crash_repeatedly(proc: StreamlineProcess, rng: random.Random, times: int = 3
 
 def process_env(connection: Connection) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "STREAMLINE_BOOTSTRAP_SERVERS": connection.bootstrap_servers,
-        "STREAMLINE_SCHEMAS": str(SCHEMAS),
-        "STREAMLINE_KAFKA_SESSION_TIMEOUT_MS": "6000",
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "STREAMLINE_BOOTSTRAP_SERVERS": connection.bootstrap_servers,
+            "STREAMLINE_SCHEMAS": str(SCHEMAS),
+            "STREAMLINE_KAFKA_SESSION_TIMEOUT_MS": "6000",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     return env
 
 
-def make_topology(tmp: Path, connection: Connection, unique: str, guarantee: str = "exactly_once",
-                  partitions: int = 3) -> tuple[Path, str, str, str]:
+def make_topology(
+    tmp: Path,
+    connection: Connection,
+    unique: str,
+    guarantee: str = "exactly_once",
+    partitions: int = 3,
+) -> tuple[Path, str, str, str]:
     """Writes the test topology and creates its topics: (path, source, sink, dead-letter topic)."""
     name = f"crash-{unique}"
     source, sink = f"orders-{unique}", f"paid-{unique}"

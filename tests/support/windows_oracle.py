@@ -48,8 +48,9 @@ def _aggregate(members: list[Event]) -> dict[str, Any]:
     }
 
 
-def windows(evts: list[Event], kind: str, size: int, advance: int, gap: int,
-            lateness: int, watermark: int) -> dict[tuple[str, int], dict[str, Any]]:
+def windows(
+    evts: list[Event], kind: str, size: int, advance: int, gap: int, lateness: int, watermark: int
+) -> dict[tuple[str, int], dict[str, Any]]:
     """(key, window_start) -> the sink record of every window that fires by `watermark`."""
     members: dict[tuple[str, int, int], list[Event]] = defaultdict(list)
     if kind == "session":
@@ -79,6 +80,10 @@ def windows(evts: list[Event], kind: str, size: int, advance: int, gap: int,
     out = {}
     for (key, start, end), group in members.items():
         if end + lateness <= watermark:
-            out[(key, start)] = {"customer_id": key, "window_start": start, "window_end": end,
-                                 **_aggregate(group)}
+            out[(key, start)] = {
+                "customer_id": key,
+                "window_start": start,
+                "window_end": end,
+                **_aggregate(group),
+            }
     return out

@@ -24,10 +24,19 @@ def test_iso_timestamps_become_epoch_millis() -> None:
 
 
 def test_csv_row_takes_the_schema_types(store: SchemaStore) -> None:
-    row = {"order_id": "o", "customer_id": "c", "amount": "12.5", "currency": "EUR",
-           "status": "PAID", "country": "DE", "created_at": "2026-01-01T00:00:01Z"}
+    row = {
+        "order_id": "o",
+        "customer_id": "c",
+        "amount": "12.5",
+        "currency": "EUR",
+        "status": "PAID",
+        "country": "DE",
+        "created_at": "2026-01-01T00:00:01Z",
+    }
     assert convert_csv_row(row, store.get("com.example.Order")) == {
-        **row, "amount": 12.5, "created_at": 1767225601000,
+        **row,
+        "amount": 12.5,
+        "created_at": 1767225601000,
     }
 
 
@@ -43,7 +52,9 @@ def test_csv_unknown_column_is_rejected(store: SchemaStore) -> None:
 
 
 def test_json_timestamp_string_is_converted(store: SchemaStore) -> None:
-    record = convert_json_record({"created_at": "2026-01-01T00:00:01Z"}, store.get("com.example.Order"))
+    record = convert_json_record(
+        {"created_at": "2026-01-01T00:00:01Z"}, store.get("com.example.Order")
+    )
     assert record["created_at"] == 1767225601000
 
 

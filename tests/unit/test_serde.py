@@ -78,10 +78,24 @@ def test_named_types_defined_in_another_file_resolve(store: SchemaStore) -> None
 
 def test_type_referenced_across_files(tmp_path: Path) -> None:
     (tmp_path / "a.avsc").write_text(
-        json.dumps({"type": "record", "name": "Outer", "namespace": "x.y", "fields": [{"name": "inner", "type": "Inner"}]})
+        json.dumps(
+            {
+                "type": "record",
+                "name": "Outer",
+                "namespace": "x.y",
+                "fields": [{"name": "inner", "type": "Inner"}],
+            }
+        )
     )
     (tmp_path / "b.avsc").write_text(
-        json.dumps({"type": "record", "name": "Inner", "namespace": "x.y", "fields": [{"name": "n", "type": "int"}]})
+        json.dumps(
+            {
+                "type": "record",
+                "name": "Inner",
+                "namespace": "x.y",
+                "fields": [{"name": "n", "type": "int"}],
+            }
+        )
     )
     store = SchemaStore(tmp_path)
     codec = AvroCodec(store, store.get("x.y.Outer"))
@@ -103,7 +117,9 @@ def test_v2_record_read_with_v1_drops_added_fields_and_defaults_removed_ones() -
         {"id": "u", "age": 30, "email": "a@b", "plan": "pro"}
     )
     assert AvroCodec(v1, v1.get("com.test.User")).decode(data) == {
-        "id": "u", "age": 30, "nickname": "none",
+        "id": "u",
+        "age": 30,
+        "nickname": "none",
     }
 
 
@@ -152,7 +168,9 @@ def test_trailing_bytes_are_corruption(store: SchemaStore) -> None:
 
 
 def test_unknown_schema_names_the_known_ones(store: SchemaStore) -> None:
-    with pytest.raises(SchemaError, match=r"unknown schema com\.x\.Y; known: .*com\.example\.Order"):
+    with pytest.raises(
+        SchemaError, match=r"unknown schema com\.x\.Y; known: .*com\.example\.Order"
+    ):
         store.get("com.x.Y")
 
 

@@ -97,7 +97,14 @@ def find_kafka_libs() -> Path:
             _require_tool("mvn", "Maven (e.g. apt-get install maven) to resolve the Kafka jars")
             print(f"resolving the Apache Kafka jars into {kafka_dir / 'libs'} ...", file=sys.stderr)
             done = subprocess.run(
-                ["mvn", "-q", "-B", "-f", str(kafka_dir / "pom.xml"), "dependency:copy-dependencies"],
+                [
+                    "mvn",
+                    "-q",
+                    "-B",
+                    "-f",
+                    str(kafka_dir / "pom.xml"),
+                    "dependency:copy-dependencies",
+                ],
                 capture_output=True,
                 text=True,
             )
@@ -188,8 +195,14 @@ class DevBroker:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         props = self._write_config(port, controller_port)
         classpath = f"{libs}/*"
-        java = ["java", HEAP, "-Xms128m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
-                f"-Dlog4j2.configurationFile={self._write_log_config()}"]
+        java = [
+            "java",
+            HEAP,
+            "-Xms128m",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self._write_log_config()}",
+        ]
         if not (self.data_dir / "data" / "meta.properties").exists():
             self._format(java, classpath, props)
         with open(self.data_dir / "stdout.log", "ab") as out:
@@ -256,8 +269,18 @@ class DevBroker:
     def _format(self, java: list[str], classpath: str, props: Path) -> None:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         done = subprocess.run(
-            [*java, "-cp", classpath, "kafka.tools.StorageTool", "format", "--standalone",
-             "-t", cluster_id, "-c", str(props)],
+            [
+                *java,
+                "-cp",
+                classpath,
+                "kafka.tools.StorageTool",
+                "format",
+                "--standalone",
+                "-t",
+                cluster_id,
+                "-c",
+                str(props),
+            ],
             capture_output=True,
             text=True,
         )

@@ -40,10 +40,17 @@ class PartitionFreshness:
     status: Status
 
 
-def partition_freshness(topic: str, partition: int, watermark: int | None,
-                        last_event_time: int | None,
-                        committed: int | None, end: int | None, wall_ms: int,
-                        max_staleness_ms: int, breach_after_ms: int) -> PartitionFreshness:
+def partition_freshness(
+    topic: str,
+    partition: int,
+    watermark: int | None,
+    last_event_time: int | None,
+    committed: int | None,
+    end: int | None,
+    wall_ms: int,
+    max_staleness_ms: int,
+    breach_after_ms: int,
+) -> PartitionFreshness:
     staleness = wall_ms - watermark if watermark is not None else None
     lag = end - committed if (end is not None and end >= 0 and committed is not None) else None
     return PartitionFreshness(
@@ -59,8 +66,14 @@ def partition_freshness(topic: str, partition: int, watermark: int | None,
     )
 
 
-def heartbeat(topology: str, version: str, fingerprint: str, instance: str, wall_ms: int,
-              partitions: list[PartitionFreshness]) -> bytes:
+def heartbeat(
+    topology: str,
+    version: str,
+    fingerprint: str,
+    instance: str,
+    wall_ms: int,
+    partitions: list[PartitionFreshness],
+) -> bytes:
     """The JSON document of one heartbeat."""
     document: dict[str, Any] = {
         "topology": topology,

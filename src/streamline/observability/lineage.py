@@ -27,20 +27,35 @@ Ranges = Mapping[tuple[str, int], tuple[int, int]]
 def _datasets(kafka: str, ranges: Ranges) -> list[dict[str, Any]]:
     by_topic: dict[str, list[dict[str, int]]] = {}
     for (topic, partition), (first, last) in sorted(ranges.items()):
-        by_topic.setdefault(topic, []).append({"partition": partition, "first": first, "last": last})
+        by_topic.setdefault(topic, []).append(
+            {"partition": partition, "first": first, "last": last}
+        )
     return [
         {
             "namespace": f"kafka://{kafka}",
             "name": topic,
-            "facets": {OFFSETS_FACET: {"_producer": PRODUCER, "_schemaURL": SCHEMA_URL,
-                                       "partitions": partitions}},
+            "facets": {
+                OFFSETS_FACET: {
+                    "_producer": PRODUCER,
+                    "_schemaURL": SCHEMA_URL,
+                    "partitions": partitions,
+                }
+            },
         }
         for topic, partitions in by_topic.items()
     ]
 
 
-def run_event(topology: str, version: str, fingerprint: str, transactional_id: str, kafka: str,
-              inputs: Ranges, outputs: Ranges, now: datetime | None = None) -> bytes:
+def run_event(
+    topology: str,
+    version: str,
+    fingerprint: str,
+    transactional_id: str,
+    kafka: str,
+    inputs: Ranges,
+    outputs: Ranges,
+    now: datetime | None = None,
+) -> bytes:
     """The JSON RunEvent of one transaction."""
     event = {
         "eventType": "COMPLETE",
@@ -49,14 +64,25 @@ def run_event(topology: str, version: str, fingerprint: str, transactional_id: s
         "schemaURL": SCHEMA_URL,
         "run": {
             "runId": str(uuid.uuid4()),
-            "facets": {"streamline_transaction": {"_producer": PRODUCER, "_schemaURL": SCHEMA_URL,
-                                                  "transactional_id": transactional_id}},
+            "facets": {
+                "streamline_transaction": {
+                    "_producer": PRODUCER,
+                    "_schemaURL": SCHEMA_URL,
+                    "transactional_id": transactional_id,
+                }
+            },
         },
         "job": {
             "namespace": NAMESPACE,
             "name": topology,
-            "facets": {"streamline_topology": {"_producer": PRODUCER, "_schemaURL": SCHEMA_URL,
-                                               "version": version, "fingerprint": fingerprint}},
+            "facets": {
+                "streamline_topology": {
+                    "_producer": PRODUCER,
+                    "_schemaURL": SCHEMA_URL,
+                    "version": version,
+                    "fingerprint": fingerprint,
+                }
+            },
         },
         "inputs": _datasets(kafka, inputs),
         "outputs": _datasets(kafka, outputs),

@@ -6,7 +6,7 @@ import base64
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, Message, TopicPartition
 
@@ -58,7 +58,8 @@ class RecordPrinter:
         }
         out.update(self._decode(msg.value()))
         if headers:
-            out["headers"] = {k: _text_or_base64(v) for k, v in (msg.headers() or [])}
+            pairs = cast(list[tuple[str, bytes | None]], msg.headers() or [])
+            out["headers"] = {k: _text_or_base64(v) for k, v in pairs}
         return out
 
 

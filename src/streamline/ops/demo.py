@@ -52,8 +52,10 @@ def end_offsets(connection: Connection, topic: str) -> dict[int, int]:
     consumer = Consumer(connection.config(**{"group.id": "streamline-demo-offsets"}, log_level=0))
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for p in partitions}
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in partitions
+        }
     finally:
         consumer.close()
 
@@ -73,7 +75,9 @@ def run_demo(
     output_start = end_offsets(connection, topology.sink.topic)
     rebased = _rebase_event_times(data, source.event_time, state_dir)
     sent = produce(connection, source.topic, store, source.schema_name, rebased, key_field=None)
-    report(f"produced {sent.sent} records from {data} to {source.topic} (event times moved to start now)")
+    report(
+        f"produced {sent.sent} records from {data} to {source.topic} (event times moved to start now)"
+    )
     input_end = end_offsets(connection, source.topic)
 
     stop = threading.Event()
@@ -93,25 +97,38 @@ def run_demo(
         _await_drained(connection, topology.group_id, source.topic, input_end, stop)
         if topology.window is not None:
             # the last windows close once every source partition has been idle for idle_timeout
-            report(f"input processed; waiting {source.watermark.idle_timeout / 1000:.0f}s of "
-                   "idleness for the last windows to close")
+            report(
+                f"input processed; waiting {source.watermark.idle_timeout / 1000:.0f}s of "
+                "idleness for the last windows to close"
+            )
             stop.wait(source.watermark.idle_timeout / 1000 + 3)
     finally:
         stop.set()
         worker.join(60)
     if failure:
         raise failure[0]
-    lag = sum(input_end.values()) - sum(_committed(connection, topology.group_id, source.topic, input_end).values())
+    lag = sum(input_end.values()) - sum(
+        _committed(connection, topology.group_id, source.topic, input_end).values()
+    )
     report(f"ran {topology.name}@{topology.version}; consumer lag on {source.topic}: {lag}")
     codec = AvroCodec(store, checked.sink_schema)
-    return [codec.decode(m.value()) for m in read_range(connection, topology.sink.topic, output_start)]
+    return [
+        codec.decode(m.value()) for m in read_range(connection, topology.sink.topic, output_start)
+    ]
 
 
 def read_range(connection: Connection, topic: str, start: dict[int, int]) -> list[Message]:
     """Committed records of `topic` from `start` until nothing new arrives for a moment."""
-    consumer = Consumer(connection.config(**{
-        "group.id": "streamline-demo-reader", "isolation.level": "read_committed",
-        "enable.auto.commit": False}, log_level=0))
+    consumer = Consumer(
+        connection.config(
+            **{
+                "group.id": "streamline-demo-reader",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+            },
+            log_level=0,
+        )
+    )
     consumer.assign([TopicPartition(topic, p, offset) for p, offset in start.items()])
     records: list[Message] = []
     quiet_since = time.monotonic()
@@ -126,8 +143,12 @@ def read_range(connection: Connection, topic: str, start: dict[int, int]) -> lis
     return records
 
 
-def _committed(connection: Connection, group: str, topic: str, end: dict[int, int]) -> dict[int, int]:
-    consumer = Consumer(connection.config(**{"group.id": group, "enable.auto.commit": False}, log_level=0))
+def _committed(
+    connection: Connection, group: str, topic: str, end: dict[int, int]
+) -> dict[int, int]:
+    consumer = Consumer(
+        connection.config(**{"group.id": group, "enable.auto.commit": False}, log_level=0)
+    )
     try:
         committed = consumer.committed([TopicPartition(topic, p) for p in end], timeout=10)
         return {tp.partition: max(tp.offset, 0) for tp in committed}
@@ -135,8 +156,9 @@ def _committed(connection: Connection, group: str, topic: str, end: dict[int, in
         consumer.close()
 
 
-def _await_drained(connection: Connection, group: str, topic: str, end: dict[int, int],
-                   stop: threading.Event) -> None:
+def _await_drained(
+    connection: Connection, group: str, topic: str, end: dict[int, int], stop: threading.Event
+) -> None:
     """Waits until the group's committed offsets reach `end` on every partition."""
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
     while time.monotonic() < deadline and not stop.is_set():

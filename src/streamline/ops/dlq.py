@@ -51,8 +51,12 @@ READ_TIMEOUT_S = 30.0
 REPLAY_BATCH = 500  # records per replay transaction
 SAMPLE_SIZE = 5
 # headers streamline adds while a record moves through a topology: not the record's own
-INTERNAL_HEADER_PREFIXES = ("streamline.error.", "streamline.source.", "streamline.retry.",
-                            "streamline.replay.")
+INTERNAL_HEADER_PREFIXES = (
+    "streamline.error.",
+    "streamline.source.",
+    "streamline.retry.",
+    "streamline.replay.",
+)
 INTERNAL_HEADERS = FAILURE_HEADER_KEYS | {"streamline.original", "streamline.watermark"}
 UNKNOWN = "unknown"
 
@@ -170,7 +174,9 @@ class DeadLetterReader:
                 )
             except KafkaException as exc:
                 self.close()
-                raise StreamlineError(f"cannot read the offsets of {topic}/{p}: {exc.args[0].str()}") from None
+                raise StreamlineError(
+                    f"cannot read the offsets of {topic}/{p}: {exc.args[0].str()}"
+                ) from None
             self.bounds[p] = (low, end)
         # after read(): per partition, the offset below which everything has been read
         self.positions: dict[int, int] = {}
@@ -182,7 +188,9 @@ class DeadLetterReader:
             starts = {p: low for p, (low, _end) in self.bounds.items()}
         self.positions = {p: max(start, self.bounds[p][0]) for p, start in starts.items()}
         pending = {p for p, at in self.positions.items() if at < self.bounds[p][1]}
-        self.consumer.assign([TopicPartition(self.topic, p, self.positions[p]) for p in sorted(pending)])
+        self.consumer.assign(
+            [TopicPartition(self.topic, p, self.positions[p]) for p in sorted(pending)]
+        )
         last_progress, last_error = time.monotonic(), ""
         while pending:
             batch = self.consumer.consume(500, timeout=0.2)
@@ -304,11 +312,16 @@ class ReplayPositions:
     def consumer(self, group: str) -> Consumer:
         if group not in self._consumers:
             # read_committed makes offset fetches wait for pending transactional commits
-            self._consumers[group] = Consumer(self.connection.config(**{
-                "group.id": group,
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-            }, log_level=0))
+            self._consumers[group] = Consumer(
+                self.connection.config(
+                    **{
+                        "group.id": group,
+                        "enable.auto.commit": False,
+                        "isolation.level": "read_committed",
+                    },
+                    log_level=0,
+                )
+            )
         return self._consumers[group]
 
     def committed(self, error_type: str | None) -> dict[int, int]:
@@ -355,7 +368,8 @@ class ReplayReport:
 def replay_headers(letter: DeadLetter, now_ms: int) -> list[tuple[str, str | bytes | None]]:
     """The record's own headers, then the ones recording this replay."""
     own = [
-        (k, v) for k, v in letter.headers
+        (k, v)
+        for k, v in letter.headers
         if k not in INTERNAL_HEADERS and not k.startswith(INTERNAL_HEADER_PREFIXES)
     ]
     return [
@@ -371,12 +385,17 @@ class _Replayer:
 
     def __init__(self, connection: Connection, topology: Topology) -> None:
         self.topic = topology.dead_letter_topic
-        self.producer = Producer(connection.config(**{
-            "transactional.id": f"{topology.name}.dlq-replay",
-            "enable.idempotence": True,
-            "linger.ms": 5,
-            "partitioner": "murmur2_random",
-        }, log_level=0))
+        self.producer = Producer(
+            connection.config(
+                **{
+                    "transactional.id": f"{topology.name}.dlq-replay",
+                    "enable.idempotence": True,
+                    "linger.ms": 5,
+                    "partitioner": "murmur2_random",
+                },
+                log_level=0,
+            )
+        )
         # also fences (and aborts) a replay of this topology still running elsewhere
         self._call(lambda: self.producer.init_transactions(READ_TIMEOUT_S))
         self.open = False
@@ -396,17 +415,24 @@ class _Replayer:
             self._call(self.producer.begin_transaction)
             self.open = True
         msg = letter.message
-        self._call(lambda: self.producer.produce(
-            topic, key=msg.key(), value=msg.value(), headers=replay_headers(letter, now_ms),
-            partition=-1 if partition is None else partition,
-        ))
+        self._call(
+            lambda: self.producer.produce(
+                topic,
+                key=msg.key(),
+                value=msg.value(),
+                headers=replay_headers(letter, now_ms),
+                partition=-1 if partition is None else partition,
+            )
+        )
 
     def commit(self, positions: dict[int, int], metadata: Any) -> None:
         """Commits the produced records together with the new replay position."""
         if not self.open:
             self._call(self.producer.begin_transaction)
         offsets = [TopicPartition(self.topic, p, at) for p, at in sorted(positions.items())]
-        self._call(lambda: self.producer.send_offsets_to_transaction(offsets, metadata, READ_TIMEOUT_S))
+        self._call(
+            lambda: self.producer.send_offsets_to_transaction(offsets, metadata, READ_TIMEOUT_S)
+        )
         self._call(lambda: self.producer.commit_transaction(READ_TIMEOUT_S))
         self.open = False
 
@@ -448,7 +474,11 @@ def replay_dead_letters(
                 if positions.replayed(letter):
                     report.skipped[kind] += 1
                     continue
-                topic = letter.source_topic if letter.source_topic in source_topics else source_topics[0]
+                topic = (
+                    letter.source_topic
+                    if letter.source_topic in source_topics
+                    else source_topics[0]
+                )
                 partition = letter.source_partition
                 if partition is None or not 0 <= partition < counts[topic]:
                     partition = None
@@ -456,21 +486,28 @@ def replay_dead_letters(
                     replayer.produce(topic, partition, letter, now_ms)
                     batch += 1
                     if batch >= REPLAY_BATCH:
-                        replayer.commit(reader.positions, positions.consumer(group).consumer_group_metadata())
+                        replayer.commit(
+                            reader.positions, positions.consumer(group).consumer_group_metadata()
+                        )
                         batch = 0
                 report.sent[kind] += 1
                 report.targets[topic] += 1
                 if len(report.sample) < SAMPLE_SIZE:
-                    report.sample.append({
-                        "from": letter.address,
-                        "to": topic if partition is None else f"{topic}/{partition}",
-                        "error_type": kind,
-                        "key": keys.to_json(letter.message)["key"],
-                    })
+                    report.sample.append(
+                        {
+                            "from": letter.address,
+                            "to": topic if partition is None else f"{topic}/{partition}",
+                            "error_type": kind,
+                            "key": keys.to_json(letter.message)["key"],
+                        }
+                    )
             if replayer is not None and positions.advanced(error_type, reader.positions):
-                replayer.commit(reader.positions, positions.consumer(group).consumer_group_metadata())
+                replayer.commit(
+                    reader.positions, positions.consumer(group).consumer_group_metadata()
+                )
             report.position_groups = sorted(
-                {replay_group(topology, None)} | {replay_group(topology, t) for t in report.skipped})
+                {replay_group(topology, None)} | {replay_group(topology, t) for t in report.skipped}
+            )
         finally:
             if replayer is not None:
                 replayer.close()

@@ -41,7 +41,9 @@ def topology_lag(connection: Connection, topology: Topology) -> list[PartitionLa
     partitions = [TopicPartition(t, p) for t in topics for p in range(counts[t])]
     admin = AdminClient(connection.config(log_level=0))
     request = [ConsumerGroupTopicPartitions(topology.group_id, partitions)]
-    result = admin.list_consumer_group_offsets(request, request_timeout=15)[topology.group_id].result(15)
+    result = admin.list_consumer_group_offsets(request, request_timeout=15)[
+        topology.group_id
+    ].result(15)
     committed = {(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions}
     consumer = Consumer(connection.config(**{"group.id": f"{topology.group_id}.lag"}, log_level=0))
     try:
@@ -51,15 +53,24 @@ def topology_lag(connection: Connection, topology: Topology) -> list[PartitionLa
             _low, high = consumer.get_watermark_offsets(tp, timeout=15)
             offset = committed.get((tp.topic, tp.partition), -1)
             beat = beats.get((tp.topic, tp.partition), {})
-            out.append(PartitionLag(tp.topic, tp.partition, offset if offset >= 0 else None, high,
-                                    beat.get("watermark"), beat.get("status")))
+            out.append(
+                PartitionLag(
+                    tp.topic,
+                    tp.partition,
+                    offset if offset >= 0 else None,
+                    high,
+                    beat.get("watermark"),
+                    beat.get("status"),
+                )
+            )
         return out
     finally:
         consumer.close()
 
 
-def last_heartbeats(consumer: Consumer, topology: str, scan: int = 5000
-                    ) -> dict[tuple[str, int], dict[str, Any]]:
+def last_heartbeats(
+    consumer: Consumer, topology: str, scan: int = 5000
+) -> dict[tuple[str, int], dict[str, Any]]:
     """The newest heartbeat entry of each partition of `topology` among the last `scan` heartbeats."""
     found: dict[tuple[str, int], dict[str, Any]] = {}
     metadata = consumer.list_topics(HEARTBEATS_TOPIC, timeout=15).topics.get(HEARTBEATS_TOPIC)
@@ -81,12 +92,13 @@ def last_heartbeats(consumer: Consumer, topology: str, scan: int = 5000
         for msg in consumer.consume(1000, timeout=0.5):
             if msg.error() is not None:
                 continue
-            if msg.offset() >= ends[msg.partition()] - 1:
-                remaining.discard(msg.partition())
+            partition, offset = msg.partition() or 0, msg.offset() or 0
+            if offset >= ends[partition] - 1:
+                remaining.discard(partition)
             if msg.key() != topology.encode():
                 continue
             try:
-                document = json.loads(msg.value())
+                document = json.loads(msg.value() or b"")
             except ValueError:
                 continue
             for entry in document.get("partitions", []):

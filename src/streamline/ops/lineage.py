@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
@@ -41,9 +41,17 @@ class TraceStep:
 
 
 def _consumer(connection: Connection) -> Consumer:
-    return Consumer(connection.config(**{
-        "group.id": "streamline-lineage-trace", "enable.auto.commit": False,
-        "isolation.level": "read_committed", "enable.partition.eof": True}, log_level=0))
+    return Consumer(
+        connection.config(
+            **{
+                "group.id": "streamline-lineage-trace",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "enable.partition.eof": True,
+            },
+            log_level=0,
+        )
+    )
 
 
 def read_events(connection: Connection, timeout: float = 60) -> list[LineageEvent]:
@@ -63,9 +71,9 @@ def read_events(connection: Connection, timeout: float = 60) -> list[LineageEven
                 error = msg.error()
                 if error is not None:
                     if error.code() == KafkaError._PARTITION_EOF:
-                        done.add(msg.partition())
+                        done.add(msg.partition() or 0)
                     continue
-                events.append(_event(json.loads(msg.value())))
+                events.append(_event(json.loads(msg.value() or b"{}")))
         return events
     finally:
         consumer.close()
@@ -73,11 +81,18 @@ def read_events(connection: Connection, timeout: float = 60) -> list[LineageEven
 
 def _event(document: dict[str, Any]) -> LineageEvent:
     facet = document["job"].get("facets", {}).get("streamline_topology", {})
-    return LineageEvent(document["job"]["name"], facet.get("version", ""), facet.get("fingerprint", ""),
-                        ranges_of(document.get("inputs", [])), ranges_of(document.get("outputs", [])))
+    return LineageEvent(
+        document["job"]["name"],
+        facet.get("version", ""),
+        facet.get("fingerprint", ""),
+        ranges_of(document.get("inputs", [])),
+        ranges_of(document.get("outputs", [])),
+    )
 
 
-def record_headers(connection: Connection, topic: str, partition: int, offset: int) -> dict[str, bytes]:
+def record_headers(
+    connection: Connection, topic: str, partition: int, offset: int
+) -> dict[str, bytes]:
     """Headers of one committed record; a clear error when there is none at that offset."""
     consumer = _consumer(connection)
     try:
@@ -85,13 +100,16 @@ def record_headers(connection: Connection, topic: str, partition: int, offset: i
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             for msg in consumer.consume(10, timeout=0.5):
-                if msg.error() is not None:
-                    if msg.error().code() == KafkaError._PARTITION_EOF:
-                        raise StreamlineError(f"no committed record at {topic}/{partition}/{offset}")
+                error = msg.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        raise StreamlineError(
+                            f"no committed record at {topic}/{partition}/{offset}"
+                        )
                     continue
                 if msg.offset() != offset:
                     raise StreamlineError(f"no committed record at {topic}/{partition}/{offset}")
-                return {k: v for k, v in (msg.headers() or [])}
+                return {k: v for k, v in cast(list[tuple[str, bytes]], msg.headers() or [])}
         raise StreamlineError(f"could not read {topic}/{partition}/{offset} within 15s")
     finally:
         consumer.close()
@@ -104,8 +122,14 @@ def parse_source_header(value: bytes) -> Range:
     return topic, int(partition), int(first), int(last)
 
 
-def trace(connection: Connection, topic: str, partition: int, offset: int, depth: int = 1,
-          events: list[LineageEvent] | None = None) -> list[TraceStep]:
+def trace(
+    connection: Connection,
+    topic: str,
+    partition: int,
+    offset: int,
+    depth: int = 1,
+    events: list[LineageEvent] | None = None,
+) -> list[TraceStep]:
     """The input ranges of the record at `topic/partition/offset`, `depth` levels upstream."""
     events = events if events is not None else read_events(connection)
     headers = record_headers(connection, topic, partition, offset)
@@ -125,8 +149,9 @@ def trace(connection: Connection, topic: str, partition: int, offset: int, depth
     return steps
 
 
-def _covering(events: list[LineageEvent], topic: str, partition: int, first: int, last: int
-              ) -> list[LineageEvent]:
+def _covering(
+    events: list[LineageEvent], topic: str, partition: int, first: int, last: int
+) -> list[LineageEvent]:
     """The events whose outputs overlap `topic/partition/first..last`."""
     out = []
     for event in events:

@@ -29,7 +29,9 @@ class ProduceReport:
     invalid: list[tuple[int, str]] = field(default_factory=list)
 
 
-def _rows(stream: IO[str], is_csv: bool, schema: Schema) -> Iterator[tuple[int, dict[str, Any] | str]]:
+def _rows(
+    stream: IO[str], is_csv: bool, schema: Schema
+) -> Iterator[tuple[int, dict[str, Any] | str]]:
     """(line number, record) or (line number, reason) for each input line."""
     if is_csv:
         reader = csv.DictReader(stream)
@@ -113,7 +115,11 @@ def produce(
                 if on_invalid:
                     on_invalid(number, str(exc))
                 continue
-            key = None if key_field is None or row.get(key_field) is None else str(row[key_field]).encode()
+            key = (
+                None
+                if key_field is None or row.get(key_field) is None
+                else str(row[key_field]).encode()
+            )
             _produce_one(producer, topic, key, value, delivered)
             produced += 1
             if rate:

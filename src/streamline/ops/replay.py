@@ -61,27 +61,37 @@ def active_members(connection: Connection, group: str) -> list[str]:
     return [f"{m.client_id}@{m.host}" for m in description.members]
 
 
-def _committed(connection: Connection, group: str, partitions: list[TopicPartition]
-               ) -> dict[tuple[str, int], TopicPartition]:
+def _committed(
+    connection: Connection, group: str, partitions: list[TopicPartition]
+) -> dict[tuple[str, int], TopicPartition]:
     admin = AdminClient(connection.config(log_level=0))
     request = [ConsumerGroupTopicPartitions(group, partitions)]
     result = admin.list_consumer_group_offsets(request, request_timeout=15)[group].result(15)
     return {(tp.topic, tp.partition): tp for tp in result.topic_partitions}
 
 
-def plan_replay(connection: Connection, topology: Topology, *, earliest: bool = False,
-                at: datetime | None = None, back: str | None = None,
-                offset: str | None = None) -> ReplayPlan:
+def plan_replay(
+    connection: Connection,
+    topology: Topology,
+    *,
+    earliest: bool = False,
+    at: datetime | None = None,
+    back: str | None = None,
+    offset: str | None = None,
+) -> ReplayPlan:
     """Where each source partition restarts; nothing is changed."""
     sources = [s.topic for s in topology.sources]
     counts = require_topics(connection, sources)
     partitions = [TopicPartition(t, p) for t in sources for p in range(counts[t])]
     committed = _committed(connection, topology.group_id, partitions)
-    consumer = Consumer(connection.config(**{"group.id": f"{topology.group_id}.replay-plan"},
-                                          log_level=0))
+    consumer = Consumer(
+        connection.config(**{"group.id": f"{topology.group_id}.replay-plan"}, log_level=0)
+    )
     try:
-        bounds = {(tp.topic, tp.partition): consumer.get_watermark_offsets(tp, timeout=15)
-                  for tp in partitions}
+        bounds = {
+            (tp.topic, tp.partition): consumer.get_watermark_offsets(tp, timeout=15)
+            for tp in partitions
+        }
         targets = _targets(consumer, partitions, bounds, earliest, at, back, offset)
     finally:
         consumer.close()
@@ -95,9 +105,15 @@ def plan_replay(connection: Connection, topology: Topology, *, earliest: bool = 
     return ReplayPlan(plans, generation + 1, *_state_reset(connection, topology, plans))
 
 
-def _targets(consumer: Consumer, partitions: list[TopicPartition],
-             bounds: dict[tuple[str, int], tuple[int, int]], earliest: bool,
-             at: datetime | None, back: str | None, offset: str | None) -> dict[tuple[str, int], int]:
+def _targets(
+    consumer: Consumer,
+    partitions: list[TopicPartition],
+    bounds: dict[tuple[str, int], tuple[int, int]],
+    earliest: bool,
+    at: datetime | None,
+    back: str | None,
+    offset: str | None,
+) -> dict[tuple[str, int], int]:
     if earliest:
         return {key: low for key, (low, _high) in bounds.items()}
     if offset is not None:
@@ -124,13 +140,16 @@ def _targets(consumer: Consumer, partitions: list[TopicPartition],
     query = [TopicPartition(tp.topic, tp.partition, millis) for tp in partitions]
     found = consumer.offsets_for_times(query, timeout=15)
     return {
-        (tp.topic, tp.partition): tp.offset if tp.offset >= 0 else bounds[(tp.topic, tp.partition)][1]
+        (tp.topic, tp.partition): tp.offset
+        if tp.offset >= 0
+        else bounds[(tp.topic, tp.partition)][1]
         for tp in found
     }
 
 
-def _state_reset(connection: Connection, topology: Topology, plans: list[PartitionPlan]
-                 ) -> tuple[list[tuple[str, int, int]], list[tuple[str, int, int]]]:
+def _state_reset(
+    connection: Connection, topology: Topology, plans: list[PartitionPlan]
+) -> tuple[list[tuple[str, int, int]], list[tuple[str, int, int]]]:
     """Changelog partitions to truncate and repartition partitions to skip."""
     if topology.window is None:
         return [], []
@@ -139,12 +158,16 @@ def _state_reset(connection: Connection, topology: Topology, plans: list[Partiti
     changelog = topology.changelog_topic(WINDOW_STORE)
     topics = [changelog] + ([topology.repartition_topic] if repartition else [])
     counts = require_topics(connection, topics)
-    consumer = Consumer(connection.config(**{"group.id": f"{topology.group_id}.replay-plan"},
-                                          log_level=0))
+    consumer = Consumer(
+        connection.config(**{"group.id": f"{topology.group_id}.replay-plan"}, log_level=0)
+    )
     try:
+
         def ends(topic: str) -> list[tuple[str, int, int]]:
-            return [(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=15)[1])
-                    for p in range(counts[topic])]
+            return [
+                (topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=15)[1])
+                for p in range(counts[topic])
+            ]
 
         replayed = {p.partition for p in plans if p.reprocess > 0}
         truncate = [t for t in ends(changelog) if repartition or t[1] in replayed]
@@ -164,15 +187,22 @@ def apply_replay(connection: Connection, topology: Topology, plan: ReplayPlan) -
         )
     admin = AdminClient(connection.config(log_level=0))
     metadata = commit_metadata(plan.generation)
-    offsets = [TopicPartition(p.topic, p.partition, p.target, metadata=metadata) for p in plan.partitions]
+    offsets = [
+        TopicPartition(p.topic, p.partition, p.target, metadata=metadata) for p in plan.partitions
+    ]
     offsets += [TopicPartition(t, p, end, metadata=metadata) for t, p, end in plan.skip]
     request = [ConsumerGroupTopicPartitions(topology.group_id, offsets)]
     admin.alter_consumer_group_offsets(request, request_timeout=15)[topology.group_id].result(15)
-    doomed = [TopicPartition(t, p, OFFSET_END if end > 0 else 0)
-              for t, p, end in [*plan.truncate, *plan.skip] if end > 0]
+    doomed = [
+        TopicPartition(t, p, OFFSET_END if end > 0 else 0)
+        for t, p, end in [*plan.truncate, *plan.skip]
+        if end > 0
+    ]
     if doomed:
         for tp, future in admin.delete_records(doomed, request_timeout=30).items():
             try:
                 future.result(30)
             except Exception as exc:
-                raise StreamlineError(f"could not truncate {tp.topic}/{tp.partition}: {exc}") from None
+                raise StreamlineError(
+                    f"could not truncate {tp.topic}/{tp.partition}: {exc}"
+                ) from None

@@ -45,12 +45,14 @@ def create_topics(
 ) -> list[str]:
     """Creates the topics that do not exist yet (name -> (partitions, configs)); returns those created."""
     from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import NewTopic
+    from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
     admin = AdminClient(connection.config(log_level=0))
     existing = existing_topics(connection, timeout)
     wanted = [
-        NewTopic(name, num_partitions=partitions, replication_factor=replication_factor, config=configs)
+        NewTopic(
+            name, num_partitions=partitions, replication_factor=replication_factor, config=configs
+        )
         for name, (partitions, configs) in topics.items()
         if name not in existing
     ]
@@ -63,7 +65,9 @@ def create_topics(
             created.append(name)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise StreamlineError(f"could not create topic {name}: {exc.args[0].str()}") from None
+                raise StreamlineError(
+                    f"could not create topic {name}: {exc.args[0].str()}"
+                ) from None
     await_topics(connection, created, timeout)
     return created
 
@@ -90,8 +94,6 @@ def await_topics(connection: Connection, topics: Iterable[str], timeout: float =
         raise StreamlineError(f"topics {', '.join(names)} have no leader after {timeout:.0f}s")
 
 
-
-
 def topology_topics(topology: Topology, partitions: int) -> dict[str, tuple[int, dict[str, str]]]:
     """Every topic a topology reads or writes, with a fitting partition count and config."""
     plain: dict[str, str] = {}
@@ -107,8 +109,12 @@ def topology_topics(topology: Topology, partitions: int) -> dict[str, tuple[int,
         topics[topology.changelog_topic(WINDOW_STORE)] = (
             partitions,
             # compacted, and "delete" with infinite retention so that a replay can truncate it
-            {"cleanup.policy": "compact,delete", "retention.ms": "-1", "min.compaction.lag.ms": "0",
-             "segment.ms": "3600000"},
+            {
+                "cleanup.policy": "compact,delete",
+                "retention.ms": "-1",
+                "min.compaction.lag.ms": "0",
+                "segment.ms": "3600000",
+            },
         )
         key = topology.key_by
         if key is not None and key.key_name != topology.source.partitioned_by:

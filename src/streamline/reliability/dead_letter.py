@@ -17,11 +17,19 @@ SINK = "sink"
 LATE = "late"
 
 MAX_MESSAGE = 2000
-FAILURE_HEADER_KEYS = frozenset({
-    "streamline.error.type", "streamline.error.message", "streamline.error.stage",
-    "streamline.error.rule", "streamline.attempts", "streamline.source.topic",
-    "streamline.source.partition", "streamline.source.offset", "streamline.failed_at",
-})
+FAILURE_HEADER_KEYS = frozenset(
+    {
+        "streamline.error.type",
+        "streamline.error.message",
+        "streamline.error.stage",
+        "streamline.error.rule",
+        "streamline.attempts",
+        "streamline.source.topic",
+        "streamline.source.partition",
+        "streamline.source.offset",
+        "streamline.failed_at",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +65,9 @@ def failure_headers(
         ("streamline.source.topic", topic.encode()),
         ("streamline.source.partition", str(partition).encode()),
         ("streamline.source.offset", str(offset).encode()),
-        ("streamline.failed_at", str(now_ms if now_ms is not None else int(time.time() * 1000)).encode()),
+        (
+            "streamline.failed_at",
+            str(now_ms if now_ms is not None else int(time.time() * 1000)).encode(),
+        ),
     ]
     return headers

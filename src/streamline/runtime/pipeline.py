@@ -13,6 +13,7 @@ from streamline.runtime.record import Record
 from streamline.runtime.stages import (
     Decode,
     Encode,
+    Evaluable,
     EventTime,
     Filter,
     KeyBy,
@@ -64,15 +65,24 @@ class Pipeline:
             jitter=retry.backoff.jitter,
         )
         stages: list[Stage] = [
-            Decode("decode", {t: source_codec for t in [*(s.topic for s in topology.sources),
-                                                         topology.retry_topic]}),
+            Decode(
+                "decode",
+                {
+                    t: source_codec
+                    for t in [*(s.topic for s in topology.sources), topology.retry_topic]
+                },
+            ),
             EventTime("sources[0].event_time", topology.source.event_time),
         ]
         for cs in checked.stages:
             stage = cs.stage
             if isinstance(stage, ValidateStage):
-                rules = [(rule.name, cs.expressions[rule.name]) for rule in stage.validation.rules]
-                stages.append(Validate(cs.path, rules, stage.validation.on_failure == "dead_letter"))
+                rules: list[tuple[str, Evaluable]] = [
+                    (rule.name, cs.expressions[rule.name]) for rule in stage.validation.rules
+                ]
+                stages.append(
+                    Validate(cs.path, rules, stage.validation.on_failure == "dead_letter")
+                )
             elif isinstance(stage, FilterStage):
                 stages.append(Filter(cs.path, cs.expressions["filter"]))
             elif isinstance(stage, MapStage):
@@ -124,7 +134,8 @@ class Pipeline:
     def retrying(self) -> bool:
         """Whether map failures go through the retry topic before they become dead letters."""
         return self.topology.retry.topic_attempts > 0 and any(
-            isinstance(s, MapStage) for s in self.topology.stages)
+            isinstance(s, MapStage) for s in self.topology.stages
+        )
 
     @property
     def changelog_topic(self) -> str:
@@ -176,4 +187,3 @@ class Pipeline:
             records = stage.process(records, failed, dropped)
             metrics.observe_stage(stage.name, time.perf_counter() - started, n)
         return records
-

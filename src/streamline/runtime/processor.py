@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -117,7 +117,9 @@ class Processor:
         self.producer: Producer | None = None
         # the window stage: a task per window-input partition, and the source watermarks
         # that travel to the repartition partitions as markers
-        self.windows = WindowSettings.of(pipeline.topology, options.state_dir) if pipeline.windowed else None
+        self.windows = (
+            WindowSettings.of(pipeline.topology, options.state_dir) if pipeline.windowed else None
+        )
         self.tasks: dict[int, WindowTask] = {}
         self.source_watermarks = SourceWatermarks(
             pipeline.topology.source.watermark.max_out_of_orderness,
@@ -134,9 +136,13 @@ class Processor:
         self._heartbeat_at = 0.0
         self._paused: dict[tuple[str, int], float] = {}
         topology = pipeline.topology
-        self._lineage_outputs = {topology.sink.topic, topology.dead_letter_topic,
-                                 topology.late_topic, topology.retry_topic,
-                                 topology.repartition_topic}
+        self._lineage_outputs = {
+            topology.sink.topic,
+            topology.dead_letter_topic,
+            topology.late_topic,
+            topology.retry_topic,
+            topology.repartition_topic,
+        }
         self._heartbeat_interval_s = pipeline.topology.freshness.heartbeat_interval / 1000
         self._heartbeats = False
         self._heartbeat_producer: Producer | None = None
@@ -214,8 +220,11 @@ class Processor:
         )
         self._heartbeats = HEARTBEATS_TOPIC in self.consumer.list_topics(timeout=30).topics
         if not self._heartbeats:
-            log.warning("heartbeats are off: topic %s does not exist (streamline topics create "
-                        "TOPOLOGY creates it)", HEARTBEATS_TOPIC)
+            log.warning(
+                "heartbeats are off: topic %s does not exist (streamline topics create "
+                "TOPOLOGY creates it)",
+                HEARTBEATS_TOPIC,
+            )
         self.alive = True
         self.metrics.set_ready(True)
         try:
@@ -271,10 +280,13 @@ class Processor:
             if error is not None:
                 self._consumer_error(error)
                 continue
-            tp = (msg.topic(), msg.partition())
+            tp = (cast(str, msg.topic()), cast(int, msg.partition()))
             if tp not in self.assignment:
                 continue
-            batch.append(Record(tp[0], tp[1], msg.offset(), msg.key(), msg.value(), msg.headers()))
+            headers = cast(list[tuple[str, bytes]] | None, msg.headers())
+            batch.append(
+                Record(tp[0], tp[1], cast(int, msg.offset()), msg.key(), msg.value(), headers)
+            )
         return batch
 
     def _consumer_error(self, error: KafkaError) -> None:
@@ -341,17 +353,27 @@ class Processor:
             event_times.append(record.event_time)
         self.txn.outputs += len(outputs)
 
-    def _dead_letter(self, record: Record, failure: Failure, topic: str | None = None,
-                     extra: list[tuple[str, bytes]] | None = None) -> None:
+    def _dead_letter(
+        self,
+        record: Record,
+        failure: Failure,
+        topic: str | None = None,
+        extra: list[tuple[str, bytes]] | None = None,
+    ) -> None:
         assert self.producer is not None and self.txn is not None
         source_topic, partition, offset = record.origin()
-        own = record.headers if (source_topic, partition, offset) == (
-            record.topic, record.partition, record.offset) else None
+        own = (
+            record.headers
+            if (source_topic, partition, offset) == (record.topic, record.partition, record.offset)
+            else None
+        )
         headers = failure_headers(failure, source_topic, partition, offset, own)
         if extra:
             headers += extra
         key, raw = record.original()
-        self._produce(self.producer.produce, topic or self.pipeline.dead_letter_topic, key, raw, headers)
+        self._produce(
+            self.producer.produce, topic or self.pipeline.dead_letter_topic, key, raw, headers
+        )
         slot = (failure.error_type, failure.stage)
         if topic is None:
             self.txn.dead_letters[slot] = self.txn.dead_letters.get(slot, 0) + 1
@@ -368,11 +390,18 @@ class Processor:
             self._dead_letter(record, counted)
             return
         policy = self.pipeline.retry_policy
-        not_before = int(time.time() * 1000 + policy.backoff_ms(total))  # the backoff goes on growing
-        self._dead_letter(record, counted, topic=self.pipeline.topology.retry_topic, extra=[
-            (RETRY_PASSES, str(passes + 1).encode()),
-            ("streamline.retry.not_before", str(not_before).encode()),
-        ])
+        not_before = int(
+            time.time() * 1000 + policy.backoff_ms(total)
+        )  # the backoff goes on growing
+        self._dead_letter(
+            record,
+            counted,
+            topic=self.pipeline.topology.retry_topic,
+            extra=[
+                (RETRY_PASSES, str(passes + 1).encode()),
+                ("streamline.retry.not_before", str(not_before).encode()),
+            ],
+        )
         assert self.txn is not None
         self.txn.retries += 1
 
@@ -415,7 +444,9 @@ class Processor:
 
     # --- the window stage ----------------------------------------------------------------
 
-    def _process_windowed(self, batch: list[Record], failures: list[tuple[Record, Failure]]) -> None:
+    def _process_windowed(
+        self, batch: list[Record], failures: list[tuple[Record, Failure]]
+    ) -> None:
         assert self.windows is not None and self.producer is not None
         window_topic = self.pipeline.window_input_topic
         sources = [r for r in batch if r.topic != window_topic or not self.pipeline.repartition]
@@ -440,14 +471,24 @@ class Processor:
                     task.marker(*decode_marker(marker), wall_ms)
                     continue
                 record.value, record.event_time, _original = record_from_repartition(record)
-            key = record.value.get(key_name) if self.pipeline.repartition else (
-                record.out_key.decode() if record.out_key is not None else None)
+            key = (
+                record.value.get(key_name)
+                if self.pipeline.repartition
+                else (record.out_key.decode() if record.out_key is not None else None)
+            )
             try:
-                result, watermark = task.add(str(key), record.value, record.event_time,
-                                             record.offset, wall_ms)
+                result, watermark = task.add(
+                    str(key), record.value, record.event_time, record.offset, wall_ms
+                )
             except (KeyError, TypeError, ValueError) as exc:
-                failures.append((record, Failure("aggregate", f"cannot aggregate: {exc!r}",
-                                                 self._window_stage_name())))
+                failures.append(
+                    (
+                        record,
+                        Failure(
+                            "aggregate", f"cannot aggregate: {exc!r}", self._window_stage_name()
+                        ),
+                    )
+                )
                 continue
             if result.late_reason is not None:
                 self._late(record, result.late_reason, watermark)
@@ -472,7 +513,9 @@ class Processor:
         topic = self.pipeline.window_input_topic
         key_name = self.windows.key_name if self.windows else ""
         for record in records:
-            self.source_watermarks.observe((record.topic, record.partition), record.event_time, wall_ms)
+            self.source_watermarks.observe(
+                (record.topic, record.partition), record.event_time, wall_ms
+            )
             value = dict(record.value)
             value[key_name] = record.out_key.decode() if record.out_key is not None else None
             headers = [
@@ -489,8 +532,12 @@ class Processor:
     def _late(self, record: Record, reason: str, watermark: int) -> None:
         assert self.txn is not None
         failure = Failure(LATE, reason, self._window_stage_name())
-        self._dead_letter(record, failure, topic=self.pipeline.topology.late_topic,
-                          extra=[("streamline.watermark", str(watermark).encode())])
+        self._dead_letter(
+            record,
+            failure,
+            topic=self.pipeline.topology.late_topic,
+            extra=[("streamline.watermark", str(watermark).encode())],
+        )
         self.txn.late += 1
 
     def _fire_windows(self, failures: list[tuple[Record, Failure]] | None = None) -> None:
@@ -511,7 +558,9 @@ class Processor:
             for record, failure in own:
                 self._dead_letter(record, failure)
 
-    def _emit_results(self, task: WindowTask, results: Any, failures: list[tuple[Record, Failure]]) -> None:
+    def _emit_results(
+        self, task: WindowTask, results: Any, failures: list[tuple[Record, Failure]]
+    ) -> None:
         assert self.windows is not None
         records = []
         for result in results:
@@ -523,8 +572,15 @@ class Processor:
             records.append(record)
         self._emit(self.pipeline.encode_records(records, failures, self.metrics))
 
-    def _produce(self, produce: Any, topic: str, key: bytes | None, value: bytes | None,
-                 headers: list[tuple[str, bytes]], partition: int = -1) -> None:
+    def _produce(
+        self,
+        produce: Any,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]],
+        partition: int = -1,
+    ) -> None:
         while True:
             try:
                 produce(topic, value=value, key=key, headers=headers, partition=partition)
@@ -559,17 +615,23 @@ class Processor:
         if self.pipeline.topology.lineage and (txn.inputs or txn.outputs):
             self._write_lineage(txn)
         metadata = commit_metadata(self.generation)
-        offsets = [TopicPartition(t, p, off, metadata=metadata) for (t, p), off in self.positions.items()
-                   if (t, p) in self.assignment]
+        offsets = [
+            TopicPartition(t, p, off, metadata=metadata)
+            for (t, p), off in self.positions.items()
+            if (t, p) in self.assignment
+        ]
         if self.exactly_once:
             self.producer.send_offsets_to_transaction(
                 offsets, self.consumer.consumer_group_metadata(), 30
             )
-            self._retrying(lambda: self.producer.commit_transaction(30))  # type: ignore[union-attr]
+            producer = self.producer
+            self._retrying(lambda: producer.commit_transaction(30))
         else:
             remaining = self.producer.flush(60)
             if remaining:
-                raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT, "outputs not delivered", retriable=True))
+                raise KafkaException(
+                    KafkaError(KafkaError._MSG_TIMED_OUT, "outputs not delivered", retriable=True)
+                )
             if offsets:
                 self.consumer.commit(offsets=offsets, asynchronous=False)
         self.txn = None
@@ -584,7 +646,9 @@ class Processor:
             raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT, "outputs not delivered"))
         topology = self.pipeline.topology
         event = run_event(
-            topology.name, topology.version, topology.fingerprint,
+            topology.name,
+            topology.version,
+            topology.fingerprint,
             self.pipeline.transactional_id(self.options.instance_id),
             self.connection.bootstrap_servers,
             {tp: (a, b) for tp, (a, b) in txn.inputs.items()},
@@ -600,7 +664,7 @@ class Processor:
         offset = msg.offset()
         if offset is None:
             return
-        tp = (msg.topic(), msg.partition())
+        tp = (cast(str, msg.topic()), cast(int, msg.partition()))
         span = txn.produced.get(tp)
         if span is None:
             txn.produced[tp] = [offset, offset]
@@ -615,8 +679,10 @@ class Processor:
         wall_ms = int(time.time() * 1000)
         if wall_ms - self._markers_sent_at >= self._marker_keepalive_ms:
             return True
-        return any(self._markers_sent.get(tp) != (w, idle)
-                   for tp, w, idle in self.source_watermarks.markers(wall_ms, self._caught_up))
+        return any(
+            self._markers_sent.get(tp) != (w, idle)
+            for tp, w, idle in self.source_watermarks.markers(wall_ms, self._caught_up)
+        )
 
     def _caught_up(self, tp: tuple[str, int]) -> bool:
         """Whether this process has read everything the partition holds (no backlog)."""
@@ -654,8 +720,9 @@ class Processor:
             for key, value in changes:
                 while True:
                     try:
-                        self.producer.produce(topic, value=value, key=key, partition=partition,
-                                              on_delivery=delivered)
+                        self.producer.produce(
+                            topic, value=value, key=key, partition=partition, on_delivery=delivered
+                        )
                         break
                     except BufferError:
                         self.producer.poll(0.05)
@@ -760,11 +827,15 @@ class Processor:
         """Seeks every assigned partition back to its last committed offset."""
         assert self.consumer is not None
         self.positions = dict(self.committed)
-        unknown = [TopicPartition(t, p) for (t, p) in self.assignment if (t, p) not in self.committed]
+        unknown = [
+            TopicPartition(t, p) for (t, p) in self.assignment if (t, p) not in self.committed
+        ]
         targets = {tp: off for tp, off in self.committed.items() if tp in self.assignment}
         if unknown:
             for tp in self.consumer.committed(unknown, timeout=30):
-                targets[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+                targets[(tp.topic, tp.partition)] = (
+                    tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+                )
         for (topic, partition), offset in targets.items():
             try:
                 self.consumer.seek(TopicPartition(topic, partition, offset))
@@ -810,7 +881,9 @@ class Processor:
         """Running, with the state of every assigned partition restored."""
         return self.alive and self.joined and not self.restoring
 
-    def _assign_windows(self, partitions: list[TopicPartition], rewound: list[tuple[str, int]]) -> None:
+    def _assign_windows(
+        self, partitions: list[TopicPartition], rewound: list[tuple[str, int]]
+    ) -> None:
         """Opens and restores the window tasks; rebuilds state whose input was rewound elsewhere."""
         assert self.windows is not None and self.consumer is not None
         rebuild = self._rebuild_after_rewind(rewound) if rewound else set()
@@ -842,7 +915,9 @@ class Processor:
             partitions = set(range(self.repartition_partitions))
             self.generation += 1
             for p in partitions:
-                _low, high = self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
+                _low, high = self.consumer.get_watermark_offsets(
+                    TopicPartition(topic, p), timeout=30
+                )
                 self._skip_to[(topic, p)] = high
                 if (topic, p) in self.assignment:
                     self.committed[(topic, p)] = self.positions[(topic, p)] = high
@@ -852,7 +927,8 @@ class Processor:
         log.warning(
             "offsets of %s were reset outside streamline: window state of partitions %s is "
             "rebuilt from the input read again, so nothing is counted twice",
-            ", ".join(f"{t}/{p}" for t, p in rewound), sorted(partitions),
+            ", ".join(f"{t}/{p}" for t, p in rewound),
+            sorted(partitions),
         )
         return partitions
 
@@ -912,15 +988,22 @@ class Processor:
         partitions = []
         for (topic, partition), tracker in sorted(self.source_watermarks.trackers.items()):
             try:
-                _low, high = self.consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+                _low, high = self.consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), cached=True
+                )
             except KafkaException:
                 high = -1
             known = tracker.max_event_time_ms != NO_WATERMARK
             state = partition_freshness(
-                topic, partition, tracker.watermark if known else None,
+                topic,
+                partition,
+                tracker.watermark if known else None,
                 tracker.max_event_time_ms if known else None,
-                self.committed.get((topic, partition)), high, wall_ms,
-                freshness.max_staleness, freshness.breach_after,
+                self.committed.get((topic, partition)),
+                high,
+                wall_ms,
+                freshness.max_staleness,
+                freshness.breach_after,
             )
             partitions.append(state)
             if state.watermark is not None and state.staleness_ms is not None:
@@ -932,10 +1015,18 @@ class Processor:
             return
         if self._heartbeat_producer is None:
             self._heartbeat_producer = Producer(self.connection.config(log_level=3), logger=log)
-        document = heartbeat(topology.name, topology.version, topology.fingerprint,
-                             self.options.instance_id, wall_ms, partitions)
+        document = heartbeat(
+            topology.name,
+            topology.version,
+            topology.fingerprint,
+            self.options.instance_id,
+            wall_ms,
+            partitions,
+        )
         try:
-            self._heartbeat_producer.produce(HEARTBEATS_TOPIC, key=topology.name.encode(), value=document)
+            self._heartbeat_producer.produce(
+                HEARTBEATS_TOPIC, key=topology.name.encode(), value=document
+            )
             self._heartbeat_producer.poll(0)
         except (BufferError, KafkaException) as exc:
             log.warning("heartbeat not sent: %s", exc)

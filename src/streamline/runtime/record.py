@@ -18,8 +18,16 @@ class Record:
     """
 
     __slots__ = (
-        "event_time", "headers", "key", "last_offset", "offset", "out_key", "partition", "raw",
-        "topic", "value",
+        "event_time",
+        "headers",
+        "key",
+        "last_offset",
+        "offset",
+        "out_key",
+        "partition",
+        "raw",
+        "topic",
+        "value",
     )
 
     def __init__(
@@ -64,8 +72,11 @@ class Record:
         topic = self._header("streamline.source.topic")
         if topic is None:
             return self.topic, self.partition, self.offset
-        return (topic.decode(), int(self._header("streamline.source.partition") or b"0"),
-                int(self._header("streamline.source.offset") or b"0"))
+        return (
+            topic.decode(),
+            int(self._header("streamline.source.partition") or b"0"),
+            int(self._header("streamline.source.offset") or b"0"),
+        )
 
     def original(self) -> tuple[bytes | None, bytes | None]:
         """(key, value) bytes of the record as it entered the topology."""

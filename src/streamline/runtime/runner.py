@@ -48,8 +48,12 @@ def run_topology(
     previous = _install_signal_handlers(stop)
     log.info(
         "running %s@%s (%s) as instance %s; metrics on http://%s:%d/metrics",
-        topology.name, topology.version, topology.fingerprint[:12], options.instance_id,
-        metrics_host, server.port,
+        topology.name,
+        topology.version,
+        topology.fingerprint[:12],
+        options.instance_id,
+        metrics_host,
+        server.port,
     )
     try:
         processor.run(stop)

@@ -57,7 +57,10 @@ class Decode:
             try:
                 record.value = codecs[record.topic].decode(record.raw)
             except DecodeError as exc:
-                failed(record, Failure(exc.kind if exc.kind != "decode" else DECODE, str(exc), self.name))
+                failed(
+                    record,
+                    Failure(exc.kind if exc.kind != "decode" else DECODE, str(exc), self.name),
+                )
                 continue
             out.append(record)
         return out
@@ -81,7 +84,10 @@ class EventTime:
                 try:
                     record.event_time = parse_timestamp_ms(value)  # type: ignore[arg-type]
                 except (TypeError, ValueError, AttributeError):
-                    failed(record, Failure(EVENT_TIME, f"event time field {field} holds {value!r}", self.name))
+                    failed(
+                        record,
+                        Failure(EVENT_TIME, f"event time field {field} holds {value!r}", self.name),
+                    )
                     continue
             out.append(record)
         return out
@@ -172,7 +178,12 @@ class Map:
                 record.value = result
                 out.append(record)
             else:
-                failed(record, Failure(MAP, f"returned {type(result).__name__}, expected dict or None", self.name))
+                failed(
+                    record,
+                    Failure(
+                        MAP, f"returned {type(result).__name__}, expected dict or None", self.name
+                    ),
+                )
         return out
 
     def _retried(self, attempt: int, error: BaseException) -> None:

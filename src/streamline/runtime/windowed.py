@@ -77,7 +77,9 @@ class WindowSettings:
         session = spec.session
         return WindowOperator(
             spec.kind,
-            size_ms=spec.tumbling if spec.tumbling is not None else (hopping.size if hopping else None),
+            size_ms=spec.tumbling
+            if spec.tumbling is not None
+            else (hopping.size if hopping else None),
             advance_ms=hopping.advance if hopping else None,
             gap_ms=session.gap if session else None,
             allowed_lateness_ms=spec.allowed_lateness,
@@ -99,8 +101,14 @@ class WindowSettings:
 class WindowTask:
     """The window stage for one input partition."""
 
-    def __init__(self, settings: WindowSettings, topic: str, partition: int,
-                 source_partitions: list[tuple[str, int]] | None, wall_ms: int) -> None:
+    def __init__(
+        self,
+        settings: WindowSettings,
+        topic: str,
+        partition: int,
+        source_partitions: list[tuple[str, int]] | None,
+        wall_ms: int,
+    ) -> None:
         self.topic = topic
         self.partition = partition
         path = partition_path(settings.state_dir, settings.topology, STORE, partition)
@@ -128,8 +136,9 @@ class WindowTask:
         assert self.combined is not None
         return self.combined.current(wall_ms)
 
-    def add(self, key: str, value: dict[str, Any], event_time: int, seq: int,
-            wall_ms: int) -> tuple[AddResult, int]:
+    def add(
+        self, key: str, value: dict[str, Any], event_time: int, seq: int, wall_ms: int
+    ) -> tuple[AddResult, int]:
         """Adds one record at the watermark before it, then lets its event time move the watermark."""
         watermark = self.watermark(wall_ms)
         result = self.operator.add(key, value, event_time, seq, watermark)
@@ -151,7 +160,9 @@ class WindowTask:
         """Starts the watermark over (from the operator's committed one) at `wall_ms`."""
         if self.direct is not None:
             self.direct = WatermarkTracker(
-                self.direct.max_out_of_orderness_ms, self.direct.idle_timeout_ms, start_wall_ms=wall_ms
+                self.direct.max_out_of_orderness_ms,
+                self.direct.idle_timeout_ms,
+                start_wall_ms=wall_ms,
             )
             return
         assert self.combined is not None
@@ -189,8 +200,9 @@ class SourceWatermarks:
         if tracker is not None:
             tracker.observe(event_time, wall_ms)
 
-    def markers(self, wall_ms: int, caught_up: Callable[[tuple[str, int]], bool]
-                ) -> Iterator[tuple[tuple[str, int], int, bool]]:
+    def markers(
+        self, wall_ms: int, caught_up: Callable[[tuple[str, int]], bool]
+    ) -> Iterator[tuple[tuple[str, int], int, bool]]:
         """(source partition, watermark, idle) of every assigned source partition.
 
         A partition is idle when it has had no record for `idle_timeout` and this
@@ -219,8 +231,12 @@ def decode_repartitioned(data: bytes) -> dict[str, Any]:
     return value
 
 
-def restore_task(task: WindowTask, high_watermark: int, start_of: Callable[[int], Iterator[list[tuple[bytes, bytes | None]]]],
-                 end_of: Callable[[], int]) -> int:
+def restore_task(
+    task: WindowTask,
+    high_watermark: int,
+    start_of: Callable[[int], Iterator[list[tuple[bytes, bytes | None]]]],
+    end_of: Callable[[], int],
+) -> int:
     """Replays the changelog into the task's store; returns the number of records replayed.
 
     Local state with a checkpoint of this generation replays from the checkpoint; other
@@ -235,7 +251,11 @@ def restore_task(task: WindowTask, high_watermark: int, start_of: Callable[[int]
     task.store.finish_restore(max(start, end_of()))
     log.info(
         "restored %s partition %d: %d changelog records from offset %d in %.2fs (%s)",
-        STORE, task.partition, replayed, start, time.monotonic() - started,
+        STORE,
+        task.partition,
+        replayed,
+        start,
+        time.monotonic() - started,
         "local checkpoint" if start > 0 else "from the beginning",
     )
     return replayed
@@ -245,5 +265,8 @@ def record_from_repartition(record: Record) -> tuple[dict[str, Any], int, bytes 
     """(value, event time, original bytes) of a record read from the repartition topic."""
     headers = dict(record.headers or [])
     assert record.raw is not None
-    return (decode_repartitioned(record.raw), int(headers["streamline.event_time"]),
-            headers.get(ORIGINAL_HEADER))
+    return (
+        decode_repartitioned(record.raw),
+        int(headers["streamline.event_time"]),
+        headers.get(ORIGINAL_HEADER),
+    )

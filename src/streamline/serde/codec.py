@@ -65,7 +65,8 @@ class AvroCodec:
         """The record in `data`, read as this codec's schema."""
         if data is None or len(data) < HEADER_SIZE or data[:2] != MAGIC:
             writer_schema(self.store, data)  # raises the reason
-        fp = bytes(data[2:HEADER_SIZE])  # type: ignore[index]
+        assert data is not None
+        fp = bytes(data[2:HEADER_SIZE])
         try:
             writer = self._resolved[fp]
         except KeyError:
@@ -83,8 +84,9 @@ class AvroCodec:
             raise DecodeError(f"schema resolution failed: {exc}", kind="schema") from None
         except (ValueError, TypeError, UnicodeDecodeError, OverflowError, KeyError) as exc:
             raise DecodeError(f"corrupt record: {exc}") from None
-        if body.tell() != len(data):
-            raise DecodeError(f"corrupt record: {len(data) - body.tell()} trailing bytes")
+        size = len(body.getbuffer())
+        if body.tell() != size:
+            raise DecodeError(f"corrupt record: {size - body.tell()} trailing bytes")
         if not isinstance(record, dict):
             raise DecodeError("corrupt record: not a record")
         return record
@@ -120,8 +122,10 @@ def describe_validation_error(exc: ValidationError) -> str:
         name = getattr(err, "field", "") or "record"
         datum = getattr(err, "datum", None)
         schema = getattr(err, "schema", None)
-        expected = schema if isinstance(schema, str) else (
-            schema.get("type") if isinstance(schema, dict) else schema
+        expected = (
+            schema
+            if isinstance(schema, str)
+            else (schema.get("type") if isinstance(schema, dict) else schema)
         )
         problems.append(f"field {name}: {datum!r} is not a valid {expected}")
     return "; ".join(problems) or str(exc)

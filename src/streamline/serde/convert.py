@@ -59,7 +59,9 @@ def convert_json_record(record: dict[str, Any], schema: Schema) -> dict[str, Any
                 try:
                     out[name] = parse_timestamp_ms(value)
                 except ValueError:
-                    raise ValueError(f"field {name}: {value!r} is not an ISO-8601 timestamp") from None
+                    raise ValueError(
+                        f"field {name}: {value!r} is not an ISO-8601 timestamp"
+                    ) from None
     return out
 
 
@@ -74,7 +76,9 @@ def convert_csv_row(row: dict[str, str], schema: Schema) -> dict[str, Any]:
         try:
             out[name] = _convert_text(text, fields[name])
         except ValueError:
-            raise ValueError(f"field {name}: {text!r} is not a valid {logical_type_of(fields[name])[0]}") from None
+            raise ValueError(
+                f"field {name}: {text!r} is not a valid {logical_type_of(fields[name])[0]}"
+            ) from None
     return out
 
 

@@ -13,9 +13,7 @@ from fastavro.schema import SchemaParseException, UnknownType, to_parsing_canoni
 
 from streamline.errors import UsageError
 
-PRIMITIVES = frozenset(
-    {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
-)
+PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 NAMED_KINDS = frozenset({"record", "enum", "fixed", "error"})
 PREVIOUS_DIR = "previous"
 
@@ -112,14 +110,17 @@ def _inline(node: Any, namespace: str | None, known: dict[str, Any], seen: set[s
         namespace = full.rsplit(".", 1)[0] if "." in full else None
     if kind in ("record", "error"):
         out["fields"] = [
-            {**f, "type": _inline(f["type"], namespace, known, seen)} for f in node.get("fields", [])
+            {**f, "type": _inline(f["type"], namespace, known, seen)}
+            for f in node.get("fields", [])
         ]
     elif kind == "array":
         out["items"] = _inline(node["items"], namespace, known, seen)
     elif kind == "map":
         out["values"] = _inline(node["values"], namespace, known, seen)
-    elif isinstance(kind, (dict, list, str)) and kind not in PRIMITIVES and kind not in (
-        NAMED_KINDS | {"array", "map"}
+    elif (
+        isinstance(kind, (dict, list, str))
+        and kind not in PRIMITIVES
+        and kind not in (NAMED_KINDS | {"array", "map"})
     ):
         return _inline(kind, namespace, known, seen)
     return out
@@ -129,9 +130,7 @@ def _without_logical_types(node: Any) -> Any:
     if isinstance(node, list):
         return [_without_logical_types(n) for n in node]
     if isinstance(node, dict):
-        return {
-            k: _without_logical_types(v) for k, v in node.items() if k != "logicalType"
-        }
+        return {k: _without_logical_types(v) for k, v in node.items() if k != "logicalType"}
     return node
 
 

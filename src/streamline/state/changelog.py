@@ -46,7 +46,7 @@ class ChangelogReader:
                     "isolation.level": "read_committed",
                     "enable.auto.commit": False,
                     "enable.partition.eof": True,
-            "auto.offset.reset": "earliest",
+                    "auto.offset.reset": "earliest",
                     "fetch.max.bytes": 52428800,
                 },
                 log_level=0,
@@ -68,14 +68,14 @@ class ChangelogReader:
                     error = msg.error()
                     if error is not None:
                         if error.code() == KafkaError._PARTITION_EOF:
-                            self.end = max(self.end, int(msg.offset()))
+                            self.end = max(self.end, msg.offset() or 0)
                             done = True
                             continue
                         raise StreamlineError(f"restoring from {self.topic}: {error.str()}")
                     key = msg.key()
                     if key is not None:
                         chunk.append((key, msg.value()))
-                    self.end = max(self.end, int(msg.offset()) + 1)
+                    self.end = max(self.end, (msg.offset() or 0) + 1)
                 if chunk:
                     yield chunk
                 if done:
