@@ -10,40 +10,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from streamline.connection import Connection
 from streamline.dev.broker import free_port
 from tests.helpers import ROOT, read_all, run_cli
 from tests.integration.test_run import scrape
-from tests.integration.test_windows import OOO_MS, ORDER, REVENUE, Scenario, assert_windows_exact
+from tests.integration.test_windows import (
+    OOO_MS,
+    REVENUE,
+    Scenario,
+    assert_windows_exact,
+    produce_orders,
+)
 from tests.support.harness import StreamlineProcess, await_started
-from tests.support.windows_oracle import Event, events
+from tests.support.windows_oracle import events
 
 pytestmark = pytest.mark.slow
 
 KAFKA_LIBS = ROOT / "kafka" / "libs"
-
-
-def produce_with_timestamps(scenario: Scenario, evts: list[Event]) -> None:
-    """Orders whose record timestamp is their event time, keyed by customer."""
-    producer = Producer(scenario.kafka.config(**{"enable.idempotence": True, "linger.ms": 20}))
-    for e in evts:
-        value = ORDER.encode(
-            {
-                "order_id": e.order_id,
-                "customer_id": e.key,
-                "amount": e.amount,
-                "currency": "EUR",
-                "status": "PAID",
-                "country": "DE",
-                "created_at": e.t,
-            },
-            check=False,
-        )
-        producer.produce(scenario.source, key=e.key.encode(), value=value, timestamp=e.t)
-        producer.poll(0)
-    assert producer.flush(60) == 0
 
 
 def sink_ends(scenario: Scenario) -> dict[int, int]:
@@ -122,7 +107,7 @@ def test_replay_to_datetime_plan_dry_run_and_refusal_while_running(
 ) -> None:
     scenario = Scenario(kafka, tmp_path, unique, "tumbling")
     evts = events(3_000, keys=20, step_ms=20, disorder_ms=1000)
-    produce_with_timestamps(scenario, evts)
+    produce_orders(kafka, scenario.source, evts, event_time_stamps=True)
     expected = scenario.expected(evts)
     run_to_completion(scenario, expected)
     messages = read_all(kafka, scenario.source)

@@ -76,9 +76,16 @@ sink:
 
 
 def produce_orders(
-    kafka: Connection, topic: str, evts: list[Event], key_by_order: bool = False
+    kafka: Connection,
+    topic: str,
+    evts: list[Event],
+    key_by_order: bool = False,
+    event_time_stamps: bool = False,
 ) -> None:
-    """The events as PAID orders in EUR, keyed by customer (or by order id)."""
+    """The events as PAID orders in EUR, keyed by customer (or by order id).
+
+    With `event_time_stamps`, each record's Kafka timestamp is its event time.
+    """
     producer = Producer(kafka.config(**{"enable.idempotence": True, "linger.ms": 20}))
     for e in evts:
         value = ORDER.encode(
@@ -96,7 +103,10 @@ def produce_orders(
         key = e.order_id if key_by_order else e.key
         while True:
             try:
-                producer.produce(topic, key=key.encode(), value=value)
+                if event_time_stamps:
+                    producer.produce(topic, key=key.encode(), value=value, timestamp=e.t)
+                else:
+                    producer.produce(topic, key=key.encode(), value=value)
                 break
             except BufferError:
                 producer.poll(0.05)
