@@ -14,13 +14,14 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from confluent_kafka import OFFSET_END, Consumer, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from streamline.connection import Connection
-from streamline.errors import StreamlineError, UsageError
+from streamline.errors import UsageError
 from streamline.ops.topics import require_topics
 from streamline.state import WINDOW_STORE
+from streamline.state.changelog import delete_all_records
 from streamline.state.generation import commit_metadata, generation_of
 from streamline.topology import Topology
 from streamline.topology.durations import parse_duration
@@ -193,16 +194,6 @@ def apply_replay(connection: Connection, topology: Topology, plan: ReplayPlan) -
     offsets += [TopicPartition(t, p, end, metadata=metadata) for t, p, end in plan.skip]
     request = [ConsumerGroupTopicPartitions(topology.group_id, offsets)]
     admin.alter_consumer_group_offsets(request, request_timeout=15)[topology.group_id].result(15)
-    doomed = [
-        TopicPartition(t, p, OFFSET_END if end > 0 else 0)
-        for t, p, end in [*plan.truncate, *plan.skip]
-        if end > 0
-    ]
-    if doomed:
-        for tp, future in admin.delete_records(doomed, request_timeout=30).items():
-            try:
-                future.result(30)
-            except Exception as exc:
-                raise StreamlineError(
-                    f"could not truncate {tp.topic}/{tp.partition}: {exc}"
-                ) from None
+    for topic in {t for t, _p, _end in [*plan.truncate, *plan.skip]}:
+        partitions = [p for t, p, end in [*plan.truncate, *plan.skip] if t == topic and end > 0]
+        delete_all_records(connection, topic, partitions)

@@ -50,7 +50,7 @@ from streamline.runtime.windowed import (
     restore_task,
 )
 from streamline.state import WINDOW_STORE
-from streamline.state.changelog import ChangelogReader, truncate_changelog
+from streamline.state.changelog import ChangelogReader, delete_all_records
 from streamline.state.generation import commit_metadata, generation_of
 
 log = logging.getLogger("streamline.runtime")
@@ -923,7 +923,7 @@ class Processor:
                     self.committed[(topic, p)] = self.positions[(topic, p)] = high
         else:
             partitions = {p for t, p in rewound if t == topic}
-        truncate_changelog(self.connection, self.pipeline.changelog_topic, sorted(partitions))
+        delete_all_records(self.connection, self.pipeline.changelog_topic, sorted(partitions))
         log.warning(
             "offsets of %s were reset outside streamline: window state of partitions %s is "
             "rebuilt from the input read again, so nothing is counted twice",

@@ -87,8 +87,8 @@ class ChangelogReader:
             consumer.close()
 
 
-def truncate_changelog(connection: Connection, topic: str, partitions: list[int]) -> None:
-    """Deletes every record of these changelog partitions (their state starts empty)."""
+def delete_all_records(connection: Connection, topic: str, partitions: list[int]) -> None:
+    """Deletes every record of these partitions of `topic` (a changelog: its state starts empty)."""
     from confluent_kafka import OFFSET_END
     from confluent_kafka.admin import AdminClient
 
