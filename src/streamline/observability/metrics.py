@@ -265,7 +265,8 @@ class Metrics:
         )
         self._restore_remaining = gauge(
             "restore_remaining",
-            "Changelog records left to replay before the store partition is ready.",
+            "Changelog offsets left to replay before the store partition is ready (an upper "
+            "bound on the records: compaction and transaction markers leave gaps).",
             "store",
             "partition",
         )
@@ -396,7 +397,7 @@ class Metrics:
         self._restored.child(store, partition).inc(n)
 
     def set_restore_remaining(self, store: str, partition: int, n: int) -> None:
-        """Sets how many changelog records ``store``/``partition`` has left to replay."""
+        """Sets how many changelog offsets ``store``/``partition`` has left to replay."""
         self._restore_remaining.child(store, partition).set(n)
 
     def remove_store_partition(self, store: str, partition: int) -> None:
