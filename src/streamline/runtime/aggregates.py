@@ -98,100 +98,62 @@ def parse_aggregate(text: str) -> AggregateCall:
     return AggregateCall(function, field)
 
 
-# One step per aggregate, specialised at parse time. An adder folds one record
-# into acc (which add() has already copied); a merger combines slots of b into a.
-_Adder = Callable[[Accumulator, Record, int, int], None]
+# One step per aggregate, specialised at parse time. ``add`` is one generated
+# function holding every aggregate's step (a call per aggregate per record
+# would cost more than the steps); a merger combines slots of b into a.
 _Merger = Callable[[Accumulator, Accumulator], None]
 _Reader = Callable[[Accumulator], Any]
+_Add = Callable[[Accumulator, Record, int, int], Accumulator]
+
+# The step of each function on ``new`` (a copy of the accumulator), slot {i}, field {f}.
+_STEPS: Final[Mapping[str, str]] = {
+    "count": "new[{i}] += 1",
+    "sum": """x = record[{f}]
+if x is not None:
+    s = new[{i}]
+    new[{i}] = x if s is None else s + x""",
+    "min": """x = record[{f}]
+if x is not None:
+    m = new[{i}]
+    if m is None or x < m:
+        new[{i}] = x""",
+    "max": """x = record[{f}]
+if x is not None:
+    m = new[{i}]
+    if m is None or x > m:
+        new[{i}] = x""",
+    "avg": """x = record[{f}]
+if x is not None:
+    new[{i}] += x
+    new[{i} + 1] += 1""",
+    "first": """x = record[{f}]
+if x is not None:
+    t0 = new[{i} + 1]
+    if t0 is None or t < t0 or (t == t0 and seq < new[{i} + 2]):
+        new[{i}] = x
+        new[{i} + 1] = t
+        new[{i} + 2] = seq""",
+    "last": """x = record[{f}]
+if x is not None:
+    t0 = new[{i} + 1]
+    if t0 is None or t > t0 or (t == t0 and seq > new[{i} + 2]):
+        new[{i}] = x
+        new[{i} + 1] = t
+        new[{i} + 2] = seq""",
+}
 
 
-def _count_adder(i: int) -> _Adder:
-    def add(acc: Accumulator, record: Record, t: int, seq: int) -> None:
-        acc[i] += 1
-
+def _compile_add(steps: list[tuple[AggregateCall, int]]) -> _Add:
+    """One function folding a record into a copy of the accumulator, every aggregate in line."""
+    lines = ["def add(acc, record, t, seq):", "    new = acc.copy()"]
+    for call, i in steps:
+        step = _STEPS[call.function].format(i=i, f=repr(call.field))
+        lines += ["    " + line for line in step.splitlines()]
+    lines.append("    return new")
+    namespace: dict[str, Any] = {}
+    exec(compile("\n".join(lines), "<aggregates>", "exec"), {"__builtins__": {}}, namespace)
+    add: _Add = namespace["add"]
     return add
-
-
-def _sum_adder(i: int, field: str) -> _Adder:
-    def add(acc: Accumulator, record: Record, t: int, seq: int) -> None:
-        x = record[field]
-        if x is not None:
-            s = acc[i]
-            acc[i] = x if s is None else s + x
-
-    return add
-
-
-def _min_adder(i: int, field: str) -> _Adder:
-    def add(acc: Accumulator, record: Record, t: int, seq: int) -> None:
-        x = record[field]
-        if x is not None:
-            m = acc[i]
-            if m is None or x < m:
-                acc[i] = x
-
-    return add
-
-
-def _max_adder(i: int, field: str) -> _Adder:
-    def add(acc: Accumulator, record: Record, t: int, seq: int) -> None:
-        x = record[field]
-        if x is not None:
-            m = acc[i]
-            if m is None or x > m:
-                acc[i] = x
-
-    return add
-
-
-def _avg_adder(i: int, field: str) -> _Adder:
-    def add(acc: Accumulator, record: Record, t: int, seq: int) -> None:
-        x = record[field]
-        if x is not None:
-            acc[i] += x
-            acc[i + 1] += 1
-
-    return add
-
-
-def _first_adder(i: int, field: str) -> _Adder:
-    def add(acc: Accumulator, record: Record, t: int, seq: int) -> None:
-        x = record[field]
-        if x is not None:
-            t0 = acc[i + 1]
-            if t0 is None or t < t0 or (t == t0 and seq < acc[i + 2]):
-                acc[i] = x
-                acc[i + 1] = t
-                acc[i + 2] = seq
-
-    return add
-
-
-def _last_adder(i: int, field: str) -> _Adder:
-    def add(acc: Accumulator, record: Record, t: int, seq: int) -> None:
-        x = record[field]
-        if x is not None:
-            t0 = acc[i + 1]
-            if t0 is None or t > t0 or (t == t0 and seq > acc[i + 2]):
-                acc[i] = x
-                acc[i + 1] = t
-                acc[i + 2] = seq
-
-    return add
-
-
-def _adder(call: AggregateCall, i: int) -> _Adder:
-    if call.field is None:
-        return _count_adder(i)
-    makers: dict[str, Callable[[int, str], _Adder]] = {
-        "sum": _sum_adder,
-        "min": _min_adder,
-        "max": _max_adder,
-        "avg": _avg_adder,
-        "first": _first_adder,
-        "last": _last_adder,
-    }
-    return makers[call.function](i, call.field)
 
 
 def _merger(function: str, i: int) -> _Merger:
@@ -287,7 +249,7 @@ class AggregateSpec:
     stays valid if processing fails half-way.
     """
 
-    __slots__ = ("_adders", "_init", "_mergers", "_readers", "calls", "input_fields")
+    __slots__ = ("_add", "_init", "_mergers", "_readers", "calls", "input_fields")
 
     def __init__(self, aggregates: Mapping[str, str]) -> None:
         """Parse ``{output_field: "func(field)"}``; ``ValueError`` naming the bad entry."""
@@ -305,17 +267,17 @@ class AggregateSpec:
         """The distinct record fields the aggregates read, in order of first use."""
 
         init: list[Any] = []
-        adders: list[_Adder] = []
+        steps: list[tuple[AggregateCall, int]] = []
         mergers: list[_Merger] = []
         readers: list[tuple[str, _Reader]] = []
         for output_field, call in calls.items():
             i = len(init)
             init.extend(_initial(call.function))
-            adders.append(_adder(call, i))
+            steps.append((call, i))
             mergers.append(_merger(call.function, i))
             readers.append((output_field, _reader(call.function, i)))
         self._init: Final = tuple(init)
-        self._adders: Final = tuple(adders)
+        self._add: Final = _compile_add(steps)
         self._mergers: Final = tuple(mergers)
         self._readers: Final = tuple(readers)
 
@@ -338,10 +300,7 @@ class AggregateSpec:
         the record lacks an input field, and ``TypeError`` for values that
         cannot be summed or compared; ``acc`` is untouched then.
         """
-        new = acc.copy()
-        for add in self._adders:
-            add(new, record, event_time_ms, arrival_seq)
-        return new
+        return self._add(acc, record, event_time_ms, arrival_seq)
 
     def merge(self, a: Accumulator, b: Accumulator) -> Accumulator:
         """The accumulator of the records of ``a`` and ``b`` together (a new list)."""

@@ -45,7 +45,7 @@ values are compact JSON (``state.codec``).
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import reduce
 from itertools import islice
 from typing import Any, Final, Literal, NamedTuple, Protocol
@@ -83,6 +83,9 @@ class WindowStore(Protocol):
         self, start: bytes | None = None, end: bytes | None = None
     ) -> Iterator[tuple[bytes, bytes]]:
         """Entries with ``start <= key < end``, in key order."""
+
+    def add_flusher(self, flush: Callable[[], None]) -> None:
+        """Registers ``flush``, called before the store scans or hands out its changes."""
 
 
 class WindowResult(NamedTuple):
@@ -215,7 +218,13 @@ class WindowOperator:
             self._gap = self._sessions.gap_ms
         else:
             raise ValueError(f"unknown window kind {kind!r}: expected tumbling, hopping or session")
+        # Decoded states (None: absent) of keys read or written, kept across commits;
+        # the keys in _dirty changed in the open transaction and are encoded into
+        # the store once, when it flushes (before a scan, a listing or a commit).
         self._cache: dict[bytes, Any] = {}
+        self._dirty: dict[bytes, None] = {}
+        self._watermark_dirty = False
+        store.add_flusher(self.flush)
         self._epoch = store.epoch
         self._reset_epoch = store.reset_epoch
         self._watermark = self._stored_watermark()
@@ -370,6 +379,7 @@ class WindowOperator:
 
     def _fire_window(self, timer_key: bytes, value: bytes, end: int) -> WindowResult:
         state = self._cache.pop(timer_key, None)
+        self._dirty.pop(timer_key, None)
         if state is None:
             state = decode_value(value)
         self._store.delete(timer_key)
@@ -497,6 +507,17 @@ class WindowOperator:
 
     # --- state access ---------------------------------------------------------------------
 
+    def flush(self) -> None:
+        """Writes the states changed since the last flush into the store's open transaction."""
+        self._sync()
+        store, cache = self._store, self._cache
+        dirty, self._dirty = self._dirty, {}
+        for key in dirty:
+            store.put(key, encode_value(cache[key]))
+        if self._watermark_dirty:
+            self._watermark_dirty = False
+            store.put(_WATERMARK_KEY, _pack_i64(self._watermark))
+
     def _read(self, key: bytes) -> Any:
         cache = self._cache
         if key in cache:
@@ -504,22 +525,24 @@ class WindowOperator:
         raw = self._store.get(key)
         value = None if raw is None else decode_value(raw)
         if len(cache) >= _CACHE_LIMIT:
+            self.flush()
             cache.clear()
         cache[key] = value
         return value
 
     def _write(self, key: bytes, value: Any) -> None:
-        self._store.put(key, encode_value(value))
         self._cache[key] = value
+        self._dirty[key] = None
 
     def _remove(self, key: bytes) -> None:
         self._store.delete(key)
         self._cache[key] = None
+        self._dirty.pop(key, None)
 
     def _advance(self, watermark: int) -> int:
         if watermark > self._watermark:
             self._watermark = watermark
-            self._store.put(_WATERMARK_KEY, _pack_i64(watermark))
+            self._watermark_dirty = True
         return self._watermark
 
     def _stored_watermark(self) -> int:
@@ -537,13 +560,20 @@ class WindowOperator:
         return _NEVER
 
     def _sync(self) -> None:
-        """Drop what was cached for a transaction that has ended, or for replaced state."""
+        """Drop what was cached or changed for state that went back or was replaced.
+
+        A commit keeps the cache: its states are the committed ones (the store
+        flushed them first). A rollback, restore or wipe drops it, and the
+        changes not yet flushed belong to the aborted transaction.
+        """
         store = self._store
         if store.epoch == self._epoch:
             return
         self._epoch = store.epoch
-        self._cache.clear()
         if store.reset_epoch != self._reset_epoch:
+            self._cache.clear()
+            self._dirty.clear()
+            self._watermark_dirty = False
             self._reset_epoch = store.reset_epoch
             self._watermark = self._stored_watermark()
             self._next_due = None

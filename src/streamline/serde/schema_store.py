@@ -206,7 +206,7 @@ class SchemaStore:
         try:
             definition = _inline(full, None, known, set())
             canonical = to_parsing_canonical_form(copy.deepcopy(definition))
-            parsed = fastavro.parse_schema(_without_logical_types(definition), _write_hint=False)
+            parsed = fastavro.parse_schema(_without_logical_types(definition))
         except SchemaError as exc:
             raise SchemaError(f"{path}: {full}: {exc}") from exc
         except (SchemaParseException, UnknownType, ValueError, KeyError, TypeError) as exc:

@@ -28,7 +28,7 @@ lives on disk. Nothing here talks to Kafka.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -125,6 +125,21 @@ class PartitionStore:
         self.reset_epoch = 0
         """Changes when state goes back or is replaced (rollback, restore, wipe): callers
         caching anything derived from committed state recompute it."""
+        self._flushers: list[Callable[[], None]] = []
+
+    def add_flusher(self, flush: Callable[[], None]) -> None:
+        """Registers a writer that defers its writes: `flush` puts them into the transaction.
+
+        The store calls it before it lists, counts, scans or commits the open
+        transaction's changes, so a deferring writer (the window operator keeps
+        the states it changed as objects and encodes each once per transaction)
+        is never seen half-written. Its own reads must go through its cache.
+        """
+        self._flushers.append(flush)
+
+    def _flush(self) -> None:
+        for flush in self._flushers:
+            flush()
 
     # --- reads and writes of the open transaction ---------------------------------------
 
@@ -161,6 +176,7 @@ class PartitionStore:
             if start is not None or end is not None:
                 raise ValueError("items() takes either prefix or a start/end range, not both")
             start, end = prefix, prefix_end(prefix)
+        self._flush()
         return self._merged_items(start, end)
 
     def _merged_items(
@@ -201,11 +217,13 @@ class PartitionStore:
         One entry per key, in the order of each key's last write; ``None`` is a
         deletion (a tombstone on the compacted changelog topic).
         """
+        self._flush()
         return list(self._overlay.changes.items())
 
     @property
     def pending_count(self) -> int:
         """How many keys the open transaction has changed."""
+        self._flush()
         return len(self._overlay)
 
     # --- the commit cycle -------------------------------------------------------------
@@ -217,6 +235,7 @@ class PartitionStore:
         changelog records has committed. ``changelog_offset`` is where a
         restore would resume: past the last changelog record written so far.
         """
+        self._flush()
         changes = self._overlay.changes
         if changes:
             batch = WriteBatch(raw_mode=True)
@@ -305,6 +324,7 @@ class PartitionStore:
 
     def approx_keys(self) -> int:
         """An estimate of the number of keys (RocksDB's estimate plus pending new values)."""
+        self._flush()
         estimate = self._db.property_int_value("rocksdb.estimate-num-keys") or 0
         pending = sum(1 for value in self._overlay.changes.values() if value is not None)
         return estimate + pending

@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import cel
+
+from streamline.topology.fastpath import translate
 
 CEL_BUILTINS = frozenset(
     {
@@ -78,18 +80,34 @@ def loop_variables(expr: str) -> set[str]:
 class Expression:
     """A compiled CEL expression and the record fields it reads."""
 
-    __slots__ = ("_program", "fields", "source")
+    __slots__ = ("_fast", "_program", "fields", "source")
 
     def __init__(self, source: str, program: cel.Program, fields: tuple[str, ...]) -> None:
         self.source = source
         self.fields = fields
         self._program = program
+        self._fast: Callable[[Mapping[str, Any]], Any] | None = None
+
+    @property
+    def accelerated(self) -> bool:
+        """Whether records of the expected types skip the CEL engine (see fastpath)."""
+        return self._fast is not None
+
+    def accelerate(self, sample: Mapping[str, Any]) -> None:
+        """Runs records whose fields have `sample`'s types as Python, when the expression allows."""
+        self._fast = translate(self.source, sample)
 
     def __repr__(self) -> str:
         return f"Expression({self.source!r})"
 
     def evaluate(self, record: Mapping[str, Any]) -> Any:
         """The expression's value for one record (a dict as decoded from Avro)."""
+        fast = self._fast
+        if fast is not None:
+            try:
+                return fast(record)
+            except Exception:
+                pass  # another type or a missing field: CEL gives its own answer or error
         try:
             context = {name: record[name] for name in self.fields}
         except KeyError as exc:

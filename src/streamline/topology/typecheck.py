@@ -198,10 +198,13 @@ def _compile(
         checker.problem(path, str(exc))
         return None
     if schema is not None:
-        trouble = expression.probe(checker.sample(schema), expect_bool=expect_bool)
+        sample = checker.sample(schema)
+        trouble = expression.probe(sample, expect_bool=expect_bool)
         if trouble is not None:
             checker.problem(path, f"{expr!r}: {trouble}")
             return None
+        if expect_bool:
+            expression.accelerate(sample)
     return expression
 
 
