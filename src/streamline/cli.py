@@ -85,17 +85,68 @@ def connect(bootstrap: str | None, kafka_config: Path | None) -> Connection:
 def broker_start(
     port: Annotated[int | None, typer.Option(help="Listener port (default 9092).")] = None,
     data_dir: DataDirOpt = None,
+    sasl: Annotated[
+        bool,
+        typer.Option(
+            "--sasl", help="SASL/SCRAM-SHA-256 (and -512) listener, ACLs on, an admin super user."
+        ),
+    ] = False,
+    tls: Annotated[
+        bool,
+        typer.Option("--tls", help="TLS listener with a throwaway CA (with --sasl: SASL_SSL)."),
+    ] = False,
+    admin_user: Annotated[
+        str,
+        typer.Option(
+            "--admin-user", envvar="STREAMLINE_DEV_BROKER_USER", help="The SASL super user."
+        ),
+    ] = "admin",
+    admin_password: Annotated[
+        str | None,
+        typer.Option(
+            "--admin-password",
+            envvar="STREAMLINE_DEV_BROKER_PASSWORD",
+            help="Its password (default: random, kept in DATA_DIR/client.properties).",
+        ),
+    ] = None,
+    users: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--user", help="A further SCRAM user without ACLs, NAME:PASSWORD (repeatable)."
+        ),
+    ] = None,
 ) -> None:
     """Start the broker in the background (or reuse the running one) and print its address."""
-    from streamline.dev.broker import DevBroker
+    from streamline.dev.broker import DevBroker, Security
 
+    extra: list[tuple[str, str]] = []
+    for user in users or []:
+        name, colon, password = user.partition(":")
+        if not (name and colon and password):
+            raise UsageError(f"--user {name or user}: expected NAME:PASSWORD")
+        extra.append((name, password))
+    if extra and not sasl:
+        raise UsageError("--user needs --sasl")
+    security = Security(sasl, tls, admin_user, admin_password, tuple(extra))
     broker = DevBroker(data_dir)
     already = broker.info()
     if already is None:
         err.print(f"starting Apache Kafka (KRaft) from {broker.data_dir} ...")
-    info = broker.start(port)
+    info = broker.start(port, security=security)
     note = "already running" if already else f"started (pid {info.pid})"
     err.print(f"dev broker {note}; logs in {broker.log_file}")
+    if info.client:
+        shown: dict[str, str] = {}
+        for key, value in info.client.items():
+            shown[key] = value
+            if key == "sasl.username":  # the password itself is only in client.properties
+                shown["sasl.password"] = "***"
+        err.print(
+            f"{info.security} listener; clients set "
+            + " ".join(f"{k}={v}" for k, v in shown.items())
+            + f"; every setting, with the password: --kafka-config {info.client_config_file}",
+            markup=False,
+        )
     print(info.bootstrap)
 
 
@@ -118,7 +169,10 @@ def broker_status(data_dir: DataDirOpt = None) -> None:
     if info is None:
         print(f"no dev broker running from {broker.data_dir}")
         raise typer.Exit(1)
-    print(f"dev broker running at {info.bootstrap} (pid {info.pid}, data {info.data_dir})")
+    print(
+        f"dev broker running at {info.bootstrap} (pid {info.pid}, data {info.data_dir}, "
+        f"{info.security})"
+    )
 
 
 # --- produce / consume --------------------------------------------------------------------
@@ -260,13 +314,15 @@ def topics_create(
     schemas: SchemasOpt = None,
 ) -> None:
     """Create the source, sink and owned topics (dlq, retry, late, changelog, lineage, heartbeats)."""
-    from streamline.ops.topics import create_topics, topology_topics
+    from streamline.ops.topics import create_topics, existing_topics, topology_topics
 
     checked, connection = checked_and_connected(topology, schemas, bootstrap_servers, kafka_config)
-    wanted = topology_topics(checked.topology, partitions)
+    existing = existing_topics(connection)
+    wanted = topology_topics(checked.topology, partitions, existing)
     created = set(create_topics(connection, wanted, replication_factor))
-    for name, (count, configs) in wanted.items():
+    for name, (wanted_count, configs) in wanted.items():
         state = "created" if name in created else "exists"
+        count = existing.get(name, wanted_count)
         extra = " (compacted)" if "compact" in configs.get("cleanup.policy", "") else ""
         out.print(f"{state:8} {name} [{count} partitions]{extra}", markup=False)
 
@@ -295,6 +351,7 @@ def run(
     import logging
     import socket
 
+    from streamline.connection import RedactingFilter
     from streamline.runtime.processor import RunOptions
     from streamline.runtime.runner import run_topology
 
@@ -303,6 +360,8 @@ def run(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())
     checked, store = load_checked(topology, schemas)
     connection = connect(bootstrap_servers, kafka_config)
     options = RunOptions(instance_id=instance_id or socket.gethostname(), state_dir=state_dir)
@@ -642,17 +701,62 @@ def lineage_trace(
             )
 
 
+# --- security -----------------------------------------------------------------------------
+
+
+@app.command()
+def acls(
+    topology: Annotated[Path, typer.Argument(help="Topology file.")],
+    principal: Annotated[
+        str, typer.Option("--principal", help="Who runs the topology, e.g. User:orders-app.")
+    ],
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Create them (as a user allowed to ALTER the cluster).")
+    ] = False,
+    bootstrap_servers: BootstrapOpt = None,
+    kafka_config: KafkaConfigOpt = None,
+    schemas: SchemasOpt = None,
+) -> None:
+    """The ACLs a principal needs to run a topology; --apply creates them."""
+    from streamline.ops.acls import create_acls, render, topology_acls
+
+    if ":" not in principal:
+        raise UsageError(f"--principal {principal}: expected TYPE:NAME, e.g. User:orders-app")
+    checked, _ = load_checked(topology, schemas)
+    wanted = topology_acls(checked.topology)
+    for line in render(wanted, principal):
+        out.print(line, markup=False)
+    if apply:
+        connection = connect(bootstrap_servers, kafka_config)
+        connection.check_reachable()
+        create_acls(connection, wanted, principal)
+        out.print(f"created {len(wanted)} ACLs for {principal}", markup=False)
+
+
 # --- entry point --------------------------------------------------------------------------
 
 
 def main() -> None:
-    """Runs the command; an error the user caused prints one line and no traceback."""
+    """Runs the command; an error the user caused prints one line and no traceback.
+
+    Known secret values are masked in that line, and a Kafka client error that no command
+    turned into a message of its own still prints as one line.
+    """
+    from confluent_kafka import KafkaException
+
+    from streamline.connection import redact
+
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         app()
     except StreamlineError as exc:
-        err.print(f"error: {exc}", markup=False)
+        err.print(f"error: {redact(str(exc))}", markup=False)
         sys.exit(exc.exit_code)
+    except KafkaException as exc:
+        error = exc.args[0] if exc.args else None
+        text = error.str() if error is not None and hasattr(error, "str") else str(exc)
+        err.print(f"error: Kafka: {redact(text)}", markup=False)
+        sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
 

@@ -17,3 +17,15 @@ class BrokerUnavailableError(StreamlineError):
     """No Kafka broker answered at the address that was tried."""
 
     exit_code = 1
+
+
+class AuthenticationError(StreamlineError):
+    """The broker refused the client's credentials, or the TLS handshake with it failed."""
+
+    exit_code = 1
+
+
+class AuthorizationError(StreamlineError):
+    """The broker's ACLs deny an operation the command needs; the message names it."""
+
+    exit_code = 1

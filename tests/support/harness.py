@@ -203,6 +203,10 @@ class StreamlineProcess:
         )
         return self
 
+    def current_log(self) -> str:
+        """What the latest start has written so far."""
+        return self.log()[self._log_start :]
+
     def kill(self) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
@@ -221,7 +225,7 @@ class StreamlineProcess:
         assert self.proc is not None
         deadline = time.monotonic() + timeout
         while self.proc.poll() is None and time.monotonic() < deadline:
-            if "running " in self.log()[self._log_start :]:
+            if "running " in self.current_log():
                 break
             time.sleep(0.1)
         if self.proc.poll() is None:
@@ -237,7 +241,8 @@ def await_started(proc: StreamlineProcess, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         log = proc.log()
-        since = log[log.rfind("running ") :]
+        current = proc.current_log()  # an earlier run's lines must not count
+        since = current[current.find("running ") :] if "running " in current else ""
         if "assigned" in since and ("restored windows" in since or "windows" not in log):
             return
         time.sleep(0.2)

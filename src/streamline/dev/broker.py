@@ -4,6 +4,15 @@ Its jars come from Maven Central through `kafka/pom.xml`; storage is formatted w
 `kafka.tools.StorageTool` on first start and the broker runs as `kafka.Kafka` in the
 background. A `broker.json` file in the data folder records where it listens, so a
 second start, `status` and the CLI's address lookup find the running broker.
+
+With `Security(sasl=True)` the client listener speaks SASL (SCRAM-SHA-256/512, users
+created at format time) and the StandardAuthorizer checks ACLs, with the admin user as
+the only super user; the broker talks to itself as that admin, and to its controller
+over a loopback SASL/PLAIN listener, so no listener lets an unauthenticated client in.
+With `Security(tls=True)` the client listener speaks TLS with a throwaway CA and broker
+certificate (`tls/ca.pem`, `tls/broker.pem`). `client.properties` (mode 0600) holds
+every setting a client needs, the password included; `broker.json` records the same
+settings without the password.
 """
 
 from __future__ import annotations
@@ -11,6 +20,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
+import secrets
 import shutil
 import signal
 import socket
@@ -18,7 +29,7 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from streamline.errors import StreamlineError, UsageError
@@ -55,22 +66,64 @@ BROKER_SETTINGS = {
 }
 
 
+SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+DEFAULT_ADMIN_USER = "admin"
+# user names and passwords go into StorageTool arguments and JAAS lines unquoted
+CREDENTIAL_PATTERN = re.compile(r"[A-Za-z0-9._~@+-]+")
+
+
 class BrokerError(StreamlineError):
     """The dev broker could not be started or stopped."""
 
 
+@dataclass(frozen=True)
+class Security:
+    """How the dev broker's client listener is secured: SASL/SCRAM with ACLs, TLS, both, neither.
+
+    `admin_password` None means: the one this data folder was formatted with, or a new
+    random one. `users` are further SCRAM users (name, password) without any ACLs.
+    """
+
+    sasl: bool = False
+    tls: bool = False
+    admin_user: str = DEFAULT_ADMIN_USER
+    admin_password: str | None = None
+    users: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def protocol(self) -> str:
+        if self.sasl:
+            return "SASL_SSL" if self.tls else "SASL_PLAINTEXT"
+        return "SSL" if self.tls else "PLAINTEXT"
+
+
 @dataclass
 class BrokerInfo:
-    """Where a dev broker listens and which process it is."""
+    """Where a dev broker listens, which process it is, and what its clients must set.
+
+    `client` holds the client settings without secrets; with SASL the password is only in
+    `client.properties` of the data folder.
+    """
 
     pid: int
     port: int
     controller_port: int
     data_dir: str
+    security: str = "PLAINTEXT"
+    client: dict[str, str] = field(default_factory=dict)
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def client_config_file(self) -> Path:
+        """`key=value` client settings, the password included (for `--kafka-config`)."""
+        return Path(self.data_dir) / CLIENT_PROPERTIES
+
+
+CLIENT_PROPERTIES = "client.properties"
 
 
 def default_data_dir() -> Path:
@@ -172,8 +225,14 @@ class DevBroker:
             return info
         return None
 
-    def start(self, port: int | None = None, timeout: float = START_TIMEOUT_S) -> BrokerInfo:
+    def start(
+        self,
+        port: int | None = None,
+        timeout: float = START_TIMEOUT_S,
+        security: Security | None = None,
+    ) -> BrokerInfo:
         """Starts the broker unless it runs already; returns once it answers metadata requests."""
+        security = security or Security()
         running = self.info()
         if running is not None:
             if port is not None and port != running.port:
@@ -181,19 +240,25 @@ class DevBroker:
                     f"a dev broker already runs from {self.data_dir} on port {running.port}; "
                     f"stop it first or use another --data-dir"
                 )
+            self._require_same_security(running.security, security)
             return running
         _require_tool("java", "a Java 17+ runtime (e.g. apt-get install openjdk-17-jre-headless)")
         libs = find_kafka_libs()
-        previous = self._previous_ports()
-        port = port or (previous[0] if previous else DEFAULT_PORT)
-        controller_port = previous[1] if previous else free_port()
+        previous = self._previous()
+        formatted = (self.data_dir / "data" / "meta.properties").exists()
+        if formatted:
+            self._require_same_security(previous.security if previous else "PLAINTEXT", security)
+        port = port or (previous.port if previous else DEFAULT_PORT)
+        controller_port = previous.controller_port if previous else free_port()
         for p in (port, controller_port):
             if port_open(p):
                 raise BrokerError(
                     f"port {p} on 127.0.0.1 is taken by another process; choose another with --port"
                 )
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        props = self._write_config(port, controller_port)
+        password = self._admin_password(security, formatted)
+        client = self._client_settings(security, password)
+        props = self._write_config(port, controller_port, security, password)
         classpath = f"{libs}/*"
         java = [
             "java",
@@ -203,8 +268,8 @@ class DevBroker:
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={self._write_log_config()}",
         ]
-        if not (self.data_dir / "data" / "meta.properties").exists():
-            self._format(java, classpath, props)
+        if not formatted:
+            self._format(java, classpath, props, security, password)
         with open(self.data_dir / "stdout.log", "ab") as out:
             proc = subprocess.Popen(
                 [*java, "-cp", classpath, "kafka.Kafka", str(props)],
@@ -213,20 +278,96 @@ class DevBroker:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        info = BrokerInfo(proc.pid, port, controller_port, str(self.data_dir))
+        public = {k: v for k, v in client.items() if k != "sasl.password"}
+        info = BrokerInfo(
+            proc.pid, port, controller_port, str(self.data_dir), security.protocol, public
+        )
         self.info_file.write_text(json.dumps(asdict(info)))
-        self._await_ready(proc, info, timeout)
+        self._await_ready(proc, info, client, timeout)
         return info
 
-    def _previous_ports(self) -> tuple[int, int] | None:
-        """The ports this folder's storage was formatted with (the controller port is part of it)."""
+    def _previous(self) -> BrokerInfo | None:
+        """What this folder's storage was formatted with (the controller port is part of it)."""
         try:
             data = json.loads(self.info_file.read_text())
-            return int(data["port"]), int(data["controller_port"])
-        except (OSError, ValueError, KeyError, TypeError):
+            return BrokerInfo(**data)
+        except (OSError, ValueError, TypeError):
             return None
 
-    def _write_config(self, port: int, controller_port: int) -> Path:
+    def _require_same_security(self, formatted: str, wanted: Security) -> None:
+        if formatted != wanted.protocol:
+            raise UsageError(
+                f"the dev broker in {self.data_dir} was set up for {formatted} clients, not "
+                f"{wanted.protocol}; use another --data-dir for a broker with other security"
+            )
+
+    def _admin_password(self, security: Security, formatted: bool) -> str | None:
+        """The SCRAM password of the admin user: the formatted one, the given one, or a new one."""
+        if not security.sasl:
+            return None
+        for name, password in [(security.admin_user, security.admin_password), *security.users]:
+            for value in (name, password):
+                if value is not None and not CREDENTIAL_PATTERN.fullmatch(value):
+                    raise UsageError(
+                        "dev broker user names and passwords may hold letters, digits and "
+                        "'._~@+-' only"
+                    )
+        stored = self._stored_client_settings() if formatted else {}
+        if stored:
+            if stored.get("sasl.username") != security.admin_user or (
+                security.admin_password is not None
+                and stored.get("sasl.password") != security.admin_password
+            ):
+                raise UsageError(
+                    f"the dev broker in {self.data_dir} was formatted with other admin "
+                    "credentials (they are in its client.properties); use another --data-dir "
+                    "for new ones"
+                )
+            return stored.get("sasl.password")
+        return security.admin_password or secrets.token_urlsafe(18)
+
+    def _stored_client_settings(self) -> dict[str, str]:
+        from streamline.connection import read_kafka_config_file
+
+        path = self.data_dir / CLIENT_PROPERTIES
+        return read_kafka_config_file(path) if path.is_file() else {}
+
+    def _client_settings(self, security: Security, password: str | None) -> dict[str, str]:
+        """What a client sets to reach the broker as the admin user; written to client.properties."""
+        client: dict[str, str] = {}
+        if security.protocol != "PLAINTEXT":
+            client["security.protocol"] = security.protocol
+        if security.sasl:
+            assert password is not None
+            client["sasl.mechanism"] = SCRAM_MECHANISMS[0]
+            client["sasl.username"] = security.admin_user
+            client["sasl.password"] = password
+        if security.tls:
+            client["ssl.ca.location"] = str(self._tls_files()[0])
+        path = self.data_dir / CLIENT_PROPERTIES
+        if client:
+            path.touch(mode=0o600)
+            path.chmod(0o600)
+            path.write_text("".join(f"{k}={v}\n" for k, v in client.items()))
+        else:
+            path.unlink(missing_ok=True)
+        return client
+
+    def _tls_files(self) -> tuple[Path, Path]:
+        """The CA certificate and the broker's key and certificate chain, made on first use."""
+        folder = self.data_dir / "tls"
+        ca_file, broker_file = folder / "ca.pem", folder / "broker.pem"
+        if not (ca_file.is_file() and broker_file.is_file()):
+            folder.mkdir(parents=True, exist_ok=True)
+            ca_pem, key_pem, cert_pem = make_certificates()
+            broker_file.touch(mode=0o600)
+            broker_file.write_bytes(key_pem + cert_pem + ca_pem)
+            ca_file.write_bytes(ca_pem)
+        return ca_file, broker_file
+
+    def _write_config(
+        self, port: int, controller_port: int, security: Security, password: str | None
+    ) -> Path:
         settings = dict(BROKER_SETTINGS)
         settings.update(
             {
@@ -236,9 +377,62 @@ class DevBroker:
                 "log.dirs": str(self.data_dir / "data"),
             }
         )
+        if security.protocol != "PLAINTEXT":
+            settings.update(self._security_settings(port, controller_port, security, password))
         props = self.data_dir / "server.properties"
+        props.touch(mode=0o600)
         props.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
         return props
+
+    def _security_settings(
+        self, port: int, controller_port: int, security: Security, password: str | None
+    ) -> dict[str, str]:
+        """The client listener named after its protocol, which the broker also uses itself."""
+        name = security.protocol
+        controller = "SASL_PLAINTEXT" if security.sasl else "PLAINTEXT"
+        settings = {
+            "listeners": f"{name}://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+            "advertised.listeners": f"{name}://127.0.0.1:{port}",
+            "inter.broker.listener.name": name,
+            "listener.security.protocol.map": f"CONTROLLER:{controller},{name}:{name}",
+        }
+        if security.sasl:
+            user = security.admin_user
+            scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
+            plain = "org.apache.kafka.common.security.plain.PlainLoginModule"
+            listener = f"listener.name.{name.lower()}"
+            for mechanism in SCRAM_MECHANISMS:  # every enabled mechanism needs its login module
+                settings[f"{listener}.{mechanism.lower()}.sasl.jaas.config"] = (
+                    f'{scram} required username="{user}" password="{password}";'
+                )
+            settings.update(
+                {
+                    "sasl.enabled.mechanisms": ",".join(SCRAM_MECHANISMS),
+                    "sasl.mechanism.inter.broker.protocol": SCRAM_MECHANISMS[0],
+                    # SCRAM credentials live in the metadata the controller serves, so the
+                    # controller listener authenticates the broker with PLAIN instead
+                    "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+                    "sasl.mechanism.controller.protocol": "PLAIN",
+                    "listener.name.controller.plain.sasl.jaas.config": (
+                        f'{plain} required username="{user}" password="{password}" '
+                        f'user_{user}="{password}";'
+                    ),
+                    "authorizer.class.name": AUTHORIZER,
+                    "super.users": f"User:{user}",
+                }
+            )
+        if security.tls:
+            ca_file, broker_file = self._tls_files()
+            settings.update(
+                {
+                    "ssl.keystore.type": "PEM",
+                    "ssl.keystore.location": str(broker_file),
+                    "ssl.truststore.type": "PEM",
+                    "ssl.truststore.location": str(ca_file),
+                    "ssl.client.auth": "none",
+                }
+            )
+        return settings
 
     def _write_log_config(self) -> Path:
         path = self.data_dir / "log4j2.properties"
@@ -266,8 +460,20 @@ class DevBroker:
         )
         return path
 
-    def _format(self, java: list[str], classpath: str, props: Path) -> None:
+    def _format(
+        self,
+        java: list[str],
+        classpath: str,
+        props: Path,
+        security: Security,
+        password: str | None,
+    ) -> None:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        scram: list[str] = []
+        if security.sasl:
+            for name, secret in [(security.admin_user, password), *security.users]:
+                for mechanism in SCRAM_MECHANISMS:
+                    scram += ["--add-scram", f"{mechanism}=[name={name},password={secret}]"]
         done = subprocess.run(
             [
                 *java,
@@ -280,14 +486,25 @@ class DevBroker:
                 cluster_id,
                 "-c",
                 str(props),
+                *scram,
             ],
             capture_output=True,
             text=True,
         )
         if done.returncode != 0:
-            raise BrokerError(f"formatting the broker storage failed:\n{done.stdout}{done.stderr}")
+            output = f"{done.stdout}{done.stderr}"
+            for secret in [password, *(p for _name, p in security.users)]:
+                if secret:
+                    output = output.replace(secret, "***")
+            raise BrokerError(f"formatting the broker storage failed:\n{output}")
 
-    def _await_ready(self, proc: subprocess.Popen[bytes], info: BrokerInfo, timeout: float) -> None:
+    def _await_ready(
+        self,
+        proc: subprocess.Popen[bytes],
+        info: BrokerInfo,
+        client: dict[str, str],
+        timeout: float,
+    ) -> None:
         from confluent_kafka.admin import AdminClient
 
         deadline = time.monotonic() + timeout
@@ -298,7 +515,7 @@ class DevBroker:
                     f"see {self.log_file} and {self.data_dir / 'stdout.log'}"
                 )
             if port_open(info.port):
-                admin = AdminClient({"bootstrap.servers": info.bootstrap, "log_level": 0})
+                admin = AdminClient({"bootstrap.servers": info.bootstrap, "log_level": 0, **client})
                 try:
                     if admin.list_topics(timeout=2).brokers:
                         return
@@ -324,6 +541,82 @@ class DevBroker:
             time.sleep(0.1)
         os.kill(info.pid, signal.SIGKILL)
         return True
+
+
+def make_certificates() -> tuple[bytes, bytes, bytes]:
+    """A throwaway CA and a broker certificate for 127.0.0.1 and localhost it signed, valid a year.
+
+    Returns (CA certificate, broker private key as unencrypted PKCS#8, broker certificate),
+    all PEM; the CA's own key is not kept.
+    """
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "streamline dev-broker CA")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    key_pem = key.private_bytes(
+        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return ca_cert.public_bytes(pem), key_pem, cert.public_bytes(pem)
 
 
 def running_dev_broker() -> BrokerInfo | None:

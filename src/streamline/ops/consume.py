@@ -10,7 +10,7 @@ from typing import Any, cast
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, Message, TopicPartition
 
-from streamline.connection import Connection
+from streamline.connection import GROUP_AUTHORIZATION_FAILED, Connection
 from streamline.ops.topics import require_topics
 from streamline.serde import AvroCodec, DecodeError, SchemaStore
 from streamline.serde.codec import writer_schema
@@ -93,6 +93,13 @@ def read_topic(
             batch = consumer.consume(
                 num_messages=min(500, (max_records - seen) if max_records else 500), timeout=0.2
             )
+            for msg in batch:
+                error = msg.error()
+                # assigned partitions need no group: a denied group only stops offset commits
+                if error is not None and error.code() != GROUP_AUTHORIZATION_FAILED:
+                    denied = connection.access_error(error, topic=topic, operation="READ")
+                    if denied is not None:
+                        raise denied
             records = [m for m in batch if m.error() is None]
             for msg in records:
                 yield msg

@@ -77,14 +77,14 @@ def produce(
     connection.check_reachable()
     require_topics(connection, [topic])
     report = ProduceReport()
-    errors: list[str] = []
+    errors: list[KafkaError] = []
 
     def delivered(err: KafkaError | None, _msg: Message) -> None:
         if err is None:
             report.sent += 1
         else:
             report.failed += 1
-            errors.append(err.str())
+            errors.append(err)
 
     producer = Producer(
         connection.config(
@@ -130,9 +130,10 @@ def produce(
     if remaining:
         raise StreamlineError(f"{remaining} records were not delivered to {topic} within 30s")
     if report.failed:
-        raise StreamlineError(
+        denied = connection.access_error(errors[0], topic=topic, operation="WRITE")
+        raise denied or StreamlineError(
             f"{report.failed} of {report.sent + report.failed} records could not be delivered "
-            f"to {topic}: {errors[0]}"
+            f"to {topic}: {errors[0].str()}"
         )
     return report
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from confluent_kafka.admin import AdminClient
 
@@ -26,8 +26,15 @@ def existing_topics(connection: Connection, timeout: float = 10.0) -> dict[str, 
 
 
 def require_topics(connection: Connection, topics: Iterable[str]) -> dict[str, int]:
-    """Partition counts of `topics`; a clear error naming the missing ones."""
+    """Partition counts of `topics`; a clear error naming the missing ones.
+
+    A topic the client may not describe is absent from a listing of all topics too, so each
+    absent one is asked for by name, and a denied one fails with the ACL it needs.
+    """
+    topics = list(topics)
     existing = existing_topics(connection)
+    for name in [t for t in topics if t not in existing]:
+        existing.update(_described(connection, name))
     missing = [t for t in topics if t not in existing]
     if missing:
         raise MissingTopicError(
@@ -35,6 +42,31 @@ def require_topics(connection: Connection, topics: Iterable[str]) -> dict[str, i
             "create it with 'streamline topics create TOPOLOGY' or your cluster's tooling"
         )
     return {t: existing[t] for t in topics}
+
+
+def require_state_partitions(counts: Mapping[str, int], window_input: str, changelog: str) -> None:
+    """A clear error when the changelog cannot hold one partition per window input partition."""
+    if counts[changelog] < counts[window_input]:
+        raise StreamlineError(
+            f"changelog topic {changelog} has {counts[changelog]} partitions but {window_input} "
+            f"has {counts[window_input]}: state partition n is kept in changelog partition n, "
+            f"so the changelog needs {counts[window_input]}; delete it and run "
+            "'streamline topics create TOPOLOGY' again (its state is rebuilt from the input)"
+        )
+
+
+def _described(connection: Connection, topic: str, timeout: float = 10.0) -> dict[str, int]:
+    """{topic: partitions} when it exists, {} when not; an AuthorizationError when denied."""
+    admin = AdminClient(connection.config(log_level=0))
+    metadata = admin.list_topics(topic, timeout=timeout).topics.get(topic)
+    if metadata is None:
+        return {}
+    if metadata.error is not None:
+        denied = connection.access_error(metadata.error, topic=topic, operation="DESCRIBE")
+        if denied is not None:
+            raise denied
+        return {}
+    return {topic: len(metadata.partitions)}
 
 
 def create_topics(
@@ -65,7 +97,8 @@ def create_topics(
             created.append(name)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise StreamlineError(
+                denied = connection.access_error(exc.args[0], topic=name, operation="CREATE")
+                raise denied or StreamlineError(
                     f"could not create topic {name}: {exc.args[0].str()}"
                 ) from None
     await_topics(connection, created, timeout)
@@ -94,9 +127,18 @@ def await_topics(connection: Connection, topics: Iterable[str], timeout: float =
         raise StreamlineError(f"topics {', '.join(names)} have no leader after {timeout:.0f}s")
 
 
-def topology_topics(topology: Topology, partitions: int) -> dict[str, tuple[int, dict[str, str]]]:
-    """Every topic a topology reads or writes, with a fitting partition count and config."""
+def topology_topics(
+    topology: Topology, partitions: int, existing: Mapping[str, int] | None = None
+) -> dict[str, tuple[int, dict[str, str]]]:
+    """Every topic a topology reads or writes, with a fitting partition count and config.
+
+    State topics (changelog, repartition) need one partition per window input
+    partition: when the sources already exist (`existing`: name -> partitions),
+    they get the sources' count rather than `partitions`.
+    """
     plain: dict[str, str] = {}
+    counts = [existing[s.topic] for s in topology.sources if existing and s.topic in existing]
+    state_partitions = max(counts) if counts else partitions
     week = {"retention.ms": str(7 * 24 * 3600 * 1000)}
     topics: dict[str, tuple[int, dict[str, str]]] = {}
     for source in topology.sources:
@@ -107,7 +149,7 @@ def topology_topics(topology: Topology, partitions: int) -> dict[str, tuple[int,
     topics[topology.retry_topic] = (partitions, week)
     if topology.window is not None:
         topics[topology.changelog_topic(WINDOW_STORE)] = (
-            partitions,
+            state_partitions,
             # compacted, and "delete" with infinite retention so that a replay can truncate it
             {
                 "cleanup.policy": "compact,delete",
@@ -118,7 +160,7 @@ def topology_topics(topology: Topology, partitions: int) -> dict[str, tuple[int,
         )
         key = topology.key_by
         if key is not None and key.key_name != topology.source.partitioned_by:
-            topics[topology.repartition_topic] = (partitions, {"retention.ms": "86400000"})
+            topics[topology.repartition_topic] = (state_partitions, {"retention.ms": "86400000"})
     topics[LINEAGE_TOPIC] = (3, week)
     topics[HEARTBEATS_TOPIC] = (1, {"retention.ms": "86400000"})
     return topics

@@ -14,7 +14,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from itertools import groupby
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, cast
 
@@ -57,6 +60,9 @@ log = logging.getLogger("streamline.runtime")
 
 TP = tuple[str, int]
 RETRY_PASSES = "streamline.retry.topic_attempts"
+
+
+_partition_of = attrgetter("topic", "partition")
 
 
 class TransactionAborted(Exception):
@@ -146,6 +152,8 @@ class Processor:
         self._heartbeat_interval_s = pipeline.topology.freshness.heartbeat_interval / 1000
         self._heartbeats = False
         self._heartbeat_producer: Producer | None = None
+        self._denied: StreamlineError | None = None  # a write the broker's ACLs refused
+        self._undelivered: KafkaError | None = None  # an output of the open batch that failed
         # markers go out when a source watermark or idleness changes, and as a keepalive
         self._markers_sent: dict[tuple[str, int], tuple[int, bool]] = {}
         self._markers_sent_at = 0
@@ -197,7 +205,14 @@ class Processor:
             conf["transaction.timeout.ms"] = self.options.transaction_timeout_ms
         producer = Producer(self.connection.config(**conf, log_level=3), logger=log)
         if self.exactly_once:
-            producer.init_transactions(60)
+            try:
+                producer.init_transactions(60)
+            except KafkaException as exc:
+                tid = conf["transactional.id"]
+                denied = self.connection.access_error(exc.args[0], transactional_id=tid)
+                if denied is None:
+                    raise
+                raise denied from None
         return producer
 
     # --- main loop -----------------------------------------------------------------------
@@ -226,7 +241,7 @@ class Processor:
                 HEARTBEATS_TOPIC,
             )
         self.alive = True
-        self.metrics.set_ready(True)
+        self.metrics.set_ready(self.ready)  # true once the group has assigned and restored
         try:
             while not stop.is_set():
                 self._step()
@@ -250,7 +265,7 @@ class Processor:
 
     def _step(self) -> None:
         assert self.consumer is not None
-        messages = self.consumer.consume(self.options.batch_size, timeout=0.1)
+        messages = self._next_messages(self.consumer)
         self._resume_due()
         if messages:
             batch = self._hold_until_due(self._accept(messages))
@@ -272,24 +287,43 @@ class Processor:
         if time.monotonic() - self._heartbeat_at >= self._heartbeat_interval_s:
             self._heartbeat()
 
+    def _next_messages(self, consumer: Consumer) -> list[Message]:
+        """The next batch: at once when records arrive, never waiting past a commit that is due.
+
+        consume() waits for a full batch or its timeout. Without an open transaction
+        the first record starts one (its commit follows within commit_interval), so
+        that record is taken as soon as it arrives, with whatever else is queued.
+        """
+        batch_size = self.options.batch_size
+        if self.txn is None:
+            first = consumer.poll(0.1)
+            if first is None:
+                return []
+            return [first, *consumer.consume(batch_size - 1, timeout=0)]
+        due = self.txn.started + self.pipeline.commit_interval_ms / 1000 - time.monotonic()
+        return consumer.consume(batch_size, timeout=min(0.1, max(due, 0.0)))
+
     def _accept(self, messages: list[Message]) -> list[Record]:
         """Records of the messages that belong to the current assignment, in order."""
-        batch = []
+        batch: list[Record] = []
+        append = batch.append
+        assignment = self.assignment
         for msg in messages:
-            error = msg.error()
-            if error is not None:
-                self._consumer_error(error)
+            if msg.error() is not None:
+                self._consumer_error(cast(KafkaError, msg.error()), msg.topic())
                 continue
-            tp = (cast(str, msg.topic()), cast(int, msg.partition()))
-            if tp not in self.assignment:
+            topic, partition = msg.topic(), msg.partition()
+            if (topic, partition) not in assignment:
                 continue
-            headers = cast(list[tuple[str, bytes]] | None, msg.headers())
-            batch.append(
-                Record(tp[0], tp[1], cast(int, msg.offset()), msg.key(), msg.value(), headers)
-            )
+            append(Record(topic, partition, msg.offset(), msg.key(), msg.value(), msg.headers()))  # type: ignore[arg-type]
         return batch
 
-    def _consumer_error(self, error: KafkaError) -> None:
+    def _consumer_error(self, error: KafkaError, topic: str | None = None) -> None:
+        denied = self.connection.access_error(
+            error, topic=topic, operation="READ", group=self.pipeline.group_id
+        )
+        if denied is not None:
+            raise denied
         if error.fatal():
             raise StreamlineError(f"consumer failed: {error.str()}")
         log.warning("consumer: %s", error.str())
@@ -326,15 +360,17 @@ class Processor:
             self._handle_kafka_error(exc)
             raise TransactionAborted() from exc
         txn.records += len(batch)
-        for record in batch:
-            tp = (record.topic, record.partition)
-            self.positions[tp] = record.offset + 1
-            txn.consumed[tp] = txn.consumed.get(tp, 0) + 1
+        # Runs of one partition: the consumer hands out messages partition by partition.
+        for tp, run in groupby(batch, _partition_of):
+            records = list(run)
+            first, last = records[0].offset, records[-1].offset
+            self.positions[tp] = last + 1
+            txn.consumed[tp] = txn.consumed.get(tp, 0) + len(records)
             span = txn.inputs.get(tp)
             if span is None:
-                txn.inputs[tp] = [record.offset, record.offset]
+                txn.inputs[tp] = [first, last]
             else:
-                span[1] = record.offset
+                span[1] = last
 
     def _emit(self, outputs: list[tuple[Record, bytes]]) -> None:
         """Produces sink records into the open transaction."""
@@ -344,12 +380,15 @@ class Processor:
         header = self.pipeline.header_topology
         event_times = self.txn.event_times
         for record, value in outputs:
-            headers = [
+            headers: list[tuple[str, str | bytes | None]] = [
                 ("streamline.topology", header),
                 ("streamline.source", record.source_range()),
                 ("streamline.event_time", str(record.event_time).encode()),
             ]
-            self._produce(produce, sink, record.out_key, value, headers)
+            try:
+                produce(sink, value=value, key=record.out_key, headers=headers)
+            except BufferError:
+                self._produce(produce, sink, record.out_key, value, headers)
             event_times.append(record.event_time)
         self.txn.outputs += len(outputs)
 
@@ -578,7 +617,7 @@ class Processor:
         topic: str,
         key: bytes | None,
         value: bytes | None,
-        headers: list[tuple[str, bytes]],
+        headers: Any,
         partition: int = -1,
     ) -> None:
         while True:
@@ -593,6 +632,7 @@ class Processor:
 
     def _begin(self) -> None:
         assert self.producer is not None
+        self._undelivered = None
         if self.exactly_once:
             self.producer.begin_transaction()
         self.txn = _Transaction()
@@ -632,6 +672,8 @@ class Processor:
                 raise KafkaException(
                     KafkaError(KafkaError._MSG_TIMED_OUT, "outputs not delivered", retriable=True)
                 )
+            if self._undelivered is not None:  # committing would lose it: rewind and redo
+                raise KafkaException(self._undelivered)
             if offsets:
                 self.consumer.commit(offsets=offsets, asynchronous=False)
         self.txn = None
@@ -659,7 +701,10 @@ class Processor:
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
         """Delivery report of an output: widens the open transaction's produced range."""
         txn = self.txn
-        if err is not None or txn is None or msg.topic() not in self._lineage_outputs:
+        if err is not None:
+            self._note_denied(err, msg)
+            return
+        if txn is None or msg.topic() not in self._lineage_outputs:
             return
         offset = msg.offset()
         if offset is None:
@@ -735,8 +780,18 @@ class Processor:
                 offset = msg.offset()
                 if offset is not None and offset + 1 > offsets.get(partition, 0):
                     offsets[partition] = offset + 1
+            else:
+                self._note_denied(err, msg)
 
         return delivered
+
+    def _note_denied(self, err: KafkaError, msg: Message) -> None:
+        """Remembers a failed write (with at_least_once its commit must not happen) and
+        a write the ACLs refused: the transaction fails with it, naming the topic."""
+        if self._undelivered is None:
+            self._undelivered = err
+        if self._denied is None:
+            self._denied = self.connection.access_error(err, topic=msg.topic(), operation="WRITE")
 
     def _apply_state(self) -> None:
         """After a commit: the stores apply their changes and record the changelog position.
@@ -799,6 +854,22 @@ class Processor:
     def _handle_kafka_error(self, exc: KafkaException) -> None:
         """Abort and rewind on an abortable error; re-create the producer on a fatal one."""
         error: KafkaError = exc.args[0]
+        if self.producer is not None:
+            self.producer.poll(0)  # failed deliveries may say why: a write the ACLs refuse
+            if self.exactly_once and error.code() == KafkaError._STATE:
+                try:  # the transaction failed earlier: a commit fails at once, saying why
+                    self.producer.commit_transaction(5)
+                except KafkaException as failed:
+                    error = failed.args[0]
+        denied = self._denied or self.connection.access_error(
+            error,
+            group=self.pipeline.group_id,
+            transactional_id=self.pipeline.transactional_id(self.options.instance_id),
+            writes=self.pipeline.owned_topics,
+        )
+        if denied is not None:  # retrying cannot help: stop with what to grant
+            self.txn = None  # left to the broker to abort, so leaving the group commits nothing
+            raise denied
         log.warning("transaction failed: %s", error.str())
         if error.fatal() or not self.exactly_once:
             self.metrics.transaction_aborted("fatal" if error.fatal() else "error")
@@ -934,6 +1005,7 @@ class Processor:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.metrics.rebalance("revoked")
+        log.info("revoked %s", sorted(f"{tp.topic}/{tp.partition}" for tp in partitions))
         self._commit_or_abort()  # finish the open transaction while the generation is valid
         self._forget(partitions)
 
@@ -959,6 +1031,7 @@ class Processor:
             self.source_watermarks.revoke(key)
             if tp.topic == self.pipeline.window_input_topic and tp.partition in self.tasks:
                 self.tasks.pop(tp.partition).close()
+                self.metrics.remove_store_partition(WINDOW_STORE, tp.partition)
         self.metrics.set_assigned_partitions(len(self.assignment))
 
     def _open_task(self, topic: str, partition: int, wipe: bool = False) -> None:
@@ -971,7 +1044,18 @@ class Processor:
         if wipe:
             task.store.wipe()
         reader = ChangelogReader(self.connection, self.pipeline.changelog_topic, partition)
-        replayed = restore_task(task, reader.high_watermark(), reader.read, lambda: reader.end)
+        high = reader.high_watermark()
+
+        def read(start: int) -> Iterator[list[tuple[bytes, bytes | None]]]:
+            # restore progress on /metrics while the restore blocks the loop
+            self.metrics.set_restore_remaining(WINDOW_STORE, partition, max(0, high - start))
+            for chunk in reader.read(start):
+                yield chunk
+                remaining = max(0, high - reader.end)
+                self.metrics.set_restore_remaining(WINDOW_STORE, partition, remaining)
+
+        replayed = restore_task(task, high, read, lambda: reader.end)
+        self.metrics.set_restore_remaining(WINDOW_STORE, partition, 0)
         task.started(int(time.time() * 1000))  # idleness counts from when processing can start
         self.metrics.restored(WINDOW_STORE, partition, replayed)
         self.tasks[partition] = task

@@ -48,6 +48,9 @@ class ChangelogReader:
                     "enable.partition.eof": True,
                     "auto.offset.reset": "earliest",
                     "fetch.max.bytes": 52428800,
+                    # the end of the partition is signalled after a fetch that waited:
+                    # librdkafka's default wait (500 ms) would add that to every restore
+                    "fetch.wait.max.ms": 10,
                 },
                 log_level=0,
             )

@@ -7,12 +7,12 @@ expression); the same test as Python bytecode costs a few hundred nanoseconds.
 
 Only a subset is translated, chosen so the result is the same as CEL's:
 field names, literals (booleans, null, ints, doubles, plain strings), the
-comparisons, `in` over a list literal, `&&`, `||`, `!`, parentheses, `size()`,
+comparisons, `in` over a list literal, `&&`, `||`, `!`, parentheses, `size()` of bytes,
 and `startsWith`/`endsWith`/`contains` on strings. Every comparison must have
 operands of one type (taken from a sample record with the schema's types), and
 the translated function first checks that each field it reads holds a value
-of that type; CEL never converts between types, so under that guard both agree
-and nothing can raise. Anything else, including a record whose field has
+of that type (and is not NaN, which CEL refuses to order); CEL never converts
+between types, so under that guard both agree and nothing can raise. Anything else, including a record whose field has
 another type (a null, or a map's output), runs on CEL itself, which keeps
 CEL's exact result or error message. Arithmetic is left to CEL (int64
 overflow and integer division differ from Python's).
@@ -72,7 +72,10 @@ def translate(expr: str, sample: Mapping[str, Any]) -> Callable[[Mapping[str, An
     for name, var in fields.items():
         lines.append(f"    {var} = r[{name!r}]")
     guards = " or ".join(
-        f"type({var}) is not {_TYPES[type(sample[name])]}" for name, var in fields.items()
+        f"type({var}) is not {_TYPES[type(sample[name])]}"
+        # CEL does not order NaN (an error, not false): such records go to CEL
+        + (f" or {var} != {var}" if type(sample[name]) is float else "")
+        for name, var in fields.items()
     )
     if guards:
         lines.append(f"    if {guards}:")
@@ -208,7 +211,8 @@ class _Checker:
             raise _Untranslatable("keywords")
         func = node.func
         sized = isinstance(func, ast.Name) and func.id == "len" and len(node.args) == 1
-        if sized and self.kind(node.args[0]) in ("str", "bytes"):
+        # size() of bytes only: the CEL engine counts a string's UTF-8 bytes, not characters
+        if sized and self.kind(node.args[0]) == "bytes":
             return "int"
         if (
             isinstance(func, ast.Attribute)
