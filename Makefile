@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 KAFKA_LIBS := kafka/libs
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint broker broker-stop bench clean
+.PHONY: setup demo test lint broker broker-stop bench bench-setup clean
 
 setup: $(VENV)/.installed $(KAFKA_LIBS)/.resolved
 
@@ -40,8 +40,19 @@ lint: setup
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-bench: broker
-	$(BIN)/python -m bench.run
+# BENCH_ARGS, e.g. make bench BENCH_ARGS="--events 50000 --only streamline,quix"
+BENCH_ARGS ?=
+
+$(VENV)/.bench-installed: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	@touch $@
+
+# the peers' own virtual environments under bench/.venvs/ (Quix Streams, faust-streaming)
+bench-setup: $(VENV)/.bench-installed
+	$(BIN)/python -m bench.venvs
+
+bench: broker bench-setup
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	-$(BIN)/streamline dev-broker stop

@@ -63,14 +63,16 @@ class AvroCodec:
 
     def decode(self, data: bytes | None) -> dict[str, Any]:
         """The record in `data`, read as this codec's schema."""
-        if data is None or len(data) < HEADER_SIZE or data[:2] != MAGIC:
+        if type(data) is not bytes and data is not None:
+            data = bytes(data)  # bytearray, memoryview
+        if data is None or len(data) < HEADER_SIZE or not data.startswith(MAGIC):
             writer_schema(self.store, data)  # raises the reason
         assert data is not None
-        fp = bytes(data[2:HEADER_SIZE])
+        fp = data[2:HEADER_SIZE]
         try:
             writer = self._resolved[fp]
         except KeyError:
-            writer = self._resolve(fp)
+            writer = self._resolve(bytes(fp))
         body = BytesIO(data)
         body.seek(HEADER_SIZE)
         try:
@@ -84,9 +86,8 @@ class AvroCodec:
             raise DecodeError(f"schema resolution failed: {exc}", kind="schema") from None
         except (ValueError, TypeError, UnicodeDecodeError, OverflowError, KeyError) as exc:
             raise DecodeError(f"corrupt record: {exc}") from None
-        size = len(body.getbuffer())
-        if body.tell() != size:
-            raise DecodeError(f"corrupt record: {size - body.tell()} trailing bytes")
+        if body.tell() != len(data):
+            raise DecodeError(f"corrupt record: {len(data) - body.tell()} trailing bytes")
         if not isinstance(record, dict):
             raise DecodeError("corrupt record: not a record")
         return record

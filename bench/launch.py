@@ -1,0 +1,255 @@
+"""How each system runs each workload: its command, topics, consumer group and output decoder."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.cluster import KEEP, LOG_APPEND, OutputRecord
+from bench.report import Row
+from bench.workload import (
+    CLOSING_PREFIX,
+    PARTITIONS,
+    SESSION_GAP_MS,
+    WINDOW_MS,
+    paid_row,
+    window_row,
+)
+from streamline.serde import AvroCodec, SchemaStore
+
+ROOT = Path(__file__).resolve().parents[1]
+VENVS = ROOT / "bench" / ".venvs"
+
+# which workloads each system has, and why not the others
+SUPPORTED: dict[str, dict[str, str | None]] = {
+    "bare": {"W0": None, "W0-tx": None},
+    "streamline": {"W1": None, "W2": None, "W3": None},
+    "quix": {"W1": None, "W2": None, "W3": None},
+    "faust": {
+        "W1": None,
+        "W2": None,
+        "W3": "faust has tumbling and hopping windows only, no session windows",
+    },
+}
+
+STREAMLINE_TOPOLOGY = """\
+apiVersion: streamline/v1
+name: {name}
+version: "1"
+sources:
+  - name: orders
+    topic: {source}
+    schema: com.example.Order
+    event_time: created_at
+    partitioned_by: customer_id
+    watermark:
+      max_out_of_orderness: 0s
+stages:
+{stages}
+sink:
+  topic: {sink}
+  schema: {sink_schema}
+guarantee: exactly_once
+commit_interval: {commit_interval_ms}ms
+"""
+
+W1_STAGES = """\
+  - validate:
+      rules:
+        - name: amount_positive
+          expr: "amount > 0.0"
+        - name: known_currency
+          expr: "currency in ['EUR', 'USD']"
+      on_failure: dead_letter
+  - filter: "status == 'PAID'"
+  - map: examples.orders:to_eur
+"""
+
+WINDOW_STAGES = """\
+  - key_by: customer_id
+  - window:
+      {window}
+      aggregate:
+        order_count: count()
+        revenue: sum(amount)
+      emit: final
+"""
+
+Decoder = Callable[[OutputRecord], tuple[Any, Row] | None]
+
+
+@dataclass
+class Launch:
+    """Everything the runner needs to run one system on one workload."""
+
+    system: str
+    workload: str
+    command: list[str]
+    env: dict[str, str]
+    group: str
+    output_topic: str
+    read_topic: str  # where the results are read back (faust W2: the table's changelog)
+    decode: Decoder
+    compacted: bool = False  # results are a table: the last record per identity counts
+    topics: dict[str, tuple[int, dict[str, str]]] = field(default_factory=dict)
+    setup: list[list[str]] = field(default_factory=list)  # commands to run before starting
+    commit_interval_ms: int = 100
+
+
+@dataclass
+class Context:
+    """What every launch of one benchmark run shares."""
+
+    prefix: str
+    bootstrap: str
+    workdir: Path
+    schemas: Path
+    commit_interval_ms: int
+    store: SchemaStore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.store = SchemaStore(self.schemas)
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "STREAMLINE_BOOTSTRAP_SERVERS": self.bootstrap,
+                "STREAMLINE_SCHEMAS": str(self.schemas),
+                "PYTHONUNBUFFERED": "1",
+                "PYTHONPATH": str(ROOT),
+            }
+        )
+        return env
+
+    def codec(self, name: str) -> AvroCodec:
+        return AvroCodec(self.store, self.store.get(name))
+
+
+def _not_closing(key: str) -> bool:
+    return not key.startswith(CLOSING_PREFIX)
+
+
+def make_launch(ctx: Context, system: str, workload: str, source: str, tag: str) -> Launch:
+    """The launch of `system` on `workload` reading `source`; `tag` makes names unique."""
+    name = f"{ctx.prefix}-{tag}-{system}-{workload.lower()}"
+    output = f"{name}-out"
+    state = ctx.workdir / "state" / name
+    outputs = {output: (PARTITIONS, {**LOG_APPEND, **KEEP})}
+    ci = ctx.commit_interval_ms
+    if system == "bare":
+        order = ctx.codec("com.example.Order")
+
+        def decode_passthrough(r: OutputRecord) -> tuple[Any, Row] | None:
+            rec = order.decode(r.value)
+            return rec["order_id"], (rec["order_id"], rec["created_at"])
+
+        command = [
+            sys.executable, "-m", "bench.systems.bare", "--bootstrap", ctx.bootstrap,
+            "--input", source, "--output", output, "--group", name,
+            "--commit-interval-ms", str(ci),
+        ]  # fmt: skip
+        if workload == "W0-tx":
+            command.append("--transactional")
+        return Launch(system, workload, command, ctx.env(), name, output, output,
+                      decode_passthrough, topics=outputs, commit_interval_ms=ci)  # fmt: skip
+
+    if system == "streamline":
+        if workload == "W1":
+            stages, sink_schema = W1_STAGES, "com.example.PaidOrder"
+        else:
+            window = (
+                f"tumbling: {WINDOW_MS}ms"
+                if workload == "W2"
+                else f"session: {{gap: {SESSION_GAP_MS}ms}}"
+            )
+            stages, sink_schema = (
+                WINDOW_STAGES.format(window=window),
+                "com.example.bench.CustomerTotals",
+            )
+        topology = ctx.workdir / "topologies" / f"{name}.yaml"
+        topology.parent.mkdir(parents=True, exist_ok=True)
+        topology.write_text(
+            STREAMLINE_TOPOLOGY.format(
+                name=name, source=source, sink=output, sink_schema=sink_schema,
+                stages=stages.rstrip("\n"), commit_interval_ms=ci,
+            )
+        )  # fmt: skip
+        codec = ctx.codec(sink_schema)
+
+        def decode_streamline(r: OutputRecord) -> tuple[Any, Row] | None:
+            rec = codec.decode(r.value)
+            if workload == "W1":
+                return rec["order_id"], paid_row(rec)
+            if not _not_closing(rec["customer_id"]):
+                return None
+            row = window_row(
+                rec["customer_id"], rec["window_start"], rec["order_count"], rec["revenue"]
+            )
+            return row[:2], row
+
+        streamline = [sys.executable, "-m", "streamline"]
+        return Launch(
+            system, workload,
+            [*streamline, "run", str(topology), "--instance-id", "bench",
+             "--state-dir", str(state), "--metrics-port", "0"],
+            ctx.env(), name, output, output, decode_streamline, topics=outputs,
+            setup=[[*streamline, "topics", "create", str(topology), "--partitions", str(PARTITIONS)]],
+            commit_interval_ms=ci,
+        )  # fmt: skip
+
+    python = str(VENVS / system / "bin" / "python")
+    common = [
+        "--workload", workload, "--bootstrap", ctx.bootstrap, "--input", source,
+        "--output", output, "--group", name, "--state-dir", str(state),
+        "--schema", str(ctx.schemas / "order.avsc"), "--commit-interval-ms", str(ci),
+    ]  # fmt: skip
+    if system == "quix":
+
+        def decode_quix(r: OutputRecord) -> tuple[Any, Row] | None:
+            rec = json.loads(r.value or b"null")
+            if workload == "W1":
+                return rec["order_id"], paid_row(rec)
+            key = (r.key or b"").decode()
+            if not _not_closing(key):
+                return None
+            row = window_row(key, rec["start"], rec["order_count"], rec["revenue"])
+            return row[:2], row
+
+        return Launch(system, workload, [python, "-m", "bench.systems.quix_app", *common],
+                      ctx.env(), name, output, output, decode_quix, topics=outputs,
+                      commit_interval_ms=ci)  # fmt: skip
+
+    if system == "faust":
+        if workload == "W1":
+
+            def decode_faust(r: OutputRecord) -> tuple[Any, Row] | None:
+                rec = json.loads(r.value or b"null")
+                return rec["order_id"], paid_row(rec)
+
+            return Launch(system, workload, [python, "-m", "bench.systems.faust_app", *common],
+                          ctx.env(), name, output, output, decode_faust, topics=outputs,
+                          commit_interval_ms=ci)  # fmt: skip
+        changelog = f"{name}-totals-changelog"
+
+        def decode_faust_table(r: OutputRecord) -> tuple[Any, Row] | None:
+            key, (start, _end) = json.loads(r.key or b"null")
+            if not _not_closing(key):
+                return None
+            count, revenue = json.loads(r.value or b"null")
+            row = window_row(key, round(start * 1000), count, revenue)
+            return row[:2], row
+
+        topics = {
+            **outputs,
+            changelog: (PARTITIONS, {**LOG_APPEND, **KEEP, "cleanup.policy": "compact"}),
+        }
+        return Launch(system, workload, [python, "-m", "bench.systems.faust_app", *common],
+                      ctx.env(), name, output, changelog, decode_faust_table, compacted=True,
+                      topics=topics, commit_interval_ms=ci)  # fmt: skip
+    raise ValueError(f"unknown system {system}")

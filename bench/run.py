@@ -1,0 +1,619 @@
+"""Benchmarks streamline against a bare confluent-kafka loop, Quix Streams and faust-streaming.
+
+Every system runs every workload it has on the same broker, the same input
+bytes and the same machine, in one run, one at a time, as a subprocess:
+
+    python -m bench.run                        # 1,000,000 events, all systems and workloads
+    python -m bench.run --events 50000         # a quick run (~2-3 minutes)
+    python -m bench.run --only streamline,quix --workloads W1,W2 --skip-latency
+
+Results go to bench/results/ (results.json, results.md, results.png). The exit
+status is 1 when any system's output disagrees with the expected output (and
+so with the others') or a system fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
+
+from bench import venvs
+from bench.cluster import (
+    KEEP,
+    GroupOffsets,
+    OutputReader,
+    create,
+    delete_groups,
+    delete_topics,
+    end_offsets,
+    produce_all,
+)
+from bench.launch import ROOT, SUPPORTED, Context, Launch, make_launch
+from bench.process import SystemProcess
+from bench.report import (
+    SYSTEMS,
+    WORKLOADS,
+    Cell,
+    Row,
+    checksum,
+    percentile,
+    render_chart,
+    render_markdown,
+    targets,
+)
+from bench.workload import (
+    PARTITIONS,
+    Expectation,
+    OrderStream,
+    is_valid,
+    partition_of,
+)
+from streamline.connection import Connection, resolve_connection
+from streamline.serde import AvroCodec, SchemaStore
+
+RESULTS = ROOT / "bench" / "results"
+WORK = ROOT / "bench" / ".work"
+LATENCY_CELLS = {("bare", "W0-tx"), ("streamline", "W1"), ("quix", "W1"), ("faust", "W1")}
+RUN_PREFIX = re.compile(r"^bench-(\d{14})-")
+STALE_AFTER_S = 3 * 3600  # a run's topics left behind (after a crash) are deleted after this
+
+METHOD = """
+- Input: one topic per run, 6 partitions, pre-produced before any system starts; every
+  system reads the same bytes. Values are single-object Avro (`C3 01`, the 8-byte
+  CRC-64-AVRO fingerprint, the Avro body) written with streamline's `AvroCodec`. streamline
+  decodes them with its own codec; the peers use a small custom deserializer that skips the
+  10-byte header and reads the body with `fastavro.schemaless_reader` and the parsed
+  `com.example.Order` schema (bench/systems/wire.py). The peers write JSON outputs (their
+  default); streamline writes single-object Avro.
+- Keys are 1,000 customers, each always in the same partition; event time (`created_at`,
+  also the record timestamp) grows 2 ms per event, so it only increases within a partition.
+  Each partition ends with a closing event ten minutes of event time later that fires every real window; its
+  own windows are excluded from the checks. One event in 200 has a negative amount and fails
+  W1's validation (streamline dead-letters it, the peers drop it).
+- All systems run with exactly-once processing (the bare loop: W0 without, W0-tx with
+  transactions), committing every `commit_interval` (100 ms unless `--commit-interval-ms`),
+  RocksDB state for the windowed workloads, one process each, one at a time.
+- Throughput: input events committed after the start / (end - start). Start: the first
+  moment the harness sees a committed offset of the system's consumer group on the input
+  (polled every 50 ms); the events committed by then are not counted, so start-up and the
+  first commit interval are left out. End: the largest LogAppendTime of the output records
+  (the output topics are created with `message.timestamp.type=LogAppendTime`); for faust
+  W2, of its table's changelog. Short runs (a few seconds) are noisy: prefer the default
+  1M events for numbers to quote.
+  The run of a system ends when its group has committed the end offset of every input
+  partition; then it is stopped (SIGTERM) and its output read back with a read_committed
+  consumer and checked.
+- Check: the number of output records and a SHA-256 over the sorted result tuples — W0
+  (order_id, created_at), W1 (order_id, customer_id, amount_eur, country, created_at), W2/W3
+  (key, window_start, count, round(sum, 6)) — against the expectation computed by the harness
+  while generating the input; all systems therefore agree with each other when all pass.
+  faust's W2 result is its windowed table, read as a table from the changelog (last value per
+  key and window), because faust closes windows by wall-clock time and cannot emit final
+  event-time windows of historical input.
+- CPU: user + system seconds of the system's process tree (psutil) between start and the
+  moment the run was seen complete, per million of the events counted for throughput.
+  Peak RSS: the largest sum of RSS over the process tree, sampled every 200 ms over the
+  whole run.
+- Latency: a fresh input topic per system, fed at a fixed rate (default 5,000 events/s for
+  20 s) once the system's group is stable; `created_at` is the wall-clock time the event was
+  handed to the producer. Latency = the moment a read_committed consumer in the harness
+  receives the output - `created_at`, over the outputs of events produced after the first
+  second. It includes the producer's linger (1 ms) and the reader's fetch wait (≤ 10 ms).
+"""
+
+
+class Progress:
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+    def __call__(self, message: str) -> None:
+        print(f"[{time.monotonic() - self.started:7.1f}s] {message}", flush=True)
+
+
+def machine_info(connection: Connection) -> dict[str, Any]:
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram_gb: float | str = "?"
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                ram_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    pom = (ROOT / "kafka" / "pom.xml").read_text() if (ROOT / "kafka" / "pom.xml").exists() else ""
+    kafka = re.search(r"<kafka.version>([^<]+)<", pom)
+    sha = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return {
+        "cpu_model": cpu,
+        "cores": os.cpu_count(),
+        "ram_gb": ram_gb,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "kafka_version": kafka.group(1) if kafka else "?",
+        "bootstrap": connection.bootstrap_servers,
+        "git_sha": sha or "?",
+        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "load_before": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+
+
+def prepare_schemas(workdir: Path) -> Path:
+    """The run's schema folder: the project's schemas and the benchmark's output schema."""
+    folder = workdir / "schemas"
+    folder.mkdir(parents=True, exist_ok=True)
+    for source in [
+        *sorted((ROOT / "schemas").glob("*.avsc")),
+        *sorted((ROOT / "bench" / "schemas").glob("*.avsc")),
+    ]:
+        shutil.copy(source, folder / source.name)
+    return folder
+
+
+def produce_input(
+    connection: Connection, topic: str, events: int, store: SchemaStore, progress: Progress
+) -> tuple[dict[str, tuple[list[Row], str, int]], int]:
+    """Produces the run's input; returns the expected (rows, checksum, count) per workload."""
+    codec = AvroCodec(store, store.get("com.example.Order"))
+    expectation = Expectation()
+    passthrough: list[Row] = []
+    base_ms = int(time.time() * 1000) - 2 * 3_600_000
+
+    def records() -> Any:
+        for partition, key, record in OrderStream(events, base_ms):
+            expectation.add(record)
+            passthrough.append((record["order_id"], record["created_at"]))
+            yield partition, key.encode(), codec.encode(record, check=False), record["created_at"]
+
+    step = max(events // 5, 1)
+
+    def report(n: int) -> None:
+        if n % step == 0:
+            progress(f"  produced {n:,} events")
+
+    n = produce_all(connection, topic, records(), report)
+    e = expectation.finish()
+    windows = e.window_rows()
+    expected = {
+        "W0": (passthrough, checksum(passthrough), len(passthrough)),
+        "W1": (e.paid, checksum(e.paid), len(e.paid)),
+        "W2": (windows, checksum(windows), len(windows)),
+        "W3": (e.sessions, checksum(e.sessions), len(e.sessions)),
+    }
+    expected["W0-tx"] = expected["W0"]
+    return expected, n
+
+
+def run_throughput(
+    connection: Connection,
+    launch: Launch,
+    source: str,
+    events: int,
+    expected: tuple[list[Row], str, int],
+    log_dir: Path,
+    progress: Progress,
+    stall_s: float,
+) -> Cell:
+    cell = Cell(
+        launch.system, launch.workload, events=events, commit_interval_ms=launch.commit_interval_ms
+    )
+    _rows, cell.expected_checksum, cell.expected_records = expected
+    create(connection, launch.topics)
+    for command in launch.setup:
+        subprocess.run(command, cwd=ROOT, env=launch.env, capture_output=True, check=True)
+    ends = end_offsets(connection, source)
+    offsets = GroupOffsets(connection, launch.group, source, PARTITIONS)
+    proc = SystemProcess(launch.command, launch.env, ROOT, log_dir / f"{launch.group}.log").start()
+    start = None
+    cpu_start = 0.0
+    first_committed = 0
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.alive():
+        first_committed = sum(offsets.committed().values())
+        if first_committed > 0:
+            start = time.time()
+            cpu_start = proc.cpu_seconds()
+            break
+        time.sleep(0.05)
+    if start is None:
+        proc.stop(30)
+        return _failed(cell, "did not commit any input within 180 s", proc)
+    progress(f"  {launch.system} {launch.workload}: processing")
+    done_at = None
+    last_total, last_change = -1, time.monotonic()
+    target = sum(ends.values())
+    while proc.alive():
+        committed = offsets.committed()
+        if all(committed.get(p, 0) >= end for p, end in ends.items()):
+            done_at = time.time()
+            cell.extra["cpu_end"] = proc.cpu_seconds()
+            break
+        total = sum(committed.values())
+        if total != last_total:
+            last_total, last_change = total, time.monotonic()
+        elif time.monotonic() - last_change > stall_s:
+            break
+        time.sleep(0.25)
+    if done_at is None:
+        proc.stop(30)
+        return _failed(
+            cell, f"stalled: committed {max(last_total, 0):,} of {target:,} input records", proc
+        )
+    cpu = float(cell.extra.pop("cpu_end")) - cpu_start
+    exit_code = proc.stop(60)
+    measured = max(events - first_committed, 1)
+    cell.extra["measured_events"] = measured
+    cell.peak_rss_mb = proc.peak_rss / 1e6
+    cell.cpu_s_per_m = cpu / measured * 1e6
+    if exit_code not in (0, -15, 143):
+        cell.note = f"exit status {exit_code} after SIGTERM"
+    reader = OutputReader(connection, [launch.read_topic])
+    try:
+        reader.read_to_end()
+    finally:
+        reader.close()
+    rows: list[Row] = []
+    table: dict[Any, Row] = {}
+    identities: set[Any] = set()
+    raw = 0
+    for record in reader.records:
+        decoded = launch.decode(record)
+        if decoded is None:
+            continue
+        raw += 1
+        identity, row = decoded
+        if launch.compacted:
+            table[identity] = row
+        else:
+            rows.append(row)
+            identities.add(identity)
+    result = list(table.values()) if launch.compacted else rows
+    cell.output_records = len(result)
+    cell.output_checksum = checksum(result)
+    if launch.compacted:
+        cell.extra["changelog_records"] = raw
+    end_ms = max((r.append_ms for r in reader.records), default=0)
+    if reader.log_append_time and end_ms:
+        end = end_ms / 1000
+    else:
+        end = done_at
+        cell.extra["end"] = "completion seen by the harness (outputs without LogAppendTime)"
+    cell.seconds = max(end - start, 1e-3)
+    cell.events_per_s = measured / cell.seconds
+    if (
+        cell.output_records != cell.expected_records
+        or cell.output_checksum != cell.expected_checksum
+    ):
+        cell.status = "mismatch"
+        cell.note = (
+            f"output {cell.output_records:,} records checksum {cell.output_checksum}, "
+            f"expected {cell.expected_records:,} records checksum {cell.expected_checksum}"
+        )
+        missing = Counter(expected[0]) - Counter(result)
+        extra = Counter(result) - Counter(expected[0])
+        cell.extra["missing_sample"] = [list(r) for r in sorted(missing)[:5]]
+        cell.extra["unexpected_sample"] = [list(r) for r in sorted(extra)[:5]]
+        cell.note += f"; {sum(missing.values()):,} expected results missing, {sum(extra.values()):,} unexpected"
+        if not launch.compacted and len(identities) != len(rows):
+            cell.note += f"; {len(rows) - len(identities):,} duplicates"
+    if launch.compacted:
+        note = f"result read as a table from {raw:,} changelog records"
+        cell.note = f"{cell.note}; {note}" if cell.note else note
+    return cell
+
+
+def _failed(cell: Cell, reason: str, proc: SystemProcess) -> Cell:
+    cell.status = "failed"
+    cell.note = reason
+    cell.extra["log_tail"] = proc.log_tail()
+    cell.peak_rss_mb = proc.peak_rss / 1e6 or None
+    return cell
+
+
+def latency_event(i: int, now_ms: int, rng: random.Random) -> tuple[str, dict[str, Any]]:
+    key = f"c-{rng.randrange(1000):04d}"
+    return key, {
+        "order_id": f"l-{i:09d}",
+        "customer_id": key,
+        "amount": round(rng.uniform(1.0, 500.0), 2),
+        "currency": "USD" if rng.random() < 0.3 else "EUR",
+        "status": "PAID" if rng.random() < 0.8 else "PENDING",
+        "country": "DE",
+        "created_at": now_ms,
+    }
+
+
+def run_latency(
+    connection: Connection,
+    ctx: Context,
+    cell: Cell,
+    rate: int,
+    seconds: float,
+    log_dir: Path,
+    progress: Progress,
+) -> None:
+    source = f"{ctx.prefix}-lat-{cell.system}-{cell.workload.lower()}-in"
+    create(connection, {source: (PARTITIONS, KEEP)})
+    launch = make_launch(ctx, cell.system, cell.workload, source, "lat")
+    create(connection, launch.topics)
+    for command in launch.setup:
+        subprocess.run(command, cwd=ROOT, env=launch.env, capture_output=True, check=True)
+    proc = SystemProcess(launch.command, launch.env, ROOT, log_dir / f"{launch.group}.log").start()
+    offsets = GroupOffsets(connection, launch.group, source, PARTITIONS)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.alive() and offsets.stable_members() == 0:
+        time.sleep(0.2)
+    if not proc.alive() or time.monotonic() >= deadline:
+        proc.stop(30)
+        cell.latency_note = "latency: the system did not join its group within 180 s"
+        return
+    time.sleep(2.0)
+    reader = OutputReader(connection, [launch.output_topic]).start()
+    codec = ctx.codec("com.example.Order")
+    producer = Producer(
+        connection.config(**{"enable.idempotence": True, "linger.ms": 1}, log_level=0)
+    )
+    rng = random.Random(11)
+    feed_start_ms = int(time.time() * 1000)
+    expected = 0
+    total = int(rate * seconds)
+    started = time.monotonic()
+    progress(f"  {cell.system} {cell.workload}: feeding {rate:,} events/s for {seconds:.0f} s")
+    for i in range(total):
+        now_ms = int(time.time() * 1000)
+        key, record = latency_event(i, now_ms, rng)
+        if cell.workload.startswith("W0") or (is_valid(record) and record["status"] == "PAID"):
+            expected += 1
+        producer.produce(
+            source, codec.encode(record, check=False), key.encode(),
+            partition=partition_of(key), timestamp=now_ms,
+        )  # fmt: skip
+        if i % 50 == 0:
+            producer.poll(0)
+            ahead = i / rate - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+    producer.flush(30)
+    wait_until = time.monotonic() + 30
+    while time.monotonic() < wait_until and len(reader.records) < expected:
+        time.sleep(0.2)
+    reader.close()
+    proc.stop(60)
+    warm_ms = feed_start_ms + 1000
+    latencies = []
+    for r in reader.records:
+        created = _created_at(ctx, cell.system, cell.workload, r.value)
+        if created is not None and created >= warm_ms:
+            latencies.append(r.seen_at * 1000 - created)
+    cell.latency_samples = len(latencies)
+    cell.p50_ms = percentile(latencies, 0.5)
+    cell.p99_ms = percentile(latencies, 0.99)
+    if len(reader.records) < expected:
+        cell.latency_note = (
+            f"latency: only {len(reader.records):,} of {expected:,} outputs arrived within 30 s "
+            "after the feed ended"
+        )
+    if cell.events_per_s is not None and cell.events_per_s < rate:
+        slow = f"its throughput ({cell.events_per_s:,.0f} events/s) is below the input rate, so latency grows with the run"
+        cell.latency_note = (
+            f"{cell.latency_note}; {slow}" if cell.latency_note else f"latency: {slow}"
+        )
+
+
+def _created_at(ctx: Context, system: str, workload: str, value: bytes | None) -> int | None:
+    if value is None:
+        return None
+    if system == "bare":
+        return int(ctx.codec("com.example.Order").decode(value)["created_at"])
+    if system == "streamline":
+        return int(ctx.codec("com.example.PaidOrder").decode(value)["created_at"])
+    return int(json.loads(value)["created_at"])
+
+
+def stale_runs(connection: Connection) -> str | None:
+    """A pattern for the topics of runs started long ago (never those of a run going on now)."""
+    admin = AdminClient(connection.config(log_level=0))
+    now = datetime.now(UTC)
+    prefixes = set()
+    for topic in admin.list_topics(timeout=10).topics:
+        match = RUN_PREFIX.match(topic)
+        if match is None:
+            continue
+        started = datetime.strptime(match.group(1), "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+        if (now - started).total_seconds() > STALE_AFTER_S:
+            prefixes.add(re.escape(f"bench-{match.group(1)}"))
+    return "|".join(sorted(prefixes)) or None
+
+
+def parse_list(text: str | None, allowed: tuple[str, ...], what: str) -> list[str]:
+    if not text:
+        return list(allowed)
+    chosen = [x.strip() for x in text.split(",") if x.strip()]
+    lookup = {a.lower(): a for a in allowed}
+    unknown = [c for c in chosen if c.lower() not in lookup]
+    if unknown:
+        raise SystemExit(f"unknown {what} {', '.join(unknown)}; choose from {', '.join(allowed)}")
+    return [lookup[c.lower()] for c in chosen]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n", 1)[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=1_000_000, help="input events (default 1M)")
+    parser.add_argument("--only", help=f"systems, comma-separated: {','.join(SYSTEMS)}")
+    parser.add_argument("--workloads", help=f"workloads, comma-separated: {','.join(WORKLOADS)}")
+    parser.add_argument("--skip-latency", action="store_true", help="skip the fixed-rate runs")
+    parser.add_argument("--latency-rate", type=int, default=5000, help="events/s (default 5000)")
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--commit-interval-ms", type=int, default=100)
+    parser.add_argument("--stall-seconds", type=float, default=90.0)
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    systems = parse_list(args.only, SYSTEMS, "system")
+    workloads = parse_list(args.workloads, WORKLOADS, "workload")
+    progress = Progress()
+
+    connection = resolve_connection()
+    connection.check_reachable()
+    machine = machine_info(connection)
+    progress(f"broker {connection.bootstrap_servers}; load average {machine['load_before']}")
+    versions: dict[str, str] = {"streamline": "0.1.0 (this tree)"}
+    for peer, package in (("quix", "quixstreams"), ("faust", "faust-streaming")):
+        if peer in systems:
+            progress(f"virtual environment for {peer} (bench/.venvs/{peer})")
+            venvs.ensure(peer)
+            versions[package] = venvs.version(peer, package)
+    versions["confluent-kafka (bare, streamline)"] = importlib.metadata.version("confluent-kafka")
+    machine["versions"] = versions
+
+    stale = stale_runs(connection)
+    if stale:
+        old = delete_topics(connection, stale)
+        delete_groups(connection, stale)
+        progress(f"deleted {len(old)} topics of runs older than {STALE_AFTER_S // 3600} h")
+    prefix = f"bench-{datetime.now(UTC).strftime('%Y%m%d%H%M%S')}"
+    workdir = WORK / prefix
+    log_dir = workdir / "logs"
+    ctx = Context(
+        prefix,
+        connection.bootstrap_servers,
+        workdir,
+        prepare_schemas(workdir),
+        args.commit_interval_ms,
+    )
+
+    cells: list[Cell] = []
+    plan: list[tuple[str, str]] = []
+    for system in systems:
+        for workload in workloads:
+            if workload not in SUPPORTED[system]:
+                continue
+            reason = SUPPORTED[system][workload]
+            if reason:
+                cells.append(Cell(system, workload, status="n/a", note=reason))
+            else:
+                plan.append((system, workload))
+    failed = False
+    try:
+        source = f"{prefix}-orders"
+        create(connection, {source: (PARTITIONS, KEEP)})
+        progress(f"producing {args.events:,} events (+{PARTITIONS} closing) to {source}")
+        expected, produced = produce_input(connection, source, args.events, ctx.store, progress)
+        progress(
+            f"produced {produced:,} events; expected W1 {expected['W1'][2]:,} records, "
+            f"W2 {expected['W2'][2]:,} windows, W3 {expected['W3'][2]:,} sessions"
+        )
+        for system, workload in plan:
+            progress(f"{system} {workload}: starting")
+            launch = make_launch(ctx, system, workload, source, "tp")
+            cell = run_throughput(
+                connection, launch, source, produced, expected[workload], log_dir, progress,
+                args.stall_seconds,
+            )  # fmt: skip
+            cells.append(cell)
+            progress(f"{system} {workload}: {_summary(cell)}")
+            if cell.status != "ok":
+                print(cell.extra.get("log_tail", ""), file=sys.stderr)
+        if not args.skip_latency:
+            for cell in cells:
+                if (cell.system, cell.workload) in LATENCY_CELLS and cell.status != "n/a":
+                    progress(f"{cell.system} {cell.workload}: latency")
+                    run_latency(
+                        connection, ctx, cell, args.latency_rate, args.latency_seconds, log_dir,
+                        progress,
+                    )  # fmt: skip
+                    progress(
+                        f"{cell.system} {cell.workload}: p50 {_ms(cell.p50_ms)} p99 {_ms(cell.p99_ms)} "
+                        f"({cell.latency_samples or 0:,} samples)"
+                    )
+    finally:
+        progress("deleting this run's topics and state")
+        delete_topics(connection, re.escape(prefix))
+        delete_groups(connection, re.escape(prefix))
+        shutil.rmtree(workdir / "state", ignore_errors=True)
+
+    order = {(s, w): i for i, (s, w) in enumerate((s, w) for s in SYSTEMS for w in WORKLOADS)}
+    cells.sort(key=lambda c: order.get((c.system, c.workload), 99))
+    machine["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    settings = {
+        "events": args.events,
+        "partitions": PARTITIONS,
+        "commit_interval_ms": args.commit_interval_ms,
+        "latency_rate": None if args.skip_latency else args.latency_rate,
+        "latency_seconds": None if args.skip_latency else args.latency_seconds,
+        "method": METHOD,
+    }
+    write_results(args.results, cells, machine, settings)
+    progress(
+        f"results in {args.results.relative_to(ROOT) if args.results.is_relative_to(ROOT) else args.results}/"
+    )
+    for t in targets(cells):
+        verdict = "not measured" if t.met is None else ("met" if t.met else "MISSED")
+        progress(f"target {t.name}: {t.value} (goal {t.goal}): {verdict}")
+    failed = any(c.status in ("mismatch", "failed") for c in cells)
+    if failed:
+        bad = ", ".join(
+            f"{c.system} {c.workload} ({c.status})"
+            for c in cells
+            if c.status in ("mismatch", "failed")
+        )
+        print(f"benchmark FAILED: {bad}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f} ms"
+
+
+def _summary(cell: Cell) -> str:
+    if cell.status not in ("ok", "mismatch"):
+        return f"{cell.status.upper()}: {cell.note}"
+    text = (
+        f"{cell.events_per_s or 0:,.0f} events/s, {cell.cpu_s_per_m or 0:.1f} CPU s/M, "
+        f"peak RSS {cell.peak_rss_mb or 0:.0f} MB, {cell.output_records or 0:,} results"
+    )
+    return text if cell.status == "ok" else f"{text}: MISMATCH {cell.note}"
+
+
+def write_results(
+    folder: Path, cells: list[Cell], machine: dict[str, Any], settings: dict[str, Any]
+) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "machine": machine,
+        "settings": {k: v for k, v in settings.items() if k != "method"},
+        "cells": [c.as_dict() for c in cells],
+        "targets": [t.__dict__ for t in targets(cells)],
+    }
+    (folder / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
+    (folder / "results.md").write_text(render_markdown(cells, machine, settings))
+    render_chart(cells, folder / "results.png")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
