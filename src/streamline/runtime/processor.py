@@ -1095,6 +1095,8 @@ class Processor:
                 self.metrics.set_watermark_lag(topic, partition, state.staleness_ms / 1000)
                 self.metrics.set_staleness(topic, partition, state.staleness_ms / 1000)
             self.metrics.set_sla_status(topic, partition, state.status)
+        for partition, task in self.tasks.items():
+            self.metrics.set_state_keys(WINDOW_STORE, partition, task.store.approx_keys())
         if not self._heartbeats:
             return
         if self._heartbeat_producer is None:
