@@ -188,7 +188,12 @@ class OutputReader:
         self.consumer.assign(assignment)
 
     def poll(self, timeout: float = 0.1) -> int:
-        messages = self.consumer.consume(5000, timeout)
+        # consume(n, timeout) waits for n messages or the timeout, which would add up to
+        # `timeout` to the latency seen: wait for one message, then take what is queued
+        first = self.consumer.poll(timeout)
+        if first is None:
+            return 0
+        messages = [first, *self.consumer.consume(4999, 0)]
         now = time.time()
         for msg in messages:
             if msg.error():

@@ -61,7 +61,9 @@ def main() -> None:
         args.group,
         broker=f"kafka://{args.bootstrap}",
         store="rocksdb://",
-        processing_guarantee="exactly_once",
+        # exactly_once loses table updates: those still in faust's producer buffer when
+        # the input offsets commit (measured: 3-57 of 50k-200k changelog records missing)
+        processing_guarantee="exactly_once" if args.workload == "W1" else "at_least_once",
         datadir=args.state_dir,
         topic_partitions=args.partitions,
         broker_commit_interval=args.commit_interval_ms / 1000,
