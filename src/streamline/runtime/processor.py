@@ -385,7 +385,7 @@ class Processor:
                 ("streamline.source", record.source_range()),
                 ("streamline.event_time", str(record.event_time).encode()),
             ]
-            try:
+            try:  # per output record: the common case without _produce's call
                 produce(sink, value=value, key=record.out_key, headers=headers)
             except BufferError:
                 self._produce(produce, sink, record.out_key, value, headers)
