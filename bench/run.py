@@ -3,7 +3,7 @@
 Every system runs every workload it has on the same broker, the same input
 bytes and the same machine, in one run, one at a time, as a subprocess:
 
-    python -m bench.run                        # 1,000,000 events, all systems and workloads
+    python -m bench.run                        # 200,000 events, all systems and workloads
     python -m bench.run --events 50000         # a quick run (~2-3 minutes)
     python -m bench.run --only streamline,quix --workloads W1,W2 --skip-latency
 
@@ -98,8 +98,8 @@ METHOD = """
   (polled every 50 ms); the events committed by then are not counted, so start-up and the
   first commit interval are left out. End: the largest LogAppendTime of the output records
   (the output topics are created with `message.timestamp.type=LogAppendTime`); for faust
-  W2, of its table's changelog. Short runs (a few seconds) are noisy: prefer the default
-  1M events for numbers to quote.
+  W2, of its table's changelog. Short runs (a few seconds) are noisy: quote runs of at
+  least the default 200k events.
   The run of a system ends when its group has committed the end offset of every input
   partition; then it is stopped (SIGTERM) and its output read back with a read_committed
   consumer and checked.
@@ -483,7 +483,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n", 1)[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--events", type=int, default=1_000_000, help="input events (default 1M)")
+    parser.add_argument("--events", type=int, default=200_000, help="input events (default 200k)")
     parser.add_argument("--only", help=f"systems, comma-separated: {','.join(SYSTEMS)}")
     parser.add_argument("--workloads", help=f"workloads, comma-separated: {','.join(WORKLOADS)}")
     parser.add_argument("--skip-latency", action="store_true", help="skip the fixed-rate runs")
