@@ -13,6 +13,7 @@ from typing import Any
 import fastavro
 from fastavro.validation import ValidationError, validate
 
+from streamline.serde.fastcodec import compile_reader, compile_writer
 from streamline.serde.schema_store import Schema, SchemaStore
 
 MAGIC = b"\xc3\x01"
@@ -40,6 +41,9 @@ class AvroCodec:
         self._header = MAGIC + schema.fingerprint
         # writer fingerprint -> writer parsed schema, or None when it is the reader schema
         self._resolved: dict[bytes, Any] = {}
+        # generated for this schema; anything they raise is done again by fastavro
+        self._read = compile_reader(schema.parsed, schema.name)
+        self._write = compile_writer(schema.parsed, self._header, schema.name)
 
     def encode(self, record: dict[str, Any], *, check: bool = True) -> bytes:
         """Encodes a record; with `check`, a record that does not fit gets a message naming the field."""
@@ -48,6 +52,11 @@ class AvroCodec:
                 validate(record, self.schema.parsed, raise_errors=True)
             except ValidationError as exc:
                 raise EncodeError(describe_validation_error(exc)) from None
+        if self._write is not None:
+            try:
+                return self._write(record)
+            except Exception:
+                pass
         out = BytesIO()
         out.write(self._header)
         try:
@@ -63,6 +72,14 @@ class AvroCodec:
 
     def decode(self, data: bytes | None) -> dict[str, Any]:
         """The record in `data`, read as this codec's schema."""
+        read = self._read
+        if read is not None and type(data) is bytes and data.startswith(self._header):
+            try:  # written with this schema: no resolution, the generated reader
+                fast, end = read(data, HEADER_SIZE)
+                if end == len(data):
+                    return fast
+            except Exception:
+                pass
         if type(data) is not bytes and data is not None:
             data = bytes(data)  # bytearray, memoryview
         if data is None or len(data) < HEADER_SIZE or not data.startswith(MAGIC):
@@ -75,6 +92,7 @@ class AvroCodec:
             writer = self._resolve(bytes(fp))
         body = BytesIO(data)
         body.seek(HEADER_SIZE)
+        record: Any
         try:
             if writer is None:
                 record = fastavro.schemaless_reader(body, self.schema.parsed, None)
