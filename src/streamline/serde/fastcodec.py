@@ -167,14 +167,32 @@ def _min_size(src: _Source, schema: Any, seen: frozenset[str] = frozenset()) -> 
 # --- readers ---------------------------------------------------------------------------
 
 
-def _read_varint(src: _Source, ind: int, target: str) -> None:
+def _read_varint(src: _Source, ind: int, target: str, wide: bool = False) -> None:
+    """Reads a zigzag varint; `wide` ones (int and long values) loop in line, not in a call."""
     b = src.local("b")
     src.emit(ind, f"{b} = buf[pos]")
     src.emit(ind, "pos += 1")
     src.emit(ind, f"if {b} < 0x80:")
     src.emit(ind + 1, f"{target} = ({b} >> 1) ^ -({b} & 1)")
     src.emit(ind, "else:")
-    src.emit(ind + 1, f"{target}, pos = _read_long(buf, pos, {b})")
+    if not wide:
+        src.emit(ind + 1, f"{target}, pos = _read_long(buf, pos, {b})")
+        return
+    acc, shift = src.local("acc"), src.local("shift")
+    src.emit(ind + 1, f"{acc} = {b} & 0x7F")
+    src.emit(ind + 1, f"{shift} = 7")
+    src.emit(ind + 1, "while True:")
+    src.emit(ind + 2, f"{b} = buf[pos]")
+    src.emit(ind + 2, "pos += 1")
+    src.emit(ind + 2, f"{acc} |= ({b} & 0x7F) << {shift}")
+    src.emit(ind + 2, f"if {b} < 0x80:")
+    src.emit(ind + 3, "break")
+    src.emit(ind + 2, f"{shift} += 7")
+    src.emit(ind + 2, f"if {shift} > 63:")
+    src.emit(ind + 3, "raise ValueError('varint longer than 10 bytes')")
+    src.emit(ind + 1, f"{target} = ({acc} >> 1) ^ -({acc} & 1)")
+    src.emit(ind + 1, f"if not LONG_MIN <= {target} <= LONG_MAX:")
+    src.emit(ind + 2, "raise ValueError('long out of range')")
 
 
 def _read_value(src: _Source, schema: Any, ind: int, target: str) -> None:
@@ -190,7 +208,7 @@ def _read_value(src: _Source, schema: Any, ind: int, target: str) -> None:
         src.emit(ind + 1, "raise ValueError('boolean')")
         src.emit(ind, f"{target} = {b} == 1")
     elif schema in ("int", "long"):
-        _read_varint(src, ind, target)
+        _read_varint(src, ind, target, wide=True)
         if schema == "int":
             src.emit(ind, f"if not INT_MIN <= {target} <= INT_MAX:")
             src.emit(ind + 1, "raise ValueError('int out of range')")
