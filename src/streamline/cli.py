@@ -343,6 +343,15 @@ def run(
     metrics_host: Annotated[
         str, typer.Option("--metrics-host", help="Address /metrics binds to.")
     ] = "127.0.0.1",
+    stall_timeout: Annotated[
+        float,
+        typer.Option(
+            "--stall-timeout",
+            min=0,
+            help="Seconds without progress (a stuck map, a hung call) after which /healthz "
+            "answers 503, so a liveness probe restarts the process; 0: never.",
+        ),
+    ] = 120.0,
     bootstrap_servers: BootstrapOpt = None,
     kafka_config: KafkaConfigOpt = None,
     schemas: SchemasOpt = None,
@@ -364,7 +373,11 @@ def run(
         handler.addFilter(RedactingFilter())
     checked, store = load_checked(topology, schemas)
     connection = connect(bootstrap_servers, kafka_config)
-    options = RunOptions(instance_id=instance_id or socket.gethostname(), state_dir=state_dir)
+    options = RunOptions(
+        instance_id=instance_id or socket.gethostname(),
+        state_dir=state_dir,
+        stall_timeout_s=stall_timeout,
+    )
     run_topology(checked, store, connection, options, metrics_host, metrics_port)
 
 

@@ -169,8 +169,10 @@ class StreamlineProcess:
         log_dir: Path,
         metrics_port: int = 0,
         state_dir: Path | None = None,
+        extra_args: list[str] | None = None,
     ) -> None:
         self.topology = topology
+        self.extra_args = extra_args or []
         self.state_dir = state_dir or log_dir / "state" / instance_id
         self.instance_id = instance_id
         self.env = env
@@ -195,6 +197,7 @@ class StreamlineProcess:
                 str(self.metrics_port),
                 "--state-dir",
                 str(self.state_dir),
+                *self.extra_args,
             ],
             cwd=ROOT,
             env=self.env,

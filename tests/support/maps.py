@@ -55,3 +55,13 @@ def picky(order: dict[str, Any]) -> dict[str, Any]:
     if order_id.startswith("doomed-"):
         raise MapFailure(f"{order_id}: always fails")
     return to_eur_or_fail(order)
+
+
+def stalls(order: dict[str, Any]) -> dict[str, Any]:
+    """A PaidOrder; for an order whose id starts with `stuck-`, never returns (a hung call)."""
+    import time
+
+    if order["order_id"].startswith("stuck-"):
+        while True:
+            time.sleep(3600)
+    return paid_order(order)

@@ -5,8 +5,8 @@ processing loop never waits on a scrape:
 
 - ``/metrics``: the exposition, in the format the scraper's ``Accept`` header asks
   for (Prometheus text, or OpenMetrics).
-- ``/healthz``: 200 ``ok`` while ``healthy()`` says the processing loop is alive,
-  else 503; a liveness probe restarts the process on 503.
+- ``/healthz``: 200 ``ok`` while ``healthy()`` says the processing loop is alive and
+  making progress, else 503; a liveness probe restarts the process on 503.
 - ``/readyz``: 200 ``ready`` while ``ready()`` is true (by default what
   ``Metrics.set_ready`` last said), else 503 with a short reason.
 - anything else: 404.
@@ -81,7 +81,12 @@ class _Handler(BaseHTTPRequestHandler):
             encode, content_type = choose_encoder(self.headers.get("Accept", ""))
             self._reply(200, encode(self.server.metrics.registry), content_type)
         elif path == "/healthz":
-            self._probe(self.server.healthy, "ok", "unhealthy: the processing loop is not running")
+            self._probe(
+                self.server.healthy,
+                "ok",
+                "unhealthy: the processing loop is not running, or has made no progress "
+                "for longer than its stall timeout",
+            )
         elif path == "/readyz":
             self._probe(self.server.ready, "ready", "not ready: starting, restoring or stopping")
         else:

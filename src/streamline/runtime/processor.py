@@ -40,6 +40,7 @@ from streamline.observability.metrics import Metrics
 from streamline.reliability.dead_letter import LATE, MAP, Failure, failure_headers
 from streamline.runtime.pipeline import Pipeline
 from streamline.runtime.record import ORIGINAL_HEADER, Record
+from streamline.runtime.stages import Map
 from streamline.runtime.watermark import NO_WATERMARK
 from streamline.runtime.windowed import (
     MARKER_HEADER,
@@ -79,6 +80,8 @@ class RunOptions:
     session_timeout_ms: int = 10000
     transaction_timeout_ms: int = 30000
     state_dir: Path = Path(".streamline/state")
+    # /healthz answers 503 once the loop has made no progress for this long (0: never)
+    stall_timeout_s: float = 120.0
 
 
 @dataclass
@@ -119,6 +122,10 @@ class Processor:
         self.committed: dict[TP, int] = {}
         self.txn: _Transaction | None = None
         self.alive = False
+        # when the loop last showed progress: a step, a restored chunk, a retried commit
+        self._progress_at = time.monotonic()
+        self._maps = [stage for stage in pipeline.stages if isinstance(stage, Map)]
+        self._stall_reported = False
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
         # the window stage: a task per window-input partition, and the source watermarks
@@ -240,6 +247,7 @@ class Processor:
                 "TOPOLOGY creates it)",
                 HEARTBEATS_TOPIC,
             )
+        self._progress_at = time.monotonic()
         self.alive = True
         self.metrics.set_ready(self.ready)  # true once the group has assigned and restored
         try:
@@ -265,6 +273,7 @@ class Processor:
 
     def _step(self) -> None:
         assert self.consumer is not None
+        self._progress_at = time.monotonic()
         messages = self._next_messages(self.consumer)
         self._resume_due()
         if messages:
@@ -832,6 +841,7 @@ class Processor:
                 if not error.retriable() or time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
+                self._progress_at = time.monotonic()
 
     def _committed_metrics(self, txn: _Transaction, seconds: float) -> None:
         m = self.metrics
@@ -947,6 +957,33 @@ class Processor:
         self.restoring = False
         self.metrics.set_ready(True)
 
+    def healthy(self) -> bool:
+        """Whether the loop runs and has made progress within the stall timeout (/healthz).
+
+        Progress is a step of the loop, a record through a map (user code may be slow),
+        a chunk of a restore or a retried commit; a loop stuck in user code or a hung call
+        shows none, and a liveness probe then restarts the process.
+        """
+        if not self.alive:
+            return False
+        timeout = self.options.stall_timeout_s
+        if timeout <= 0:
+            return True
+        last = max([self._progress_at, *(m.progressed_at for m in self._maps)])
+        stalled = time.monotonic() - last
+        if stalled < timeout:
+            self._stall_reported = False
+            return True
+        if not self._stall_reported:  # said once per stall, from the probe's thread
+            self._stall_reported = True
+            log.error(
+                "no progress for %.0f s (stall timeout %.0f s): the processing loop is stuck, "
+                "/healthz answers 503",
+                stalled,
+                timeout,
+            )
+        return False
+
     @property
     def ready(self) -> bool:
         """Running, with the state of every assigned partition restored."""
@@ -1050,6 +1087,7 @@ class Processor:
             # restore progress on /metrics while the restore blocks the loop
             self.metrics.set_restore_remaining(WINDOW_STORE, partition, max(0, high - start))
             for chunk in reader.read(start):
+                self._progress_at = time.monotonic()
                 yield chunk
                 remaining = max(0, high - reader.end)
                 self.metrics.set_restore_remaining(WINDOW_STORE, partition, remaining)

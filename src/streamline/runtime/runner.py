@@ -43,7 +43,7 @@ def run_topology(
         host=metrics_host,
         port=metrics_port,
         ready=lambda: processor.ready,
-        healthy=lambda: processor.alive,
+        healthy=processor.healthy,
     )
     server.start()
     stop = stop or threading.Event()

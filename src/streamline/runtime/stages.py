@@ -9,6 +9,7 @@ each stage once per batch.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -161,15 +162,19 @@ class Map:
         self.fn = fn
         self.policy = policy
         self.on_retry = on_retry
+        self.progressed_at = 0.0  # when the last call returned or failed (the loop's liveness)
 
     def process(self, batch: list[Record], failed: Failed, dropped: Dropped) -> list[Record]:
         out = []
         fn, policy = self.fn, self.policy
         on_retry = self._retried
+        now = time.monotonic
         for record in batch:
             try:
                 result = call_with_retries(fn, record.value, policy, on_retry=on_retry)
+                self.progressed_at = now()
             except AttemptsExhausted as exc:
+                self.progressed_at = now()
                 failed(record, Failure(MAP, str(exc), self.name, attempts=exc.attempts))
                 continue
             if result is None:
@@ -187,6 +192,7 @@ class Map:
         return out
 
     def _retried(self, attempt: int, error: BaseException) -> None:
+        self.progressed_at = time.monotonic()
         self.on_retry()
 
 
