@@ -73,6 +73,18 @@ DEFAULT_ADMIN_USER = "admin"
 CREDENTIAL_PATTERN = re.compile(r"[A-Za-z0-9._~@+-]+")
 
 
+def new_cluster_id() -> str:
+    """A random KRaft cluster id (a base64url UUID) that does not start with `-`.
+
+    One in 64 would, and the storage tool then reads it as an option ("argument
+    --cluster-id/-t: expected one argument"); Kafka's own generator skips those too.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 class BrokerError(StreamlineError):
     """The dev broker could not be started or stopped."""
 
@@ -468,7 +480,7 @@ class DevBroker:
         security: Security,
         password: str | None,
     ) -> None:
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         scram: list[str] = []
         if security.sasl:
             for name, secret in [(security.admin_user, password), *security.users]:
