@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 
 from streamline.errors import StreamlineError
-from streamline.ops.topics import require_state_partitions, topology_topics
+from streamline.ops.topics import (
+    require_copartitioned,
+    require_state_partitions,
+    topology_topics,
+)
 from streamline.topology import load_topology
 from tests.helpers import ROOT
 
@@ -28,6 +32,8 @@ def test_state_topics_follow_an_existing_source() -> None:
     topics = topology_topics(load_topology(REVENUE), 3, {"orders": 6})
     assert topics[CHANGELOG][0] == 6
     assert topics[REPARTITION][0] == 6
+    # retried records go back into their source partition's window state by number
+    assert topics["revenue-per-minute.retry"][0] == 6
     assert topics["revenue-per-minute"][0] == 3
 
 
@@ -38,3 +44,11 @@ def test_a_changelog_smaller_than_the_window_input_is_refused_with_the_fix() -> 
     assert f"changelog topic {CHANGELOG} has 3 partitions but orders has 6" in message
     assert "streamline topics create" in message
     require_state_partitions({"orders": 6, CHANGELOG: 6}, "orders", CHANGELOG)
+
+
+def test_a_windowed_retry_topic_partitioned_unlike_its_source_is_refused() -> None:
+    with pytest.raises(StreamlineError) as refused:
+        require_copartitioned({"orders": 3, "w.retry": 2}, "orders", "w.retry")
+    assert "retry topic w.retry has 2 partitions but orders has 3" in str(refused.value)
+    assert "both need 3" in str(refused.value)
+    require_copartitioned({"orders": 3, "w.retry": 3}, "orders", "w.retry")

@@ -55,6 +55,17 @@ def require_state_partitions(counts: Mapping[str, int], window_input: str, chang
         )
 
 
+def require_copartitioned(counts: Mapping[str, int], source: str, retry: str) -> None:
+    """A clear error when a windowed topology's retry topic is not partitioned like its source."""
+    if counts[retry] != counts[source]:
+        raise StreamlineError(
+            f"retry topic {retry} has {counts[retry]} partitions but {source} has "
+            f"{counts[source]}: a retried record goes back into the window state of its source "
+            f"partition by number, so both need {counts[source]}; once no retries are pending, "
+            "delete it and run 'streamline topics create TOPOLOGY' again"
+        )
+
+
 def _described(connection: Connection, topic: str, timeout: float = 10.0) -> dict[str, int]:
     """{topic: partitions} when it exists, {} when not; an AuthorizationError when denied."""
     admin = AdminClient(connection.config(log_level=0))
@@ -132,9 +143,9 @@ def topology_topics(
 ) -> dict[str, tuple[int, dict[str, str]]]:
     """Every topic a topology reads or writes, with a fitting partition count and config.
 
-    State topics (changelog, repartition) need one partition per window input
-    partition: when the sources already exist (`existing`: name -> partitions),
-    they get the sources' count rather than `partitions`.
+    State topics (changelog, repartition, and the retry topic of a windowed topology)
+    need one partition per window input partition: when the sources already exist
+    (`existing`: name -> partitions), they get the sources' count rather than `partitions`.
     """
     plain: dict[str, str] = {}
     counts = [existing[s.topic] for s in topology.sources if existing and s.topic in existing]
@@ -146,7 +157,9 @@ def topology_topics(
     topics[topology.sink.topic] = (partitions, plain)
     topics[topology.dead_letter_topic] = (partitions, {"retention.ms": "-1"})
     topics[topology.late_topic] = (partitions, week)
-    topics[topology.retry_topic] = (partitions, week)
+    # windows kept per source partition take retried records back by partition number
+    retry_partitions = state_partitions if topology.window is not None else partitions
+    topics[topology.retry_topic] = (retry_partitions, week)
     if topology.window is not None:
         topics[topology.changelog_topic(WINDOW_STORE)] = (
             state_partitions,

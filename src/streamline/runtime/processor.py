@@ -183,6 +183,9 @@ class Processor:
                 "heartbeat.interval.ms": max(500, self.options.session_timeout_ms // 5),
                 "enable.partition.eof": False,
                 "fetch.wait.max.ms": 50,
+                # partition n of every input topic to the same instance: a window task reads
+                # its source partition and the retry partition of the same number
+                "partition.assignment.strategy": "range",
             },
             log_level=3,
         )
@@ -407,6 +410,7 @@ class Processor:
         failure: Failure,
         topic: str | None = None,
         extra: list[tuple[str, bytes]] | None = None,
+        to_partition: int = -1,
     ) -> None:
         assert self.producer is not None and self.txn is not None
         source_topic, partition, offset = record.origin()
@@ -420,7 +424,12 @@ class Processor:
             headers += extra
         key, raw = record.original()
         self._produce(
-            self.producer.produce, topic or self.pipeline.dead_letter_topic, key, raw, headers
+            self.producer.produce,
+            topic or self.pipeline.dead_letter_topic,
+            key,
+            raw,
+            headers,
+            to_partition,
         )
         slot = (failure.error_type, failure.stage)
         if topic is None:
@@ -441,6 +450,9 @@ class Processor:
         not_before = int(
             time.time() * 1000 + policy.backoff_ms(total)
         )  # the backoff goes on growing
+        # Windows kept per source partition: the retry goes to the same partition number,
+        # which the range assignment gives to the instance holding that partition's state.
+        colocated = self.windows is not None and not self.pipeline.repartition
         self._dead_letter(
             record,
             counted,
@@ -449,6 +461,7 @@ class Processor:
                 (RETRY_PASSES, str(passes + 1).encode()),
                 ("streamline.retry.not_before", str(not_before).encode()),
             ],
+            to_partition=record.origin()[1] if colocated else -1,
         )
         assert self.txn is not None
         self.txn.retries += 1
@@ -508,9 +521,23 @@ class Processor:
         else:
             window_input = keyed
         key_name = self.windows.key_name
+        retry_topic = self.pipeline.topology.retry_topic
         for record in window_input:
-            task = self.tasks.get(record.partition)
-            if task is None:
+            partition, seq = record.partition, record.offset
+            if record.topic == retry_topic:  # back from the retry topic: its source's window state
+                _, partition, seq = record.origin()
+            task = self.tasks.get(partition)
+            if task is None:  # never with range assignment and co-partitioned topics; not silent
+                failures.append(
+                    (
+                        record,
+                        Failure(
+                            "aggregate",
+                            f"the window state of partition {partition} is not on this instance",
+                            self._window_stage_name(),
+                        ),
+                    )
+                )
                 continue
             if self.pipeline.repartition:
                 headers = dict(record.headers or [])
@@ -526,7 +553,7 @@ class Processor:
             )
             try:
                 result, watermark = task.add(
-                    str(key), record.value, record.event_time, record.offset, wall_ms
+                    str(key), record.value, record.event_time, seq, wall_ms
                 )
             except (KeyError, TypeError, ValueError) as exc:
                 failures.append(

@@ -10,7 +10,11 @@ from types import FrameType
 from streamline.connection import Connection
 from streamline.observability.http import MetricsServer
 from streamline.observability.metrics import Metrics
-from streamline.ops.topics import require_state_partitions, require_topics
+from streamline.ops.topics import (
+    require_copartitioned,
+    require_state_partitions,
+    require_topics,
+)
 from streamline.runtime.pipeline import Pipeline
 from streamline.runtime.processor import Processor, RunOptions
 from streamline.serde import SchemaStore
@@ -35,6 +39,8 @@ def run_topology(
     counts = require_topics(connection, [*pipeline.source_topics, *pipeline.owned_topics])
     if pipeline.windowed:
         require_state_partitions(counts, pipeline.window_input_topic, pipeline.changelog_topic)
+        if pipeline.retrying and not pipeline.repartition:
+            require_copartitioned(counts, pipeline.window_input_topic, topology.retry_topic)
     metrics = Metrics(topology.name)
     metrics.set_info(topology.version, topology.fingerprint)
     processor = Processor(pipeline, connection, options, metrics)
