@@ -54,7 +54,7 @@ from streamline.runtime.windowed import (
     restore_task,
 )
 from streamline.state import WINDOW_STORE
-from streamline.state.changelog import ChangelogReader, delete_all_records
+from streamline.state.changelog import ChangelogReader, delete_all_records, restore_consumer
 from streamline.state.generation import commit_metadata, generation_of
 
 log = logging.getLogger("streamline.runtime")
@@ -134,6 +134,7 @@ class Processor:
             WindowSettings.of(pipeline.topology, options.state_dir) if pipeline.windowed else None
         )
         self.tasks: dict[int, WindowTask] = {}
+        self._restore_consumer: Consumer | None = None
         self.source_watermarks = SourceWatermarks(
             pipeline.topology.source.watermark.max_out_of_orderness,
             pipeline.topology.source.watermark.idle_timeout,
@@ -180,7 +181,8 @@ class Processor:
                 "enable.auto.offset.store": False,
                 "auto.offset.reset": "earliest",
                 "session.timeout.ms": self.options.session_timeout_ms,
-                "heartbeat.interval.ms": max(500, self.options.session_timeout_ms // 5),
+                # a member notices a rebalance at its next heartbeat: within half a second
+                "heartbeat.interval.ms": max(100, min(500, self.options.session_timeout_ms // 10)),
                 "enable.partition.eof": False,
                 "fetch.wait.max.ms": 50,
                 # partition n of every input topic to the same instance: a window task reads
@@ -268,6 +270,9 @@ class Processor:
             for task in self.tasks.values():
                 task.close()
             self.tasks.clear()
+            if self._restore_consumer is not None:
+                self._restore_consumer.close()
+                self._restore_consumer = None
 
     def _source_partitions(self) -> list[tuple[str, int]]:
         assert self.consumer is not None
@@ -1107,7 +1112,11 @@ class Processor:
         task = WindowTask(self.windows, topic, partition, sources, int(time.time() * 1000))
         if wipe:
             task.store.wipe()
-        reader = ChangelogReader(self.connection, self.pipeline.changelog_topic, partition)
+        if self._restore_consumer is None:  # one for every restore of this process
+            self._restore_consumer = restore_consumer(self.connection)
+        reader = ChangelogReader(
+            self.connection, self.pipeline.changelog_topic, partition, self._restore_consumer
+        )
         high = reader.high_watermark()
 
         def read(start: int) -> Iterator[list[tuple[bytes, bytes | None]]]:

@@ -15,59 +15,78 @@ CHUNK = 5000
 RESTORE_TIMEOUT_S = 600.0
 
 
+def restore_consumer(connection: Connection) -> Consumer:
+    """A read_committed consumer for restores: assigned partitions only, no group membership."""
+    return Consumer(
+        connection.config(
+            **{
+                "group.id": f"streamline-restore-{uuid.uuid4().hex[:8]}",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "auto.offset.reset": "earliest",
+                "fetch.max.bytes": 52428800,
+                # the end of the partition is signalled after a fetch that waited:
+                # librdkafka's default wait (500 ms) would add that to every restore
+                "fetch.wait.max.ms": 10,
+            },
+            log_level=0,
+        )
+    )
+
+
 class ChangelogReader:
     """The committed records of one changelog partition from an offset to its end.
 
     Iterating yields chunks of (key, value or None); afterwards `end` is the offset the
-    replay reached: everything committed below it has been read.
+    replay reached: everything committed below it has been read. With `consumer` (from
+    `restore_consumer`, which the caller owns and closes) restores of several partitions
+    share one connection instead of opening their own; one partition at a time.
     """
 
-    def __init__(self, connection: Connection, topic: str, partition: int) -> None:
+    def __init__(
+        self, connection: Connection, topic: str, partition: int, consumer: Consumer | None = None
+    ) -> None:
         self.connection = connection
         self.topic = topic
         self.partition = partition
         self.end = 0
+        self._shared = consumer
+        self._high: int | None = None
 
     def high_watermark(self) -> int:
-        consumer = self._consumer()
+        consumer = self._shared or restore_consumer(self.connection)
         try:
             _low, high = consumer.get_watermark_offsets(
                 TopicPartition(self.topic, self.partition), timeout=30
             )
-            return int(high)
+            self._high = int(high)
+            return self._high
         finally:
-            consumer.close()
-
-    def _consumer(self) -> Consumer:
-        return Consumer(
-            self.connection.config(
-                **{
-                    "group.id": f"streamline-restore-{uuid.uuid4().hex[:8]}",
-                    "isolation.level": "read_committed",
-                    "enable.auto.commit": False,
-                    "enable.partition.eof": True,
-                    "auto.offset.reset": "earliest",
-                    "fetch.max.bytes": 52428800,
-                    # the end of the partition is signalled after a fetch that waited:
-                    # librdkafka's default wait (500 ms) would add that to every restore
-                    "fetch.wait.max.ms": 10,
-                },
-                log_level=0,
-            )
-        )
+            if consumer is not self._shared:
+                consumer.close()
 
     def read(self, start: int) -> Iterator[list[tuple[bytes, bytes | None]]]:
         self.end = start
-        if start >= self.high_watermark():
+        high = self._high if self._high is not None else self.high_watermark()
+        if start >= high:
             return
-        consumer = self._consumer()
+        consumer = self._shared or restore_consumer(self.connection)
         consumer.assign([TopicPartition(self.topic, self.partition, start)])
         deadline = time.monotonic() + RESTORE_TIMEOUT_S
         try:
             while time.monotonic() < deadline:
                 chunk: list[tuple[bytes, bytes | None]] = []
                 done = False
-                for msg in consumer.consume(CHUNK, timeout=0.1):
+                # what is queued, else the next record or end-of-partition as soon as it
+                # arrives: consume(n, timeout) would wait out its timeout for a short chunk
+                msgs = consumer.consume(CHUNK, timeout=0)
+                if not msgs:
+                    first = consumer.poll(0.1)
+                    msgs = [first] if first is not None else []
+                for msg in msgs:
+                    if msg.partition() != self.partition or msg.topic() != self.topic:
+                        continue  # fetched for a partition the shared consumer read before
                     error = msg.error()
                     if error is not None:
                         if error.code() == KafkaError._PARTITION_EOF:
@@ -87,7 +106,10 @@ class ChangelogReader:
                 f"restoring {self.topic}/{self.partition} did not finish within {RESTORE_TIMEOUT_S:.0f}s"
             )
         finally:
-            consumer.close()
+            if consumer is self._shared:
+                consumer.unassign()
+            else:
+                consumer.close()
 
 
 def delete_all_records(connection: Connection, topic: str, partitions: list[int]) -> None:
