@@ -127,10 +127,12 @@ class _Source:
             raise Unsupported(f"recursive type {name}")
         return _Named(self.stack, name)
 
-    def compile(self, name: str) -> Any:
+    def compile(self, function: str, schema_name: str) -> Any:
+        """The generated `function`; tracebacks and profiles name it `<avro SCHEMA function>`."""
         namespace: dict[str, Any] = {**_HELPERS, **self.constants}
-        exec(compile("\n".join(self.lines), f"<avro {name}>", "exec"), namespace)
-        return namespace[name]
+        filename = f"<avro {schema_name} {function}>"
+        exec(compile("\n".join(self.lines), filename, "exec"), namespace)
+        return namespace[function]
 
 
 class _Named:
@@ -317,7 +319,7 @@ def compile_reader(parsed: Any, name: str = "record") -> Reader | None:
     except Unsupported:
         return None
     src.emit(1, "return record, pos")
-    return src.compile("read")  # type: ignore[no-any-return]
+    return src.compile("read", name)  # type: ignore[no-any-return]
 
 
 # --- writers ---------------------------------------------------------------------------
@@ -447,4 +449,4 @@ def compile_writer(parsed: Any, header: bytes = b"", name: str = "record") -> Wr
     except Unsupported:
         return None
     src.emit(1, "return bytes(out)")
-    return src.compile("write")  # type: ignore[no-any-return]
+    return src.compile("write", name)  # type: ignore[no-any-return]
