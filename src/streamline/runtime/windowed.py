@@ -30,7 +30,8 @@ from streamline.runtime.aggregates import AggregateSpec
 from streamline.runtime.operators import OperatorOutput, OperatorStore, StoreSpec
 from streamline.runtime.record import Record
 from streamline.runtime.watermark import NO_WATERMARK, CombinedWatermark, WatermarkTracker
-from streamline.runtime.window_operator import WindowOperator, WindowResult
+from streamline.runtime.window_operator import WindowOperator
+from streamline.runtime.window_state import WindowResult
 from streamline.state import WINDOW_STORE as STORE
 from streamline.state.store import PartitionStore, partition_path
 from streamline.topology.model import Topology, WindowSpec
