@@ -294,4 +294,4 @@ class _Loop:
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.metrics.rebalance("lost")
         self.commit.lost()
-        self.tasks.revoke(partitions)
+        self.tasks.revoke(partitions, clean=False)

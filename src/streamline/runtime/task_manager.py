@@ -204,8 +204,11 @@ class TaskManager:
         self._liveness.restoring = False
         metrics.set_ready(True)
 
-    def revoke(self, partitions: list[TopicPartition]) -> None:
-        """Forgets the partitions and closes their tasks (after the commit cycle is done)."""
+    def revoke(self, partitions: list[TopicPartition], clean: bool = True) -> None:
+        """Forgets the partitions and closes their tasks (after the commit cycle is done).
+
+        `clean`: their last transaction committed (revoked) rather than aborted (lost).
+        """
         stateful = self._pipeline.window_input_topic
         for tp in partitions:
             key = (tp.topic, tp.partition)
@@ -214,7 +217,7 @@ class TaskManager:
             self._source_watermarks.revoke(key)
             if tp.topic == stateful and tp.partition in self.tasks:
                 task = self.tasks.pop(tp.partition)
-                task.close()
+                task.close(clean)
                 for bound in task.stores:
                     self._metrics.remove_store_partition(bound.spec.name, tp.partition)
         self._metrics.set_assigned_partitions(len(self._offsets.assignment))
