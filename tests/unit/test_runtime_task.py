@@ -13,7 +13,7 @@ from streamline.runtime.commit import Transaction
 from streamline.runtime.operators import OperatorOutput, OperatorStore, StoreSpec
 from streamline.runtime.record import Record
 from streamline.runtime.task import Task, TaskOutputs
-from streamline.runtime.windowed import WindowSettings, WindowStage
+from streamline.runtime.windowed import DirectWindowStage, RepartitionedWindowStage, WindowSettings
 from streamline.topology.model import Topology
 
 
@@ -241,7 +241,7 @@ def keyed(offset: int, key: str, t: int) -> Record:
 
 def test_a_window_stage_emits_a_window_once_the_watermark_passes_it(tmp_path: Path) -> None:
     settings = WindowSettings.of(window_topology(), tmp_path, repartitioned=False)
-    stage = WindowStage(settings, 0, 0, None, 0)
+    stage = DirectWindowStage(settings, 0, 0, 0)
     stage.started(0)
     t, collector, failed = task(stage, partition=0)
     txn = Transaction()
@@ -265,7 +265,7 @@ def test_a_window_stage_reads_markers_and_keyed_records_from_the_repartition_top
     tmp_path: Path,
 ) -> None:
     settings = WindowSettings.of(window_topology(), tmp_path, repartitioned=True)
-    stage = WindowStage(settings, 0, 0, [("in", 0)], 0)
+    stage = RepartitionedWindowStage(settings, 0, 0, [("in", 0)], 0)
     t, collector, _ = task(stage, partition=0)
     txn = Transaction()
     value = Record("w.repartition", 0, 5, b"a", b'{"k":"a"}', [(h.EVENT_TIME, b"1000")])

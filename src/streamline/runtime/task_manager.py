@@ -27,7 +27,13 @@ from streamline.runtime.operators import Changes, OperatorStore, StatefulOperato
 from streamline.runtime.pipeline import Pipeline
 from streamline.runtime.record import Record
 from streamline.runtime.task import Task, TaskOutputs
-from streamline.runtime.windowed import AGGREGATE, SourceWatermarks, WindowSettings, WindowStage
+from streamline.runtime.windowed import (
+    AGGREGATE,
+    DirectWindowStage,
+    RepartitionedWindowStage,
+    SourceWatermarks,
+    WindowSettings,
+)
 from streamline.state.changelog import ChangelogReader, delete_all_records, restore_consumer
 from streamline.state.generation import generation_of
 
@@ -100,15 +106,14 @@ class TaskManager:
         self._restore_consumer: Consumer | None = None  # one for every restore of this process
         self._skip_to: dict[TP, int] = {}
 
-    def _operators(self, partition: int, wall_ms: int) -> list[StatefulOperator]:
+    def _operators(
+        self, settings: WindowSettings, partition: int, wall_ms: int
+    ) -> list[StatefulOperator]:
         """The operator chain of one partition of the stateful input."""
-        settings = self.window_settings
-        assert settings is not None
-        return [
-            WindowStage(
-                settings, partition, self._offsets.generation, self._source_partitions, wall_ms
-            )
-        ]
+        generation, sources = self._offsets.generation, self._source_partitions
+        if sources is None:
+            return [DirectWindowStage(settings, partition, generation, wall_ms)]
+        return [RepartitionedWindowStage(settings, partition, generation, sources, wall_ms)]
 
     # --- processing --------------------------------------------------------------------
 
@@ -195,7 +200,7 @@ class TaskManager:
         metrics.set_assigned_partitions(len(offsets.assignment))
         log.info("assigned %s", sorted(f"{t}/{p}" for t, p in offsets.assignment))
         if self.window_settings is not None:
-            self._open_tasks(partitions, rewound)
+            self._open_tasks(self.window_settings, partitions, rewound)
         wall_ms = int(time.time() * 1000)  # idleness counts from when processing can start
         for tp in partitions:
             if tp.topic in self._pipeline.source_topics:
@@ -232,12 +237,14 @@ class TaskManager:
 
     # --- opening and restoring tasks ---------------------------------------------------
 
-    def _open_tasks(self, partitions: list[TopicPartition], rewound: list[TP]) -> None:
+    def _open_tasks(
+        self, settings: WindowSettings, partitions: list[TopicPartition], rewound: list[TP]
+    ) -> None:
         """Opens and restores the tasks; rebuilds state whose input was rewound elsewhere."""
         rebuild = self._rebuild_after_rewind(rewound) if rewound else set()
         for tp in partitions:
             if tp.topic == self._pipeline.window_input_topic:
-                self._open(tp.topic, tp.partition, wipe=tp.partition in rebuild)
+                self._open(settings, tp.topic, tp.partition, wipe=tp.partition in rebuild)
         skipped = [tp for tp in partitions if (tp.topic, tp.partition) in self._skip_to]
         if skipped:  # start the skipped partitions at their end instead of the committed offset
             for tp in partitions:
@@ -245,12 +252,15 @@ class TaskManager:
             self._consumer.assign(partitions)
         self._skip_to.clear()
 
-    def _open(self, topic: str, partition: int, wipe: bool = False) -> None:
+    def _open(self, settings: WindowSettings, topic: str, partition: int, wipe: bool) -> None:
         """Opens the partition's task and restores each of its stores before processing."""
         if partition in self.tasks:
             return
         task = Task(
-            topic, partition, self._operators(partition, int(time.time() * 1000)), self._outputs
+            topic,
+            partition,
+            self._operators(settings, partition, int(time.time() * 1000)),
+            self._outputs,
         )
         for bound in task.stores:
             if wipe:

@@ -31,7 +31,7 @@ from streamline.runtime.operators import OperatorOutput, OperatorStore, StoreSpe
 from streamline.runtime.record import Record
 from streamline.runtime.watermark import NO_WATERMARK, CombinedWatermark, WatermarkTracker
 from streamline.runtime.window_operator import WindowOperator
-from streamline.runtime.window_state import WindowResult
+from streamline.runtime.window_state import AddResult, WindowResult
 from streamline.state import WINDOW_STORE as STORE
 from streamline.state.store import PartitionStore, partition_path
 from streamline.topology.model import Topology, WindowSpec
@@ -116,19 +116,13 @@ class WindowSettings:
 class WindowStage:
     """Window state of one partition: a `WindowOperator` over its store, and its watermark.
 
-    One implementation of `operators.StatefulOperator`. With direct input the watermark
-    is the partition's own; with repartitioned input it is the minimum over the source
-    partitions' watermarks, which arrive as marker records on the partition.
+    One implementation of `operators.StatefulOperator`, in two kinds: `DirectWindowStage`
+    reads the source partition itself and keeps its own watermark;
+    `RepartitionedWindowStage` reads `<name>.repartition`, whose watermark is the minimum
+    over the source partitions', which arrive as marker records.
     """
 
-    def __init__(
-        self,
-        settings: WindowSettings,
-        partition: int,
-        generation: int,
-        source_partitions: list[tuple[str, int]] | None,
-        wall_ms: int,
-    ) -> None:
+    def __init__(self, settings: WindowSettings, partition: int, generation: int) -> None:
         self.settings = settings
         self.stage = settings.stage
         self.partition = partition
@@ -136,89 +130,9 @@ class WindowStage:
         self.store = PartitionStore(path, generation, fingerprint=settings.fingerprint)
         self.stores = [OperatorStore(StoreSpec(STORE, settings.changelog_topic), self.store)]
         self.operator = settings.operator(self.store)
-        # Upstream instances mark their idle source partitions in the markers (sent at
-        # least every idle_timeout / 2); a source partition silent for much longer than
-        # that has no live owner, and is left out until it has one again.
-        self._downstream_idle_ms = 3 * settings.idle_timeout_ms + 10_000
-        self.direct: WatermarkTracker | None = None
-        self.combined: CombinedWatermark[tuple[str, int]] | None = None
-        if source_partitions is None:
-            self.direct = WatermarkTracker(
-                settings.max_out_of_orderness_ms, settings.idle_timeout_ms, start_wall_ms=wall_ms
-            )
-        else:
-            self.combined = CombinedWatermark(0, self._downstream_idle_ms)
-            for source in source_partitions:
-                self.combined.add_partition(source, wall_ms)
 
     def watermark(self, wall_ms: int) -> int:
-        if self.direct is not None:
-            return self.direct.watermark
-        assert self.combined is not None
-        return self.combined.current(wall_ms)
-
-    def process(self, records: list[Record], wall_ms: int, out: OperatorOutput) -> None:
-        """Adds each record at the watermark before it; its event time then moves the watermark.
-
-        Repartitioned input also carries the source partitions' watermark markers.
-        """
-        settings = self.settings
-        repartitioned = settings.repartitioned
-        retry_topic = settings.retry_topic
-        key_name = settings.key_name
-        add = self.operator.add
-        direct = self.direct
-        combined = self.combined
-        for record in records:
-            seq = record.offset
-            if record.topic == retry_topic:  # back from the retry topic: its source's offset
-                seq = record.origin()[2]
-            if repartitioned:
-                marker = dict(record.headers or []).get(h.WATERMARK_MARKER)
-                if marker is not None:
-                    self.marker(*decode_marker(marker), wall_ms)
-                    continue
-                record.value, record.event_time, _original = record_from_repartition(record)
-                key = record.value.get(key_name)
-            else:
-                key = record.out_key.decode() if record.out_key is not None else None
-            try:
-                if direct is not None:
-                    watermark = direct.watermark
-                else:
-                    assert combined is not None
-                    watermark = combined.current(wall_ms)
-                result = add(str(key), record.value, record.event_time, seq, watermark)
-                if direct is not None:
-                    direct.observe(record.event_time, wall_ms)
-            except (KeyError, TypeError, ValueError) as exc:
-                out.fail(record, Failure(AGGREGATE, f"cannot aggregate: {exc!r}", settings.stage))
-                continue
-            if result.late_reason is not None:
-                out.late(record, result.late_reason, watermark)
-            elif result.updates:
-                out.emit(self._records(result.updates))
-
-    def marker(self, source: tuple[str, int], watermark: int, idle: bool, wall_ms: int) -> None:
-        assert self.combined is not None
-        if source not in self.combined:
-            self.combined.add_partition(source, wall_ms)
-        self.combined.advance(source, watermark, wall_ms, idle=idle)
-
-    def started(self, wall_ms: int) -> None:
-        """Starts the watermark over (from the operator's committed one) at `wall_ms`."""
-        if self.direct is not None:
-            self.direct = WatermarkTracker(
-                self.direct.max_out_of_orderness_ms,
-                self.direct.idle_timeout_ms,
-                start_wall_ms=wall_ms,
-            )
-            return
-        assert self.combined is not None
-        sources = list(self.combined)
-        self.combined = CombinedWatermark(0, self._downstream_idle_ms)
-        for source in sources:
-            self.combined.add_partition(source, wall_ms)
+        raise NotImplementedError
 
     def punctuate(self, wall_ms: int) -> list[Record]:
         """The windows the watermark has passed."""
@@ -227,6 +141,18 @@ class WindowStage:
             return []
         results = self.operator.fire(watermark)
         return self._records(results) if results else []
+
+    def _outcome(
+        self, record: Record, result: AddResult, watermark: int, out: OperatorOutput
+    ) -> None:
+        """What became of an added record: late, or (`emit: update`) updated windows."""
+        if result.late_reason is not None:
+            out.late(record, result.late_reason, watermark)
+        elif result.updates:
+            out.emit(self._records(result.updates))
+
+    def _failed(self, record: Record, exc: Exception, out: OperatorOutput) -> None:
+        out.fail(record, Failure(AGGREGATE, f"cannot aggregate: {exc!r}", self.stage))
 
     def _records(self, results: Iterable[WindowResult]) -> list[Record]:
         """Sink records of window results; their source range is the window's input offsets."""
@@ -241,6 +167,108 @@ class WindowStage:
             record.out_key = result.key.encode()
             records.append(record)
         return records
+
+
+class DirectWindowStage(WindowStage):
+    """Window state of a source partition, keyed by the stages: its own watermark."""
+
+    def __init__(
+        self, settings: WindowSettings, partition: int, generation: int, wall_ms: int
+    ) -> None:
+        super().__init__(settings, partition, generation)
+        self.tracker = WatermarkTracker(
+            settings.max_out_of_orderness_ms, settings.idle_timeout_ms, start_wall_ms=wall_ms
+        )
+
+    def watermark(self, wall_ms: int) -> int:
+        return self.tracker.watermark
+
+    def started(self, wall_ms: int) -> None:
+        """Starts the watermark over (from the operator's committed one) at `wall_ms`."""
+        settings = self.settings
+        self.tracker = WatermarkTracker(
+            settings.max_out_of_orderness_ms, settings.idle_timeout_ms, start_wall_ms=wall_ms
+        )
+
+    def process(self, records: list[Record], wall_ms: int, out: OperatorOutput) -> None:
+        """Adds each record at the watermark before it; its event time then moves the watermark."""
+        retry_topic = self.settings.retry_topic
+        add = self.operator.add
+        tracker = self.tracker
+        observe = tracker.observe
+        for record in records:
+            seq = record.offset
+            if record.topic == retry_topic:  # back from the retry topic: its source's offset
+                seq = record.origin()[2]
+            key = record.out_key.decode() if record.out_key is not None else None
+            try:
+                watermark = tracker.watermark
+                result = add(str(key), record.value, record.event_time, seq, watermark)
+                observe(record.event_time, wall_ms)
+            except (KeyError, TypeError, ValueError) as exc:
+                self._failed(record, exc, out)
+                continue
+            if result.late_reason is not None:
+                out.late(record, result.late_reason, watermark)
+            elif result.updates:
+                out.emit(self._records(result.updates))
+
+
+class RepartitionedWindowStage(WindowStage):
+    """Window state of a repartition partition: the minimum of the source watermarks."""
+
+    def __init__(
+        self,
+        settings: WindowSettings,
+        partition: int,
+        generation: int,
+        source_partitions: list[tuple[str, int]],
+        wall_ms: int,
+    ) -> None:
+        super().__init__(settings, partition, generation)
+        # Upstream instances mark their idle source partitions in the markers (sent at
+        # least every idle_timeout / 2); a source partition silent for much longer than
+        # that has no live owner, and is left out until it has one again.
+        self._downstream_idle_ms = 3 * settings.idle_timeout_ms + 10_000
+        self.combined: CombinedWatermark[tuple[str, int]] = CombinedWatermark(
+            0, self._downstream_idle_ms
+        )
+        for source in source_partitions:
+            self.combined.add_partition(source, wall_ms)
+
+    def watermark(self, wall_ms: int) -> int:
+        return self.combined.current(wall_ms)
+
+    def started(self, wall_ms: int) -> None:
+        """Starts the watermark over (from the operator's committed one) at `wall_ms`."""
+        sources = list(self.combined)
+        self.combined = CombinedWatermark(0, self._downstream_idle_ms)
+        for source in sources:
+            self.combined.add_partition(source, wall_ms)
+
+    def process(self, records: list[Record], wall_ms: int, out: OperatorOutput) -> None:
+        """Takes the markers; adds each keyed record at the watermark before it."""
+        key_name = self.settings.key_name
+        add = self.operator.add
+        for record in records:
+            marker = dict(record.headers or []).get(h.WATERMARK_MARKER)
+            if marker is not None:
+                self.marker(*decode_marker(marker), wall_ms)
+                continue
+            record.value, record.event_time, _original = record_from_repartition(record)
+            key = record.value.get(key_name)
+            try:
+                watermark = self.combined.current(wall_ms)
+                result = add(str(key), record.value, record.event_time, record.offset, watermark)
+            except (KeyError, TypeError, ValueError) as exc:
+                self._failed(record, exc, out)
+                continue
+            self._outcome(record, result, watermark, out)
+
+    def marker(self, source: tuple[str, int], watermark: int, idle: bool, wall_ms: int) -> None:
+        if source not in self.combined:
+            self.combined.add_partition(source, wall_ms)
+        self.combined.advance(source, watermark, wall_ms, idle=idle)
 
 
 class SourceWatermarks:
