@@ -14,9 +14,9 @@ from typing import Any
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from streamline.connection import Connection
+from streamline.kafka.admin import require_topics
+from streamline.kafka.connection import Connection
 from streamline.observability.heartbeats import HEARTBEATS_TOPIC
-from streamline.ops.topics import require_topics
 from streamline.topology import Topology
 
 

@@ -17,11 +17,10 @@ from datetime import datetime
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from streamline.connection import Connection
 from streamline.errors import UsageError
-from streamline.ops.topics import require_topics
+from streamline.kafka.admin import delete_all_records, require_topics
+from streamline.kafka.connection import Connection
 from streamline.state import WINDOW_STORE
-from streamline.state.changelog import delete_all_records
 from streamline.state.generation import commit_metadata, generation_of
 from streamline.topology import Topology
 from streamline.topology.durations import parse_duration
