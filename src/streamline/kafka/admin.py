@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from streamline.errors import StreamlineError
@@ -145,6 +145,16 @@ def end_offsets(connection: Connection, topic: str, group: str) -> dict[int, int
         }
     finally:
         consumer.close()
+
+
+def committed_offsets(
+    connection: Connection, group: str, partitions: list[TopicPartition]
+) -> dict[tuple[str, int], TopicPartition]:
+    """The group's committed offset (and metadata) of each of `partitions`, by (topic, partition)."""
+    admin = AdminClient(connection.config(log_level=0))
+    request = [ConsumerGroupTopicPartitions(group, partitions)]
+    result = admin.list_consumer_group_offsets(request, request_timeout=15)[group].result(15)
+    return {(tp.topic, tp.partition): tp for tp in result.topic_partitions}
 
 
 def delete_all_records(connection: Connection, topic: str, partitions: list[int]) -> None:

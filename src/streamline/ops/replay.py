@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartiti
 from confluent_kafka.admin import AdminClient
 
 from streamline.errors import UsageError
-from streamline.kafka.admin import delete_all_records, require_topics
+from streamline.kafka.admin import committed_offsets, delete_all_records, require_topics
 from streamline.kafka.connection import Connection
 from streamline.state import WINDOW_STORE
 from streamline.state.generation import commit_metadata, generation_of
@@ -61,15 +61,6 @@ def active_members(connection: Connection, group: str) -> list[str]:
     return [f"{m.client_id}@{m.host}" for m in description.members]
 
 
-def _committed(
-    connection: Connection, group: str, partitions: list[TopicPartition]
-) -> dict[tuple[str, int], TopicPartition]:
-    admin = AdminClient(connection.config(log_level=0))
-    request = [ConsumerGroupTopicPartitions(group, partitions)]
-    result = admin.list_consumer_group_offsets(request, request_timeout=15)[group].result(15)
-    return {(tp.topic, tp.partition): tp for tp in result.topic_partitions}
-
-
 def plan_replay(
     connection: Connection,
     topology: Topology,
@@ -83,7 +74,7 @@ def plan_replay(
     sources = [s.topic for s in topology.sources]
     counts = require_topics(connection, sources)
     partitions = [TopicPartition(t, p) for t in sources for p in range(counts[t])]
-    committed = _committed(connection, topology.group_id, partitions)
+    committed = committed_offsets(connection, topology.group_id, partitions)
     consumer = Consumer(
         connection.config(**{"group.id": f"{topology.group_id}.replay-plan"}, log_level=0)
     )
