@@ -8,16 +8,14 @@ and how to grant it; any other error is not an access error.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from streamline.errors import AuthenticationError, AuthorizationError, StreamlineError
 from streamline.kafka.redaction import redact
 
 if TYPE_CHECKING:
     from confluent_kafka import KafkaError
-
-    from streamline.kafka.connection import Connection
 
 # librdkafka's codes for what the broker's ACLs deny (confluent_kafka.KafkaError values)
 TOPIC_AUTHORIZATION_FAILED = 29
@@ -35,8 +33,22 @@ AUTHORIZATION_CODES = {
 }
 
 
+class Client(Protocol):
+    """What the messages need to know of a connection (`streamline.kafka.connection.Connection`)."""
+
+    bootstrap_servers: str
+
+    @property
+    def settings(self) -> Mapping[str, str]: ...
+
+    @property
+    def principal(self) -> str: ...
+
+    def config(self, **extra: Any) -> dict[str, Any]: ...
+
+
 def access_error(
-    connection: Connection,
+    connection: Client,
     error: KafkaError,
     topic: str | None = None,
     operation: str | None = None,
@@ -93,7 +105,7 @@ def access_error(
     )
 
 
-def unwritable(connection: Connection, topics: Iterable[str], timeout: float = 10.0) -> list[str]:
+def unwritable(connection: Client, topics: Iterable[str], timeout: float = 10.0) -> list[str]:
     """Those of `topics` the broker's ACLs do not let this client WRITE (or see)."""
     from confluent_kafka import TopicCollection
     from confluent_kafka.admin import AclOperation, AdminClient  # type: ignore[attr-defined]
@@ -115,7 +127,7 @@ def unwritable(connection: Connection, topics: Iterable[str], timeout: float = 1
     return denied
 
 
-def _authentication_message(connection: Connection, text: str) -> str:
+def _authentication_message(connection: Client, text: str) -> str:
     mechanism = connection.settings.get("sasl.mechanism", "GSSAPI").upper()
     user = connection.settings.get("sasl.username", "")
     if "invalid credentials" in text or "Authentication failed" in text:
@@ -129,7 +141,7 @@ def _authentication_message(connection: Connection, text: str) -> str:
     )
 
 
-def _tls_message(connection: Connection, text: str) -> str:
+def _tls_message(connection: Client, text: str) -> str:
     if "certificate verify failed" in text:
         ca = connection.settings.get("ssl.ca.location")
         return (
