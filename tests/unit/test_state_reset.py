@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from streamline.state.reset import plan_state_reset
+from streamline.state.reset import plan_state_reset, reset_topics
 from streamline.topology import Topology
 from streamline.topology.resources import TopologyResources, resources_of
 
@@ -97,3 +97,9 @@ def test_nothing_rewound_resets_nothing() -> None:
 def test_only_partitions_with_known_end_offsets_are_planned() -> None:
     r = resources(WINDOWED, partitioned_by="customer_id")
     assert plan_state_reset(r, [("orders0", 3)], ends(CHANGELOG, 5, 7)).truncate == []
+
+
+def test_the_plan_needs_the_end_offsets_of_the_changelog_and_repartition_topics() -> None:
+    assert reset_topics(resources([])) == []
+    assert reset_topics(resources(WINDOWED, partitioned_by="customer_id")) == [CHANGELOG]
+    assert reset_topics(resources(WINDOWED)) == [CHANGELOG, REPARTITION]

@@ -23,7 +23,7 @@ from streamline.errors import UsageError
 from streamline.ops.topics import require_topics
 from streamline.state.changelog import delete_all_records
 from streamline.state.generation import commit_metadata, generation_of
-from streamline.state.reset import NO_RESET, StateReset, plan_state_reset
+from streamline.state.reset import NO_RESET, StateReset, plan_state_reset, reset_topics
 from streamline.topology import Topology
 from streamline.topology.durations import parse_duration
 from streamline.topology.resources import resources_of
@@ -160,11 +160,9 @@ def _state_reset(
 ) -> StateReset:
     """Changelog partitions to truncate and repartition partitions to skip."""
     resources = resources_of(topology)
-    if resources.changelog_topic is None:
+    topics = reset_topics(resources)
+    if not topics:
         return NO_RESET
-    topics = [resources.changelog_topic]
-    if resources.repartition_topic is not None:
-        topics.append(resources.repartition_topic)
     counts = require_topics(connection, topics)
     consumer = Consumer(
         connection.config(**{"group.id": resources.side_group(PLAN_GROUP)}, log_level=0)

@@ -44,6 +44,17 @@ class StateReset:
 NO_RESET = StateReset([], [], False)
 
 
+def reset_topics(resources: TopologyResources) -> list[str]:
+    """The topics whose partitions' end offsets `plan_state_reset` needs: the window
+    store's changelog and, when the topology repartitions, the repartition topic."""
+    if resources.changelog_topic is None:
+        return []
+    topics = [resources.changelog_topic]
+    if resources.repartition_topic is not None:
+        topics.append(resources.repartition_topic)
+    return topics
+
+
 def plan_state_reset(
     resources: TopologyResources,
     rewound: Iterable[tuple[str, int]],
@@ -56,8 +67,13 @@ def plan_state_reset(
       committed offset carries no state generation (reset by another tool). Partitions of
       topics other than the sources (retry, repartition) are ignored.
     - `end_offsets`: (topic, partition) -> end offset (high watermark) of every partition
-      of the changelog topic and, when the topology repartitions, of the repartition
-      topic. Only partitions listed here are planned, in this mapping's order.
+      of the `reset_topics(resources)`: the changelog topic and, when the topology
+      repartitions, the repartition topic. Only partitions listed here are planned, in
+      this mapping's order.
+
+    Pure: the caller reads the offsets and applies the plan (commit or seek the skipped
+    partitions to their end, delete the records of the truncated changelog partitions,
+    wipe the local stores of `partitions`, bump the generation when `new_generation`).
 
     Without a window, or when no source partition was rewound, nothing is reset. Without
     repartitioning, changelog partition n is truncated when source partition n (of any
