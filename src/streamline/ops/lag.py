@@ -15,8 +15,8 @@ from confluent_kafka import Consumer, TopicPartition
 
 from streamline.kafka.admin import committed_offsets, require_topics
 from streamline.kafka.connection import Connection
-from streamline.observability.heartbeats import HEARTBEATS_TOPIC
 from streamline.topology import Topology
+from streamline.topology.resources import HEARTBEATS_TOPIC, resources_of
 
 
 @dataclass
@@ -42,7 +42,8 @@ def topology_lag(connection: Connection, topology: Topology) -> list[PartitionLa
         key: tp.offset
         for key, tp in committed_offsets(connection, topology.group_id, partitions).items()
     }
-    consumer = Consumer(connection.config(**{"group.id": f"{topology.group_id}.lag"}, log_level=0))
+    group = resources_of(topology).side_group("lag")  # reads end offsets; commits nothing
+    consumer = Consumer(connection.config(**{"group.id": group}, log_level=0))
     try:
         out = []
         beats = last_heartbeats(consumer, topology.name)
