@@ -9,10 +9,10 @@ from typing import Any
 
 from streamline import headers as h
 from streamline.reliability.dead_letter import Failure
-from streamline.runtime.commit import Transaction
 from streamline.runtime.operators import OperatorOutput, OperatorStore, StoreSpec
 from streamline.runtime.record import Record
 from streamline.runtime.task import Task, TaskOutputs
+from streamline.runtime.transaction import Transaction
 from streamline.runtime.windowed import DirectWindowStage, RepartitionedWindowStage, WindowSettings
 from streamline.topology.model import Topology
 

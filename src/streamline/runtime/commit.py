@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from itertools import groupby
 from operator import attrgetter
 from typing import Any, Protocol
@@ -29,13 +28,14 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from streamline.connection import Connection
+from streamline.kafka.connection import Connection
 from streamline.observability.lineage import LINEAGE_TOPIC, run_event
 from streamline.observability.metrics import Metrics
 from streamline.runtime.collector import RecordCollector
 from streamline.runtime.offsets import Offsets
 from streamline.runtime.pipeline import Pipeline
 from streamline.runtime.record import Record
+from streamline.runtime.transaction import Transaction
 from streamline.runtime.windowed import SourceWatermarks
 from streamline.state.generation import commit_metadata
 
@@ -47,21 +47,6 @@ _partition_of = attrgetter("topic", "partition")
 
 class TransactionAborted(Exception):
     """The open transaction was aborted; the consumer has been rewound."""
-
-
-@dataclass
-class Transaction:
-    """What the open transaction holds, applied to metrics only after it commits."""
-
-    started: float = field(default_factory=time.monotonic)
-    records: int = 0
-    outputs: int = 0
-    event_times: list[int] = field(default_factory=list)
-    late: int = 0
-    retries: int = 0
-    dead_letters: dict[tuple[str, str], int] = field(default_factory=dict)
-    consumed: dict[TP, int] = field(default_factory=dict)
-    inputs: dict[TP, list[int]] = field(default_factory=dict)
 
 
 class StatefulTasks(Protocol):

@@ -9,9 +9,9 @@ from typing import Any
 from streamline import headers as h
 from streamline.reliability.dead_letter import LATE, MAP, Failure
 from streamline.runtime.collector import RecordCollector
-from streamline.runtime.commit import Transaction
 from streamline.runtime.pipeline import Pipeline
 from streamline.runtime.record import Record
+from streamline.runtime.transaction import Transaction
 
 
 class FailedRecords:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from streamline.connection import Connection
+from streamline.kafka.connection import Connection
 from streamline.observability.heartbeats import HEARTBEATS_TOPIC, heartbeat, partition_freshness
 from streamline.observability.metrics import Metrics
 from streamline.runtime.offsets import Offsets

@@ -20,8 +20,8 @@ from typing import cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from streamline.connection import Connection
 from streamline.errors import StreamlineError
+from streamline.kafka.connection import Connection
 from streamline.observability.metrics import Metrics
 from streamline.reliability.dead_letter import Failure
 from streamline.runtime.collector import RecordCollector
@@ -97,9 +97,8 @@ class _Loop:
                 pipeline, options.instance_id, connection, options.transaction_timeout_ms
             ),
             lambda err, topic: connection.access_error(err, topic=topic, operation="WRITE"),
-            [topology.sink.topic, topology.dead_letter_topic, topology.late_topic,
-             topology.retry_topic, topology.repartition_topic],
-        )  # fmt: skip
+            pipeline.lineage_outputs,
+        )
         self.consumer = consumer = group_consumer(
             connection, pipeline.group_id, options.instance_id, options.session_timeout_ms
         )
@@ -109,12 +108,12 @@ class _Loop:
             watermark.max_out_of_orderness, watermark.idle_timeout
         )
         self.repartitioner: Repartitioner | None = None
-        sources, partitions = None, 0
+        sources = None
         if pipeline.repartition:
             assert topology.key_by is not None
             stateful = pipeline.window_input_topic
-            partitions = len(consumer.list_topics(stateful, timeout=30).topics[stateful].partitions)
             topics = consumer.list_topics(timeout=30).topics
+            partitions = len(topics[stateful].partitions)
             sources = [(t, p) for t in pipeline.source_topics for p in topics[t].partitions]
             self.repartitioner = Repartitioner(
                 collector, self.source_watermarks, stateful, partitions, topology.key_by.key_name,
@@ -129,7 +128,7 @@ class _Loop:
         )  # fmt: skip
         self.tasks = TaskManager(
             pipeline, options.state_dir, connection, consumer, offsets,
-            self.source_watermarks, liveness, metrics, outputs, partitions, sources,
+            self.source_watermarks, liveness, metrics, outputs, sources,
         )  # fmt: skip
         self.commit = CommitCycle(
             pipeline, options.instance_id, options.max_records_per_transaction, connection,

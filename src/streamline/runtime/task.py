@@ -20,10 +20,10 @@ from typing import Any
 
 from streamline.reliability.dead_letter import Failure
 from streamline.runtime.collector import RecordCollector
-from streamline.runtime.commit import Transaction
 from streamline.runtime.failures import FailedRecords
 from streamline.runtime.operators import Changes, OperatorStore, StatefulOperator
 from streamline.runtime.record import Record
+from streamline.runtime.transaction import Transaction
 
 TP = tuple[str, int]
 Failures = list[tuple[Record, Failure]]

@@ -17,16 +17,18 @@ from pathlib import Path
 
 from confluent_kafka import OFFSET_INVALID, Consumer, TopicPartition
 
-from streamline.connection import Connection
+from streamline.kafka.admin import delete_all_records
+from streamline.kafka.connection import Connection
+from streamline.kafka.consumers import ChangelogReader, restore_consumer
 from streamline.observability.metrics import Metrics
 from streamline.reliability.dead_letter import Failure
-from streamline.runtime.commit import Transaction
 from streamline.runtime.health import Liveness
 from streamline.runtime.offsets import Offsets
 from streamline.runtime.operators import Changes, OperatorStore, StatefulOperator, restore_store
 from streamline.runtime.pipeline import Pipeline
 from streamline.runtime.record import Record
 from streamline.runtime.task import Task, TaskOutputs
+from streamline.runtime.transaction import Transaction
 from streamline.runtime.windowed import (
     AGGREGATE,
     DirectWindowStage,
@@ -34,8 +36,8 @@ from streamline.runtime.windowed import (
     SourceWatermarks,
     WindowSettings,
 )
-from streamline.state.changelog import ChangelogReader, delete_all_records, restore_consumer
 from streamline.state.generation import generation_of
+from streamline.state.reset import plan_state_reset, reset_topics
 
 log = logging.getLogger("streamline.runtime")
 
@@ -83,7 +85,6 @@ class TaskManager:
         liveness: Liveness,
         metrics: Metrics,
         outputs: TaskOutputs,
-        stateful_partitions: int,
         source_partitions: list[TP] | None,
     ) -> None:
         self._pipeline = pipeline
@@ -94,7 +95,6 @@ class TaskManager:
         self._liveness = liveness
         self._metrics = metrics
         self._outputs = outputs
-        self._stateful_partitions = stateful_partitions
         self._source_partitions = source_partitions
         self._retry_topic = pipeline.topology.retry_topic
         self.window_settings = (
@@ -298,33 +298,36 @@ class TaskManager:
     def _rebuild_after_rewind(self, rewound: list[TP]) -> set[int]:
         """Offsets reset by another tool: drops the state built from the input read again.
 
-        Returns the window partitions whose state is rebuilt. Without repartitioning,
-        those are the rewound partitions; with it, every window partition (the input
-        feeds them all): their unread repartition backlog is skipped, and a new
-        generation makes other instances drop their local copies.
+        Applies the state-reset plan `replay` also follows (`state/reset.py`) and returns
+        the window partitions whose state is rebuilt. Without repartitioning, those are
+        the rewound partitions; with it, every window partition (the input feeds them
+        all): their unread repartition backlog is skipped, and a new generation makes
+        other instances drop their local copies.
         """
-        pipeline = self._pipeline
-        topic = pipeline.window_input_topic
+        resources = self._pipeline.resources
+        ends: dict[TP, int] = {}
+        for topic in reset_topics(resources):
+            metadata = self._consumer.list_topics(topic, timeout=30)
+            for p in sorted(metadata.topics[topic].partitions):
+                tp = TopicPartition(topic, p)
+                ends[(topic, p)] = self._consumer.get_watermark_offsets(tp, timeout=30)[1]
+        plan = plan_state_reset(resources, rewound, ends)
+        if not plan:
+            return set()
         offsets = self._offsets
-        if pipeline.repartition:
-            if not any(t in pipeline.source_topics for t, _ in rewound):
-                return set()
-            partitions = set(range(self._stateful_partitions))
+        for topic, p, end in plan.skip:
+            self._skip_to[(topic, p)] = end
+            if (topic, p) in offsets.assignment:
+                offsets.start_at((topic, p), end)
+        if plan.new_generation:
             offsets.generation += 1
-            for p in partitions:
-                _low, high = self._consumer.get_watermark_offsets(
-                    TopicPartition(topic, p), timeout=30
-                )
-                self._skip_to[(topic, p)] = high
-                if (topic, p) in offsets.assignment:
-                    offsets.start_at((topic, p), high)
-        else:
-            partitions = {p for t, p in rewound if t == topic}
-        delete_all_records(self._connection, pipeline.changelog_topic, sorted(partitions))
+        for topic in {t for t, _p, _end in plan.truncate}:
+            emptied = [p for t, p, end in plan.truncate if t == topic and end > 0]
+            delete_all_records(self._connection, topic, emptied)
         log.warning(
             "offsets of %s were reset outside streamline: window state of partitions %s is "
             "rebuilt from the input read again, so nothing is counted twice",
             ", ".join(f"{t}/{p}" for t, p in rewound),
-            sorted(partitions),
+            plan.partitions,
         )
-        return partitions
+        return set(plan.partitions)
