@@ -250,15 +250,16 @@ class _Loop:
                 )
                 txn.outputs += len(outputs)
             else:
-                wall_ms = int(time.time() * 1000)
                 if self.repartitioner is not None:
                     topic = pipeline.window_input_topic
                     sources = [r for r in batch if r.topic != topic]
                     keyed = pipeline.run_stages(sources, failures, metrics) if sources else []
+                    wall_ms = int(time.time() * 1000)
                     self.repartitioner.send(keyed, wall_ms)
                     stateful = [r for r in batch if r.topic == topic]
                 else:
                     stateful = pipeline.run_stages(batch, failures, metrics)
+                    wall_ms = int(time.time() * 1000)
                     self.source_watermarks.observe_all(stateful)
                 self.tasks.process(stateful, wall_ms, txn, failures)
                 self.tasks.punctuate(int(time.time() * 1000), self.commit.open, failures)
