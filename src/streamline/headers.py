@@ -10,6 +10,10 @@ from __future__ import annotations
 TOPOLOGY = "streamline.topology"  # name@version#fingerprint12
 SOURCE = "streamline.source"  # topic/partition/first_offset-last_offset of the inputs
 EVENT_TIME = "streamline.event_time"
+QUALITY_WARNINGS = "streamline.quality.warnings"  # comma-separated warn rules the record broke
+
+# on records whose value bytes are vouched for: `produce --checksum`, `sink.checksum: true`
+CHECKSUM = "streamline.checksum"  # sha256 hex of the value bytes
 
 # on dead-letter, retry and late records: why the record failed, and where it came from
 ERROR_PREFIX = "streamline.error."

@@ -174,6 +174,8 @@ def exercised_metrics(topology: str = "t") -> Metrics:
     m.set_restore_remaining("windows", 0, 0)
     m.set_ready(True)
     m.set_info("1", "f" * 64)
+    m.validated("stages[0].validate", {("positive", "error"): 1, ("has_email", "warn"): 2}, 10, 7)
+    m.nulls("email", 2, 10)
     return m
 
 

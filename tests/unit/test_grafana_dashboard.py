@@ -38,6 +38,9 @@ COVERED = {
     "streamline_end_to_end_latency_seconds",
     "streamline_ready",
     "streamline_assigned_partitions",
+    "streamline_validation_failures",
+    "streamline_quality_ratio",
+    "streamline_field_null_ratio",
 }
 """Families the dashboard must show (throughput, lag, event time, errors, transactions, state)."""
 

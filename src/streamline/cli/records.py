@@ -36,6 +36,10 @@ def produce(
     rate: Annotated[
         float | None, typer.Option("--rate", help="At most N records per second.")
     ] = None,
+    checksum: Annotated[
+        bool,
+        typer.Option("--checksum", help="Stamp streamline.checksum: the sha256 hex of each value."),
+    ] = False,
     bootstrap_servers: BootstrapOpt = None,
     kafka_config: KafkaConfigOpt = None,
     schemas: SchemasOpt = None,
@@ -53,6 +57,7 @@ def produce(
         file,
         key_field=key_field,
         rate=rate,
+        checksum=checksum,
         progress=progress_bar(topic) if sys.stderr.isatty() else None,
         on_invalid=lambda n, reason: err.print(f"line {n}: {reason}", markup=False),
     )

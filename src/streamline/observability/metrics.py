@@ -18,8 +18,10 @@ Counters also export ``*_created`` series (prometheus_client's default); set
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from threading import Lock
+from time import monotonic
 from typing import Final, Generic, Literal, TypeVar, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -56,7 +58,48 @@ COMMIT_BUCKETS: Final[tuple[float, ...]] = (
 )  # fmt: skip
 """Buckets of ``transaction_commit_seconds``: 5ms to 1min."""
 
+QUALITY_WINDOW_S: Final[float] = 300.0
+"""The sliding window of ``quality_ratio`` and ``field_null_ratio``: the last 5 minutes."""
+
 M = TypeVar("M", bound=MetricWrapperBase)
+
+
+class SlidingRatio:
+    """numerator / denominator summed over the last ``window_s`` seconds, in ten slices.
+
+    ``add`` is called once per batch; ``value`` (read at scrape time) is NaN while the
+    window holds no records.
+    """
+
+    __slots__ = ("_clock", "_lock", "_slice_s", "_slices")
+
+    def __init__(self, window_s: float = QUALITY_WINDOW_S, clock: Callable[[], float] = monotonic):
+        self._slice_s = window_s / 10
+        self._clock = clock
+        self._slices: deque[list[float]] = deque()  # [slice index, numerator, denominator]
+        self._lock = Lock()
+
+    def add(self, numerator: int, denominator: int) -> None:
+        index = int(self._clock() // self._slice_s)
+        with self._lock:
+            slices = self._slices
+            if slices and slices[-1][0] == index:
+                slices[-1][1] += numerator
+                slices[-1][2] += denominator
+            else:
+                slices.append([index, numerator, denominator])
+            self._expire(index)
+
+    def value(self) -> float:
+        with self._lock:
+            self._expire(int(self._clock() // self._slice_s))
+            den = sum(s[2] for s in self._slices)
+            return sum(s[1] for s in self._slices) / den if den else float("nan")
+
+    def _expire(self, index: int) -> None:
+        slices = self._slices
+        while slices and slices[0][0] <= index - 10:
+            slices.popleft()
 
 
 class _Family(Generic[M]):
@@ -194,6 +237,26 @@ class Metrics:
             "stage",
             "reason",
         )
+        self._validation_failures = counter(
+            "validation_failures_total",
+            "Records that broke a validation rule, by validate stage, rule and severity.",
+            "stage",
+            "rule",
+            "severity",
+        )
+        self._quality_ratio = gauge(
+            "quality_ratio",
+            "Share of the records entering a validate stage that passed every rule, over the "
+            "last 5 minutes (NaN without records).",
+            "stage",
+        )
+        self._null_ratio = gauge(
+            "field_null_ratio",
+            "Share of decoded input records holding null in a field listed under "
+            "quality.track_nulls, over the last 5 minutes (NaN without records).",
+            "field",
+        )
+        self._ratios: dict[tuple[str, str], SlidingRatio] = {}
         self._stage_seconds = histogram(
             "stage_seconds",
             "Time one batch spent in a stage (observed once per batch; divide by "
@@ -305,6 +368,28 @@ class Metrics:
     def dropped(self, stage: str, reason: str, n: int = 1) -> None:
         """Counts ``n`` records dropped on purpose by ``stage`` (e.g. ``filter``, ``false``)."""
         self._dropped.child(stage, reason).inc(n)
+
+    # Data quality
+
+    def validated(
+        self, stage: str, failures: Mapping[tuple[str, str], int], seen: int, passed: int
+    ) -> None:
+        """A validate stage saw ``seen`` records, ``passed`` of them broke no rule;
+        ``failures`` counts broken rules by (rule, severity)."""
+        for (rule, severity), n in failures.items():
+            self._validation_failures.child(stage, rule, severity).inc(n)
+        self._ratio(self._quality_ratio, "stage", stage).add(passed, seen)
+
+    def nulls(self, field: str, nulls: int, seen: int) -> None:
+        """``nulls`` of ``seen`` decoded records held null in ``field``."""
+        self._ratio(self._null_ratio, "field", field).add(nulls, seen)
+
+    def _ratio(self, family: _Family[Gauge], kind: str, label: str) -> SlidingRatio:
+        ratio = self._ratios.get((kind, label))
+        if ratio is None:
+            ratio = self._ratios[(kind, label)] = SlidingRatio()
+            family.child(label).set_function(ratio.value)
+        return ratio
 
     # Timing
 

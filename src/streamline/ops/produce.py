@@ -15,8 +15,10 @@ from typing import IO, Any
 from confluent_kafka import KafkaError, Message, Producer
 
 from streamline.errors import StreamlineError, UsageError
+from streamline.headers import CHECKSUM
 from streamline.kafka.admin import require_topics
 from streamline.kafka.connection import Connection
+from streamline.reliability.checksum import value_checksum
 from streamline.serde import AvroCodec, EncodeError, Schema, SchemaStore
 from streamline.serde.convert import convert_csv_row, convert_json_record
 
@@ -72,11 +74,13 @@ def produce(
     rate: float | None = None,
     progress: Progress | None = None,
     on_invalid: Callable[[int, str], None] | None = None,
+    checksum: bool = False,
 ) -> ProduceReport:
     """Validates every input line against the schema and produces the valid ones idempotently.
 
     `progress(total lines or None)` opens a context whose value is called once per line;
-    `on_invalid(line number, reason)` hears of each line that is not sent.
+    `on_invalid(line number, reason)` hears of each line that is not sent. With
+    `checksum`, each record carries `streamline.checksum`, the sha256 hex of its value.
     """
     schema = store.get(schema_name)
     if key_field is not None and key_field not in schema.fields:
@@ -130,7 +134,10 @@ def produce(
                 if key_field is None or row.get(key_field) is None
                 else str(row[key_field]).encode()
             )
-            _produce_one(producer, topic, key, value, delivered)
+            headers: list[tuple[str, str | bytes | None]] | None = (
+                [(CHECKSUM, value_checksum(value))] if checksum else None
+            )
+            _produce_one(producer, topic, key, value, delivered, headers)
             produced += 1
             if rate:
                 ahead = produced / rate - (time.monotonic() - started)
@@ -148,10 +155,17 @@ def produce(
     return report
 
 
-def _produce_one(producer: Producer, topic: str, key: bytes | None, value: bytes, cb: Any) -> None:
+def _produce_one(
+    producer: Producer,
+    topic: str,
+    key: bytes | None,
+    value: bytes,
+    cb: Any,
+    headers: list[tuple[str, str | bytes | None]] | None = None,
+) -> None:
     while True:
         try:
-            producer.produce(topic, value=value, key=key, on_delivery=cb)
+            producer.produce(topic, value=value, key=key, on_delivery=cb, headers=headers)
             producer.poll(0)
             return
         except BufferError:  # local queue full: wait for deliveries, then retry

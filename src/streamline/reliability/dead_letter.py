@@ -27,6 +27,7 @@ VALIDATION = "validation"
 MAP = "map"
 SINK = "sink"
 LATE = "late"
+INTEGRITY = "integrity"  # the value bytes don't match their streamline.checksum header
 
 MAX_MESSAGE = 2000
 FAILURE_HEADER_KEYS = frozenset(

@@ -16,6 +16,7 @@ from typing import Any, Generic, Protocol, TypeVar, cast
 
 from streamline import headers as h
 from streamline.errors import StreamlineError
+from streamline.reliability.checksum import value_checksum
 from streamline.reliability.dead_letter import Failure, failure_headers
 from streamline.runtime.record import Record
 
@@ -46,8 +47,14 @@ class RecordCollector(Generic[P]):
         new_producer: Callable[[Callable[[Any, Any], None]], P],
         access_error: AccessError,
         lineage_topics: Iterable[str] = (),
+        *,
+        sink_checksum: bool = False,
+        warnings: bool = False,
     ) -> None:
         self._new_producer = new_producer
+        self._sink_checksum = sink_checksum
+        self._warnings = warnings
+        self._stamped = sink_checksum or warnings
         self._access_error = access_error
         self._lineage_topics = frozenset(lineage_topics)
         self.producer = new_producer(self._delivered)
@@ -113,6 +120,9 @@ class RecordCollector(Generic[P]):
         event_times: list[int],
     ) -> None:
         """Produces sink records with their `streamline.*` headers; appends their event times."""
+        if self._stamped:
+            self._send_stamped(outputs, sink, topology, event_times)
+            return
         produce = self.producer.produce
         for record, value in outputs:
             headers: OutHeaders = [
@@ -124,6 +134,29 @@ class RecordCollector(Generic[P]):
                 produce(sink, value=value, key=record.out_key, headers=headers)
             except BufferError:
                 self.produce(sink, record.out_key, value, headers)
+            event_times.append(record.event_time)
+
+    def _send_stamped(
+        self,
+        outputs: list[tuple[Record, bytes]],
+        sink: str,
+        topology: bytes,
+        event_times: list[int],
+    ) -> None:
+        """`send_outputs` with a quality-warnings header and/or a checksum, when configured."""
+        checksum, warnings = self._sink_checksum, self._warnings
+        for record, value in outputs:
+            headers: OutHeaders = [
+                (h.TOPOLOGY, topology),
+                (h.SOURCE, record.source_range()),
+                (h.EVENT_TIME, str(record.event_time).encode()),
+            ]
+            warned = getattr(record, "warnings", None) if warnings else None
+            if warned:
+                headers.append((h.QUALITY_WARNINGS, ",".join(warned).encode()))
+            if checksum:
+                headers.append((h.CHECKSUM, value_checksum(value)))
+            self.produce(sink, record.out_key, value, headers)
             event_times.append(record.event_time)
 
     def send_failed(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from streamline.observability.metrics import Metrics
 from streamline.reliability.dead_letter import Failure
@@ -18,7 +18,9 @@ from streamline.runtime.stages import (
     KeyBy,
     Map,
     Stage,
+    TrackNulls,
     Validate,
+    VerifyChecksum,
 )
 from streamline.serde import AvroCodec, SchemaStore
 from streamline.topology import CheckedTopology
@@ -50,6 +52,12 @@ class Pipeline:
     resources: TopologyResources
     windowed: bool = False
     repartition: bool = False
+    sink_checksum: bool = False
+    """Outputs carry `streamline.checksum` (`sink.checksum: true`)."""
+    warns: bool = False
+    """Some validate stage has warn rules: outputs may carry `streamline.quality.warnings`."""
+    reporting: list[Validate | TrackNulls] = field(default_factory=list)
+    """Stages with counts for the metrics, reported once per batch."""
 
     @classmethod
     def from_checked(cls, checked: CheckedTopology, store: SchemaStore) -> Pipeline:
@@ -65,7 +73,9 @@ class Pipeline:
             max_ms=retry.backoff.max,
             jitter=retry.backoff.jitter,
         )
-        stages: list[Stage] = [
+        verified = frozenset(s.topic for s in topology.sources if s.verify_checksum)
+        stages: list[Stage] = [VerifyChecksum("checksum", verified)] if verified else []
+        stages += [
             Decode(
                 "decode",
                 {
@@ -73,16 +83,25 @@ class Pipeline:
                     for t in [*(s.topic for s in topology.sources), topology.retry_topic]
                 },
             ),
-            EventTime("sources[0].event_time", topology.source.event_time),
         ]
+        if topology.quality.track_nulls:
+            stages.append(TrackNulls("quality.track_nulls", list(topology.quality.track_nulls)))
+        stages.append(EventTime("sources[0].event_time", topology.source.event_time))
+        warns = False
         for cs in checked.stages:
             stage = cs.stage
             if isinstance(stage, ValidateStage):
-                rules: list[tuple[str, Evaluable]] = [
-                    (rule.name, cs.expressions[rule.name]) for rule in stage.validation.rules
-                ]
+                rules: dict[str, list[tuple[str, Evaluable]]] = {"error": [], "warn": []}
+                for rule in stage.validation.rules:
+                    rules[rule.severity].append((rule.name, cs.expressions[rule.name]))
+                warns = warns or bool(rules["warn"])
                 stages.append(
-                    Validate(cs.path, rules, stage.validation.on_failure == "dead_letter")
+                    Validate(
+                        cs.path,
+                        rules["error"],
+                        stage.validation.on_failure == "dead_letter",
+                        rules["warn"],
+                    )
                 )
             elif isinstance(stage, FilterStage):
                 stages.append(Filter(cs.path, cs.expressions["filter"]))
@@ -110,6 +129,9 @@ class Pipeline:
             resources=resources,
             windowed=resources.windowed,
             repartition=resources.needs_repartition,
+            sink_checksum=topology.sink.checksum,
+            warns=warns,
+            reporting=[s for s in stages if isinstance(s, Validate | TrackNulls)],
         )
 
     @property
@@ -145,10 +167,14 @@ class Pipeline:
         return self.resources.transactional_id(instance_id)
 
     def process(
-        self, batch: list[Record], failures: list[tuple[Record, Failure]], metrics: Metrics
+        self,
+        batch: list[Record],
+        failures: list[tuple[Record, Failure]],
+        metrics: Metrics,
+        drops: dict[str, int] | None = None,
     ) -> list[tuple[Record, bytes]]:
         """Runs the batch through every stage; returns (record, sink bytes) for each output."""
-        records = self.run_stages(batch, failures, metrics)
+        records = self.run_stages(batch, failures, metrics, drops)
         if not records:
             return []
         return self.encode_records(records, failures, metrics)
@@ -163,15 +189,25 @@ class Pipeline:
         return out
 
     def run_stages(
-        self, batch: list[Record], failures: list[tuple[Record, Failure]], metrics: Metrics
+        self,
+        batch: list[Record],
+        failures: list[tuple[Record, Failure]],
+        metrics: Metrics,
+        drops: dict[str, int] | None = None,
     ) -> list[Record]:
-        """The records that come out of the stateless stages (decode to key_by)."""
+        """The records that come out of the stateless stages (decode to key_by).
+
+        Records dropped on purpose are counted in the metrics and, by reason, in `drops`
+        (the open transaction's, for its lineage event).
+        """
 
         def failed(record: Record, failure: Failure) -> None:
             failures.append((record, failure))
 
         def dropped(stage: str, reason: str, n: int) -> None:
             metrics.dropped(stage, reason, n)
+            if drops is not None:
+                drops[reason] = drops.get(reason, 0) + n
 
         records = batch
         for stage in self.stages:
@@ -181,4 +217,6 @@ class Pipeline:
             n = len(records)
             records = stage.process(records, failed, dropped)
             metrics.observe_stage(stage.name, time.perf_counter() - started, n)
+        for reporting in self.reporting:
+            reporting.report(metrics)
         return records

@@ -98,6 +98,8 @@ class _Loop:
             ),
             lambda err, topic: connection.access_error(err, topic=topic, operation="WRITE"),
             pipeline.lineage_outputs,
+            sink_checksum=pipeline.sink_checksum,
+            warnings=pipeline.warns,
         )
         self.consumer = consumer = group_consumer(
             connection, pipeline.group_id, options.instance_id, options.session_timeout_ms
@@ -243,7 +245,7 @@ class _Loop:
         failures: list[tuple[Record, Failure]] = []
         try:
             if not pipeline.windowed:
-                outputs = pipeline.process(batch, failures, metrics)
+                outputs = pipeline.process(batch, failures, metrics, txn.drops)
                 self.source_watermarks.observe_all(r for r, _ in outputs)
                 self.collector.send_outputs(
                     outputs, pipeline.sink_topic, pipeline.header_topology, txn.event_times
@@ -253,12 +255,16 @@ class _Loop:
                 if self.repartitioner is not None:
                     topic = pipeline.window_input_topic
                     sources = [r for r in batch if r.topic != topic]
-                    keyed = pipeline.run_stages(sources, failures, metrics) if sources else []
+                    keyed = (
+                        pipeline.run_stages(sources, failures, metrics, txn.drops)
+                        if sources
+                        else []
+                    )
                     wall_ms = int(time.time() * 1000)
                     self.repartitioner.send(keyed, wall_ms)
                     stateful = [r for r in batch if r.topic == topic]
                 else:
-                    stateful = pipeline.run_stages(batch, failures, metrics)
+                    stateful = pipeline.run_stages(batch, failures, metrics, txn.drops)
                     wall_ms = int(time.time() * 1000)
                     self.source_watermarks.observe_all(stateful)
                 self.tasks.process(stateful, wall_ms, txn, failures)

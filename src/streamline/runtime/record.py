@@ -30,7 +30,10 @@ class Record:
         "raw",
         "topic",
         "value",
+        "warnings",
     )
+    warnings: list[str]
+    """Warn rules the record broke; set only then (read with getattr), so it costs nothing otherwise."""
 
     def __init__(
         self,

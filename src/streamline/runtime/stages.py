@@ -13,9 +13,13 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from streamline.headers import CHECKSUM
+from streamline.observability.metrics import Metrics
+from streamline.reliability.checksum import value_checksum
 from streamline.reliability.dead_letter import (
     DECODE,
     EVENT_TIME,
+    INTEGRITY,
     MAP,
     SINK,
     VALIDATION,
@@ -95,16 +99,34 @@ class EventTime:
 
 
 class Validate:
-    """CEL rules that must all hold; a broken rule is a dead letter (or a counted drop)."""
+    """CEL rules: a broken `error` rule is a dead letter (or a counted drop); a broken `warn`
+    rule keeps the record and names the rule in its `warnings`.
 
-    def __init__(self, name: str, rules: list[tuple[str, Evaluable]], dead_letter: bool) -> None:
+    Error rules run first, in order, up to the first broken one; a record that passes
+    them runs every warn rule. Failures per (rule, severity), records seen and records
+    that passed every rule are kept until `report` hands them to the metrics (once per batch).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        rules: list[tuple[str, Evaluable]],
+        dead_letter: bool,
+        warn_rules: list[tuple[str, Evaluable]] | None = None,
+    ) -> None:
         self.name = name
         self.rules = rules
+        self.warn_rules = warn_rules or []
         self.dead_letter = dead_letter
+        self.failures: dict[tuple[str, str], int] = {}
+        self.seen = 0
+        self.passed = 0
 
     def process(self, batch: list[Record], failed: Failed, dropped: Dropped) -> list[Record]:
         out = []
-        rules = self.rules
+        rules, warn_rules = self.rules, self.warn_rules
+        failures = self.failures
+        warned = 0
         for record in batch:
             broken = None
             for rule_name, expr in rules:
@@ -116,13 +138,99 @@ class Validate:
                 if not ok:
                     broken = (rule_name, message)
                     break
-            if broken is None:
-                out.append(record)
-            elif self.dead_letter:
-                failed(record, Failure(VALIDATION, broken[1], self.name, rule=broken[0]))
-            else:
-                dropped(self.name, "validation", 1)
+            if broken is not None:
+                slot = (broken[0], "error")
+                failures[slot] = failures.get(slot, 0) + 1
+                if self.dead_letter:
+                    failed(record, Failure(VALIDATION, broken[1], self.name, rule=broken[0]))
+                else:
+                    dropped(self.name, "validation", 1)
+                continue
+            if warn_rules:
+                broken_warns = [n for n, expr in warn_rules if not _holds(expr, record.value)]
+                if broken_warns:
+                    record.warnings = broken_warns
+                    warned += 1
+                    for rule_name in broken_warns:
+                        slot = (rule_name, "warn")
+                        failures[slot] = failures.get(slot, 0) + 1
+            out.append(record)
+        self.seen += len(batch)
+        self.passed += len(out) - warned
         return out
+
+    def report(self, metrics: Metrics) -> None:
+        """Hands the counts since the last report to the metrics."""
+        metrics.validated(self.name, self.failures, self.seen, self.passed)
+        self.failures = {}
+        self.seen = self.passed = 0
+
+
+def _holds(expr: Evaluable, value: dict[str, Any]) -> bool:
+    try:
+        return expr.evaluate(value) is True
+    except Exception:
+        return False
+
+
+class VerifyChecksum:
+    """Checks `streamline.checksum` against the value bytes of records from `topics`.
+
+    A record without the header, or whose bytes hash otherwise, is an `integrity` dead
+    letter. Only in the chain when a source sets `verify_checksum: true`.
+    """
+
+    def __init__(self, name: str, topics: frozenset[str]) -> None:
+        self.name = name
+        self.topics = topics
+
+    def process(self, batch: list[Record], failed: Failed, dropped: Dropped) -> list[Record]:
+        out = []
+        topics = self.topics
+        for record in batch:
+            if record.topic in topics:
+                stamped = record.header(CHECKSUM)
+                if stamped is None:
+                    failed(record, Failure(INTEGRITY, f"no {CHECKSUM} header", self.name))
+                    continue
+                actual = value_checksum(record.raw)
+                if stamped != actual:
+                    failed(
+                        record,
+                        Failure(
+                            INTEGRITY,
+                            f"{CHECKSUM} is {stamped.decode('utf-8', 'replace')[:64]}, "
+                            f"the value's sha256 is {actual.decode()}",
+                            self.name,
+                        ),
+                    )
+                    continue
+            out.append(record)
+        return out
+
+
+class TrackNulls:
+    """Counts, per listed field, the decoded records holding null there (`quality.track_nulls`)."""
+
+    def __init__(self, name: str, fields: list[str]) -> None:
+        self.name = name
+        self.fields = fields
+        self.nulls = dict.fromkeys(fields, 0)
+        self.seen = 0
+
+    def process(self, batch: list[Record], failed: Failed, dropped: Dropped) -> list[Record]:
+        nulls = self.nulls
+        for field in self.fields:
+            nulls[field] += sum(1 for r in batch if r.value.get(field) is None)
+        self.seen += len(batch)
+        return batch
+
+    def report(self, metrics: Metrics) -> None:
+        """Hands the counts since the last report to the metrics."""
+        for field, n in self.nulls.items():
+            metrics.nulls(field, n, self.seen)
+        self.nulls = dict.fromkeys(self.fields, 0)
+        self.seen = 0
 
 
 class Filter:

@@ -23,5 +23,8 @@ class Transaction:
     late: int = 0
     retries: int = 0
     dead_letters: dict[tuple[str, str], int] = field(default_factory=dict)
+    """Dead letters by (error type, stage)."""
+    drops: dict[str, int] = field(default_factory=dict)
+    """Records dropped on purpose, by reason (`filter`, `validation`, `map`)."""
     consumed: dict[TP, int] = field(default_factory=dict)
     inputs: dict[TP, list[int]] = field(default_factory=dict)

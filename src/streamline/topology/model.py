@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeAlias
+from typing import Annotated, Any, ClassVar, Literal, TypeAlias
 
 from pydantic import (
     AfterValidator,
@@ -31,6 +31,7 @@ from pydantic import (
     Discriminator,
     Field,
     PrivateAttr,
+    SerializerFunctionWrapHandler,
     Tag,
     field_serializer,
     field_validator,
@@ -130,6 +131,23 @@ class StrictModel(BaseModel):
         arbitrary_types_allowed=True,
     )
 
+    _omit_when_default: ClassVar[frozenset[str]] = frozenset()
+    """Keys left out of the dump (so the fingerprint) while they hold their default, so
+    options added later don't change the fingerprint of a topology that doesn't use them."""
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        omit = self._omit_when_default
+        if omit and isinstance(data, dict):
+            fields = type(self).model_fields
+            for name in omit:
+                key = fields[name].alias or name
+                for k in (key, name):
+                    if k in data and getattr(self, name) == fields[name].default:
+                        del data[k]
+        return data
+
 
 class Watermark(StrictModel):
     """How far a source's event time may run out of order; when a quiet partition stops counting."""
@@ -154,6 +172,11 @@ class Source(StrictModel):
     event_time: FieldName
     partitioned_by: FieldName | None = None
     watermark: Watermark
+    verify_checksum: bool = False
+    """Check each record's `streamline.checksum` header at decode; a mismatch is an
+    `integrity` dead letter."""
+
+    _omit_when_default: ClassVar[frozenset[str]] = frozenset({"verify_checksum"})
 
 
 class ValidationRule(StrictModel):
@@ -170,6 +193,11 @@ class ValidationRule(StrictModel):
         ),
     ]
     expr: Expr
+    severity: Literal["error", "warn"] = "error"
+    """`error`: the record is dead-lettered or dropped (`on_failure`); `warn`: it goes on
+    with the rule's name in its `streamline.quality.warnings` header."""
+
+    _omit_when_default: ClassVar[frozenset[str]] = frozenset({"severity"})
 
 
 class ValidateSpec(StrictModel):
@@ -472,6 +500,16 @@ class Sink(StrictModel):
 
     topic: TopicName
     schema_name: SchemaName = Field(alias="schema")
+    checksum: bool = False
+    """Stamp each output with `streamline.checksum`, the sha256 of its value bytes."""
+
+    _omit_when_default: ClassVar[frozenset[str]] = frozenset({"checksum"})
+
+
+class Quality(StrictModel):
+    """Data-quality signals: the fields whose share of nulls is exported as a metric."""
+
+    track_nulls: list[FieldName] = []
 
 
 class Backoff(StrictModel):
@@ -578,7 +616,9 @@ class Topology(StrictModel):
     late_topic: TopicName
     freshness: Freshness = Freshness()
     lineage: bool = True
+    quality: Quality = Quality()
 
+    _omit_when_default: ClassVar[frozenset[str]] = frozenset({"quality"})
     _path: Path | None = PrivateAttr(default=None)
     _base_dir: Path | None = PrivateAttr(default=None)
     _lines: dict[str, int] = PrivateAttr(default_factory=dict)

@@ -134,6 +134,9 @@ def check_topology(topology: Topology, store: SchemaStore) -> CheckedTopology:
     """
     checker = _Checker(topology, store)
     source_schema = _check_sources(checker)
+    if source_schema is not None:
+        for i, field in enumerate(topology.quality.track_nulls):
+            checker.field_type(f"quality.track_nulls[{i}]", source_schema, field, "track_nulls")
     sink_schema = checker.schema("sink.schema", topology.sink.schema_name)
     folders = [topology.base_dir] if topology.base_dir is not None else []
     add_import_paths([*folders, Path.cwd()])
@@ -478,7 +481,10 @@ def _window_text(window: WindowSpec) -> str:
 
 def _stage_text(stage: Stage) -> str:
     if isinstance(stage, ValidateStage):
-        return ", ".join(f"{r.name}: {r.expr}" for r in stage.validation.rules)
+        return ", ".join(
+            f"{r.name}: {r.expr}" + (" (warn)" if r.severity == "warn" else "")
+            for r in stage.validation.rules
+        )
     if isinstance(stage, FilterStage):
         return stage.filter
     if isinstance(stage, MapStage):
