@@ -300,3 +300,49 @@ def test_a_pipeline_reports_quality_once_per_batch(tmp_path: Path, store: Schema
     assert counts == {"amount_positive": 1, "known_country": 2, "small": 1}
     assert metrics.value("quality_ratio", stage=stage) == 1 / 4
     assert metrics.value("field_null_ratio", field="country") == 0
+
+
+# --- lineage counts and reconcile's pure parts ------------------------------------------
+
+
+def test_lineage_events_carry_the_transactions_counts() -> None:
+    import json
+
+    from streamline.observability.lineage import run_event
+    from streamline.runtime.commit import lineage_counts
+    from streamline.runtime.transaction import Transaction
+
+    txn = Transaction(records=10, outputs=6)
+    txn.drops = {"filter": 2, "validation": 1}
+    txn.dead_letters = {("map", "stages[2].map"): 1, ("decode", "decode"): 0}
+    event = json.loads(
+        run_event(
+            "t", "1", "f" * 64, "t-a", "k:9092", {("in", 0): (0, 9)}, {}, counts=lineage_counts(txn)
+        )
+    )
+    counts = event["run"]["facets"]["streamline_counts"]
+    assert {k: counts[k] for k in ("records", "outputs", "late", "retries", "drops", "dead_letters")} == {
+        "records": 10, "outputs": 6, "late": 0, "retries": 0,
+        "drops": {"filter": 2, "validation": 1}, "dead_letters": {"map": 1, "decode": 0},
+    }  # fmt: skip
+    assert event["run"]["facets"]["streamline_transaction"]["transactional_id"] == "t-a"
+
+
+def test_reconcile_times_are_durations_back_or_iso_times() -> None:
+    from streamline.errors import UsageError
+    from streamline.ops.reconcile import parse_time
+
+    assert parse_time("1h", 10_000_000) == 10_000_000 - 3_600_000
+    assert parse_time("2026-01-01T00:00:00Z", 0) == 1767225600000
+    assert parse_time("2026-01-01T00:00:00", 0) == 1767225600000  # UTC when no zone
+    with pytest.raises(UsageError, match="duration back from now"):
+        parse_time("yesterday", 0)
+
+
+def test_reconcile_refuses_a_windowed_topology_before_connecting() -> None:
+    from streamline.errors import UsageError
+    from streamline.ops.reconcile import reconcile
+
+    windowed = load_topology(PROJECT / "topologies" / "revenue-per-minute.yaml")
+    with pytest.raises(UsageError, match=r"stateless topologies; .* has a window stage"):
+        reconcile(None, windowed, 0, 1)  # type: ignore[arg-type]

@@ -19,6 +19,7 @@ from streamline.cli import (
     dlq,
     lag,
     lineage,
+    reconcile,
     records,
     replay,
     topics,
@@ -43,6 +44,7 @@ for command in (
     demo.demo,
     replay.replay,
     lag.lag,
+    reconcile.reconcile,
     acls.acls,
 ):
     app.command()(command)

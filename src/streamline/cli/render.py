@@ -17,6 +17,7 @@ from rich.text import Text
 if TYPE_CHECKING:
     from streamline.ops.acls import Acl
     from streamline.ops.lag import PartitionLag
+    from streamline.ops.reconcile import Reconciliation
     from streamline.ops.replay import ReplayPlan
 
 
@@ -138,3 +139,45 @@ def progress_bar(topic: str) -> Callable[[int | None], Any]:
             progress.stop()
 
     return bar
+
+
+def reconcile_table(result: Reconciliation) -> Table:
+    """The `reconcile` table: per source partition, where its inputs went; a total row."""
+    totals = result.totals()
+    table = Table(
+        title=f"reconcile {result.topology}: {result.transactions} transactions committed "
+        f"from {result.as_dict()['since']} to {result.as_dict()['until']}",
+        show_footer=True,
+    )
+    columns = [
+        ("topic", "total"),
+        ("partition", ""),
+        ("offsets", ""),
+        ("inputs", str(totals["inputs"])),
+        ("outputs", str(totals["outputs"])),
+        ("dead letters", str(totals["dead_letters"])),
+        ("late", str(totals["late"])),
+        ("dropped", str(totals["dropped"])),
+        ("in retry", str(totals["retry_waiting"])),
+        ("unexplained", str(totals["unexplained"])),
+        ("", "balanced" if result.balanced else "NOT BALANCED"),
+    ]
+    for name, footer in columns:
+        table.add_column(name, footer=footer, justify="left" if name == "topic" else "right")
+    for p in result.partitions:
+        dead = sum(p.dead_letters.values())
+        detail = ", ".join(f"{t} {n}" for t, n in sorted(p.dead_letters.items()))
+        table.add_row(
+            Text(p.topic),
+            str(p.partition),
+            f"{p.first}-{p.last}",
+            str(p.inputs),
+            str(p.outputs),
+            f"{dead} ({detail})" if detail else "0",
+            str(p.late),
+            str(p.dropped),
+            str(p.retry_waiting),
+            str(p.unexplained),
+            "ok" if p.balanced else "NOT BALANCED",
+        )
+    return table

@@ -21,6 +21,7 @@ PRODUCER = "https://github.com/streamline-io/streamline"
 SCHEMA_URL = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
 NAMESPACE = "streamline"
 OFFSETS_FACET = "streamline_offsets"
+COUNTS_FACET = "streamline_counts"
 
 Ranges = Mapping[tuple[str, int], tuple[int, int]]
 
@@ -56,8 +57,23 @@ def run_event(
     inputs: Ranges,
     outputs: Ranges,
     now: datetime | None = None,
+    counts: Mapping[str, Any] | None = None,
 ) -> bytes:
-    """The JSON RunEvent of one transaction."""
+    """The JSON RunEvent of one transaction.
+
+    `counts` (the `streamline_counts` run facet) holds what the transaction did with its
+    inputs: `records`, `outputs`, `late`, `retries`, `drops` by reason and
+    `dead_letters` by error type; `streamline reconcile` balances them.
+    """
+    run_facets: dict[str, Any] = {
+        "streamline_transaction": {
+            "_producer": PRODUCER,
+            "_schemaURL": SCHEMA_URL,
+            "transactional_id": transactional_id,
+        }
+    }
+    if counts is not None:
+        run_facets[COUNTS_FACET] = {"_producer": PRODUCER, "_schemaURL": SCHEMA_URL, **counts}
     event = {
         "eventType": "COMPLETE",
         "eventTime": (now or datetime.now(UTC)).isoformat(timespec="milliseconds"),
@@ -65,13 +81,7 @@ def run_event(
         "schemaURL": SCHEMA_URL,
         "run": {
             "runId": str(uuid.uuid4()),
-            "facets": {
-                "streamline_transaction": {
-                    "_producer": PRODUCER,
-                    "_schemaURL": SCHEMA_URL,
-                    "transactional_id": transactional_id,
-                }
-            },
+            "facets": run_facets,
         },
         "job": {
             "namespace": NAMESPACE,

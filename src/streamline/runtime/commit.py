@@ -96,6 +96,21 @@ def transactional_producer(
     return new
 
 
+def lineage_counts(txn: Transaction) -> dict[str, Any]:
+    """The transaction's counts for its lineage event (the `streamline_counts` facet)."""
+    dead_letters: dict[str, int] = {}
+    for (error_type, _stage), n in txn.dead_letters.items():
+        dead_letters[error_type] = dead_letters.get(error_type, 0) + n
+    return {
+        "records": txn.records,
+        "outputs": txn.outputs,
+        "late": txn.late,
+        "retries": txn.retries,
+        "drops": dict(txn.drops),
+        "dead_letters": dead_letters,
+    }
+
+
 class CommitCycle:
     """Begins, commits and aborts the loop's transactions, and rewinds after an abort."""
 
@@ -245,6 +260,7 @@ class CommitCycle:
             self._connection.bootstrap_servers,
             {tp: (a, b) for tp, (a, b) in txn.inputs.items()},
             {tp: (a, b) for tp, (a, b) in (collector.produced or {}).items()},
+            counts=lineage_counts(txn),
         )
         collector.produce(LINEAGE_TOPIC, topology.name.encode(), event, [])
 
