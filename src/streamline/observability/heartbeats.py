@@ -12,7 +12,8 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-HEARTBEATS_TOPIC = "streamline.heartbeats"
+from streamline.topology.resources import HEARTBEATS_TOPIC as HEARTBEATS_TOPIC
+
 Status = Literal["ok", "late", "breached"]
 
 

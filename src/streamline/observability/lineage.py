@@ -15,7 +15,8 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-LINEAGE_TOPIC = "streamline.lineage"
+from streamline.topology.resources import LINEAGE_TOPIC as LINEAGE_TOPIC
+
 PRODUCER = "https://github.com/streamline-io/streamline"
 SCHEMA_URL = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
 NAMESPACE = "streamline"

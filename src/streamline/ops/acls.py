@@ -4,7 +4,8 @@ The list follows what `streamline run` does: it reads the sources (and its retry
 repartition topics), writes the sink and its owned topics inside transactions, commits
 offsets for the consumer group named after the topology, and uses the transactional ids
 `<name>-<instance-id>`. WRITE on a topic also allows an idempotent producer (Kafka 3.0+),
-so no cluster ACL is needed; READ and WRITE imply DESCRIBE on a topic.
+so no cluster ACL is needed; READ and WRITE imply DESCRIBE on a topic. What `run` does
+with each topic is `topology/resources.py`'s to say; this module turns it into ACLs.
 """
 
 from __future__ import annotations
@@ -13,14 +14,8 @@ from dataclasses import dataclass
 
 from streamline.connection import Connection
 from streamline.errors import StreamlineError
-from streamline.observability.heartbeats import HEARTBEATS_TOPIC
-from streamline.observability.lineage import LINEAGE_TOPIC
-from streamline.state import WINDOW_STORE
 from streamline.topology import Topology
-from streamline.topology.model import MapStage
-
-# the changelog readers that restore state use throwaway groups with this prefix
-RESTORE_GROUP_PREFIX = "streamline-restore-"
+from streamline.topology.resources import resources_of
 
 
 @dataclass(frozen=True)
@@ -36,40 +31,25 @@ class Acl:
 
 def topology_acls(topology: Topology) -> list[Acl]:
     """Every ACL `streamline run` needs for this topology, sources first."""
-    acls: list[Acl] = []
-
-    def topic(name: str, why: str, *operations: str) -> None:
-        acls.extend(Acl("TOPIC", name, "LITERAL", op, why) for op in operations)
-
-    for source in topology.sources:
-        topic(source.topic, "source", "READ")
-    topic(topology.sink.topic, "sink", "WRITE")
-    topic(topology.dead_letter_topic, "dead letters", "WRITE")
-    if topology.retry.topic_attempts > 0 and any(isinstance(s, MapStage) for s in topology.stages):
-        topic(topology.retry_topic, "retry topic, read back", "READ", "WRITE")
-    if topology.window is not None:
-        topic(topology.late_topic, "late records", "WRITE")
-        key = topology.key_by
-        if key is not None and key.key_name != topology.source.partitioned_by:
-            topic(topology.repartition_topic, "repartition topic, read back", "READ", "WRITE")
-        # DELETE: state is rebuilt (the changelog truncated) after an outside offset reset
-        topic(
-            topology.changelog_topic(WINDOW_STORE),
-            "window state changelog",
-            "READ",
-            "WRITE",
-            "DELETE",
-        )
-    if topology.lineage:
-        topic(LINEAGE_TOPIC, "lineage events", "WRITE")
-    topic(HEARTBEATS_TOPIC, "freshness heartbeats", "WRITE")
-    acls.append(Acl("GROUP", topology.group_id, "LITERAL", "READ", "consumer group"))
-    if topology.window is not None:
+    resources = resources_of(topology)
+    acls = [
+        Acl("TOPIC", t.name, "LITERAL", op, t.description)
+        for t in resources.acl_topics
+        for op in t.operations
+    ]
+    acls.append(Acl("GROUP", resources.group_id, "LITERAL", "READ", "consumer group"))
+    if resources.windowed:
         acls.append(
-            Acl("GROUP", RESTORE_GROUP_PREFIX, "PREFIXED", "DESCRIBE", "state restore readers")
+            Acl(
+                "GROUP",
+                resources.restore_group_prefix,
+                "PREFIXED",
+                "DESCRIBE",
+                "state restore readers",
+            )
         )
-    if topology.guarantee == "exactly_once":
-        prefix = topology.transactional_id("")
+    if resources.exactly_once:
+        prefix = resources.transactional_id_prefix
         why = f"transactional ids {prefix}<instance-id>"
         acls += [
             Acl("TRANSACTIONAL_ID", prefix, "PREFIXED", op, why) for op in ("WRITE", "DESCRIBE")

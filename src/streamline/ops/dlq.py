@@ -40,24 +40,26 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from streamline import headers
 from streamline.connection import Connection
 from streamline.errors import StreamlineError
 from streamline.ops.consume import RecordPrinter
 from streamline.ops.topics import require_topics
 from streamline.reliability.dead_letter import FAILURE_HEADER_KEYS
 from streamline.topology import Topology
+from streamline.topology.resources import resources_of
 
 READ_TIMEOUT_S = 30.0
 REPLAY_BATCH = 500  # records per replay transaction
 SAMPLE_SIZE = 5
 # headers streamline adds while a record moves through a topology: not the record's own
 INTERNAL_HEADER_PREFIXES = (
-    "streamline.error.",
-    "streamline.source.",
-    "streamline.retry.",
-    "streamline.replay.",
+    headers.ERROR_PREFIX,
+    headers.SOURCE_PREFIX,
+    headers.RETRY_PREFIX,
+    headers.REPLAY_PREFIX,
 )
-INTERNAL_HEADERS = FAILURE_HEADER_KEYS | {"streamline.original", "streamline.watermark"}
+INTERNAL_HEADERS = FAILURE_HEADER_KEYS | {headers.ORIGINAL, headers.WATERMARK}
 UNKNOWN = "unknown"
 
 
@@ -96,28 +98,28 @@ class DeadLetter:
 
     @property
     def error_type(self) -> str:
-        return self.header("streamline.error.type") or UNKNOWN
+        return self.header(headers.ERROR_TYPE) or UNKNOWN
 
     @property
     def stage(self) -> str | None:
-        return self.header("streamline.error.stage")
+        return self.header(headers.ERROR_STAGE)
 
     @property
     def rule(self) -> str | None:
-        return self.header("streamline.error.rule")
+        return self.header(headers.ERROR_RULE)
 
     @property
     def source_topic(self) -> str | None:
-        return self.header("streamline.source.topic")
+        return self.header(headers.SOURCE_TOPIC)
 
     @property
     def source_partition(self) -> int | None:
-        return self._int_header("streamline.source.partition")
+        return self._int_header(headers.SOURCE_PARTITION)
 
     @property
     def failed_at(self) -> int:
         """When the record failed (ms); the dead letter's timestamp when the header is missing."""
-        at = self._int_header("streamline.failed_at")
+        at = self._int_header(headers.FAILED_AT)
         return at if at is not None else int(self.message.timestamp()[1])
 
     def describe(self, printer: RecordPrinter) -> dict[str, Any]:
@@ -130,15 +132,15 @@ class DeadLetter:
             "source": {
                 "topic": self.source_topic,
                 "partition": self.source_partition,
-                "offset": self._int_header("streamline.source.offset"),
+                "offset": self._int_header(headers.SOURCE_OFFSET),
             },
             "error": {
                 "type": self.error_type,
                 "stage": self.stage,
                 "rule": self.rule,
-                "message": self.header("streamline.error.message"),
+                "message": self.header(headers.ERROR_MESSAGE),
             },
-            "attempts": self._int_header("streamline.attempts"),
+            "attempts": self._int_header(headers.ATTEMPTS),
             "failed_at": self.failed_at,
         }
         for name in ("schema", "value", "value_base64", "note"):
@@ -294,8 +296,8 @@ def newest_dead_letters(connection: Connection, topic: str, limit: int) -> list[
 
 def replay_group(topology: Topology, error_type: str | None) -> str:
     """The consumer group whose offsets on the dead-letter topic say how far replays got."""
-    base = f"{topology.name}.dlq-replay"
-    return base if error_type is None else f"{base}.{error_type}"
+    purpose = "dlq-replay" if error_type is None else f"dlq-replay.{error_type}"
+    return resources_of(topology).side_group(purpose)
 
 
 class ReplayPositions:
@@ -374,9 +376,9 @@ def replay_headers(letter: DeadLetter, now_ms: int) -> list[tuple[str, str | byt
     ]
     return [
         *own,
-        ("streamline.replay.from", letter.address.encode()),
-        ("streamline.replay.at", str(now_ms).encode()),
-        ("streamline.error.type", letter.error_type.encode()),
+        (headers.REPLAY_FROM, letter.address.encode()),
+        (headers.REPLAY_AT, str(now_ms).encode()),
+        (headers.ERROR_TYPE, letter.error_type.encode()),
     ]
 
 

@@ -15,9 +15,9 @@ from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartiti
 from confluent_kafka.admin import AdminClient
 
 from streamline.connection import Connection
-from streamline.observability.heartbeats import HEARTBEATS_TOPIC
 from streamline.ops.topics import require_topics
 from streamline.topology import Topology
+from streamline.topology.resources import HEARTBEATS_TOPIC, resources_of
 
 
 @dataclass
@@ -45,7 +45,8 @@ def topology_lag(connection: Connection, topology: Topology) -> list[PartitionLa
         topology.group_id
     ].result(15)
     committed = {(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions}
-    consumer = Consumer(connection.config(**{"group.id": f"{topology.group_id}.lag"}, log_level=0))
+    group = resources_of(topology).side_group("lag")  # reads end offsets; commits nothing
+    consumer = Consumer(connection.config(**{"group.id": group}, log_level=0))
     try:
         out = []
         beats = last_heartbeats(consumer, topology.name)

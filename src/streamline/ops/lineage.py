@@ -17,6 +17,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 
 from streamline.connection import Connection
 from streamline.errors import StreamlineError
+from streamline.headers import SOURCE
 from streamline.observability.lineage import LINEAGE_TOPIC, ranges_of
 
 Range = tuple[str, int, int, int]  # topic, partition, first, last
@@ -134,8 +135,8 @@ def trace(
     events = events if events is not None else read_events(connection)
     headers = record_headers(connection, topic, partition, offset)
     producers = _covering(events, topic, partition, offset, offset)
-    if "streamline.source" in headers:
-        first = [parse_source_header(headers["streamline.source"])]
+    if SOURCE in headers:
+        first = [parse_source_header(headers[SOURCE])]
     else:
         if not producers:
             raise StreamlineError(f"no lineage event covers {topic}/{partition}/{offset}")

@@ -4,8 +4,9 @@ The plan is computed per source partition (current committed offset -> target); 
 it is a dry run, the new offsets are committed with the next state generation in their
 metadata, the changelog partitions whose state the replayed input built are truncated,
 and the unread backlog of the repartition topic is skipped (its records are re-made from
-the replayed input). Instances see the new generation when they start, wipe local state
-of older generations and restore what the changelog still holds.
+the replayed input): `state/reset.py` plans that, as it does for the runtime when it
+finds offsets reset by another tool. Instances see the new generation when they start,
+wipe local state of older generations and restore what the changelog still holds.
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ from confluent_kafka.admin import AdminClient
 from streamline.connection import Connection
 from streamline.errors import UsageError
 from streamline.ops.topics import require_topics
-from streamline.state import WINDOW_STORE
 from streamline.state.changelog import delete_all_records
 from streamline.state.generation import commit_metadata, generation_of
+from streamline.state.reset import NO_RESET, StateReset, plan_state_reset, reset_topics
 from streamline.topology import Topology
 from streamline.topology.durations import parse_duration
+from streamline.topology.resources import resources_of
+
+PLAN_GROUP = "replay-plan"  # reads end offsets and offsets by time; commits nothing
 
 
 @dataclass
@@ -86,7 +90,9 @@ def plan_replay(
     partitions = [TopicPartition(t, p) for t in sources for p in range(counts[t])]
     committed = _committed(connection, topology.group_id, partitions)
     consumer = Consumer(
-        connection.config(**{"group.id": f"{topology.group_id}.replay-plan"}, log_level=0)
+        connection.config(
+            **{"group.id": resources_of(topology).side_group(PLAN_GROUP)}, log_level=0
+        )
     )
     try:
         bounds = {
@@ -97,13 +103,14 @@ def plan_replay(
     finally:
         consumer.close()
     generation = max((generation_of(tp.metadata) or 0 for tp in committed.values()), default=0)
-    plans = []
+    plans: list[PartitionPlan] = []
     for tp in partitions:
         key = (tp.topic, tp.partition)
         current = committed[key].offset if key in committed and committed[key].offset >= 0 else None
         target = targets.get(key, current if current is not None else bounds[key][0])
         plans.append(PartitionPlan(tp.topic, tp.partition, current, target, bounds[key][1]))
-    return ReplayPlan(plans, generation + 1, *_state_reset(connection, topology, plans))
+    reset = _state_reset(connection, topology, plans)
+    return ReplayPlan(plans, generation + 1, reset.truncate, reset.skip)
 
 
 def _targets(
@@ -150,32 +157,26 @@ def _targets(
 
 def _state_reset(
     connection: Connection, topology: Topology, plans: list[PartitionPlan]
-) -> tuple[list[tuple[str, int, int]], list[tuple[str, int, int]]]:
+) -> StateReset:
     """Changelog partitions to truncate and repartition partitions to skip."""
-    if topology.window is None:
-        return [], []
-    key = topology.key_by
-    repartition = key is not None and key.key_name != topology.source.partitioned_by
-    changelog = topology.changelog_topic(WINDOW_STORE)
-    topics = [changelog] + ([topology.repartition_topic] if repartition else [])
+    resources = resources_of(topology)
+    topics = reset_topics(resources)
+    if not topics:
+        return NO_RESET
     counts = require_topics(connection, topics)
     consumer = Consumer(
-        connection.config(**{"group.id": f"{topology.group_id}.replay-plan"}, log_level=0)
+        connection.config(**{"group.id": resources.side_group(PLAN_GROUP)}, log_level=0)
     )
     try:
-
-        def ends(topic: str) -> list[tuple[str, int, int]]:
-            return [
-                (topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=15)[1])
-                for p in range(counts[topic])
-            ]
-
-        replayed = {p.partition for p in plans if p.reprocess > 0}
-        truncate = [t for t in ends(changelog) if repartition or t[1] in replayed]
-        skip = ends(topology.repartition_topic) if repartition else []
+        ends = {
+            (topic, p): consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=15)[1]
+            for topic in topics
+            for p in range(counts[topic])
+        }
     finally:
         consumer.close()
-    return truncate, skip
+    replayed = [(p.topic, p.partition) for p in plans if p.reprocess > 0]
+    return plan_state_reset(resources, replayed, ends)
 
 
 def apply_replay(connection: Connection, topology: Topology, plan: ReplayPlan) -> None:

@@ -5,6 +5,18 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from streamline.headers import (
+    ATTEMPTS,
+    ERROR_MESSAGE,
+    ERROR_RULE,
+    ERROR_STAGE,
+    ERROR_TYPE,
+    FAILED_AT,
+    SOURCE_OFFSET,
+    SOURCE_PARTITION,
+    SOURCE_TOPIC,
+)
+
 Headers = list[tuple[str, bytes]]
 
 # error types (streamline.error.type)
@@ -19,15 +31,15 @@ LATE = "late"
 MAX_MESSAGE = 2000
 FAILURE_HEADER_KEYS = frozenset(
     {
-        "streamline.error.type",
-        "streamline.error.message",
-        "streamline.error.stage",
-        "streamline.error.rule",
-        "streamline.attempts",
-        "streamline.source.topic",
-        "streamline.source.partition",
-        "streamline.source.offset",
-        "streamline.failed_at",
+        ERROR_TYPE,
+        ERROR_MESSAGE,
+        ERROR_STAGE,
+        ERROR_RULE,
+        ATTEMPTS,
+        SOURCE_TOPIC,
+        SOURCE_PARTITION,
+        SOURCE_OFFSET,
+        FAILED_AT,
     }
 )
 
@@ -54,19 +66,19 @@ def failure_headers(
     """The spec's `streamline.error.*` and `streamline.source.*` headers, after the record's own."""
     headers: Headers = [(k, v) for k, v in (original or []) if k not in FAILURE_HEADER_KEYS]
     headers += [
-        ("streamline.error.type", failure.error_type.encode()),
-        ("streamline.error.message", failure.message[:MAX_MESSAGE].encode("utf-8", "replace")),
-        ("streamline.error.stage", failure.stage.encode()),
+        (ERROR_TYPE, failure.error_type.encode()),
+        (ERROR_MESSAGE, failure.message[:MAX_MESSAGE].encode("utf-8", "replace")),
+        (ERROR_STAGE, failure.stage.encode()),
     ]
     if failure.rule is not None:
-        headers.append(("streamline.error.rule", failure.rule.encode()))
+        headers.append((ERROR_RULE, failure.rule.encode()))
     headers += [
-        ("streamline.attempts", str(failure.attempts).encode()),
-        ("streamline.source.topic", topic.encode()),
-        ("streamline.source.partition", str(partition).encode()),
-        ("streamline.source.offset", str(offset).encode()),
+        (ATTEMPTS, str(failure.attempts).encode()),
+        (SOURCE_TOPIC, topic.encode()),
+        (SOURCE_PARTITION, str(partition).encode()),
+        (SOURCE_OFFSET, str(offset).encode()),
         (
-            "streamline.failed_at",
+            FAILED_AT,
             str(now_ms if now_ms is not None else int(time.time() * 1000)).encode(),
         ),
     ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from streamline.observability.lineage import LINEAGE_TOPIC
 from streamline.observability.metrics import Metrics
 from streamline.reliability.dead_letter import Failure
 from streamline.reliability.retry import RetryPolicy
@@ -22,7 +21,6 @@ from streamline.runtime.stages import (
     Validate,
 )
 from streamline.serde import AvroCodec, SchemaStore
-from streamline.state import WINDOW_STORE
 from streamline.topology import CheckedTopology
 from streamline.topology.model import (
     FilterStage,
@@ -31,6 +29,7 @@ from streamline.topology.model import (
     Topology,
     ValidateStage,
 )
+from streamline.topology.resources import TopologyResources, resources_of
 
 
 @dataclass
@@ -48,6 +47,7 @@ class Pipeline:
     retry_policy: RetryPolicy
     encode: Encode
     checked: CheckedTopology
+    resources: TopologyResources
     windowed: bool = False
     repartition: bool = False
 
@@ -55,6 +55,7 @@ class Pipeline:
     def from_checked(cls, checked: CheckedTopology, store: SchemaStore) -> Pipeline:
         """The runnable form of `checked`; `store` resolves writer schemas by fingerprint."""
         topology = checked.topology
+        resources = resources_of(topology)
         source_codec = AvroCodec(store, checked.source_schema)
         retry = topology.retry
         policy = RetryPolicy(
@@ -106,10 +107,9 @@ class Pipeline:
             retry_policy=policy,
             encode=Encode("sink", AvroCodec(store, checked.sink_schema)),
             checked=checked,
-            windowed=topology.window is not None,
-            repartition=topology.window is not None
-            and topology.key_by is not None
-            and topology.key_by.key_name != topology.source.partitioned_by,
+            resources=resources,
+            windowed=resources.windowed,
+            repartition=resources.needs_repartition,
         )
 
     @property
@@ -118,36 +118,31 @@ class Pipeline:
 
     @property
     def owned_topics(self) -> list[str]:
-        """Topics this topology writes to, which must exist before it runs."""
-        topics = [self.sink_topic, self.dead_letter_topic]
-        if self.topology.lineage:
-            topics.append(LINEAGE_TOPIC)
-        if self.retrying:
-            topics.append(self.topology.retry_topic)
-        if self.windowed:
-            topics += [self.topology.late_topic, self.changelog_topic]
-        if self.repartition:
-            topics.append(self.topology.repartition_topic)
-        return topics
+        """Topics this topology reads or writes besides its sources, which must exist before it runs."""
+        return self.resources.required_topics
 
     @property
     def retrying(self) -> bool:
         """Whether map failures go through the retry topic before they become dead letters."""
-        return self.topology.retry.topic_attempts > 0 and any(
-            isinstance(s, MapStage) for s in self.topology.stages
-        )
+        return self.resources.retrying
 
     @property
     def changelog_topic(self) -> str:
-        return self.topology.changelog_topic(WINDOW_STORE)
+        """The window store's changelog ("" without a window: there is no state to log)."""
+        return self.resources.changelog_topic or ""
 
     @property
     def window_input_topic(self) -> str:
-        """The topic whose partitions the window tasks read."""
-        return self.topology.repartition_topic if self.repartition else self.source_topics[0]
+        """The topic whose partitions the window tasks read (the first source without a window)."""
+        return self.resources.window_input_topic or self.source_topics[0]
+
+    @property
+    def lineage_outputs(self) -> frozenset[str]:
+        """Topics whose produced offsets a lineage event lists as outputs."""
+        return self.resources.lineage_outputs
 
     def transactional_id(self, instance_id: str) -> str:
-        return self.checked.topology.transactional_id(instance_id)
+        return self.resources.transactional_id(instance_id)
 
     def process(
         self, batch: list[Record], failures: list[tuple[Record, Failure]], metrics: Metrics

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from streamline.headers import ORIGINAL, SOURCE_KEY, SOURCE_OFFSET, SOURCE_PARTITION, SOURCE_TOPIC
+
 Headers = list[tuple[str, bytes]]
 
-ORIGINAL_HEADER = "streamline.original"
+ORIGINAL_HEADER = ORIGINAL  # kept for importers; the name lives in streamline.headers
 
 
 class Record:
@@ -69,21 +71,21 @@ class Record:
 
         Records from the repartition or retry topic name it in `streamline.source.*` headers.
         """
-        topic = self._header("streamline.source.topic")
+        topic = self._header(SOURCE_TOPIC)
         if topic is None:
             return self.topic, self.partition, self.offset
         return (
             topic.decode(),
-            int(self._header("streamline.source.partition") or b"0"),
-            int(self._header("streamline.source.offset") or b"0"),
+            int(self._header(SOURCE_PARTITION) or b"0"),
+            int(self._header(SOURCE_OFFSET) or b"0"),
         )
 
     def original(self) -> tuple[bytes | None, bytes | None]:
         """(key, value) bytes of the record as it entered the topology."""
-        raw = self._header(ORIGINAL_HEADER)
+        raw = self._header(ORIGINAL)
         if raw is None:
             return self.key, self.raw
-        return self._header("streamline.source.key"), raw
+        return self._header(SOURCE_KEY), raw
 
     def __repr__(self) -> str:
         return f"Record({self.topic}/{self.partition}@{self.offset})"

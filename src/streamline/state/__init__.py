@@ -2,8 +2,6 @@
 
 from streamline.state.checkpoint import Checkpoint
 from streamline.state.store import PartitionStore, StoreOptions, partition_path
+from streamline.topology.resources import WINDOW_STORE
 
 __all__ = ["WINDOW_STORE", "Checkpoint", "PartitionStore", "StoreOptions", "partition_path"]
-
-WINDOW_STORE = "windows"
-"""The store of a topology's window stage (changelog `<name>.windows.changelog`)."""

@@ -10,6 +10,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from streamline.connection import Connection
 from streamline.errors import StreamlineError
+from streamline.topology.resources import RESTORE_GROUP_PREFIX
 
 CHUNK = 5000
 RESTORE_TIMEOUT_S = 600.0
@@ -20,7 +21,7 @@ def restore_consumer(connection: Connection) -> Consumer:
     return Consumer(
         connection.config(
             **{
-                "group.id": f"streamline-restore-{uuid.uuid4().hex[:8]}",
+                "group.id": f"{RESTORE_GROUP_PREFIX}{uuid.uuid4().hex[:8]}",
                 "isolation.level": "read_committed",
                 "enable.auto.commit": False,
                 "enable.partition.eof": True,
