@@ -39,6 +39,7 @@ lint: setup
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # BENCH_ARGS, e.g. make bench BENCH_ARGS="--events 50000 --only streamline,quix"
 BENCH_ARGS ?=

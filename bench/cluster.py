@@ -21,8 +21,8 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
-from streamline.connection import Connection
-from streamline.ops.topics import create_topics
+from streamline.kafka.admin import create_topics
+from streamline.kafka.connection import Connection
 
 LOG_APPEND = {"message.timestamp.type": "LogAppendTime"}
 KEEP = {"retention.ms": "-1"}

@@ -64,7 +64,8 @@ from bench.workload import (
     is_valid,
     partition_of,
 )
-from streamline.connection import Connection, resolve_connection
+from streamline.cli.connect import resolve_connection
+from streamline.kafka.connection import Connection
 from streamline.serde import AvroCodec, SchemaStore
 
 RESULTS = ROOT / "bench" / "results"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from streamline.connection import Connection
+from streamline.kafka.connection import Connection
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS = ROOT / "schemas"
@@ -53,7 +53,7 @@ def unique() -> str:
 @pytest.fixture
 def make_topic(kafka: Connection, unique: str):  # type: ignore[no-untyped-def]
     """Creates a fresh topic: make_topic("orders", partitions=3) -> "orders-<unique>"."""
-    from streamline.ops.topics import create_topics
+    from streamline.kafka.admin import create_topics
 
     def make(prefix: str, partitions: int = 1, **configs: str) -> str:
         name = f"{prefix}-{unique}"

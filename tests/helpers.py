@@ -11,7 +11,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
-from streamline.connection import Connection
+from streamline.kafka.connection import Connection
 
 ROOT = Path(__file__).resolve().parent.parent
 STREAMLINE = [sys.executable, "-m", "streamline"]

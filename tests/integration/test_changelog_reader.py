@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import Producer
 
-from streamline.connection import Connection
-from streamline.ops.topics import create_topics
-from streamline.state.changelog import ChangelogReader, restore_consumer
+from streamline.kafka.admin import create_topics
+from streamline.kafka.connection import Connection
+from streamline.kafka.consumers import ChangelogReader, restore_consumer
 
 pytestmark = pytest.mark.kafka
 

@@ -6,8 +6,8 @@ import uuid
 
 from confluent_kafka import Producer
 
-from streamline.connection import Connection
 from streamline.dev.broker import free_port
+from streamline.kafka.connection import Connection
 from tests.helpers import read_all, run_cli
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
-from streamline.connection import Connection
+from streamline.kafka.connection import Connection
 from streamline.reliability.dead_letter import Failure, failure_headers
 from streamline.serde import AvroCodec, SchemaStore
 from tests.helpers import json_lines, read_all, run_cli

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from streamline.connection import Connection
+from streamline.kafka.connection import Connection
 from streamline.serde import AvroCodec, SchemaStore
 from tests.helpers import read_all
 from tests.support.harness import (

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from streamline.connection import Connection
+from streamline.kafka.admin import create_topics
+from streamline.kafka.connection import Connection
 from streamline.ops.lineage import read_events, trace
-from streamline.ops.topics import create_topics, topology_topics
+from streamline.ops.topics import topology_topics
 from streamline.topology import load_topology
 from tests.helpers import read_all, run_cli
 from tests.integration.test_windows import OOO_MS, ORDER, REVENUE, Scenario, produce_orders

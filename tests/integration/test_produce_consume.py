@@ -7,8 +7,8 @@ import time
 
 from confluent_kafka import Producer
 
-from streamline.connection import Connection
 from streamline.dev.broker import free_port
+from streamline.kafka.connection import Connection
 from tests.helpers import ROOT, json_lines, read_all, run_cli
 
 ORDERS = ROOT / "examples" / "orders.jsonl"

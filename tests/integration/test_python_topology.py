@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from streamline.connection import Connection
-from streamline.ops.topics import create_topics
+from streamline.kafka.admin import create_topics
+from streamline.kafka.connection import Connection
 from streamline.runtime.processor import RunOptions
 from streamline.runtime.runner import run_topology
 from streamline.serde import AvroCodec, SchemaStore

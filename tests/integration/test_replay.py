@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from streamline.connection import Connection
 from streamline.dev.broker import free_port
+from streamline.kafka.connection import Connection
 from tests.helpers import ROOT, read_all, run_cli
 from tests.integration.test_run import scrape
 from tests.integration.test_windows import (

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from streamline.connection import Connection
 from streamline.dev.broker import free_port
+from streamline.kafka.connection import Connection
 from tests.helpers import read_all, run_cli
 from tests.support.harness import (
     InputFeeder,

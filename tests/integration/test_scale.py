@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from streamline.connection import Connection
 from streamline.dev.broker import free_port
-from streamline.ops.topics import create_topics, topology_topics
+from streamline.kafka.admin import create_topics
+from streamline.kafka.connection import Connection
+from streamline.ops.topics import topology_topics
 from streamline.topology import load_topology
 from tests.helpers import read_all
 from tests.integration.test_windows import (

@@ -23,8 +23,9 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     ResourceType,
 )
 
-from streamline.connection import Connection, read_kafka_config_file
 from streamline.dev.broker import BrokerInfo, DevBroker, Security, free_port, make_certificates
+from streamline.kafka.connection import Connection
+from streamline.kafka.settings import read_kafka_config_file
 from streamline.serde import AvroCodec, SchemaStore
 from tests.helpers import read_all, run_cli
 from tests.support.harness import (

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
-from streamline.connection import Connection
 from streamline.dev.broker import free_port
-from streamline.ops.topics import create_topics, topology_topics
+from streamline.kafka.admin import create_topics
+from streamline.kafka.connection import Connection
+from streamline.ops.topics import topology_topics
 from streamline.serde import AvroCodec, SchemaStore
 from streamline.topology import load_topology
 from tests.helpers import read_all

@@ -16,8 +16,8 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from streamline.connection import Connection
-from streamline.ops.topics import create_topics
+from streamline.kafka.admin import create_topics
+from streamline.kafka.connection import Connection
 from streamline.serde import AvroCodec, SchemaStore
 from tests.helpers import ROOT
 

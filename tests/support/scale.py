@@ -15,7 +15,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from streamline.connection import Connection
+from streamline.kafka.connection import Connection
 from streamline.serde import AvroCodec
 from tests.support.harness import StreamlineProcess
 from tests.support.windows_oracle import BASE, Event

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from streamline.connection import settings_from_env
+from streamline.kafka.settings import settings_from_env
 from streamline.observability import Metrics, MetricsServer
 from streamline.runtime.processor import RunOptions
 from streamline.serde import SchemaStore

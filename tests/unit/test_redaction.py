@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from confluent_kafka import KafkaError
 
-from streamline.connection import Connection, RedactingFilter, is_secret, redact
 from streamline.errors import AuthenticationError, AuthorizationError
+from streamline.kafka.connection import Connection
+from streamline.kafka.redaction import RedactingFilter, is_secret, redact
 from streamline.ops.acls import topology_acls
 from streamline.topology import load_topology
 

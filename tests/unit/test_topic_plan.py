@@ -5,11 +5,8 @@ from __future__ import annotations
 import pytest
 
 from streamline.errors import StreamlineError
-from streamline.ops.topics import (
-    require_copartitioned,
-    require_state_partitions,
-    topology_topics,
-)
+from streamline.kafka.admin import require_copartitioned, require_state_partitions
+from streamline.ops.topics import topology_topics
 from streamline.topology import load_topology
 from tests.helpers import ROOT
 

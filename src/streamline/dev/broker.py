@@ -339,7 +339,7 @@ class DevBroker:
         return security.admin_password or secrets.token_urlsafe(18)
 
     def _stored_client_settings(self) -> dict[str, str]:
-        from streamline.connection import read_kafka_config_file
+        from streamline.kafka.settings import read_kafka_config_file
 
         path = self.data_dir / CLIENT_PROPERTIES
         return read_kafka_config_file(path) if path.is_file() else {}

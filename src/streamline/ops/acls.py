@@ -1,4 +1,4 @@
-"""`streamline acls`: the Kafka ACLs a principal needs to run a topology, printed or created.
+"""`streamline acls`: the Kafka ACLs a principal needs to run a topology, to list or create.
 
 The list follows what `streamline run` does: it reads the sources (and its retry and
 repartition topics), writes the sink and its owned topics inside transactions, commits
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from streamline.connection import Connection
 from streamline.errors import StreamlineError
+from streamline.kafka.connection import Connection
 from streamline.topology import Topology
 from streamline.topology.resources import resources_of
 
@@ -55,18 +55,6 @@ def topology_acls(topology: Topology) -> list[Acl]:
             Acl("TRANSACTIONAL_ID", prefix, "PREFIXED", op, why) for op in ("WRITE", "DESCRIBE")
         ]
     return acls
-
-
-def render(acls: list[Acl], principal: str) -> list[str]:
-    """One aligned line per ACL."""
-    rows = [(a.resource, a.name, a.pattern, a.operation, a.why) for a in acls]
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    return [
-        f"ALLOW {principal} "
-        + " ".join(value.ljust(width) for value, width in zip(row[:4], widths, strict=True))
-        + f"  # {row[4]}"
-        for row in rows
-    ]
 
 
 def create_acls(connection: Connection, acls: list[Acl], principal: str) -> None:

@@ -10,8 +10,9 @@ from typing import Any, cast
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, Message, TopicPartition
 
-from streamline.connection import GROUP_AUTHORIZATION_FAILED, Connection
-from streamline.ops.topics import require_topics
+from streamline.kafka.access import GROUP_AUTHORIZATION_FAILED
+from streamline.kafka.admin import require_topics
+from streamline.kafka.connection import Connection
 from streamline.serde import AvroCodec, DecodeError, SchemaStore
 from streamline.serde.codec import writer_schema
 from streamline.serde.convert import to_json_value

@@ -1,4 +1,4 @@
-"""`streamline demo`: the sample topology end to end on the local broker, results printed."""
+"""`streamline demo`: the sample topology end to end on the local broker; returns its output records."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from typing import Any
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
-from streamline.connection import Connection
 from streamline.errors import StreamlineError
+from streamline.kafka.admin import create_topics, end_offsets
+from streamline.kafka.connection import Connection
 from streamline.ops.produce import produce
-from streamline.ops.topics import create_topics, topology_topics
+from streamline.ops.topics import topology_topics
 from streamline.runtime.processor import RunOptions
 from streamline.runtime.runner import run_topology
 from streamline.serde import AvroCodec, SchemaStore
@@ -22,6 +23,7 @@ from streamline.topology import CheckedTopology
 
 DEMO_PARTITIONS = 3
 DRAIN_TIMEOUT_S = 120.0
+OFFSETS_GROUP = "streamline-demo-offsets"
 
 
 def _rebase_event_times(data: Path, field: str, folder: Path) -> Path:
@@ -47,19 +49,6 @@ def _rebase_event_times(data: Path, field: str, folder: Path) -> Path:
     return out
 
 
-def end_offsets(connection: Connection, topic: str) -> dict[int, int]:
-    """Partition -> offset after its last record."""
-    consumer = Consumer(connection.config(**{"group.id": "streamline-demo-offsets"}, log_level=0))
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in partitions
-        }
-    finally:
-        consumer.close()
-
-
 def run_demo(
     connection: Connection,
     checked: CheckedTopology,
@@ -72,13 +61,13 @@ def run_demo(
     topology = checked.topology
     create_topics(connection, topology_topics(topology, DEMO_PARTITIONS))
     source = topology.source
-    output_start = end_offsets(connection, topology.sink.topic)
+    output_start = end_offsets(connection, topology.sink.topic, OFFSETS_GROUP)
     rebased = _rebase_event_times(data, source.event_time, state_dir)
     sent = produce(connection, source.topic, store, source.schema_name, rebased, key_field=None)
     report(
         f"produced {sent.sent} records from {data} to {source.topic} (event times moved to start now)"
     )
-    input_end = end_offsets(connection, source.topic)
+    input_end = end_offsets(connection, source.topic, OFFSETS_GROUP)
 
     stop = threading.Event()
     failure: list[BaseException] = []

@@ -41,10 +41,10 @@ from confluent_kafka import (
 )
 
 from streamline import headers
-from streamline.connection import Connection
 from streamline.errors import StreamlineError
+from streamline.kafka.admin import require_topics
+from streamline.kafka.connection import Connection
 from streamline.ops.consume import RecordPrinter
-from streamline.ops.topics import require_topics
 from streamline.reliability.dead_letter import FAILURE_HEADER_KEYS
 from streamline.topology import Topology
 from streamline.topology.resources import resources_of
@@ -243,22 +243,6 @@ def count_dead_letters(connection: Connection, topic: str) -> Counter[Kind]:
     """Dead letters by error type, stage and rule ("" when a header is absent)."""
     with DeadLetterReader(connection, topic) as reader:
         return Counter((d.error_type, d.stage or "", d.rule or "") for d in reader.read())
-
-
-def summary_table(topic: str, counts: Counter[Kind]) -> Any:
-    """The `dlq list` table: one row per (error type, stage, rule), most frequent first, a total."""
-    from rich.table import Table
-    from rich.text import Text
-
-    total = sum(counts.values())
-    table = Table(title=f"{topic}: {total} dead letters", show_footer=True)
-    table.add_column("error type", footer="total")
-    table.add_column("stage")
-    table.add_column("rule")
-    table.add_column("count", justify="right", footer=str(total))
-    for (error_type, stage, rule), count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
-        table.add_row(Text(error_type), Text(stage), Text(rule), str(count))
-    return table
 
 
 # --- show ---------------------------------------------------------------------------------

@@ -11,11 +11,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Consumer, TopicPartition
 
-from streamline.connection import Connection
-from streamline.ops.topics import require_topics
+from streamline.kafka.admin import committed_offsets, require_topics
+from streamline.kafka.connection import Connection
 from streamline.topology import Topology
 from streamline.topology.resources import HEARTBEATS_TOPIC, resources_of
 
@@ -39,12 +38,10 @@ def topology_lag(connection: Connection, topology: Topology) -> list[PartitionLa
     topics = [s.topic for s in topology.sources]
     counts = require_topics(connection, topics)
     partitions = [TopicPartition(t, p) for t in topics for p in range(counts[t])]
-    admin = AdminClient(connection.config(log_level=0))
-    request = [ConsumerGroupTopicPartitions(topology.group_id, partitions)]
-    result = admin.list_consumer_group_offsets(request, request_timeout=15)[
-        topology.group_id
-    ].result(15)
-    committed = {(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions}
+    committed = {
+        key: tp.offset
+        for key, tp in committed_offsets(connection, topology.group_id, partitions).items()
+    }
     group = resources_of(topology).side_group("lag")  # reads end offsets; commits nothing
     consumer = Consumer(connection.config(**{"group.id": group}, log_level=0))
     try:

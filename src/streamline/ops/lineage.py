@@ -15,9 +15,9 @@ from typing import Any, cast
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from streamline.connection import Connection
 from streamline.errors import StreamlineError
 from streamline.headers import SOURCE
+from streamline.kafka.connection import Connection
 from streamline.observability.lineage import LINEAGE_TOPIC, ranges_of
 
 Range = tuple[str, int, int, int]  # topic, partition, first, last

@@ -6,18 +6,22 @@ import csv
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from streamline.connection import Connection
 from streamline.errors import StreamlineError, UsageError
-from streamline.ops.topics import require_topics
+from streamline.kafka.admin import require_topics
+from streamline.kafka.connection import Connection
 from streamline.serde import AvroCodec, EncodeError, Schema, SchemaStore
 from streamline.serde.convert import convert_csv_row, convert_json_record
+
+# opened with the number of input lines (None: unknown); its value is called once per line
+Progress = Callable[[int | None], AbstractContextManager[Callable[[], None]]]
 
 
 @dataclass
@@ -66,10 +70,14 @@ def produce(
     source: Path | None,
     key_field: str | None = None,
     rate: float | None = None,
-    progress: bool = False,
-    on_invalid: Any = None,
+    progress: Progress | None = None,
+    on_invalid: Callable[[int, str], None] | None = None,
 ) -> ProduceReport:
-    """Validates every input line against the schema and produces the valid ones idempotently."""
+    """Validates every input line against the schema and produces the valid ones idempotently.
+
+    `progress(total lines or None)` opens a context whose value is called once per line;
+    `on_invalid(line number, reason)` hears of each line that is not sent.
+    """
     schema = store.get(schema_name)
     if key_field is not None and key_field not in schema.fields:
         raise UsageError(f"--key-field {key_field} is not a field of {schema.name}")
@@ -97,9 +105,11 @@ def produce(
         stream: IO[str] = source.open(newline="" if is_csv else None) if source else sys.stdin
     except OSError as exc:
         raise UsageError(f"cannot read {source}: {exc.strerror}") from None
-    total = _count_lines(source) if (progress and source) else None
     started = time.monotonic()
-    with stream, _progress_bar(progress, total, topic) as advance:
+    tracked = (
+        progress(_count_lines(source) if source else None) if progress else nullcontext(_ignore)
+    )
+    with stream, tracked as advance:
         produced = 0
         for number, row in _rows(stream, is_csv, schema):
             advance()
@@ -156,24 +166,5 @@ def _count_lines(source: Path) -> int | None:
         return None
 
 
-class _progress_bar:
-    """A rich progress bar on a terminal; a no-op otherwise."""
-
-    def __init__(self, enabled: bool, total: int | None, topic: str) -> None:
-        self.enabled = enabled
-        self.total = total
-        self.topic = topic
-
-    def __enter__(self) -> Any:
-        if not self.enabled:
-            return lambda: None
-        from rich.progress import Progress
-
-        self.progress = Progress(transient=True)
-        self.progress.start()
-        task = self.progress.add_task(f"producing to {self.topic}", total=self.total)
-        return lambda: self.progress.advance(task)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            self.progress.stop()
+def _ignore() -> None:
+    pass

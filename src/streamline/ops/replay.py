@@ -18,10 +18,9 @@ from datetime import datetime
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from streamline.connection import Connection
 from streamline.errors import UsageError
-from streamline.ops.topics import require_topics
-from streamline.state.changelog import delete_all_records
+from streamline.kafka.admin import committed_offsets, delete_all_records, require_topics
+from streamline.kafka.connection import Connection
 from streamline.state.generation import commit_metadata, generation_of
 from streamline.state.reset import NO_RESET, StateReset, plan_state_reset, reset_topics
 from streamline.topology import Topology
@@ -66,15 +65,6 @@ def active_members(connection: Connection, group: str) -> list[str]:
     return [f"{m.client_id}@{m.host}" for m in description.members]
 
 
-def _committed(
-    connection: Connection, group: str, partitions: list[TopicPartition]
-) -> dict[tuple[str, int], TopicPartition]:
-    admin = AdminClient(connection.config(log_level=0))
-    request = [ConsumerGroupTopicPartitions(group, partitions)]
-    result = admin.list_consumer_group_offsets(request, request_timeout=15)[group].result(15)
-    return {(tp.topic, tp.partition): tp for tp in result.topic_partitions}
-
-
 def plan_replay(
     connection: Connection,
     topology: Topology,
@@ -88,7 +78,7 @@ def plan_replay(
     sources = [s.topic for s in topology.sources]
     counts = require_topics(connection, sources)
     partitions = [TopicPartition(t, p) for t in sources for p in range(counts[t])]
-    committed = _committed(connection, topology.group_id, partitions)
+    committed = committed_offsets(connection, topology.group_id, partitions)
     consumer = Consumer(
         connection.config(
             **{"group.id": resources_of(topology).side_group(PLAN_GROUP)}, log_level=0

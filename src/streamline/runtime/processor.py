@@ -32,8 +32,10 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from streamline.connection import Connection
 from streamline.errors import StreamlineError
+from streamline.kafka.admin import delete_all_records
+from streamline.kafka.connection import Connection
+from streamline.kafka.consumers import ChangelogReader, restore_consumer
 from streamline.observability.heartbeats import HEARTBEATS_TOPIC, heartbeat, partition_freshness
 from streamline.observability.lineage import LINEAGE_TOPIC, run_event
 from streamline.observability.metrics import Metrics
@@ -54,7 +56,6 @@ from streamline.runtime.windowed import (
     restore_task,
 )
 from streamline.state import WINDOW_STORE
-from streamline.state.changelog import ChangelogReader, delete_all_records, restore_consumer
 from streamline.state.generation import commit_metadata, generation_of
 
 log = logging.getLogger("streamline.runtime")

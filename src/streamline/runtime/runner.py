@@ -7,14 +7,14 @@ import signal
 import threading
 from types import FrameType
 
-from streamline.connection import Connection
-from streamline.observability.http import MetricsServer
-from streamline.observability.metrics import Metrics
-from streamline.ops.topics import (
+from streamline.kafka.admin import (
     require_copartitioned,
     require_state_partitions,
     require_topics,
 )
+from streamline.kafka.connection import Connection
+from streamline.observability.http import MetricsServer
+from streamline.observability.metrics import Metrics
 from streamline.runtime.pipeline import Pipeline
 from streamline.runtime.processor import Processor, RunOptions
 from streamline.serde import SchemaStore

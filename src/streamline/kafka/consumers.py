@@ -1,4 +1,8 @@
-"""Reading a store's changelog partition back, for restore (read_committed, no consumer group)."""
+"""Kafka consumers the runtime builds: the restore consumer and the changelog reader.
+
+A store's changelog partition is read back for restore with read_committed and no
+consumer group, from an offset to the end of the partition.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,8 @@ from collections.abc import Iterator
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from streamline.connection import Connection
 from streamline.errors import StreamlineError
+from streamline.kafka.connection import Connection
 from streamline.topology.resources import RESTORE_GROUP_PREFIX
 
 CHUNK = 5000
@@ -111,19 +115,3 @@ class ChangelogReader:
                 consumer.unassign()
             else:
                 consumer.close()
-
-
-def delete_all_records(connection: Connection, topic: str, partitions: list[int]) -> None:
-    """Deletes every record of these partitions of `topic` (a changelog: its state starts empty)."""
-    from confluent_kafka import OFFSET_END
-    from confluent_kafka.admin import AdminClient
-
-    if not partitions:
-        return
-    admin = AdminClient(connection.config(log_level=0))
-    doomed = [TopicPartition(topic, p, OFFSET_END) for p in partitions]
-    for tp, future in admin.delete_records(doomed, request_timeout=30).items():
-        try:
-            future.result(30)
-        except Exception as exc:
-            raise StreamlineError(f"could not truncate {tp.topic}/{tp.partition}: {exc}") from None

@@ -1,0 +1,140 @@
+"""Everything the CLI draws with rich: result, replay-plan, lag and dead-letter tables, the ACL
+list and the produce progress bar. Commands hand data in and print what comes back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from streamline.ops.acls import Acl
+    from streamline.ops.lag import PartitionLag
+    from streamline.ops.replay import ReplayPlan
+
+
+def results_table(title: str, rows: list[dict[str, Any]]) -> Table:
+    """Output records as a table; window bounds as UTC times, numbers rounded."""
+    table = Table(title=f"{title}: {len(rows)} records")
+    fields = list(rows[0]) if rows else []
+    for name in fields:
+        table.add_column(name, justify="right" if name not in ("customer_id",) else "left")
+
+    def cell(name: str, value: Any) -> str:
+        if name.startswith("window_") and isinstance(value, int):
+            return datetime.fromtimestamp(value / 1000, UTC).strftime("%H:%M:%S")
+        if isinstance(value, float):
+            return f"{value:.2f}"
+        return str(value)
+
+    order = sorted(rows, key=lambda r: (r.get("window_start", 0), str(r.get(fields[0]))))
+    for row in order:
+        table.add_row(*(cell(f, row[f]) for f in fields))
+    return table
+
+
+def replay_table(name: str, plan: ReplayPlan) -> Table:
+    """The `replay` plan: per source partition, where the group is, where it goes, how much."""
+    table = Table(title=f"replay plan for {name} (state generation {plan.generation})")
+    for column in ("topic", "partition", "current", "target", "to reprocess"):
+        table.add_column(column, justify="left" if column == "topic" else "right")
+    for p in plan.partitions:
+        current = "-" if p.current is None else str(p.current)
+        table.add_row(p.topic, str(p.partition), current, str(p.target), str(p.reprocess))
+    return table
+
+
+def lag_table(group: str, rows: list[PartitionLag]) -> Table:
+    """The `lag` table: per partition offsets, lag, watermark and freshness; a total row."""
+    now_ms = time.time() * 1000
+    table = Table(title=f"lag of {group}")
+    for column in (
+        "topic",
+        "partition",
+        "committed",
+        "end",
+        "lag",
+        "watermark",
+        "staleness",
+        "sla",
+    ):
+        table.add_column(column, justify="left" if column in ("topic", "sla") else "right")
+    for r in rows:
+        committed = "-" if r.committed is None else str(r.committed)
+        watermark = staleness = "-"
+        if r.watermark is not None:
+            watermark = datetime.fromtimestamp(r.watermark / 1000, UTC).strftime(
+                "%Y-%m-%d %H:%M:%S"
+            )
+            staleness = f"{(now_ms - r.watermark) / 1000:.1f}s"
+        table.add_row(
+            r.topic,
+            str(r.partition),
+            committed,
+            str(r.end),
+            str(r.lag),
+            watermark,
+            staleness,
+            r.status or "-",
+        )
+    table.add_row(
+        "total",
+        "",
+        "",
+        str(sum(r.end for r in rows)),
+        str(sum(r.lag for r in rows)),
+        "",
+        "",
+        "",
+    )
+    return table
+
+
+def dead_letter_table(topic: str, counts: Counter[tuple[str, str, str]]) -> Table:
+    """The `dlq list` table: one row per (error type, stage, rule), most frequent first, a total."""
+    total = sum(counts.values())
+    table = Table(title=f"{topic}: {total} dead letters", show_footer=True)
+    table.add_column("error type", footer="total")
+    table.add_column("stage")
+    table.add_column("rule")
+    table.add_column("count", justify="right", footer=str(total))
+    for (error_type, stage, rule), count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        table.add_row(Text(error_type), Text(stage), Text(rule), str(count))
+    return table
+
+
+def acl_lines(acls: list[Acl], principal: str) -> list[str]:
+    """One aligned line per ACL."""
+    rows = [(a.resource, a.name, a.pattern, a.operation, a.why) for a in acls]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return [
+        f"ALLOW {principal} "
+        + " ".join(value.ljust(width) for value, width in zip(row[:4], widths, strict=True))
+        + f"  # {row[4]}"
+        for row in rows
+    ]
+
+
+def progress_bar(topic: str) -> Callable[[int | None], Any]:
+    """A transient rich progress bar for producing to `topic`, opened with the line count."""
+
+    @contextmanager
+    def bar(total: int | None) -> Iterator[Callable[[], None]]:
+        from rich.progress import Progress
+
+        progress = Progress(transient=True)
+        progress.start()
+        try:
+            task = progress.add_task(f"producing to {topic}", total=total)
+            yield lambda: progress.advance(task)
+        finally:
+            progress.stop()
+
+    return bar

@@ -1,0 +1,37 @@
+"""`streamline topics create`: the topics a topology reads and writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from streamline.cli.console import out
+from streamline.cli.options import BootstrapOpt, KafkaConfigOpt, SchemasOpt, checked_and_connected
+
+topics_app = typer.Typer(help="Topics of a topology.")
+
+
+@topics_app.command("create")
+def topics_create(
+    topology: Annotated[Path, typer.Argument(help="Topology file.")],
+    partitions: Annotated[int, typer.Option("--partitions", help="Partitions of new topics.")] = 3,
+    replication_factor: Annotated[int, typer.Option("--replication-factor")] = 1,
+    bootstrap_servers: BootstrapOpt = None,
+    kafka_config: KafkaConfigOpt = None,
+    schemas: SchemasOpt = None,
+) -> None:
+    """Create the source, sink and owned topics (dlq, retry, late, changelog, lineage, heartbeats)."""
+    from streamline.kafka.admin import create_topics, existing_topics
+    from streamline.ops.topics import topology_topics
+
+    checked, connection = checked_and_connected(topology, schemas, bootstrap_servers, kafka_config)
+    existing = existing_topics(connection)
+    wanted = topology_topics(checked.topology, partitions, existing)
+    created = set(create_topics(connection, wanted, replication_factor))
+    for name, (wanted_count, configs) in wanted.items():
+        state = "created" if name in created else "exists"
+        count = existing.get(name, wanted_count)
+        extra = " (compacted)" if "compact" in configs.get("cleanup.policy", "") else ""
+        out.print(f"{state:8} {name} [{count} partitions]{extra}", markup=False)

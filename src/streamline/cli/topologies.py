@@ -1,0 +1,95 @@
+"""`streamline validate` and `streamline run`: check a topology, run it."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from streamline.cli.console import err, out
+from streamline.cli.options import (
+    BootstrapOpt,
+    KafkaConfigOpt,
+    SchemasOpt,
+    connect,
+    load_checked,
+    refuse_unsafe_settings,
+)
+from streamline.errors import UsageError
+
+
+def validate(
+    topologies: Annotated[list[Path], typer.Argument(help="Topology files.")],
+    schemas: SchemasOpt = None,
+) -> None:
+    """Load and type-check topologies; print each stage chain with its schemas and the fingerprint."""
+    from streamline.topology import render_chain
+
+    failed = 0
+    for path in topologies:
+        try:
+            checked, _ = load_checked(path, schemas)
+        except UsageError as exc:
+            err.print(f"error: {exc}", markup=False)
+            failed += 1
+            continue
+        out.print(render_chain(checked), markup=False)
+    if failed:
+        raise typer.Exit(2)
+
+
+def run(
+    topology: Annotated[Path, typer.Argument(help="Topology file.")],
+    instance_id: Annotated[
+        str | None,
+        typer.Option("--instance-id", help="Stable id of this instance (default: host name)."),
+    ] = None,
+    state_dir: Annotated[
+        Path, typer.Option("--state-dir", help="Local state (RocksDB, checkpoints).")
+    ] = Path(".streamline/state"),
+    metrics_port: Annotated[
+        int, typer.Option("--metrics-port", help="Prometheus /metrics port (0: any free).")
+    ] = 9400,
+    metrics_host: Annotated[
+        str, typer.Option("--metrics-host", help="Address /metrics binds to.")
+    ] = "127.0.0.1",
+    stall_timeout: Annotated[
+        float,
+        typer.Option(
+            "--stall-timeout",
+            min=0,
+            help="Seconds without progress (a stuck map, a hung call) after which /healthz "
+            "answers 503, so a liveness probe restarts the process; 0: never.",
+        ),
+    ] = 120.0,
+    bootstrap_servers: BootstrapOpt = None,
+    kafka_config: KafkaConfigOpt = None,
+    schemas: SchemasOpt = None,
+) -> None:
+    """Run a topology until SIGTERM/SIGINT; then commit or abort and leave the group cleanly."""
+    import logging
+    import socket
+
+    from streamline.kafka.redaction import RedactingFilter
+    from streamline.runtime.processor import RunOptions
+    from streamline.runtime.runner import run_topology
+
+    logging.basicConfig(
+        level=os.environ.get("STREAMLINE_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())
+    checked, store = load_checked(topology, schemas)
+    connection = connect(bootstrap_servers, kafka_config)
+    refuse_unsafe_settings(checked, connection)
+    options = RunOptions(
+        instance_id=instance_id or socket.gethostname(),
+        state_dir=state_dir,
+        stall_timeout_s=stall_timeout,
+    )
+    run_topology(checked, store, connection, options, metrics_host, metrics_port)
