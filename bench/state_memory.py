@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from streamline.runtime.aggregates import AggregateSpec
-from streamline.runtime.window_operator import WindowKind, WindowOperator
+from streamline.runtime.window_operator import WindowOperator
+from streamline.runtime.window_state import WindowKind
 from streamline.state.codec import decode_value, encode_value
 from streamline.state.store import PartitionStore, StoreOptions
 

@@ -1,1 +1,15 @@
-"""runtime."""
+"""Running a topology: the processing loop and the objects it wires.
+
+- `processor`: the loop alone (poll, hand records on, commit when due) and `RunOptions`;
+- `task_manager`: rebalances; opening, restoring and closing tasks; rebuild after a rewind;
+- `task`: one partition of the stateful input, its operator chain and stores;
+- `operators`: the stateful-operator interface; `windowed` is window state, one implementation;
+- `collector`: every write, through one producer; `commit`: the commit cycle, and
+  `transaction`: what the open transaction holds;
+- `failures`: retry, dead-letter and late records; `retry_gate`: holding retry partitions;
+- `repartition`: keyed records and watermark markers upstream of a repartition;
+- `health`: liveness, readiness, heartbeats and lag; `offsets`: assignment and offsets;
+- pure logic: `pipeline`/`stages` (stateless stages), `record`, `windows`, `watermark`,
+  `aggregates`, `window_operator`/`window_state` (windowed aggregation over a store);
+- `runner`: `streamline run`.
+"""

@@ -26,143 +26,48 @@ exactly"):
   a restart, a record for a window that already fired is late instead of
   reopening it.
 
-Key layout in the store (all integers big-endian, times offset by 2**63 so
-that negative times sort before positive ones)::
-
-    W                          -> the operator's watermark (8 bytes, signed)
-    T <end:8> 00 <key utf-8>   -> timer of a window ending at ``end``, in end order;
-                                  tumbling/hopping: the window's state itself,
-                                  [min_seq, max_seq, min_t, max_t, accumulator]
-                                  (its start is end - size); sessions: empty
-    T <end:8> 01 <key utf-8>   -> sessions: when the key's fired_last may be forgotten
-    S <key utf-8>              -> sessions: [fired_last, [[first, last, min_seq,
-                                  max_seq, accumulator], ...]] for the key
-
-Timers are found by one range scan up to ``watermark - allowed_lateness``;
-values are compact JSON (``state.codec``).
+The key layout in the store and the decoded-state cache are in ``window_state``.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from functools import reduce
 from itertools import islice
-from typing import Any, Final, Literal, NamedTuple, Protocol
+from typing import Any, Final
 
 from streamline.runtime.aggregates import AggregateSpec
 from streamline.runtime.watermark import NO_WATERMARK
+from streamline.runtime.window_state import (
+    EXPIRY_TAG,
+    SESSION,
+    TIMER,
+    TIMERS_END,
+    WATERMARK_KEY,
+    WINDOW_TAG,
+    WINDOW_TIMER,
+    AddResult,
+    DecodedState,
+    EmitMode,
+    WindowKind,
+    WindowResult,
+    WindowStore,
+    fold,
+    required,
+    session_first,
+    timer_bound,
+    timer_end,
+    timer_key_of,
+    window_result,
+)
 from streamline.runtime.windows import HoppingWindows, SessionWindows, TumblingWindows
-from streamline.state.codec import decode_value, encode_value
-
-WindowKind = Literal["tumbling", "hopping", "session"]
-EmitMode = Literal["final", "update"]
-
-
-class WindowStore(Protocol):
-    """What the operator needs from its state: ``state.PartitionStore`` is one."""
-
-    @property
-    def epoch(self) -> int:
-        """Changes when the open transaction ends or state is replaced."""
-
-    @property
-    def reset_epoch(self) -> int:
-        """Changes when state goes back or is replaced (rollback, restore, wipe)."""
-
-    def get(self, key: bytes) -> bytes | None:
-        """The current value of ``key``, ``None`` if absent."""
-
-    def put(self, key: bytes, value: bytes) -> None:
-        """Set ``key`` in the open transaction."""
-
-    def delete(self, key: bytes) -> None:
-        """Delete ``key`` in the open transaction."""
-
-    def items(
-        self, start: bytes | None = None, end: bytes | None = None
-    ) -> Iterator[tuple[bytes, bytes]]:
-        """Entries with ``start <= key < end``, in key order."""
-
-    def add_flusher(self, flush: Callable[[], None]) -> None:
-        """Registers ``flush``, called before the store scans or hands out its changes."""
-
-
-class WindowResult(NamedTuple):
-    """One result of one key's window: what the runtime encodes for the sink."""
-
-    key: str
-    """The grouping key."""
-    window_start: int
-    """Inclusive start, epoch ms (a session's first event time)."""
-    window_end: int
-    """Exclusive end, epoch ms (a session's last event time + gap)."""
-    aggregates: dict[str, Any]
-    """Output field to value, as ``AggregateSpec.result`` gives them."""
-    final: bool
-    """True when the window has fired (emitted once); False for an ``emit: update`` update."""
-    min_seq: int
-    """Smallest ``seq`` of the records in the window (the first input offset)."""
-    max_seq: int
-    """Largest ``seq`` of the records in the window (the last input offset)."""
-    min_event_time: int
-    """Earliest event time among the window's records."""
-    max_event_time: int
-    """Latest event time among the window's records."""
-
-
-class AddResult(NamedTuple):
-    """What adding one record did: it was late (and why), or the updates to emit."""
-
-    late_reason: str | None = None
-    """Why the record is late (for the late topic's headers); ``None`` if it was not."""
-    updates: tuple[WindowResult, ...] = ()
-    """With ``emit: update``: the new result of every window the record changed."""
-
-    @property
-    def late(self) -> bool:
-        """Whether the record was late: it goes to the late topic and changed nothing."""
-        return self.late_reason is not None
-
+from streamline.state.codec import decode_value
 
 _ON_TIME: Final = AddResult()
-
-_WATERMARK_KEY: Final = b"W"
-_TIMER: Final = b"T"
-_TIMERS_END: Final = b"U"
-_SESSION: Final = b"S"
-_WINDOW_TIMER: Final = 0
-_EXPIRY_TIMER: Final = 1
-_WINDOW_TAG: Final = b"\x00"
-_EXPIRY_TAG: Final = b"\x01"
-
-_TIME_OFFSET: Final = 1 << 63
-_MIN_TIME: Final = -(1 << 63)
-_MAX_TIME: Final = (1 << 63) - 1
 _NEVER: Final = 1 << 64
-_pack_u64 = struct.Struct(">Q").pack
 _pack_i64 = struct.Struct(">q").pack
 _unpack_i64 = struct.Struct(">q").unpack
-
-# The per-transaction cache of decoded state is dropped beyond this many entries.
-_CACHE_LIMIT: Final = 10_000
-
-
-def _timer_key(end: int, tag: bytes, key: bytes) -> bytes:
-    return _TIMER + _pack_u64(end + _TIME_OFFSET) + tag + key
-
-
-def _timer_bound(end: int) -> bytes:
-    """The first possible timer key with this end (clamped to the timer range)."""
-    if end <= _MIN_TIME:
-        return _TIMER
-    if end > _MAX_TIME:
-        return _TIMERS_END
-    return _TIMER + _pack_u64(end + _TIME_OFFSET)
-
-
-def _timer_end(timer_key: bytes) -> int:
-    return int.from_bytes(timer_key[1:9], "big") - _TIME_OFFSET
 
 
 class WindowOperator:
@@ -206,23 +111,23 @@ class WindowOperator:
         self._hopping: HoppingWindows | None = None
         self._sessions: SessionWindows | None = None
         if kind == "tumbling":
-            self._tumbling = TumblingWindows(_required(size_ms, "size_ms", kind))
+            self._tumbling = TumblingWindows(required(size_ms, "size_ms", kind))
             self._size = self._tumbling.size_ms
         elif kind == "hopping":
             self._hopping = HoppingWindows(
-                _required(size_ms, "size_ms", kind), _required(advance_ms, "advance_ms", kind)
+                required(size_ms, "size_ms", kind), required(advance_ms, "advance_ms", kind)
             )
             self._size = self._hopping.size_ms
         elif kind == "session":
-            self._sessions = SessionWindows(_required(gap_ms, "gap_ms", kind))
+            self._sessions = SessionWindows(required(gap_ms, "gap_ms", kind))
             self._gap = self._sessions.gap_ms
         else:
             raise ValueError(f"unknown window kind {kind!r}: expected tumbling, hopping or session")
         # Decoded states (None: absent) of keys read or written, kept across commits;
         # the keys in _dirty changed in the open transaction and are encoded into
         # the store once, when it flushes (before a scan, a listing or a commit).
-        self._cache: dict[bytes, Any] = {}
-        self._dirty: dict[bytes, None] = {}
+        self._state = state = DecodedState(store)
+        self._read, self._write, self._remove = state.read, state.write, state.remove
         self._watermark_dirty = False
         store.add_flusher(self.flush)
         self._epoch = store.epoch
@@ -232,7 +137,7 @@ class WindowOperator:
         self._next_due: int | None = None
         # Every timer key below this has fired: scans start here, past RocksDB's
         # tombstones of fired timers.
-        self._scan_from = _TIMER
+        self._scan_from = TIMER
 
     # --- the public API -------------------------------------------------------------------
 
@@ -278,16 +183,16 @@ class WindowOperator:
             self._next_due = self._find_next_due()
         if w < self._next_due:
             return []
-        end_of_due = _timer_bound(w - self._lateness + 1)  # timers ending at or before are due
+        end_of_due = timer_bound(w - self._lateness + 1)  # timers ending at or before are due
         results: list[WindowResult] = []
         while True:
             scan = self._store.items(self._scan_from, end_of_due)
             due = list(scan if limit is None else islice(scan, limit))
             for timer_key, value in due:
-                end = _timer_end(timer_key)
+                end = timer_end(timer_key)
                 if self._sessions is None:
                     results.append(self._fire_window(timer_key, value, end))
-                elif timer_key[9] == _WINDOW_TIMER:
+                elif timer_key[9] == WINDOW_TIMER:
                     self._fire_session(timer_key, end, w, results)
                 else:
                     self._expire_session_key(timer_key, w)  # no result: may need another round
@@ -312,14 +217,16 @@ class WindowOperator:
                 f"window [{end - size}, {end}) closed at watermark {w} "
                 f"(end + allowed lateness = {end + self._lateness})"
             )
-        timer_key = _timer_key(end, _WINDOW_TAG, key.encode())
+        timer_key = timer_key_of(end, WINDOW_TAG, key.encode())
         state = self._read(timer_key)
-        new = self._fold(state, value, t, seq)
+        new = fold(self.aggregates, state, value, t, seq)
         self._write(timer_key, new)
         if state is None:
             self._timer_added(end)
         if self._updates:
-            return AddResult(None, (self._window_result(key, end - size, end, new, False),))
+            return AddResult(
+                None, (window_result(self.aggregates, key, end - size, end, new, False),)
+            )
         return _ON_TIME
 
     def _add_hopping(
@@ -342,49 +249,29 @@ class WindowOperator:
         # reject then changes nothing.
         changes = []
         for window in open_windows:
-            timer_key = _timer_key(window.end, _WINDOW_TAG, encoded_key)
+            timer_key = timer_key_of(window.end, WINDOW_TAG, encoded_key)
             state = self._read(timer_key)
-            changes.append((timer_key, window.end, state is None, self._fold(state, value, t, seq)))
+            changes.append(
+                (timer_key, window.end, state is None, fold(self.aggregates, state, value, t, seq))
+            )
         updates = []
         for timer_key, end, created, new in changes:
             self._write(timer_key, new)
             if created:
                 self._timer_added(end)
             if self._updates:
-                updates.append(self._window_result(key, end - self._size, end, new, False))
+                updates.append(
+                    window_result(self.aggregates, key, end - self._size, end, new, False)
+                )
         return AddResult(None, tuple(updates)) if updates else _ON_TIME
 
-    def _fold(
-        self, state: list[Any] | None, value: Mapping[str, Any], t: int, seq: int
-    ) -> list[Any]:
-        spec = self.aggregates
-        if state is None:
-            return [seq, seq, t, t, spec.add(spec.init(), value, t, seq)]
-        min_seq, max_seq, min_t, max_t, acc = state
-        return [
-            seq if seq < min_seq else min_seq,
-            seq if seq > max_seq else max_seq,
-            t if t < min_t else min_t,
-            t if t > max_t else max_t,
-            spec.add(acc, value, t, seq),
-        ]
-
-    def _window_result(
-        self, key: str, start: int, end: int, state: list[Any], final: bool
-    ) -> WindowResult:
-        min_seq, max_seq, min_t, max_t, acc = state
-        return WindowResult(
-            key, start, end, self.aggregates.result(acc), final, min_seq, max_seq, min_t, max_t
-        )
-
     def _fire_window(self, timer_key: bytes, value: bytes, end: int) -> WindowResult:
-        state = self._cache.pop(timer_key, None)
-        self._dirty.pop(timer_key, None)
+        state = self._state.take(timer_key)
         if state is None:
             state = decode_value(value)
         self._store.delete(timer_key)
         key = timer_key[10:].decode()
-        return self._window_result(key, end - self._size, end, state, True)
+        return window_result(self.aggregates, key, end - self._size, end, state, True)
 
     # --- sessions -------------------------------------------------------------------------
 
@@ -395,7 +282,7 @@ class WindowOperator:
         assert sessions_of is not None
         gap, lateness = self._gap, self._lateness
         encoded_key = key.encode()
-        session_key = _SESSION + encoded_key
+        session_key = SESSION + encoded_key
         state = self._read(session_key)
         fired_last: int | None = None
         sessions: list[list[Any]] = []
@@ -432,16 +319,16 @@ class WindowOperator:
         first, last = merge.session
         kept = [s for s in sessions if (s[0], s[1]) not in joined]
         kept.append([first, last, min_seq, max_seq, acc])
-        kept.sort(key=_session_first)
+        kept.sort(key=session_first)
         self._write(session_key, [fired_last, kept])
         timer_kept = False
         for s in merged:
             if s[1] == last:
                 timer_kept = True
             else:
-                self._store.delete(_timer_key(s[1] + gap, _WINDOW_TAG, encoded_key))
+                self._store.delete(timer_key_of(s[1] + gap, WINDOW_TAG, encoded_key))
         if not timer_kept:
-            self._store.put(_timer_key(last + gap, _WINDOW_TAG, encoded_key), b"")
+            self._store.put(timer_key_of(last + gap, WINDOW_TAG, encoded_key), b"")
             self._timer_added(last + gap)
         if self._updates:
             result = WindowResult(
@@ -457,7 +344,7 @@ class WindowOperator:
         store = self._store
         store.delete(timer_key)
         encoded_key = timer_key[10:]
-        session_key = _SESSION + encoded_key
+        session_key = SESSION + encoded_key
         state = self._read(session_key)
         if state is None:
             return
@@ -491,13 +378,13 @@ class WindowOperator:
             # Only fired_last is left; it is needed until rule 1 of is_late covers it.
             self._write(session_key, [fired_last, []])
             expiry = fired_last + 2 * self._gap
-            store.put(_timer_key(expiry, _EXPIRY_TAG, encoded_key), b"")
+            store.put(timer_key_of(expiry, EXPIRY_TAG, encoded_key), b"")
             self._timer_added(expiry)
 
     def _expire_session_key(self, timer_key: bytes, w: int) -> None:
         assert self._sessions is not None
         self._store.delete(timer_key)
-        session_key = _SESSION + timer_key[10:]
+        session_key = SESSION + timer_key[10:]
         state = self._read(session_key)
         if state is None:
             return
@@ -510,34 +397,10 @@ class WindowOperator:
     def flush(self) -> None:
         """Writes the states changed since the last flush into the store's open transaction."""
         self._sync()
-        store, cache = self._store, self._cache
-        dirty, self._dirty = self._dirty, {}
-        for key in dirty:
-            store.put(key, encode_value(cache[key]))
+        self._state.write_back()
         if self._watermark_dirty:
             self._watermark_dirty = False
-            store.put(_WATERMARK_KEY, _pack_i64(self._watermark))
-
-    def _read(self, key: bytes) -> Any:
-        cache = self._cache
-        if key in cache:
-            return cache[key]
-        raw = self._store.get(key)
-        value = None if raw is None else decode_value(raw)
-        if len(cache) >= _CACHE_LIMIT:
-            self.flush()
-            cache.clear()
-        cache[key] = value
-        return value
-
-    def _write(self, key: bytes, value: Any) -> None:
-        self._cache[key] = value
-        self._dirty[key] = None
-
-    def _remove(self, key: bytes) -> None:
-        self._store.delete(key)
-        self._cache[key] = None
-        self._dirty.pop(key, None)
+            self._store.put(WATERMARK_KEY, _pack_i64(self._watermark))
 
     def _advance(self, watermark: int) -> int:
         if watermark > self._watermark:
@@ -546,7 +409,7 @@ class WindowOperator:
         return self._watermark
 
     def _stored_watermark(self) -> int:
-        raw = self._store.get(_WATERMARK_KEY)
+        raw = self._store.get(WATERMARK_KEY)
         return NO_WATERMARK if raw is None else int(_unpack_i64(raw)[0])
 
     def _timer_added(self, end: int) -> None:
@@ -555,8 +418,8 @@ class WindowOperator:
             self._next_due = due
 
     def _find_next_due(self) -> int:
-        for timer_key, _ in self._store.items(self._scan_from, _TIMERS_END):
-            return _timer_end(timer_key) + self._lateness
+        for timer_key, _ in self._store.items(self._scan_from, TIMERS_END):
+            return timer_end(timer_key) + self._lateness
         return _NEVER
 
     def _sync(self) -> None:
@@ -571,13 +434,12 @@ class WindowOperator:
             return
         self._epoch = store.epoch
         if store.reset_epoch != self._reset_epoch:
-            self._cache.clear()
-            self._dirty.clear()
+            self._state.drop()
             self._watermark_dirty = False
             self._reset_epoch = store.reset_epoch
             self._watermark = self._stored_watermark()
             self._next_due = None
-            self._scan_from = _TIMER
+            self._scan_from = TIMER
 
     def __repr__(self) -> str:
         windows = self._tumbling or self._hopping or self._sessions
@@ -585,14 +447,3 @@ class WindowOperator:
             f"WindowOperator({windows!r}, allowed_lateness_ms={self._lateness}, "
             f"emit={self.emit!r}, aggregates={self.aggregates!r})"
         )
-
-
-def _session_first(session: list[Any]) -> int:
-    first: int = session[0]
-    return first
-
-
-def _required(value: int | None, name: str, kind: str) -> int:
-    if value is None:
-        raise ValueError(f"{kind} windows need {name}")
-    return value

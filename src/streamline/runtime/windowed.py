@@ -1,4 +1,4 @@
-"""The window stage at run time: one task per input partition, with state, watermark and restore.
+"""The window stage at run time: window state per input partition, watermarks and markers.
 
 The window stage reads either the source partitions themselves (when the input is
 already partitioned by the grouping key) or the partitions of `<name>.repartition`,
@@ -7,33 +7,37 @@ key. Every source partition's watermark travels to every repartition partition a
 a control marker, and a repartition task's watermark is the minimum over the source
 partitions that are not idle.
 
-Each task owns a `PartitionStore` (RocksDB behind the transaction overlay) and a
-`WindowOperator`. The processor produces `pending_changes()` to the changelog in the
-open transaction and calls `committed()` / `aborted()` afterwards. Nothing here
-talks to Kafka: restore reads come in through `restore_from`.
+`WindowStage` is the window state of one partition, a `StatefulOperator` (see
+`runtime/operators.py`): a `WindowOperator` over one `PartitionStore` (RocksDB behind
+the transaction overlay) restored from `<name>.windows.changelog`. The task that holds
+it (`runtime/task.py`) writes the store's pending changes to the changelog in the open
+transaction and commits or rolls the store back with it. `SourceWatermarks` tracks the
+source partitions upstream for the markers. Nothing here talks to Kafka.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from streamline import headers as h
+from streamline.reliability.dead_letter import Failure
 from streamline.runtime.aggregates import AggregateSpec
-from streamline.runtime.record import ORIGINAL_HEADER, Record
+from streamline.runtime.operators import OperatorOutput, OperatorStore, StoreSpec
+from streamline.runtime.record import Record
 from streamline.runtime.watermark import NO_WATERMARK, CombinedWatermark, WatermarkTracker
-from streamline.runtime.window_operator import AddResult, WindowOperator, WindowResult
+from streamline.runtime.window_operator import WindowOperator
+from streamline.runtime.window_state import AddResult, WindowResult
 from streamline.state import WINDOW_STORE as STORE
 from streamline.state.store import PartitionStore, partition_path
 from streamline.topology.model import Topology, WindowSpec
 
-log = logging.getLogger("streamline.runtime")
-
-MARKER_HEADER = "streamline.watermark_marker"
+AGGREGATE = "aggregate"
+"""The error type of a record the window stage cannot take (and of one it does not hold)."""
 
 
 @dataclass(frozen=True)
@@ -48,10 +52,17 @@ class WindowSettings:
     max_out_of_orderness_ms: int
     idle_timeout_ms: int
     state_dir: Path
-    generation: int = 0
+    changelog_topic: str
+    input_topic: str
+    """The topic whose partitions the window stages read."""
+    repartitioned: bool
+    """Whether that is `<name>.repartition` (records keyed upstream, with watermark markers)."""
+    retry_topic: str
+    stage: str
+    """The window stage's path in the topology, as failures name it."""
 
     @classmethod
-    def of(cls, topology: Topology, state_dir: Path, generation: int = 0) -> WindowSettings:
+    def of(cls, topology: Topology, state_dir: Path, repartitioned: bool) -> WindowSettings:
         spec = topology.window
         key = topology.key_by
         assert spec is not None and key is not None
@@ -68,7 +79,11 @@ class WindowSettings:
             max_out_of_orderness_ms=watermark.max_out_of_orderness,
             idle_timeout_ms=watermark.idle_timeout,
             state_dir=state_dir,
-            generation=generation,
+            changelog_topic=topology.changelog_topic(STORE),
+            input_topic=topology.repartition_topic if repartitioned else topology.sources[0].topic,
+            repartitioned=repartitioned,
+            retry_topic=topology.retry_topic,
+            stage=f"stages[{len(topology.stages) - 1}].window",
         )
 
     def operator(self, store: PartitionStore) -> WindowOperator:
@@ -98,87 +113,162 @@ class WindowSettings:
         }
 
 
-class WindowTask:
-    """The window stage for one input partition."""
+class WindowStage:
+    """Window state of one partition: a `WindowOperator` over its store, and its watermark.
+
+    One implementation of `operators.StatefulOperator`, in two kinds: `DirectWindowStage`
+    reads the source partition itself and keeps its own watermark;
+    `RepartitionedWindowStage` reads `<name>.repartition`, whose watermark is the minimum
+    over the source partitions', which arrive as marker records.
+    """
+
+    def __init__(self, settings: WindowSettings, partition: int, generation: int) -> None:
+        self.settings = settings
+        self.stage = settings.stage
+        self.partition = partition
+        path = partition_path(settings.state_dir, settings.topology, STORE, partition)
+        self.store = PartitionStore(path, generation, fingerprint=settings.fingerprint)
+        self.stores = [OperatorStore(StoreSpec(STORE, settings.changelog_topic), self.store)]
+        self.operator = settings.operator(self.store)
+
+    def watermark(self, wall_ms: int) -> int:
+        raise NotImplementedError
+
+    def punctuate(self, wall_ms: int) -> list[Record]:
+        """The windows the watermark has passed."""
+        watermark = self.watermark(wall_ms)
+        if watermark == NO_WATERMARK:
+            return []
+        results = self.operator.fire(watermark)
+        return self._records(results) if results else []
+
+    def _outcome(
+        self, record: Record, result: AddResult, watermark: int, out: OperatorOutput
+    ) -> None:
+        """What became of an added record: late, or (`emit: update`) updated windows."""
+        if result.late_reason is not None:
+            out.late(record, result.late_reason, watermark)
+        elif result.updates:
+            out.emit(self._records(result.updates))
+
+    def _failed(self, record: Record, exc: Exception, out: OperatorOutput) -> None:
+        out.fail(record, Failure(AGGREGATE, f"cannot aggregate: {exc!r}", self.stage))
+
+    def _records(self, results: Iterable[WindowResult]) -> list[Record]:
+        """Sink records of window results; their source range is the window's input offsets."""
+        records = []
+        result_value = self.settings.result_value
+        topic = self.settings.input_topic
+        for result in results:
+            record = Record(topic, self.partition, result.min_seq, None, None, None)
+            record.last_offset = result.max_seq
+            record.value = result_value(result)
+            record.event_time = result.max_event_time
+            record.out_key = result.key.encode()
+            records.append(record)
+        return records
+
+
+class DirectWindowStage(WindowStage):
+    """Window state of a source partition, keyed by the stages: its own watermark."""
+
+    def __init__(
+        self, settings: WindowSettings, partition: int, generation: int, wall_ms: int
+    ) -> None:
+        super().__init__(settings, partition, generation)
+        self.tracker = WatermarkTracker(
+            settings.max_out_of_orderness_ms, settings.idle_timeout_ms, start_wall_ms=wall_ms
+        )
+
+    def watermark(self, wall_ms: int) -> int:
+        return self.tracker.watermark
+
+    def started(self, wall_ms: int) -> None:
+        """Starts the watermark over (from the operator's committed one) at `wall_ms`."""
+        settings = self.settings
+        self.tracker = WatermarkTracker(
+            settings.max_out_of_orderness_ms, settings.idle_timeout_ms, start_wall_ms=wall_ms
+        )
+
+    def process(self, records: list[Record], wall_ms: int, out: OperatorOutput) -> None:
+        """Adds each record at the watermark before it; its event time then moves the watermark."""
+        retry_topic = self.settings.retry_topic
+        add = self.operator.add
+        tracker = self.tracker
+        observe = tracker.observe
+        for record in records:
+            seq = record.offset
+            if record.topic == retry_topic:  # back from the retry topic: its source's offset
+                seq = record.origin()[2]
+            key = record.out_key.decode() if record.out_key is not None else None
+            try:
+                watermark = tracker.watermark
+                result = add(str(key), record.value, record.event_time, seq, watermark)
+                observe(record.event_time, wall_ms)
+            except (KeyError, TypeError, ValueError) as exc:
+                self._failed(record, exc, out)
+                continue
+            if result.late_reason is not None:
+                out.late(record, result.late_reason, watermark)
+            elif result.updates:
+                out.emit(self._records(result.updates))
+
+
+class RepartitionedWindowStage(WindowStage):
+    """Window state of a repartition partition: the minimum of the source watermarks."""
 
     def __init__(
         self,
         settings: WindowSettings,
-        topic: str,
         partition: int,
-        source_partitions: list[tuple[str, int]] | None,
+        generation: int,
+        source_partitions: list[tuple[str, int]],
         wall_ms: int,
     ) -> None:
-        self.topic = topic
-        self.partition = partition
-        path = partition_path(settings.state_dir, settings.topology, STORE, partition)
-        self.store = PartitionStore(path, settings.generation, fingerprint=settings.fingerprint)
-        self.operator = settings.operator(self.store)
-        # direct input: the partition's own watermark; repartitioned: min over source partitions
+        super().__init__(settings, partition, generation)
         # Upstream instances mark their idle source partitions in the markers (sent at
         # least every idle_timeout / 2); a source partition silent for much longer than
         # that has no live owner, and is left out until it has one again.
         self._downstream_idle_ms = 3 * settings.idle_timeout_ms + 10_000
-        self.direct: WatermarkTracker | None = None
-        self.combined: CombinedWatermark[tuple[str, int]] | None = None
-        if source_partitions is None:
-            self.direct = WatermarkTracker(
-                settings.max_out_of_orderness_ms, settings.idle_timeout_ms, start_wall_ms=wall_ms
-            )
-        else:
-            self.combined = CombinedWatermark(0, self._downstream_idle_ms)
-            for source in source_partitions:
-                self.combined.add_partition(source, wall_ms)
+        self.combined: CombinedWatermark[tuple[str, int]] = CombinedWatermark(
+            0, self._downstream_idle_ms
+        )
+        for source in source_partitions:
+            self.combined.add_partition(source, wall_ms)
 
     def watermark(self, wall_ms: int) -> int:
-        if self.direct is not None:
-            return self.direct.watermark
-        assert self.combined is not None
         return self.combined.current(wall_ms)
-
-    def add(
-        self, key: str, value: dict[str, Any], event_time: int, seq: int, wall_ms: int
-    ) -> tuple[AddResult, int]:
-        """Adds one record at the watermark before it, then lets its event time move the watermark."""
-        watermark = self.watermark(wall_ms)
-        result = self.operator.add(key, value, event_time, seq, watermark)
-        if self.direct is not None:
-            self.direct.observe(event_time, wall_ms)
-        return result, watermark
-
-    def marker(self, source: tuple[str, int], watermark: int, idle: bool, wall_ms: int) -> None:
-        assert self.combined is not None
-        if source not in self.combined:
-            self.combined.add_partition(source, wall_ms)
-        self.combined.advance(source, watermark, wall_ms, idle=idle)
-
-    def reset_watermark(self, wall_ms: int) -> None:
-        """Forgets watermark progress of an aborted transaction (the operator keeps the committed one)."""
-        self.started(wall_ms)
 
     def started(self, wall_ms: int) -> None:
         """Starts the watermark over (from the operator's committed one) at `wall_ms`."""
-        if self.direct is not None:
-            self.direct = WatermarkTracker(
-                self.direct.max_out_of_orderness_ms,
-                self.direct.idle_timeout_ms,
-                start_wall_ms=wall_ms,
-            )
-            return
-        assert self.combined is not None
         sources = list(self.combined)
         self.combined = CombinedWatermark(0, self._downstream_idle_ms)
         for source in sources:
             self.combined.add_partition(source, wall_ms)
 
-    def fire(self, wall_ms: int) -> list[WindowResult]:
-        watermark = self.watermark(wall_ms)
-        if watermark == NO_WATERMARK:
-            return []
-        return self.operator.fire(watermark)
+    def process(self, records: list[Record], wall_ms: int, out: OperatorOutput) -> None:
+        """Takes the markers; adds each keyed record at the watermark before it."""
+        key_name = self.settings.key_name
+        add = self.operator.add
+        for record in records:
+            marker = dict(record.headers or []).get(h.WATERMARK_MARKER)
+            if marker is not None:
+                self.marker(*decode_marker(marker), wall_ms)
+                continue
+            record.value, record.event_time, _original = record_from_repartition(record)
+            key = record.value.get(key_name)
+            try:
+                watermark = self.combined.current(wall_ms)
+                result = add(str(key), record.value, record.event_time, record.offset, watermark)
+            except (KeyError, TypeError, ValueError) as exc:
+                self._failed(record, exc, out)
+                continue
+            self._outcome(record, result, watermark, out)
 
-    def close(self) -> None:
-        self.store.close()
+    def marker(self, source: tuple[str, int], watermark: int, idle: bool, wall_ms: int) -> None:
+        if source not in self.combined:
+            self.combined.add_partition(source, wall_ms)
+        self.combined.advance(source, watermark, wall_ms, idle=idle)
 
 
 class SourceWatermarks:
@@ -192,6 +282,11 @@ class SourceWatermarks:
     def assign(self, tp: tuple[str, int], wall_ms: int) -> None:
         self.trackers[tp] = WatermarkTracker(self.ooo, self.idle, start_wall_ms=wall_ms)
 
+    def reset(self, wall_ms: int) -> None:
+        """Starts every partition's watermark over (the records that moved it were aborted)."""
+        for tp in list(self.trackers):
+            self.assign(tp, wall_ms)
+
     def revoke(self, tp: tuple[str, int]) -> None:
         self.trackers.pop(tp, None)
 
@@ -199,6 +294,13 @@ class SourceWatermarks:
         tracker = self.trackers.get(tp)
         if tracker is not None:
             tracker.observe(event_time, wall_ms)
+
+    def observe_all(self, records: Iterable[Record]) -> None:
+        """Source partitions' event-time progress (for heartbeats and markers)."""
+        wall_ms = int(time.time() * 1000)
+        observe = self.observe
+        for record in records:
+            observe((record.topic, record.partition), record.event_time, wall_ms)
 
     def markers(
         self, wall_ms: int, caught_up: Callable[[tuple[str, int]], bool]
@@ -231,42 +333,12 @@ def decode_repartitioned(data: bytes) -> dict[str, Any]:
     return value
 
 
-def restore_task(
-    task: WindowTask,
-    high_watermark: int,
-    start_of: Callable[[int], Iterator[list[tuple[bytes, bytes | None]]]],
-    end_of: Callable[[], int],
-) -> int:
-    """Replays the changelog into the task's store; returns the number of records replayed.
-
-    Local state with a checkpoint of this generation replays from the checkpoint; other
-    local state is wiped and the whole changelog replayed.
-    """
-    started = time.monotonic()
-    start = task.store.begin_restore(high_watermark)
-    replayed = 0
-    for chunk in start_of(start):
-        task.store.restore(chunk)
-        replayed += len(chunk)
-    task.store.finish_restore(max(start, end_of()))
-    log.info(
-        "restored %s partition %d: %d changelog records from offset %d in %.2fs (%s)",
-        STORE,
-        task.partition,
-        replayed,
-        start,
-        time.monotonic() - started,
-        "local checkpoint" if start > 0 else "from the beginning",
-    )
-    return replayed
-
-
 def record_from_repartition(record: Record) -> tuple[dict[str, Any], int, bytes | None]:
     """(value, event time, original bytes) of a record read from the repartition topic."""
     headers = dict(record.headers or [])
     assert record.raw is not None
     return (
         decode_repartitioned(record.raw),
-        int(headers["streamline.event_time"]),
-        headers.get(ORIGINAL_HEADER),
+        int(headers[h.EVENT_TIME]),
+        headers.get(h.ORIGINAL),
     )

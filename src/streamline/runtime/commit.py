@@ -1,0 +1,359 @@
+"""The commit cycle: one transaction from its first record to its commit, abort or rewind.
+
+Exactly-once (EOS v2, KIP-447): `transactional.id = <topology>-<instance>`, the consumer
+reads `read_committed` with manual commits, and each transaction carries the outputs,
+the dead letters, the changelog records and the consumed offsets
+(`send_offsets_to_transaction` with the group metadata, so a zombie whose group
+generation is stale cannot commit). On an abortable error the transaction is aborted,
+the stores rolled back and the consumer rewound to the last committed offsets; a fatal
+producer error re-creates the producer. With `at_least_once`, outputs are flushed before
+the offsets are committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from itertools import groupby
+from operator import attrgetter
+from typing import Any, Protocol
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+
+from streamline.kafka.connection import Connection
+from streamline.observability.lineage import LINEAGE_TOPIC, run_event
+from streamline.observability.metrics import Metrics
+from streamline.runtime.collector import RecordCollector
+from streamline.runtime.offsets import Offsets
+from streamline.runtime.pipeline import Pipeline
+from streamline.runtime.record import Record
+from streamline.runtime.transaction import Transaction
+from streamline.runtime.windowed import SourceWatermarks
+from streamline.state.generation import commit_metadata
+
+log = logging.getLogger("streamline.runtime")
+
+TP = tuple[str, int]
+_partition_of = attrgetter("topic", "partition")
+
+
+class TransactionAborted(Exception):
+    """The open transaction was aborted; the consumer has been rewound."""
+
+
+class StatefulTasks(Protocol):
+    """The commit hooks of the tasks (`TaskManager`)."""
+
+    def prepare_commit(self) -> list[tuple[str, int, list[tuple[bytes, bytes | None]]]]: ...
+    def post_commit(self, offsets: Mapping[TP, int]) -> None: ...
+    def abort(self, wall_ms: int) -> None: ...
+
+
+class Markers(Protocol):
+    """Watermark markers written with each commit (`Repartitioner`)."""
+
+    def write_markers(self) -> None: ...
+
+
+def transactional_producer(
+    pipeline: Pipeline, instance_id: str, connection: Connection, transaction_timeout_ms: int
+) -> Callable[[Callable[[Any, Any], None]], Producer]:
+    """A factory of the loop's producer (transactional with `exactly_once`)."""
+
+    def new(on_delivery: Callable[[Any, Any], None]) -> Producer:
+        conf: dict[str, Any] = {
+            "on_delivery": on_delivery,
+            "client.id": f"{pipeline.group_id}-{instance_id}",
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "partitioner": "murmur2_random",
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": 500000,
+        }
+        if pipeline.exactly_once:
+            conf["transactional.id"] = pipeline.transactional_id(instance_id)
+            conf["transaction.timeout.ms"] = transaction_timeout_ms
+        producer = Producer(connection.config(**conf, log_level=3), logger=log)
+        if pipeline.exactly_once:
+            try:
+                producer.init_transactions(60)
+            except KafkaException as exc:
+                tid = conf["transactional.id"]
+                denied = connection.access_error(exc.args[0], transactional_id=tid)
+                if denied is None:
+                    raise
+                raise denied from None
+        return producer
+
+    return new
+
+
+class CommitCycle:
+    """Begins, commits and aborts the loop's transactions, and rewinds after an abort."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        instance_id: str,
+        max_records: int,
+        connection: Connection,
+        consumer: Consumer,
+        collector: RecordCollector[Producer],
+        offsets: Offsets,
+        tasks: StatefulTasks,
+        markers: Markers | None,
+        source_watermarks: SourceWatermarks,
+        metrics: Metrics,
+        progressed: Callable[[], None],
+    ) -> None:
+        self._pipeline = pipeline
+        self._exactly_once = pipeline.exactly_once
+        self._interval_s = pipeline.commit_interval_ms / 1000
+        self._max_records = max_records
+        self._transactional_id = pipeline.transactional_id(instance_id)
+        self._connection = connection
+        self._consumer = consumer
+        self._collector = collector
+        self._offsets = offsets
+        self._tasks = tasks
+        self._markers = markers
+        self._source_watermarks = source_watermarks
+        self._metrics = metrics
+        self._progressed = progressed
+        self.txn: Transaction | None = None
+        """The open transaction; `None` between a commit (or abort) and the next record."""
+
+    # --- the open transaction ----------------------------------------------------------
+
+    def begin(self) -> Transaction:
+        self._collector.begin()
+        if self._exactly_once:
+            self._collector.producer.begin_transaction()
+        self.txn = Transaction()
+        return self.txn
+
+    def open(self) -> Transaction:
+        """The open transaction, begun now if there is none."""
+        return self.txn if self.txn is not None else self.begin()
+
+    def due_in(self) -> float:
+        """Seconds until the open transaction's commit interval is over (0 when none is open)."""
+        if self.txn is None:
+            return 0.0
+        return max(self.txn.started + self._interval_s - time.monotonic(), 0.0)
+
+    def due(self) -> bool:
+        txn = self.txn
+        return txn is not None and (
+            time.monotonic() - txn.started >= self._interval_s or txn.records >= self._max_records
+        )
+
+    def processed(self, txn: Transaction, batch: list[Record]) -> None:
+        """The batch went through: its partitions' positions move past it."""
+        txn.records += len(batch)
+        positions = self._offsets.positions
+        # Runs of one partition: the consumer hands out messages partition by partition.
+        for tp, run in groupby(batch, _partition_of):
+            records = list(run)
+            first, last = records[0].offset, records[-1].offset
+            positions[tp] = last + 1
+            txn.consumed[tp] = txn.consumed.get(tp, 0) + len(records)
+            span = txn.inputs.get(tp)
+            if span is None:
+                txn.inputs[tp] = [first, last]
+            else:
+                span[1] = last
+
+    # --- commit ------------------------------------------------------------------------
+
+    def commit_or_abort(self) -> None:
+        """Commits the open transaction; on failure aborts it and rewinds the consumer."""
+        if self.txn is None:
+            return
+        try:
+            self._commit(self.txn)
+        except KafkaException as exc:
+            self.abort(exc)
+
+    def _commit(self, txn: Transaction) -> None:
+        """The numbered steps of one commit.
+
+        1. watermark markers to every repartition partition;
+        2. the stores' changes to their changelogs;
+        3. the lineage event (after a flush, so the delivered output ranges are known);
+        4. the consumed offsets: into the transaction and commit it (`exactly_once`), or
+           flush, check every write was delivered, and commit them (`at_least_once`);
+        5. the stores commit, checkpointed at their changelogs' delivered offsets;
+           the committed offsets and the transaction's counts go to the metrics.
+        """
+        started = time.monotonic()
+        collector = self._collector
+        if self._markers is not None:
+            self._markers.write_markers()
+        for topic, partition, changes in self._tasks.prepare_commit():
+            collector.send_changelog(topic, partition, changes)
+        if self._pipeline.topology.lineage and (txn.inputs or txn.outputs):
+            self._write_lineage(txn)
+        offsets = self._offsets
+        metadata = commit_metadata(offsets.generation)
+        committing = [
+            TopicPartition(t, p, off, metadata=metadata)
+            for (t, p), off in offsets.positions.items()
+            if (t, p) in offsets.assignment
+        ]
+        if self._exactly_once:
+            producer = collector.producer
+            producer.send_offsets_to_transaction(
+                committing, self._consumer.consumer_group_metadata(), 30
+            )
+            self._retrying(lambda: producer.commit_transaction(30))
+        else:
+            if collector.flush(60):
+                raise KafkaException(
+                    KafkaError(KafkaError._MSG_TIMED_OUT, "outputs not delivered", retriable=True)
+                )
+            if collector.first_error is not None:  # committing would lose it: rewind and redo
+                raise KafkaException(collector.first_error)
+            if committing:
+                self._consumer.commit(offsets=committing, asynchronous=False)
+        self.txn = None
+        collector.end()
+        offsets.committed.update(offsets.positions)
+        collector.poll(0)  # serve the changelog delivery reports that are ready
+        self._tasks.post_commit({**offsets.committed, **collector.changelog_offsets})
+        self._committed_metrics(txn, time.monotonic() - started)
+
+    def _write_lineage(self, txn: Transaction) -> None:
+        """The transaction's RunEvent: delivered output ranges are known after a flush."""
+        collector = self._collector
+        if collector.flush(60):
+            raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT, "outputs not delivered"))
+        topology = self._pipeline.topology
+        event = run_event(
+            topology.name,
+            topology.version,
+            topology.fingerprint,
+            self._transactional_id,
+            self._connection.bootstrap_servers,
+            {tp: (a, b) for tp, (a, b) in txn.inputs.items()},
+            {tp: (a, b) for tp, (a, b) in (collector.produced or {}).items()},
+        )
+        collector.produce(LINEAGE_TOPIC, topology.name.encode(), event, [])
+
+    def _retrying(self, call: Callable[[], Any]) -> None:
+        """Retries a transactional call while librdkafka says the error is retriable."""
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                call()
+                return
+            except KafkaException as exc:
+                error = exc.args[0]
+                if not error.retriable() or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+                self._progressed()
+
+    def _committed_metrics(self, txn: Transaction, seconds: float) -> None:
+        m = self._metrics
+        m.transaction_committed(seconds)
+        for (topic, partition), n in txn.consumed.items():
+            m.records_in(topic, partition, n)
+        if txn.outputs:
+            m.records_out(self._pipeline.sink_topic, txn.outputs)
+            now_ms = time.time() * 1000
+            m.observe_latency([(now_ms - t) / 1000.0 for t in txn.event_times])
+        for (error_type, stage), n in txn.dead_letters.items():
+            m.dead_letter(error_type, stage, n)
+        if txn.late:
+            m.late(self._pipeline.topology.late_topic, txn.late)
+        if txn.retries:
+            m.retry("map", txn.retries)
+        for (topic, partition), offset in self._offsets.committed.items():
+            m.set_committed_offset(topic, partition, offset)
+
+    # --- abort -------------------------------------------------------------------------
+
+    def abort(self, exc: KafkaException) -> None:
+        """Abort and rewind on an abortable error; re-create the producer on a fatal one."""
+        error: KafkaError = exc.args[0]
+        collector = self._collector
+        collector.poll(0)  # failed deliveries may say why: a write the ACLs refuse
+        if self._exactly_once and error.code() == KafkaError._STATE:
+            try:  # the transaction failed earlier: a commit fails at once, saying why
+                collector.producer.commit_transaction(5)
+            except KafkaException as failed:
+                error = failed.args[0]
+        denied = collector.denied or self._connection.access_error(
+            error,
+            group=self._pipeline.group_id,
+            transactional_id=self._transactional_id,
+            writes=self._pipeline.owned_topics,
+        )
+        if denied is not None:  # retrying cannot help: stop with what to grant
+            self.txn = None  # left to the broker to abort, so leaving the group commits nothing
+            raise denied
+        log.warning("transaction failed: %s", error.str())
+        if error.fatal() or not self._exactly_once:
+            self._metrics.transaction_aborted("fatal" if error.fatal() else "error")
+            collector.recreate_producer()
+        else:
+            self._metrics.transaction_aborted(
+                "abortable" if error.txn_requires_abort() else "error"
+            )
+            try:
+                collector.producer.abort_transaction(30)
+            except KafkaException as abort_exc:
+                log.warning("abort failed (%s); re-creating the producer", abort_exc.args[0].str())
+                collector.recreate_producer()
+        self.txn = None
+        collector.end()
+        collector.poll(0)  # delivery reports of the aborted transaction go nowhere
+        self._reset_state()
+        self._rewind()
+
+    def lost(self) -> None:
+        """The partitions were lost: the open transaction can only be aborted."""
+        if self.txn is None or not self._exactly_once:
+            return
+        try:
+            self._collector.producer.abort_transaction(30)
+        except KafkaException:
+            self._collector.recreate_producer()
+        self.txn = None
+        self._collector.end()
+        self._reset_state()
+        self._metrics.transaction_aborted("partitions_lost")
+
+    def _reset_state(self) -> None:
+        """After an abort: drop uncommitted state and watermarks moved by the aborted records."""
+        wall_ms = int(time.time() * 1000)
+        self._tasks.abort(wall_ms)
+        self._source_watermarks.reset(wall_ms)
+
+    def _rewind(self) -> None:
+        """Seeks every assigned partition back to its last committed offset."""
+        offsets = self._offsets
+        offsets.positions = dict(offsets.committed)
+        unknown = [
+            TopicPartition(t, p) for (t, p) in offsets.assignment if (t, p) not in offsets.committed
+        ]
+        targets = {tp: off for tp, off in offsets.committed.items() if tp in offsets.assignment}
+        if unknown:
+            for tp in self._consumer.committed(unknown, timeout=30):
+                targets[(tp.topic, tp.partition)] = (
+                    tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+                )
+        for (topic, partition), offset in targets.items():
+            try:
+                self._consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException as exc:
+                log.warning("seek %s/%s failed: %s", topic, partition, exc)

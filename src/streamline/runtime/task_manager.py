@@ -1,0 +1,333 @@
+"""The task manager: what a rebalance changes, and the tasks of the assigned partitions.
+
+On assignment it reads the committed offsets (and the state generation in their
+metadata), opens a task per assigned partition of the stateful input and restores each
+of its stores before the loop processes anything, and rebuilds state whose input was
+rewound by another tool. On revocation and loss it forgets the partitions and closes
+their tasks. Between rebalances it hands each run of records to the task of its
+partition and passes the commit cycle's hooks to every task.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+
+from confluent_kafka import OFFSET_INVALID, Consumer, TopicPartition
+
+from streamline.kafka.admin import delete_all_records
+from streamline.kafka.connection import Connection
+from streamline.kafka.consumers import ChangelogReader, restore_consumer
+from streamline.observability.metrics import Metrics
+from streamline.reliability.dead_letter import Failure
+from streamline.runtime.health import Liveness
+from streamline.runtime.offsets import Offsets
+from streamline.runtime.operators import Changes, OperatorStore, StatefulOperator, restore_store
+from streamline.runtime.pipeline import Pipeline
+from streamline.runtime.record import Record
+from streamline.runtime.task import Task, TaskOutputs
+from streamline.runtime.transaction import Transaction
+from streamline.runtime.windowed import (
+    AGGREGATE,
+    DirectWindowStage,
+    RepartitionedWindowStage,
+    SourceWatermarks,
+    WindowSettings,
+)
+from streamline.state.generation import generation_of
+from streamline.state.reset import plan_state_reset, reset_topics
+
+log = logging.getLogger("streamline.runtime")
+
+TP = tuple[str, int]
+Failures = list[tuple[Record, Failure]]
+
+
+def group_consumer(
+    connection: Connection, group_id: str, instance_id: str, session_timeout_ms: int
+) -> Consumer:
+    """The loop's consumer: a member of the topology's group, whose rebalances drive tasks."""
+    conf = connection.config(
+        **{
+            "group.id": group_id,
+            "client.id": f"{group_id}-{instance_id}",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": session_timeout_ms,
+            # a member notices a rebalance at its next heartbeat: within half a second
+            "heartbeat.interval.ms": max(100, min(500, session_timeout_ms // 10)),
+            "enable.partition.eof": False,
+            "fetch.wait.max.ms": 50,
+            # partition n of every input topic to the same instance: a window task reads
+            # its source partition and the retry partition of the same number
+            "partition.assignment.strategy": "range",
+        },
+        log_level=3,
+    )
+    return Consumer(conf, logger=log)
+
+
+class TaskManager:
+    """Assignment, revocation and loss; opening, restoring and closing tasks."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        state_dir: Path,
+        connection: Connection,
+        consumer: Consumer,
+        offsets: Offsets,
+        source_watermarks: SourceWatermarks,
+        liveness: Liveness,
+        metrics: Metrics,
+        outputs: TaskOutputs,
+        source_partitions: list[TP] | None,
+    ) -> None:
+        self._pipeline = pipeline
+        self._connection = connection
+        self._consumer = consumer
+        self._offsets = offsets
+        self._source_watermarks = source_watermarks
+        self._liveness = liveness
+        self._metrics = metrics
+        self._outputs = outputs
+        self._source_partitions = source_partitions
+        self._retry_topic = pipeline.topology.retry_topic
+        self.window_settings = (
+            WindowSettings.of(pipeline.topology, state_dir, pipeline.repartition)
+            if pipeline.windowed
+            else None
+        )
+        self.tasks: dict[int, Task] = {}
+        self._restore_consumer: Consumer | None = None  # one for every restore of this process
+        self._skip_to: dict[TP, int] = {}
+
+    def _operators(
+        self, settings: WindowSettings, partition: int, wall_ms: int
+    ) -> list[StatefulOperator]:
+        """The operator chain of one partition of the stateful input."""
+        generation, sources = self._offsets.generation, self._source_partitions
+        if sources is None:
+            return [DirectWindowStage(settings, partition, generation, wall_ms)]
+        return [RepartitionedWindowStage(settings, partition, generation, sources, wall_ms)]
+
+    # --- processing --------------------------------------------------------------------
+
+    def process(
+        self, records: list[Record], wall_ms: int, txn: Transaction, failures: Failures
+    ) -> None:
+        """Hands each run of records of one partition to its task, in order.
+
+        A record back from the retry topic belongs to its source partition's task.
+        """
+        retry_topic = self._retry_topic
+        run: list[Record] = []
+        run_partition = -1
+        for record in records:
+            partition = record.partition
+            if record.topic == retry_topic:
+                partition = record.origin()[1]
+            if partition != run_partition:
+                if run:
+                    self._process_run(run_partition, run, wall_ms, txn, failures)
+                run = []
+                run_partition = partition
+            run.append(record)
+        if run:
+            self._process_run(run_partition, run, wall_ms, txn, failures)
+
+    def _process_run(
+        self, partition: int, run: list[Record], wall_ms: int, txn: Transaction, failures: Failures
+    ) -> None:
+        task = self.tasks.get(partition)
+        if task is not None:
+            task.process(run, wall_ms, txn, failures)
+            return
+        # never with range assignment and co-partitioned topics; not silent
+        stage = self.window_settings.stage if self.window_settings else "window"
+        message = f"the window state of partition {partition} is not on this instance"
+        failures.extend((record, Failure(AGGREGATE, message, stage)) for record in run)
+
+    def punctuate(
+        self, wall_ms: int, open_txn: Callable[[], Transaction], failures: Failures
+    ) -> None:
+        for task in self.tasks.values():
+            task.punctuate(wall_ms, open_txn, failures)
+
+    def stores(self) -> Iterator[tuple[int, OperatorStore]]:
+        for partition, task in self.tasks.items():
+            for bound in task.stores:
+                yield partition, bound
+
+    # --- the commit cycle's hooks ------------------------------------------------------
+
+    def prepare_commit(self) -> list[tuple[str, int, Changes]]:
+        return [change for task in self.tasks.values() for change in task.prepare_commit()]
+
+    def post_commit(self, offsets: Mapping[TP, int]) -> None:
+        for task in self.tasks.values():
+            task.post_commit(offsets)
+
+    def abort(self, wall_ms: int) -> None:
+        for task in self.tasks.values():
+            task.abort(wall_ms)
+
+    # --- rebalances --------------------------------------------------------------------
+
+    def assign(self, partitions: list[TopicPartition]) -> None:
+        """Takes on the partitions: their committed offsets, then their tasks, restored."""
+        metrics = self._metrics
+        metrics.rebalance("assigned")
+        self._liveness.restoring = True
+        metrics.set_ready(False)
+        offsets = self._offsets
+        for tp in partitions:
+            offsets.assign((tp.topic, tp.partition))
+        committed = self._consumer.committed(partitions, timeout=30) if partitions else []
+        rewound: list[TP] = []
+        for tp in committed:
+            if tp.offset != OFFSET_INVALID and tp.offset >= 0:
+                offsets.start_at((tp.topic, tp.partition), tp.offset)
+                generation = generation_of(tp.metadata)
+                if generation is None:
+                    rewound.append((tp.topic, tp.partition))
+                else:
+                    offsets.generation = max(offsets.generation, generation)
+        metrics.set_assigned_partitions(len(offsets.assignment))
+        log.info("assigned %s", sorted(f"{t}/{p}" for t, p in offsets.assignment))
+        if self.window_settings is not None:
+            self._open_tasks(self.window_settings, partitions, rewound)
+        wall_ms = int(time.time() * 1000)  # idleness counts from when processing can start
+        for tp in partitions:
+            if tp.topic in self._pipeline.source_topics:
+                self._source_watermarks.assign((tp.topic, tp.partition), wall_ms)
+        self._liveness.joined = True
+        self._liveness.restoring = False
+        metrics.set_ready(True)
+
+    def revoke(self, partitions: list[TopicPartition], clean: bool = True) -> None:
+        """Forgets the partitions and closes their tasks (after the commit cycle is done).
+
+        `clean`: their last transaction committed (revoked) rather than aborted (lost).
+        """
+        stateful = self._pipeline.window_input_topic
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            self._offsets.forget(key)
+            self._metrics.remove_partition(tp.topic, tp.partition)
+            self._source_watermarks.revoke(key)
+            if tp.topic == stateful and tp.partition in self.tasks:
+                task = self.tasks.pop(tp.partition)
+                task.close(clean)
+                for bound in task.stores:
+                    self._metrics.remove_store_partition(bound.spec.name, tp.partition)
+        self._metrics.set_assigned_partitions(len(self._offsets.assignment))
+
+    def close(self) -> None:
+        for task in self.tasks.values():
+            task.close()
+        self.tasks.clear()
+        if self._restore_consumer is not None:
+            self._restore_consumer.close()
+            self._restore_consumer = None
+
+    # --- opening and restoring tasks ---------------------------------------------------
+
+    def _open_tasks(
+        self, settings: WindowSettings, partitions: list[TopicPartition], rewound: list[TP]
+    ) -> None:
+        """Opens and restores the tasks; rebuilds state whose input was rewound elsewhere."""
+        rebuild = self._rebuild_after_rewind(rewound) if rewound else set()
+        for tp in partitions:
+            if tp.topic == self._pipeline.window_input_topic:
+                self._open(settings, tp.topic, tp.partition, wipe=tp.partition in rebuild)
+        skipped = [tp for tp in partitions if (tp.topic, tp.partition) in self._skip_to]
+        if skipped:  # start the skipped partitions at their end instead of the committed offset
+            for tp in partitions:
+                tp.offset = self._skip_to.get((tp.topic, tp.partition), OFFSET_INVALID)
+            self._consumer.assign(partitions)
+        self._skip_to.clear()
+
+    def _open(self, settings: WindowSettings, topic: str, partition: int, wipe: bool) -> None:
+        """Opens the partition's task and restores each of its stores before processing."""
+        if partition in self.tasks:
+            return
+        task = Task(
+            topic,
+            partition,
+            self._operators(settings, partition, int(time.time() * 1000)),
+            self._outputs,
+        )
+        for bound in task.stores:
+            if wipe:
+                bound.store.wipe()
+            self._restore(bound, partition)
+        wall_ms = int(time.time() * 1000)  # idleness counts from when processing can start
+        for operator in task.operators:
+            operator.started(wall_ms)
+        self.tasks[partition] = task
+
+    def _restore(self, bound: OperatorStore, partition: int) -> None:
+        """Replays the store's changelog (or source) partition into it, showing progress."""
+        if self._restore_consumer is None:
+            self._restore_consumer = restore_consumer(self._connection)
+        name = bound.spec.name
+        reader = ChangelogReader(
+            self._connection, bound.spec.topic, partition, self._restore_consumer
+        )
+        high = reader.high_watermark()
+        metrics = self._metrics
+        progressed = self._liveness.progressed
+
+        def read(start: int) -> Iterator[Changes]:
+            # restore progress on /metrics while the restore blocks the loop
+            metrics.set_restore_remaining(name, partition, max(0, high - start))
+            for chunk in reader.read(start):
+                progressed()
+                yield chunk
+                metrics.set_restore_remaining(name, partition, max(0, high - reader.end))
+
+        replayed = restore_store(bound, partition, high, read, lambda: reader.end)
+        metrics.set_restore_remaining(name, partition, 0)
+        metrics.restored(name, partition, replayed)
+
+    def _rebuild_after_rewind(self, rewound: list[TP]) -> set[int]:
+        """Offsets reset by another tool: drops the state built from the input read again.
+
+        Applies the state-reset plan `replay` also follows (`state/reset.py`) and returns
+        the window partitions whose state is rebuilt. Without repartitioning, those are
+        the rewound partitions; with it, every window partition (the input feeds them
+        all): their unread repartition backlog is skipped, and a new generation makes
+        other instances drop their local copies.
+        """
+        resources = self._pipeline.resources
+        ends: dict[TP, int] = {}
+        for topic in reset_topics(resources):
+            metadata = self._consumer.list_topics(topic, timeout=30)
+            for p in sorted(metadata.topics[topic].partitions):
+                tp = TopicPartition(topic, p)
+                ends[(topic, p)] = self._consumer.get_watermark_offsets(tp, timeout=30)[1]
+        plan = plan_state_reset(resources, rewound, ends)
+        if not plan:
+            return set()
+        offsets = self._offsets
+        for topic, p, end in plan.skip:
+            self._skip_to[(topic, p)] = end
+            if (topic, p) in offsets.assignment:
+                offsets.start_at((topic, p), end)
+        if plan.new_generation:
+            offsets.generation += 1
+        for topic in {t for t, _p, _end in plan.truncate}:
+            emptied = [p for t, p, end in plan.truncate if t == topic and end > 0]
+            delete_all_records(self._connection, topic, emptied)
+        log.warning(
+            "offsets of %s were reset outside streamline: window state of partitions %s is "
+            "rebuilt from the input read again, so nothing is counted twice",
+            ", ".join(f"{t}/{p}" for t, p in rewound),
+            plan.partitions,
+        )
+        return set(plan.partitions)

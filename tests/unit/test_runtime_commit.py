@@ -1,0 +1,208 @@
+"""The commit cycle's steps, in order, against fake clients (streamline.runtime.commit)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
+from streamline.runtime.collector import RecordCollector
+from streamline.runtime.commit import CommitCycle
+from streamline.runtime.offsets import Offsets
+from streamline.runtime.record import Record
+from streamline.runtime.windowed import SourceWatermarks
+
+Log = list[tuple[Any, ...]]
+
+
+class FakeProducer:
+    def __init__(self, log: Log, on_delivery: Callable[[Any, Any], None]) -> None:
+        self.log = log
+        self.on_delivery = on_delivery
+        self.fail_commit: KafkaException | None = None
+        self.delivered: list[tuple[Callable[[Any, Any], None], Any]] = []
+
+    def produce(self, topic: str, **kwargs: Any) -> None:
+        self.log.append(("produce", topic, kwargs.get("partition", -1)))
+        msg = SimpleNamespace(topic=lambda: topic, partition=lambda: 0, offset=lambda: 9)
+        self.delivered.append((kwargs.get("on_delivery") or self.on_delivery, msg))
+
+    def poll(self, timeout: float = 0) -> int:
+        for callback, msg in self.delivered:
+            callback(None, msg)
+        self.delivered.clear()
+        return 0
+
+    def flush(self, timeout: float = 0) -> int:
+        self.poll()
+        return 0
+
+    def purge(self) -> None:
+        self.log.append(("purge",))
+
+    def begin_transaction(self) -> None:
+        self.log.append(("begin",))
+
+    def send_offsets_to_transaction(
+        self, offsets: list[Any], metadata: Any, timeout: float
+    ) -> None:
+        self.log.append(("send_offsets", [(tp.topic, tp.partition, tp.offset) for tp in offsets]))
+
+    def commit_transaction(self, timeout: float) -> None:
+        if self.fail_commit is not None:
+            raise self.fail_commit
+        self.log.append(("commit",))
+
+    def abort_transaction(self, timeout: float) -> None:
+        self.log.append(("abort",))
+
+
+class FakeConsumer:
+    def __init__(self, log: Log) -> None:
+        self.log = log
+
+    def consumer_group_metadata(self) -> str:
+        return "group-metadata"
+
+    def commit(self, offsets: list[Any], asynchronous: bool) -> None:
+        self.log.append(
+            ("consumer_commit", [(tp.topic, tp.partition, tp.offset) for tp in offsets])
+        )
+
+    def committed(self, partitions: list[Any], timeout: float) -> list[Any]:
+        return partitions
+
+    def seek(self, tp: Any) -> None:
+        self.log.append(("seek", tp.topic, tp.partition, tp.offset))
+
+
+class FakeTasks:
+    def __init__(self, log: Log) -> None:
+        self.log = log
+
+    def prepare_commit(self) -> list[tuple[str, int, list[tuple[bytes, bytes | None]]]]:
+        self.log.append(("prepare_commit",))
+        return [("w.changelog", 1, [(b"k", b"v")])]
+
+    def post_commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
+        self.log.append(("post_commit", dict(offsets)))
+
+    def abort(self, wall_ms: int) -> None:
+        self.log.append(("tasks_abort",))
+
+
+class FakeMarkers:
+    def __init__(self, log: Log) -> None:
+        self.log = log
+
+    def write_markers(self) -> None:
+        self.log.append(("markers",))
+
+
+class FakeMetrics:
+    def __init__(self, log: Log) -> None:
+        self.log = log
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        def record(*args: Any) -> None:
+            if name == "transaction_committed":
+                self.log.append((name,))
+            elif name == "transaction_aborted":
+                self.log.append((name, args[0]))
+
+        return record
+
+
+def cycle(exactly_once: bool = True) -> tuple[CommitCycle, Log, Offsets]:
+    log: Log = []
+    pipeline: Any = SimpleNamespace(
+        exactly_once=exactly_once,
+        commit_interval_ms=1000,
+        transactional_id=lambda instance: f"t-{instance}",
+        topology=SimpleNamespace(lineage=False, late_topic="late"),
+        group_id="g",
+        owned_topics=["out"],
+        sink_topic="out",
+    )
+    connection: Any = SimpleNamespace(
+        bootstrap_servers="b:9092", access_error=lambda *args, **kwargs: None
+    )
+    collector: Any = RecordCollector(
+        lambda on_delivery: FakeProducer(log, on_delivery), lambda err, topic: None
+    )
+    offsets = Offsets()
+    offsets.assign(("in", 1))
+    offsets.start_at(("in", 1), 100)
+    c = CommitCycle(
+        pipeline, "i", 10, connection, FakeConsumer(log), collector, offsets,  # type: ignore[arg-type]
+        FakeTasks(log), FakeMarkers(log), SourceWatermarks(0, 1000),
+        FakeMetrics(log), lambda: None,  # type: ignore[arg-type]
+    )  # fmt: skip
+    return c, log, offsets
+
+
+def batch(*offsets: int) -> list[Record]:
+    return [Record("in", 1, o, None, b"", None) for o in offsets]
+
+
+def test_a_commit_runs_its_steps_in_order() -> None:
+    c, log, offsets = cycle()
+    txn = c.begin()
+    c.processed(txn, batch(100, 101, 102))
+    c.commit_or_abort()
+    steps = [entry[0] for entry in log]
+    assert steps == [
+        "begin",
+        "markers",
+        "prepare_commit",
+        "produce",
+        "send_offsets",
+        "commit",
+        "post_commit",
+        "transaction_committed",
+    ]
+    assert ("send_offsets", [("in", 1, 103)]) in log
+    (post,) = [entry for entry in log if entry[0] == "post_commit"]
+    assert post[1] == {("in", 1): 103, ("w.changelog", 1): 10}
+    assert offsets.committed == {("in", 1): 103}
+    assert c.txn is None
+
+
+def test_at_least_once_flushes_then_commits_the_offsets_with_the_consumer() -> None:
+    c, log, _ = cycle(exactly_once=False)
+    txn = c.begin()
+    c.processed(txn, batch(100))
+    c.commit_or_abort()
+    steps = [entry[0] for entry in log]
+    assert "begin" not in steps and "send_offsets" not in steps
+    assert steps.index("produce") < steps.index("consumer_commit") < steps.index("post_commit")
+
+
+def test_an_abortable_error_aborts_rolls_back_and_rewinds_to_the_committed_offsets() -> None:
+    c, log, offsets = cycle()
+    txn = c.begin()
+    c.processed(txn, batch(100, 101))
+    failed = KafkaError(KafkaError._FENCED, "fenced", txn_requires_abort=True)
+    c._collector.producer.fail_commit = KafkaException(failed)
+    c.commit_or_abort()
+    steps = [entry[0] for entry in log]
+    assert steps[-4:] == ["transaction_aborted", "abort", "tasks_abort", "seek"]
+    assert log[-1] == ("seek", "in", 1, 100)
+    assert offsets.positions == {("in", 1): 100}
+    assert c.txn is None
+
+
+def test_a_commit_is_due_after_the_interval_or_the_record_limit() -> None:
+    c, _, _ = cycle()
+    assert not c.due()
+    txn = c.begin()
+    assert not c.due()
+    txn.records = 10
+    assert c.due()
+    txn.records = 0
+    txn.started -= 2
+    assert c.due()
+    assert c.due_in() == pytest.approx(0.0)
