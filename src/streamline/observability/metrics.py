@@ -31,7 +31,7 @@ PREFIX: Final[str] = "streamline_"
 """Prefix of every metric name."""
 
 SlaStatus = Literal["ok", "late", "breached"]
-"""Freshness SLA status of a partition (shared/spec/topology.md, ``freshness``)."""
+"""Freshness SLA status of a partition (docs/topology.md, "Freshness")."""
 
 RebalanceKind = Literal["assigned", "revoked", "lost"]
 """What a rebalance callback did to this instance's partitions."""
