@@ -9,7 +9,6 @@ from streamline.headers import ORIGINAL, SOURCE_KEY, SOURCE_OFFSET, SOURCE_PARTI
 Headers = list[tuple[str, bytes]]
 
 
-
 class Record:
     """An input record: where it came from, its original bytes, and what the stages made of it.
 
