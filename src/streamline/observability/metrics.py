@@ -7,7 +7,7 @@ other labels (``topic``, ``partition``, ``stage``, ...) are as listed on each
 method.
 
 The runtime calls the small typed methods (``records_in``, ``observe_stage``,
-``set_lag``, ...) on its hot path. Each caches the label child it writes to, so
+``partitions.set_lag``, ...) on its hot path. Each caches the label child it writes to, so
 a repeated call is a dict lookup plus one locked add: no label formatting, no
 lookup in prometheus_client's own child table.
 
@@ -33,7 +33,7 @@ PREFIX: Final[str] = "streamline_"
 """Prefix of every metric name."""
 
 SlaStatus = Literal["ok", "late", "breached"]
-"""Freshness SLA status of a partition (shared/spec/topology.md, ``freshness``)."""
+"""Freshness SLA status of a partition (docs/topology.md, "Freshness")."""
 
 RebalanceKind = Literal["assigned", "revoked", "lost"]
 """What a rebalance callback did to this instance's partitions."""
@@ -62,6 +62,8 @@ QUALITY_WINDOW_S: Final[float] = 300.0
 """The sliding window of ``quality_ratio`` and ``field_null_ratio``: the last 5 minutes."""
 
 M = TypeVar("M", bound=MetricWrapperBase)
+_GaugeFactory = Callable[..., "_Family[Gauge]"]
+_CounterFactory = Callable[..., "_Family[Counter]"]
 
 
 class SlidingRatio:
@@ -184,9 +186,8 @@ class Metrics:
     value back in tests with ``value()``. Safe to write from one thread while
     HTTP threads scrape: prometheus_client locks each value.
 
-    Per-partition *gauges* (lag, committed offset, watermark, staleness, SLA
-    status) are dropped by ``remove_partition`` when the partition is revoked,
-    because a frozen value would be a lie. Per-partition *counters*
+    The per-partition gauges live in ``partitions`` (``PartitionMetrics``) and the
+    state stores' in ``stores`` (``StoreMetrics``). Per-partition *counters*
     (``records_in_total``) are kept: their total stays true, and dropping them
     would lose increments since the last scrape and show Prometheus a reset.
     """
@@ -237,26 +238,7 @@ class Metrics:
             "stage",
             "reason",
         )
-        self._validation_failures = counter(
-            "validation_failures_total",
-            "Records that broke a validation rule, by validate stage, rule and severity.",
-            "stage",
-            "rule",
-            "severity",
-        )
-        self._quality_ratio = gauge(
-            "quality_ratio",
-            "Share of the records entering a validate stage that passed every rule, over the "
-            "last 5 minutes (NaN without records).",
-            "stage",
-        )
-        self._null_ratio = gauge(
-            "field_null_ratio",
-            "Share of decoded input records holding null in a field listed under "
-            "quality.track_nulls, over the last 5 minutes (NaN without records).",
-            "field",
-        )
-        self._ratios: dict[tuple[str, str], SlidingRatio] = {}
+        self.quality: Final[QualityMetrics] = QualityMetrics(gauge, counter)
         self._stage_seconds = histogram(
             "stage_seconds",
             "Time one batch spent in a stage (observed once per batch; divide by "
@@ -274,40 +256,7 @@ class Metrics:
             LATENCY_BUCKETS,
         )
         self.registry.register(self._latency)
-        self._lag = gauge(
-            "consumer_lag",
-            "Records between the consumer position and the end of the partition.",
-            "topic",
-            "partition",
-        )
-        self._committed = gauge("committed_offset", "Last committed offset.", "topic", "partition")
-        self._watermark = gauge(
-            "watermark_ms", "Event-time watermark, epoch milliseconds.", "topic", "partition"
-        )
-        self._watermark_lag = gauge(
-            "watermark_lag_seconds", "Wall-clock time minus the watermark.", "topic", "partition"
-        )
-        self._staleness = gauge(
-            "staleness_seconds",
-            "Wall-clock time minus the newest event time seen.",
-            "topic",
-            "partition",
-        )
-        self._sla_status = gauge(
-            "sla_status",
-            "Freshness SLA status: 1 for the current one of ok, late, breached; 0 for the others.",
-            "topic",
-            "partition",
-            "status",
-        )
-        self._sla_children: dict[tuple[str, int], tuple[Gauge, ...]] = {}
-        self._partition_gauges = (
-            self._lag,
-            self._committed,
-            self._watermark,
-            self._watermark_lag,
-            self._staleness,
-        )
+        self.partitions: Final[PartitionMetrics] = PartitionMetrics(gauge)
         self._commit_seconds = histogram(
             "transaction_commit_seconds", "Time to commit one transaction.", COMMIT_BUCKETS
         ).child()
@@ -317,22 +266,7 @@ class Metrics:
         )
         rebalances = counter("rebalances_total", "Rebalance callbacks, by kind.", "kind")
         self._rebalances = {kind: rebalances.child(kind) for kind in REBALANCE_KINDS}
-        self._state_keys = gauge(
-            "state_keys", "Keys in a state store partition.", "store", "partition"
-        )
-        self._restored = counter(
-            "restore_records_total",
-            "Changelog records replayed into a state store partition.",
-            "store",
-            "partition",
-        )
-        self._restore_remaining = gauge(
-            "restore_remaining",
-            "Changelog offsets left to replay before the store partition is ready (an upper "
-            "bound on the records: compaction and transaction markers leave gaps).",
-            "store",
-            "partition",
-        )
+        self.stores: Final[StoreMetrics] = StoreMetrics(gauge, counter)
         self._assigned = gauge("assigned_partitions", "Input partitions held.").child()
         self._ready_gauge = gauge("ready", "1 while the topology is processing, else 0.").child()
         self._ready_gauge.set(0)
@@ -369,28 +303,6 @@ class Metrics:
         """Counts ``n`` records dropped on purpose by ``stage`` (e.g. ``filter``, ``false``)."""
         self._dropped.child(stage, reason).inc(n)
 
-    # Data quality
-
-    def validated(
-        self, stage: str, failures: Mapping[tuple[str, str], int], seen: int, passed: int
-    ) -> None:
-        """A validate stage saw ``seen`` records, ``passed`` of them broke no rule;
-        ``failures`` counts broken rules by (rule, severity)."""
-        for (rule, severity), n in failures.items():
-            self._validation_failures.child(stage, rule, severity).inc(n)
-        self._ratio(self._quality_ratio, "stage", stage).add(passed, seen)
-
-    def nulls(self, field: str, nulls: int, seen: int) -> None:
-        """``nulls`` of ``seen`` decoded records held null in ``field``."""
-        self._ratio(self._null_ratio, "field", field).add(nulls, seen)
-
-    def _ratio(self, family: _Family[Gauge], kind: str, label: str) -> SlidingRatio:
-        ratio = self._ratios.get((kind, label))
-        if ratio is None:
-            ratio = self._ratios[(kind, label)] = SlidingRatio()
-            family.child(label).set_function(ratio.value)
-        return ratio
-
     # Timing
 
     def observe_stage(self, stage: str, seconds: float, n_records: int) -> None:
@@ -402,7 +314,110 @@ class Metrics:
         """Records the end-to-end latency (output time - event time) of each output record."""
         self._latency.observe_many(seconds)
 
-    # Partitions: lag, offsets, watermarks, freshness
+    # Transactions and rebalances
+
+    def transaction_committed(self, seconds: float) -> None:
+        """Records one committed transaction whose commit took ``seconds``."""
+        self._commit_seconds.observe(seconds)
+        self._transactions.inc()
+
+    def transaction_aborted(self, reason: str) -> None:
+        """Counts one aborted transaction (``reason``: e.g. ``error``, ``shutdown``, ``fenced``)."""
+        self._aborts.child(reason).inc()
+
+    def rebalance(self, kind: RebalanceKind) -> None:
+        """Counts one rebalance callback: partitions ``assigned``, ``revoked`` or ``lost``."""
+        try:
+            self._rebalances[kind].inc()
+        except KeyError:
+            raise ValueError(
+                f"unknown rebalance kind {kind!r}; expected one of {REBALANCE_KINDS}"
+            ) from None
+
+    def set_assigned_partitions(self, n: int) -> None:
+        """Sets how many input partitions this instance holds."""
+        self._assigned.set(n)
+
+    # Process
+
+    @property
+    def is_ready(self) -> bool:
+        """What ``set_ready`` last said; the default readiness check of ``MetricsServer``."""
+        return self._ready
+
+    def set_ready(self, ready: bool) -> None:
+        """Marks the topology ready (assigned, restored, processing) or not."""
+        self._ready = ready
+        self._ready_gauge.set(1 if ready else 0)
+
+    def set_info(self, version: str, fingerprint: str) -> None:
+        """Exports ``streamline_info{version, fingerprint} 1``, replacing any earlier pair."""
+        if self._info_labels is not None:
+            self._info.remove(*self._info_labels)
+        self._info_labels = (version, fingerprint)
+        self._info.child(version, fingerprint).set(1)
+
+    # Reading back
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every series."""
+        return generate_latest(self.registry)
+
+    def value(self, name: str, **labels: object) -> float | None:
+        """The current value of one sample, or None if it is not exported; for tests.
+
+        ``name`` is the sample name with or without the ``streamline_`` prefix
+        (``"records_in_total"``, ``"stage_seconds_count"``); ``topology`` is
+        filled in unless given; label values may be ints.
+        """
+        if not name.startswith(PREFIX):
+            name = PREFIX + name
+        wanted = {"topology": self.topology} | {k: str(v) for k, v in labels.items()}
+        return self.registry.get_sample_value(name, wanted)
+
+
+class PartitionMetrics:
+    """The per-partition gauges of the inputs: lag, committed offset, watermark, freshness.
+
+    They are dropped by ``remove_partition`` when the partition is revoked, because a
+    frozen value would be a lie.
+    """
+
+    def __init__(self, gauge: _GaugeFactory) -> None:
+        self._lag = gauge(
+            "consumer_lag",
+            "Records between the consumer position and the end of the partition.",
+            "topic",
+            "partition",
+        )
+        self._committed = gauge("committed_offset", "Last committed offset.", "topic", "partition")
+        self._watermark = gauge(
+            "watermark_ms", "Event-time watermark, epoch milliseconds.", "topic", "partition"
+        )
+        self._watermark_lag = gauge(
+            "watermark_lag_seconds", "Wall-clock time minus the watermark.", "topic", "partition"
+        )
+        self._staleness = gauge(
+            "staleness_seconds",
+            "Wall-clock time minus the newest event time seen.",
+            "topic",
+            "partition",
+        )
+        self._sla_status = gauge(
+            "sla_status",
+            "Freshness SLA status: 1 for the current one of ok, late, breached; 0 for the others.",
+            "topic",
+            "partition",
+            "status",
+        )
+        self._sla_children: dict[tuple[str, int], tuple[Gauge, ...]] = {}
+        self._partition_gauges = (
+            self._lag,
+            self._committed,
+            self._watermark,
+            self._watermark_lag,
+            self._staleness,
+        )
 
     def set_lag(self, topic: str, partition: int, lag: int) -> None:
         """Sets the consumer lag of ``topic``/``partition`` in records."""
@@ -447,31 +462,27 @@ class Metrics:
             for s in SLA_STATUSES:
                 self._sla_status.remove(topic, partition, s)
 
-    # Transactions and rebalances
 
-    def transaction_committed(self, seconds: float) -> None:
-        """Records one committed transaction whose commit took ``seconds``."""
-        self._commit_seconds.observe(seconds)
-        self._transactions.inc()
+class StoreMetrics:
+    """The gauges and counters of the state store partitions: keys held and restore progress."""
 
-    def transaction_aborted(self, reason: str) -> None:
-        """Counts one aborted transaction (``reason``: e.g. ``error``, ``shutdown``, ``fenced``)."""
-        self._aborts.child(reason).inc()
-
-    def rebalance(self, kind: RebalanceKind) -> None:
-        """Counts one rebalance callback: partitions ``assigned``, ``revoked`` or ``lost``."""
-        try:
-            self._rebalances[kind].inc()
-        except KeyError:
-            raise ValueError(
-                f"unknown rebalance kind {kind!r}; expected one of {REBALANCE_KINDS}"
-            ) from None
-
-    def set_assigned_partitions(self, n: int) -> None:
-        """Sets how many input partitions this instance holds."""
-        self._assigned.set(n)
-
-    # State stores
+    def __init__(self, gauge: _GaugeFactory, counter: _CounterFactory) -> None:
+        self._state_keys = gauge(
+            "state_keys", "Keys in a state store partition.", "store", "partition"
+        )
+        self._restored = counter(
+            "restore_records_total",
+            "Changelog records replayed into a state store partition.",
+            "store",
+            "partition",
+        )
+        self._restore_remaining = gauge(
+            "restore_remaining",
+            "Changelog offsets left to replay before the store partition is ready (an upper "
+            "bound on the records: compaction and transaction markers leave gaps).",
+            "store",
+            "partition",
+        )
 
     def set_state_keys(self, store: str, partition: int, n: int) -> None:
         """Sets how many keys ``store`` holds for ``partition``."""
@@ -490,39 +501,49 @@ class Metrics:
         self._state_keys.remove(store, partition)
         self._restore_remaining.remove(store, partition)
 
-    # Process
 
-    @property
-    def is_ready(self) -> bool:
-        """What ``set_ready`` last said; the default readiness check of ``MetricsServer``."""
-        return self._ready
+class QualityMetrics:
+    """Data quality: broken validation rules, the share of records passing every rule, and
+    the share of nulls in tracked fields (the ratios over a sliding window)."""
 
-    def set_ready(self, ready: bool) -> None:
-        """Marks the topology ready (assigned, restored, processing) or not."""
-        self._ready = ready
-        self._ready_gauge.set(1 if ready else 0)
+    def __init__(self, gauge: _GaugeFactory, counter: _CounterFactory) -> None:
+        self._validation_failures = counter(
+            "validation_failures_total",
+            "Records that broke a validation rule, by validate stage, rule and severity.",
+            "stage",
+            "rule",
+            "severity",
+        )
+        self._quality_ratio = gauge(
+            "quality_ratio",
+            "Share of the records entering a validate stage that passed every rule, over the "
+            "last 5 minutes (NaN without records).",
+            "stage",
+        )
+        self._null_ratio = gauge(
+            "field_null_ratio",
+            "Share of decoded input records holding null in a field listed under "
+            "quality.track_nulls, over the last 5 minutes (NaN without records).",
+            "field",
+        )
+        self._ratios: dict[tuple[str, str], SlidingRatio] = {}
 
-    def set_info(self, version: str, fingerprint: str) -> None:
-        """Exports ``streamline_info{version, fingerprint} 1``, replacing any earlier pair."""
-        if self._info_labels is not None:
-            self._info.remove(*self._info_labels)
-        self._info_labels = (version, fingerprint)
-        self._info.child(version, fingerprint).set(1)
+    def validated(
+        self, stage: str, failures: Mapping[tuple[str, str], int], seen: int, passed: int
+    ) -> None:
+        """A validate stage saw ``seen`` records, ``passed`` of them broke no rule;
+        ``failures`` counts broken rules by (rule, severity)."""
+        for (rule, severity), n in failures.items():
+            self._validation_failures.child(stage, rule, severity).inc(n)
+        self._ratio(self._quality_ratio, "stage", stage).add(passed, seen)
 
-    # Reading back
+    def nulls(self, field: str, nulls: int, seen: int) -> None:
+        """``nulls`` of ``seen`` decoded records held null in ``field``."""
+        self._ratio(self._null_ratio, "field", field).add(nulls, seen)
 
-    def render(self) -> bytes:
-        """The Prometheus text exposition of every series."""
-        return generate_latest(self.registry)
-
-    def value(self, name: str, **labels: object) -> float | None:
-        """The current value of one sample, or None if it is not exported; for tests.
-
-        ``name`` is the sample name with or without the ``streamline_`` prefix
-        (``"records_in_total"``, ``"stage_seconds_count"``); ``topology`` is
-        filled in unless given; label values may be ints.
-        """
-        if not name.startswith(PREFIX):
-            name = PREFIX + name
-        wanted = {"topology": self.topology} | {k: str(v) for k, v in labels.items()}
-        return self.registry.get_sample_value(name, wanted)
+    def _ratio(self, family: _Family[Gauge], kind: str, label: str) -> SlidingRatio:
+        ratio = self._ratios.get((kind, label))
+        if ratio is None:
+            ratio = self._ratios[(kind, label)] = SlidingRatio()
+            family.child(label).set_function(ratio.value)
+        return ratio

@@ -201,6 +201,9 @@ class Pipeline:
         (the open transaction's, for its lineage event).
         """
 
+        if not batch:
+            return batch
+
         def failed(record: Record, failure: Failure) -> None:
             failures.append((record, failure))
 

@@ -255,11 +255,7 @@ class _Loop:
                 if self.repartitioner is not None:
                     topic = pipeline.window_input_topic
                     sources = [r for r in batch if r.topic != topic]
-                    keyed = (
-                        pipeline.run_stages(sources, failures, metrics, txn.drops)
-                        if sources
-                        else []
-                    )
+                    keyed = pipeline.run_stages(sources, failures, metrics, txn.drops)
                     wall_ms = int(time.time() * 1000)
                     self.repartitioner.send(keyed, wall_ms)
                     stateful = [r for r in batch if r.topic == topic]

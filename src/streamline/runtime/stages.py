@@ -161,7 +161,7 @@ class Validate:
 
     def report(self, metrics: Metrics) -> None:
         """Hands the counts since the last report to the metrics."""
-        metrics.validated(self.name, self.failures, self.seen, self.passed)
+        metrics.quality.validated(self.name, self.failures, self.seen, self.passed)
         self.failures = {}
         self.seen = self.passed = 0
 
@@ -228,7 +228,7 @@ class TrackNulls:
     def report(self, metrics: Metrics) -> None:
         """Hands the counts since the last report to the metrics."""
         for field, n in self.nulls.items():
-            metrics.nulls(field, n, self.seen)
+            metrics.quality.nulls(field, n, self.seen)
         self.nulls = dict.fromkeys(self.fields, 0)
         self.seen = 0
 

@@ -1,4 +1,4 @@
-"""The topology file, version 1 (shared/spec/topology.md), as validated pydantic models.
+"""The topology file, version 1 (docs/topology.md), as validated pydantic models.
 
 These models are the contract: every key of the spec is here with its default,
 unknown keys are errors (`extra="forbid"`) and values are strictly typed, so a
@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, TypeAlias
+from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import (
     AfterValidator,
@@ -31,7 +31,6 @@ from pydantic import (
     Discriminator,
     Field,
     PrivateAttr,
-    SerializerFunctionWrapHandler,
     Tag,
     field_serializer,
     field_validator,
@@ -131,23 +130,6 @@ class StrictModel(BaseModel):
         arbitrary_types_allowed=True,
     )
 
-    _omit_when_default: ClassVar[frozenset[str]] = frozenset()
-    """Keys left out of the dump (so the fingerprint) while they hold their default, so
-    options added later don't change the fingerprint of a topology that doesn't use them."""
-
-    @model_serializer(mode="wrap")
-    def _dump(self, handler: SerializerFunctionWrapHandler) -> Any:
-        data = handler(self)
-        omit = self._omit_when_default
-        if omit and isinstance(data, dict):
-            fields = type(self).model_fields
-            for name in omit:
-                key = fields[name].alias or name
-                for k in (key, name):
-                    if k in data and getattr(self, name) == fields[name].default:
-                        del data[k]
-        return data
-
 
 class Watermark(StrictModel):
     """How far a source's event time may run out of order; when a quiet partition stops counting."""
@@ -176,8 +158,6 @@ class Source(StrictModel):
     """Check each record's `streamline.checksum` header at decode; a mismatch is an
     `integrity` dead letter."""
 
-    _omit_when_default: ClassVar[frozenset[str]] = frozenset({"verify_checksum"})
-
 
 class ValidationRule(StrictModel):
     """A named CEL condition every record must meet."""
@@ -196,8 +176,6 @@ class ValidationRule(StrictModel):
     severity: Literal["error", "warn"] = "error"
     """`error`: the record is dead-lettered or dropped (`on_failure`); `warn`: it goes on
     with the rule's name in its `streamline.quality.warnings` header."""
-
-    _omit_when_default: ClassVar[frozenset[str]] = frozenset({"severity"})
 
 
 class ValidateSpec(StrictModel):
@@ -503,8 +481,6 @@ class Sink(StrictModel):
     checksum: bool = False
     """Stamp each output with `streamline.checksum`, the sha256 of its value bytes."""
 
-    _omit_when_default: ClassVar[frozenset[str]] = frozenset({"checksum"})
-
 
 class Quality(StrictModel):
     """Data-quality signals: the fields whose share of nulls is exported as a metric."""
@@ -594,6 +570,23 @@ def _owned_topic_defaults(data: Any) -> Any:
     return filled
 
 
+def _without_unused_options(data: dict[str, Any]) -> dict[str, Any]:
+    """The dump without options added later while they hold their defaults, so a topology
+    that doesn't use them keeps its fingerprint."""
+    for source in data["sources"]:
+        if source.get("verify_checksum") is False:
+            del source["verify_checksum"]
+    for stage in data["stages"]:
+        for rule in stage.get("validate", {}).get("rules", []):
+            if rule.get("severity") == "error":
+                del rule["severity"]
+    if data["sink"].get("checksum") is False:
+        del data["sink"]["checksum"]
+    if data.get("quality") == {"track_nulls": []}:
+        del data["quality"]
+    return data
+
+
 class Topology(StrictModel):
     """A whole topology file, validated, with every default filled in.
 
@@ -618,7 +611,6 @@ class Topology(StrictModel):
     lineage: bool = True
     quality: Quality = Quality()
 
-    _omit_when_default: ClassVar[frozenset[str]] = frozenset({"quality"})
     _path: Path | None = PrivateAttr(default=None)
     _base_dir: Path | None = PrivateAttr(default=None)
     _lines: dict[str, int] = PrivateAttr(default_factory=dict)
@@ -816,7 +808,7 @@ class Topology(StrictModel):
         callables as `module:qualname`; the file's path is not part of it.
         """
         return json.dumps(
-            self.model_dump(mode="json", by_alias=True),
+            _without_unused_options(self.model_dump(mode="json", by_alias=True)),
             sort_keys=True,
             separators=(",", ":"),
             ensure_ascii=False,
