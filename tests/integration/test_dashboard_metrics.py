@@ -61,6 +61,9 @@ stages:
       rules:
         - name: amount_positive
           expr: "amount > 0.0"
+        - name: known_country
+          expr: "country in ['DE', 'FR']"
+          severity: warn
       on_failure: dead_letter
   - filter: "status == 'PAID'"
   - key_by: customer_id
@@ -82,6 +85,8 @@ commit_interval: 100ms
 freshness:
   max_staleness: 1m
   heartbeat_interval: 1s
+quality:
+  track_nulls: [country]
 """
 
 
