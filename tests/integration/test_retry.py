@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -14,7 +15,7 @@ from streamline.kafka.connection import Connection
 from streamline.ops.topics import topology_topics
 from streamline.serde import AvroCodec, SchemaStore
 from streamline.topology import load_topology
-from tests.helpers import read_all
+from tests.helpers import read_all, run_cli
 from tests.support.harness import SCHEMAS, StreamlineProcess, duplicates, process_env
 
 TOPOLOGY = """\
@@ -113,3 +114,13 @@ def test_inline_retry_retry_topic_and_dead_letter(
     assert headers["streamline.error.type"] == b"map"
     assert headers["streamline.attempts"] == b"12"  # 3 in line, then 3 passes of the retry topic
     assert len(calls["doomed-1"]) == 12
+
+    # reconcile: the retried records were read again from the retry topic, yet each input
+    # is accounted for once, by its output or its dead letter
+    result = run_cli("reconcile", str(path), "--since", "1h", "--json", env=process_env(kafka))
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["totals"] == {
+        "inputs": len(ids), "outputs": len(ids) - 1, "dead_letters": 1, "late": 0,
+        "retry_waiting": 0, "dropped": 0, "unexplained": 0,
+    }  # fmt: skip

@@ -207,7 +207,9 @@ def reconcile(
                 if tp[0] in kinds:
                     span = out_spans.setdefault(tp, [first, last])
                     span[0], span[1] = min(span[0], first), max(span[1], last)
-        for tp, (first, last) in sorted(out_spans.items()):
+        retried: dict[tuple[str, int, int], tuple[TP, int]] = {}
+        # the retry topic first: an output of a retried record names its retry record
+        for tp, (first, last) in sorted(out_spans.items(), key=lambda i: kinds[i[0][0]] != "retry"):
             low, _high = consumer.get_watermark_offsets(TopicPartition(*tp), timeout=15)
             if low > first:
                 result.output_problems.append(
@@ -216,7 +218,7 @@ def reconcile(
                 )
             kind = kinds[tp[0]]
             for msg in _read(consumer, tp, max(first, low), last):
-                _mark(msg, kind, spans, flags, balances)
+                _mark(msg, kind, spans, flags, balances, retried)
     finally:
         consumer.close()
 
@@ -277,8 +279,13 @@ def _mark(
     spans: dict[TP, list[int]],
     flags: dict[TP, bytearray],
     balances: dict[TP, PartitionBalance],
+    retried: dict[tuple[str, int, int], tuple[TP, int]],
 ) -> None:
-    """Marks the source offsets one output, dead letter, late or retry record names."""
+    """Marks the source offsets one output, dead letter, late or retry record names.
+
+    Retry records are remembered in `retried`: an output made from one names it (its
+    `streamline.source` is the retry topic's offset), and is traced through it.
+    """
     headers = dict(cast(list[tuple[str, bytes]], msg.headers() or []))
     if kind == "output":
         source = headers.get(h.SOURCE)
@@ -294,6 +301,11 @@ def _mark(
         partition = headers.get(h.SOURCE_PARTITION, b"0").decode()
         first = last = int(headers.get(h.SOURCE_OFFSET, b"-1"))
     tp = (topic, int(partition))
+    if kind == "retry":
+        retried[(msg.topic(), msg.partition(), msg.offset())] = (tp, first)  # type: ignore[index]
+    elif (topic, int(partition), first) in retried:
+        tp, first = retried[(topic, int(partition), first)]
+        last = first
     marks = flags.get(tp)
     if marks is None:
         return
