@@ -335,8 +335,19 @@ def _read_events(connection: Connection, name: str, since_ms: int, until_ms: int
         if metadata is None or metadata.error is not None:
             raise StreamlineError(f"topic {LINEAGE_TOPIC} does not exist: no lineage was recorded")
         events: list[_Event] = []
-        for partition in metadata.partitions:
-            for msg in _read(consumer, (LINEAGE_TOPIC, partition), 0, None):
+        # an event's record is written just before its transaction commits, after its
+        # eventTime: start a minute before `since` to be safe, by the records' timestamps
+        starts = consumer.offsets_for_times(
+            [
+                TopicPartition(LINEAGE_TOPIC, p, max(since_ms - 60_000, 0))
+                for p in metadata.partitions
+            ],
+            timeout=15,
+        )
+        for start in starts:
+            if start.offset < 0:  # no record at or after that time
+                continue
+            for msg in _read(consumer, (LINEAGE_TOPIC, start.partition), start.offset, None):
                 if msg.key() != name.encode():
                     continue
                 doc = json.loads(msg.value() or b"{}")
@@ -373,7 +384,10 @@ def _consumer(connection: Connection) -> Consumer:
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
                 "enable.partition.eof": True,
-                "fetch.max.bytes": 52428800,
+                # records are streamed: keep librdkafka's fetch buffers small
+                "queued.max.messages.kbytes": 16384,
+                "fetch.max.bytes": 8 * 1024 * 1024,
+                "max.partition.fetch.bytes": 2 * 1024 * 1024,
             },
             log_level=0,
         )
