@@ -27,7 +27,7 @@ from streamline.runtime.offsets import Offsets
 from streamline.runtime.operators import Changes, OperatorStore, StatefulOperator, restore_store
 from streamline.runtime.pipeline import Pipeline
 from streamline.runtime.record import Record
-from streamline.runtime.task import Task, TaskOutputs
+from streamline.runtime.task import Task, TaskOutputs, partition_runs
 from streamline.runtime.transaction import Transaction
 from streamline.runtime.windowed import (
     AGGREGATE,
@@ -124,21 +124,8 @@ class TaskManager:
 
         A record back from the retry topic belongs to its source partition's task.
         """
-        retry_topic = self._retry_topic
-        run: list[Record] = []
-        run_partition = -1
-        for record in records:
-            partition = record.partition
-            if record.topic == retry_topic:
-                partition = record.origin()[1]
-            if partition != run_partition:
-                if run:
-                    self._process_run(run_partition, run, wall_ms, txn, failures)
-                run = []
-                run_partition = partition
-            run.append(record)
-        if run:
-            self._process_run(run_partition, run, wall_ms, txn, failures)
+        for partition, run in partition_runs(records, self._retry_topic):
+            self._process_run(partition, run, wall_ms, txn, failures)
 
     def _process_run(
         self, partition: int, run: list[Record], wall_ms: int, txn: Transaction, failures: Failures
