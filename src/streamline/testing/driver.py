@@ -364,9 +364,17 @@ class TopologyDriver:
         self._run()
 
     def commit(self) -> None:
-        """Commits the open transaction: its outputs become visible, its state durable."""
+        """Commits the open transaction: its outputs become visible, its state durable.
+
+        What the commit makes readable (repartitioned records, watermark markers) is
+        processed and committed too, as the loop would within its next commit intervals.
+        """
         self._commit()
-        self._run()
+        auto_commit, self.auto_commit = self.auto_commit, True
+        try:
+            self._run()
+        finally:
+            self.auto_commit = auto_commit
 
     def crash(self) -> None:
         """The process dies and a new one takes over from the last commit.
