@@ -21,6 +21,7 @@ from streamline.cli import (
     lineage,
     records,
     replay,
+    testing,
     topics,
     topologies,
 )
@@ -40,6 +41,7 @@ for command in (
     records.consume,
     topologies.validate,
     topologies.run,
+    testing.test,
     demo.demo,
     replay.replay,
     lag.lag,

@@ -55,6 +55,8 @@ TP = tuple[str, int]
 Failures = list[tuple[Record, Failure]]
 TopologyLike = str | os.PathLike[str] | Topology | TopologyBuilder | CheckedTopology
 KeyLike = str | bytes | Callable[[Any], str | bytes | None] | None
+Value = dict[str, Any] | bytes | None
+Piped = Value | tuple[str | bytes | None, Value]
 
 
 @dataclass(frozen=True)
@@ -335,7 +337,7 @@ class TopologyDriver:
     def pipe(
         self,
         source: str,
-        records: Iterable[dict[str, Any] | bytes | None] | dict[str, Any] | bytes,
+        records: Iterable[Piped] | dict[str, Any] | bytes,
         *,
         key: KeyLike = None,
         partition: int | None = None,
@@ -346,8 +348,9 @@ class TopologyDriver:
         Dicts are encoded with the source schema (a record that does not fit raises
         `EncodeError` naming the field); bytes are written as they are, to test what
         undecodable input does. `key` is the Kafka key: bytes, a string, or a function
-        of the record. Without `partition`, a keyed record goes to the partition
-        librdkafka's default partitioner picks (CRC32 of the key), an unkeyed one to 0.
+        of the record; a `(key, record)` pair gives one record its own key. Without
+        `partition`, a keyed record goes to the partition librdkafka's default
+        partitioner picks (CRC32 of the key), an unkeyed one to partition 0.
         """
         topic = self._source_topic(source)
         if isinstance(records, dict | bytes):
@@ -355,9 +358,13 @@ class TopologyDriver:
         encode = self._source_codec.encode
 
         def keyed() -> Iterator[tuple[bytes | None, bytes | None]]:
-            for value in records:
+            for item in records:
+                if isinstance(item, tuple):
+                    k, value = item
+                else:
+                    value = item
+                    k = key(value) if callable(key) else key
                 raw = encode(value, check=False) if isinstance(value, dict) else value
-                k = key(value) if callable(key) else key
                 yield (k.encode() if isinstance(k, str) else k), raw
 
         self.topics.extend(topic, keyed(), headers, -1 if partition is None else partition)
