@@ -24,7 +24,7 @@ SOURCE_PARTITION = "streamline.source.partition"
 SOURCE_OFFSET = "streamline.source.offset"
 SOURCE_KEY = "streamline.source.key"  # the source record's key, on repartition records
 FAILED_AT = "streamline.failed_at"
-ORIGINAL = "streamline.original"  # the record's own headers, kept through a retry
+ORIGINAL = "streamline.original"  # the original value bytes, on repartition records
 
 # on retry records
 RETRY_PREFIX = "streamline.retry."

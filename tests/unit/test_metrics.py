@@ -73,12 +73,12 @@ def test_latency_histogram_counts_each_record_in_its_bucket(metrics: Metrics) ->
 
 
 def test_partition_gauges_hold_the_last_value(metrics: Metrics) -> None:
-    metrics.set_lag("orders", 2, 100)
-    metrics.set_lag("orders", 2, 40)
-    metrics.set_committed_offset("orders", 2, 1234)
-    metrics.set_watermark("orders", 2, 1_700_000_000_000)
-    metrics.set_watermark_lag("orders", 2, 1.5)
-    metrics.set_staleness("orders", 2, 0.5)
+    metrics.partitions.set_lag("orders", 2, 100)
+    metrics.partitions.set_lag("orders", 2, 40)
+    metrics.partitions.set_committed_offset("orders", 2, 1234)
+    metrics.partitions.set_watermark("orders", 2, 1_700_000_000_000)
+    metrics.partitions.set_watermark_lag("orders", 2, 1.5)
+    metrics.partitions.set_staleness("orders", 2, 0.5)
     labels = {"topic": "orders", "partition": 2}
     assert metrics.value("consumer_lag", **labels) == 40
     assert metrics.value("committed_offset", **labels) == 1234
@@ -88,8 +88,8 @@ def test_partition_gauges_hold_the_last_value(metrics: Metrics) -> None:
 
 
 def test_sla_status_is_one_hot(metrics: Metrics) -> None:
-    metrics.set_sla_status("orders", 0, "ok")
-    metrics.set_sla_status("orders", 0, "breached")
+    metrics.partitions.set_sla_status("orders", 0, "ok")
+    metrics.partitions.set_sla_status("orders", 0, "breached")
     statuses = {
         s: metrics.value("sla_status", topic="orders", partition=0, status=s)
         for s in ("ok", "late", "breached")
@@ -99,19 +99,19 @@ def test_sla_status_is_one_hot(metrics: Metrics) -> None:
 
 def test_unknown_sla_status_is_rejected(metrics: Metrics) -> None:
     with pytest.raises(ValueError, match="unknown SLA status 'stale'"):
-        metrics.set_sla_status("orders", 0, "stale")  # type: ignore[arg-type]
+        metrics.partitions.set_sla_status("orders", 0, "stale")  # type: ignore[arg-type]
 
 
 def test_removing_a_partition_drops_its_gauges_and_keeps_its_counter(metrics: Metrics) -> None:
     for p in (0, 1):
         metrics.records_in("orders", p, 3)
-        metrics.set_lag("orders", p, 7)
-        metrics.set_committed_offset("orders", p, 9)
-        metrics.set_watermark("orders", p, 1)
-        metrics.set_watermark_lag("orders", p, 1.0)
-        metrics.set_staleness("orders", p, 1.0)
-        metrics.set_sla_status("orders", p, "late")
-    metrics.remove_partition("orders", 0)
+        metrics.partitions.set_lag("orders", p, 7)
+        metrics.partitions.set_committed_offset("orders", p, 9)
+        metrics.partitions.set_watermark("orders", p, 1)
+        metrics.partitions.set_watermark_lag("orders", p, 1.0)
+        metrics.partitions.set_staleness("orders", p, 1.0)
+        metrics.partitions.set_sla_status("orders", p, "late")
+    metrics.partitions.remove_partition("orders", 0)
     for name in ("consumer_lag", "committed_offset", "watermark_ms", "staleness_seconds"):
         assert metrics.value(name, topic="orders", partition=0) is None
         assert metrics.value(name, topic="orders", partition=1) is not None
@@ -125,18 +125,18 @@ def test_removing_a_partition_drops_its_gauges_and_keeps_its_counter(metrics: Me
 
 
 def test_a_removed_partition_comes_back_when_reassigned(metrics: Metrics) -> None:
-    metrics.set_lag("orders", 0, 7)
-    metrics.set_sla_status("orders", 0, "ok")
-    metrics.remove_partition("orders", 0)
-    metrics.set_lag("orders", 0, 3)
-    metrics.set_sla_status("orders", 0, "late")
+    metrics.partitions.set_lag("orders", 0, 7)
+    metrics.partitions.set_sla_status("orders", 0, "ok")
+    metrics.partitions.remove_partition("orders", 0)
+    metrics.partitions.set_lag("orders", 0, 3)
+    metrics.partitions.set_sla_status("orders", 0, "late")
     assert metrics.value("consumer_lag", topic="orders", partition=0) == 3
     assert metrics.value("sla_status", topic="orders", partition=0, status="late") == 1
 
 
 def test_removing_an_unknown_partition_is_harmless(metrics: Metrics) -> None:
-    metrics.remove_partition("orders", 9)
-    metrics.remove_store_partition("totals", 9)
+    metrics.partitions.remove_partition("orders", 9)
+    metrics.stores.remove_store_partition("totals", 9)
 
 
 def test_transactions_count_commits_and_aborts_by_reason(metrics: Metrics) -> None:
@@ -160,14 +160,14 @@ def test_rebalances_are_counted_by_kind_and_start_at_zero(metrics: Metrics) -> N
 
 
 def test_state_store_series_and_their_removal(metrics: Metrics) -> None:
-    metrics.set_state_keys("totals", 0, 42)
-    metrics.restored("totals", 0, 100)
-    metrics.restored("totals", 0, 50)
-    metrics.set_restore_remaining("totals", 0, 0)
+    metrics.stores.set_state_keys("totals", 0, 42)
+    metrics.stores.restored("totals", 0, 100)
+    metrics.stores.restored("totals", 0, 50)
+    metrics.stores.set_restore_remaining("totals", 0, 0)
     assert metrics.value("state_keys", store="totals", partition=0) == 42
     assert metrics.value("restore_records_total", store="totals", partition=0) == 150
     assert metrics.value("restore_remaining", store="totals", partition=0) == 0
-    metrics.remove_store_partition("totals", 0)
+    metrics.stores.remove_store_partition("totals", 0)
     assert metrics.value("state_keys", store="totals", partition=0) is None
     assert metrics.value("restore_remaining", store="totals", partition=0) is None
     assert metrics.value("restore_records_total", store="totals", partition=0) == 150

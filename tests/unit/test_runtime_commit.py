@@ -105,6 +105,7 @@ class FakeMarkers:
 class FakeMetrics:
     def __init__(self, log: Log) -> None:
         self.log = log
+        self.partitions = self.stores = self
 
     def __getattr__(self, name: str) -> Callable[..., None]:
         def record(*args: Any) -> None:

@@ -4,7 +4,7 @@ The property tests run disordered streams through the operator, with the
 watermark at ``max(t) - out_of_orderness``, random ``fire`` calls and random
 commits, and compare with a brute-force oracle that keeps every record of
 every window in a list and applies the spec's rules literally
-(shared/spec/topology.md, "Windows, watermarks and lateness, exactly").
+(docs/topology.md, "Windows, watermarks and lateness").
 """
 
 from __future__ import annotations

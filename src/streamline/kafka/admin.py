@@ -148,12 +148,20 @@ def end_offsets(connection: Connection, topic: str, group: str) -> dict[int, int
 
 
 def committed_offsets(
-    connection: Connection, group: str, partitions: list[TopicPartition]
+    connection: Connection, group: str, partitions: list[TopicPartition], stable: bool = False
 ) -> dict[tuple[str, int], TopicPartition]:
-    """The group's committed offset (and metadata) of each of `partitions`, by (topic, partition)."""
+    """The group's committed offset (and metadata) of each of `partitions`, by (topic, partition).
+
+    `stable` waits until no transactional offset commit is pending: an instance that just
+    committed its last transaction may still have its offsets in flight, and they would
+    land after (and undo) offsets changed now.
+    """
     admin = AdminClient(connection.config(log_level=0))
     request = [ConsumerGroupTopicPartitions(group, partitions)]
-    result = admin.list_consumer_group_offsets(request, request_timeout=15)[group].result(15)
+    futures = admin.list_consumer_group_offsets(
+        request, require_stable=stable, request_timeout=30 if stable else 15
+    )
+    result = futures[group].result(30 if stable else 15)
     return {(tp.topic, tp.partition): tp for tp in result.topic_partitions}
 
 

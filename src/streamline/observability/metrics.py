@@ -7,7 +7,7 @@ other labels (``topic``, ``partition``, ``stage``, ...) are as listed on each
 method.
 
 The runtime calls the small typed methods (``records_in``, ``observe_stage``,
-``set_lag``, ...) on its hot path. Each caches the label child it writes to, so
+``partitions.set_lag``, ...) on its hot path. Each caches the label child it writes to, so
 a repeated call is a dict lookup plus one locked add: no label formatting, no
 lookup in prometheus_client's own child table.
 
@@ -18,7 +18,7 @@ Counters also export ``*_created`` series (prometheus_client's default); set
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from threading import Lock
 from typing import Final, Generic, Literal, TypeVar, get_args
 
@@ -31,7 +31,7 @@ PREFIX: Final[str] = "streamline_"
 """Prefix of every metric name."""
 
 SlaStatus = Literal["ok", "late", "breached"]
-"""Freshness SLA status of a partition (shared/spec/topology.md, ``freshness``)."""
+"""Freshness SLA status of a partition (docs/topology.md, "Freshness")."""
 
 RebalanceKind = Literal["assigned", "revoked", "lost"]
 """What a rebalance callback did to this instance's partitions."""
@@ -57,6 +57,8 @@ COMMIT_BUCKETS: Final[tuple[float, ...]] = (
 """Buckets of ``transaction_commit_seconds``: 5ms to 1min."""
 
 M = TypeVar("M", bound=MetricWrapperBase)
+_GaugeFactory = Callable[..., "_Family[Gauge]"]
+_CounterFactory = Callable[..., "_Family[Counter]"]
 
 
 class _Family(Generic[M]):
@@ -141,9 +143,8 @@ class Metrics:
     value back in tests with ``value()``. Safe to write from one thread while
     HTTP threads scrape: prometheus_client locks each value.
 
-    Per-partition *gauges* (lag, committed offset, watermark, staleness, SLA
-    status) are dropped by ``remove_partition`` when the partition is revoked,
-    because a frozen value would be a lie. Per-partition *counters*
+    The per-partition gauges live in ``partitions`` (``PartitionMetrics``) and the
+    state stores' in ``stores`` (``StoreMetrics``). Per-partition *counters*
     (``records_in_total``) are kept: their total stays true, and dropping them
     would lose increments since the last scrape and show Prometheus a reset.
     """
@@ -211,40 +212,7 @@ class Metrics:
             LATENCY_BUCKETS,
         )
         self.registry.register(self._latency)
-        self._lag = gauge(
-            "consumer_lag",
-            "Records between the consumer position and the end of the partition.",
-            "topic",
-            "partition",
-        )
-        self._committed = gauge("committed_offset", "Last committed offset.", "topic", "partition")
-        self._watermark = gauge(
-            "watermark_ms", "Event-time watermark, epoch milliseconds.", "topic", "partition"
-        )
-        self._watermark_lag = gauge(
-            "watermark_lag_seconds", "Wall-clock time minus the watermark.", "topic", "partition"
-        )
-        self._staleness = gauge(
-            "staleness_seconds",
-            "Wall-clock time minus the newest event time seen.",
-            "topic",
-            "partition",
-        )
-        self._sla_status = gauge(
-            "sla_status",
-            "Freshness SLA status: 1 for the current one of ok, late, breached; 0 for the others.",
-            "topic",
-            "partition",
-            "status",
-        )
-        self._sla_children: dict[tuple[str, int], tuple[Gauge, ...]] = {}
-        self._partition_gauges = (
-            self._lag,
-            self._committed,
-            self._watermark,
-            self._watermark_lag,
-            self._staleness,
-        )
+        self.partitions: Final[PartitionMetrics] = PartitionMetrics(gauge)
         self._commit_seconds = histogram(
             "transaction_commit_seconds", "Time to commit one transaction.", COMMIT_BUCKETS
         ).child()
@@ -254,22 +222,7 @@ class Metrics:
         )
         rebalances = counter("rebalances_total", "Rebalance callbacks, by kind.", "kind")
         self._rebalances = {kind: rebalances.child(kind) for kind in REBALANCE_KINDS}
-        self._state_keys = gauge(
-            "state_keys", "Keys in a state store partition.", "store", "partition"
-        )
-        self._restored = counter(
-            "restore_records_total",
-            "Changelog records replayed into a state store partition.",
-            "store",
-            "partition",
-        )
-        self._restore_remaining = gauge(
-            "restore_remaining",
-            "Changelog offsets left to replay before the store partition is ready (an upper "
-            "bound on the records: compaction and transaction markers leave gaps).",
-            "store",
-            "partition",
-        )
+        self.stores: Final[StoreMetrics] = StoreMetrics(gauge, counter)
         self._assigned = gauge("assigned_partitions", "Input partitions held.").child()
         self._ready_gauge = gauge("ready", "1 while the topology is processing, else 0.").child()
         self._ready_gauge.set(0)
@@ -317,7 +270,110 @@ class Metrics:
         """Records the end-to-end latency (output time - event time) of each output record."""
         self._latency.observe_many(seconds)
 
-    # Partitions: lag, offsets, watermarks, freshness
+    # Transactions and rebalances
+
+    def transaction_committed(self, seconds: float) -> None:
+        """Records one committed transaction whose commit took ``seconds``."""
+        self._commit_seconds.observe(seconds)
+        self._transactions.inc()
+
+    def transaction_aborted(self, reason: str) -> None:
+        """Counts one aborted transaction (``reason``: e.g. ``error``, ``shutdown``, ``fenced``)."""
+        self._aborts.child(reason).inc()
+
+    def rebalance(self, kind: RebalanceKind) -> None:
+        """Counts one rebalance callback: partitions ``assigned``, ``revoked`` or ``lost``."""
+        try:
+            self._rebalances[kind].inc()
+        except KeyError:
+            raise ValueError(
+                f"unknown rebalance kind {kind!r}; expected one of {REBALANCE_KINDS}"
+            ) from None
+
+    def set_assigned_partitions(self, n: int) -> None:
+        """Sets how many input partitions this instance holds."""
+        self._assigned.set(n)
+
+    # Process
+
+    @property
+    def is_ready(self) -> bool:
+        """What ``set_ready`` last said; the default readiness check of ``MetricsServer``."""
+        return self._ready
+
+    def set_ready(self, ready: bool) -> None:
+        """Marks the topology ready (assigned, restored, processing) or not."""
+        self._ready = ready
+        self._ready_gauge.set(1 if ready else 0)
+
+    def set_info(self, version: str, fingerprint: str) -> None:
+        """Exports ``streamline_info{version, fingerprint} 1``, replacing any earlier pair."""
+        if self._info_labels is not None:
+            self._info.remove(*self._info_labels)
+        self._info_labels = (version, fingerprint)
+        self._info.child(version, fingerprint).set(1)
+
+    # Reading back
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every series."""
+        return generate_latest(self.registry)
+
+    def value(self, name: str, **labels: object) -> float | None:
+        """The current value of one sample, or None if it is not exported; for tests.
+
+        ``name`` is the sample name with or without the ``streamline_`` prefix
+        (``"records_in_total"``, ``"stage_seconds_count"``); ``topology`` is
+        filled in unless given; label values may be ints.
+        """
+        if not name.startswith(PREFIX):
+            name = PREFIX + name
+        wanted = {"topology": self.topology} | {k: str(v) for k, v in labels.items()}
+        return self.registry.get_sample_value(name, wanted)
+
+
+class PartitionMetrics:
+    """The per-partition gauges of the inputs: lag, committed offset, watermark, freshness.
+
+    They are dropped by ``remove_partition`` when the partition is revoked, because a
+    frozen value would be a lie.
+    """
+
+    def __init__(self, gauge: _GaugeFactory) -> None:
+        self._lag = gauge(
+            "consumer_lag",
+            "Records between the consumer position and the end of the partition.",
+            "topic",
+            "partition",
+        )
+        self._committed = gauge("committed_offset", "Last committed offset.", "topic", "partition")
+        self._watermark = gauge(
+            "watermark_ms", "Event-time watermark, epoch milliseconds.", "topic", "partition"
+        )
+        self._watermark_lag = gauge(
+            "watermark_lag_seconds", "Wall-clock time minus the watermark.", "topic", "partition"
+        )
+        self._staleness = gauge(
+            "staleness_seconds",
+            "Wall-clock time minus the newest event time seen.",
+            "topic",
+            "partition",
+        )
+        self._sla_status = gauge(
+            "sla_status",
+            "Freshness SLA status: 1 for the current one of ok, late, breached; 0 for the others.",
+            "topic",
+            "partition",
+            "status",
+        )
+        self._sla_children: dict[tuple[str, int], tuple[Gauge, ...]] = {}
+        self._partition_gauges = (
+            self._lag,
+            self._committed,
+            self._watermark,
+            self._watermark_lag,
+            self._staleness,
+        )
 
     def set_lag(self, topic: str, partition: int, lag: int) -> None:
         """Sets the consumer lag of ``topic``/``partition`` in records."""
@@ -362,31 +418,27 @@ class Metrics:
             for s in SLA_STATUSES:
                 self._sla_status.remove(topic, partition, s)
 
-    # Transactions and rebalances
 
-    def transaction_committed(self, seconds: float) -> None:
-        """Records one committed transaction whose commit took ``seconds``."""
-        self._commit_seconds.observe(seconds)
-        self._transactions.inc()
+class StoreMetrics:
+    """The gauges and counters of the state store partitions: keys held and restore progress."""
 
-    def transaction_aborted(self, reason: str) -> None:
-        """Counts one aborted transaction (``reason``: e.g. ``error``, ``shutdown``, ``fenced``)."""
-        self._aborts.child(reason).inc()
-
-    def rebalance(self, kind: RebalanceKind) -> None:
-        """Counts one rebalance callback: partitions ``assigned``, ``revoked`` or ``lost``."""
-        try:
-            self._rebalances[kind].inc()
-        except KeyError:
-            raise ValueError(
-                f"unknown rebalance kind {kind!r}; expected one of {REBALANCE_KINDS}"
-            ) from None
-
-    def set_assigned_partitions(self, n: int) -> None:
-        """Sets how many input partitions this instance holds."""
-        self._assigned.set(n)
-
-    # State stores
+    def __init__(self, gauge: _GaugeFactory, counter: _CounterFactory) -> None:
+        self._state_keys = gauge(
+            "state_keys", "Keys in a state store partition.", "store", "partition"
+        )
+        self._restored = counter(
+            "restore_records_total",
+            "Changelog records replayed into a state store partition.",
+            "store",
+            "partition",
+        )
+        self._restore_remaining = gauge(
+            "restore_remaining",
+            "Changelog offsets left to replay before the store partition is ready (an upper "
+            "bound on the records: compaction and transaction markers leave gaps).",
+            "store",
+            "partition",
+        )
 
     def set_state_keys(self, store: str, partition: int, n: int) -> None:
         """Sets how many keys ``store`` holds for ``partition``."""
@@ -404,40 +456,3 @@ class Metrics:
         """Stops exporting the gauges of a closed ``store``/``partition`` (counters are kept)."""
         self._state_keys.remove(store, partition)
         self._restore_remaining.remove(store, partition)
-
-    # Process
-
-    @property
-    def is_ready(self) -> bool:
-        """What ``set_ready`` last said; the default readiness check of ``MetricsServer``."""
-        return self._ready
-
-    def set_ready(self, ready: bool) -> None:
-        """Marks the topology ready (assigned, restored, processing) or not."""
-        self._ready = ready
-        self._ready_gauge.set(1 if ready else 0)
-
-    def set_info(self, version: str, fingerprint: str) -> None:
-        """Exports ``streamline_info{version, fingerprint} 1``, replacing any earlier pair."""
-        if self._info_labels is not None:
-            self._info.remove(*self._info_labels)
-        self._info_labels = (version, fingerprint)
-        self._info.child(version, fingerprint).set(1)
-
-    # Reading back
-
-    def render(self) -> bytes:
-        """The Prometheus text exposition of every series."""
-        return generate_latest(self.registry)
-
-    def value(self, name: str, **labels: object) -> float | None:
-        """The current value of one sample, or None if it is not exported; for tests.
-
-        ``name`` is the sample name with or without the ``streamline_`` prefix
-        (``"records_in_total"``, ``"stage_seconds_count"``); ``topology`` is
-        filled in unless given; label values may be ints.
-        """
-        if not name.startswith(PREFIX):
-            name = PREFIX + name
-        wanted = {"topology": self.topology} | {k: str(v) for k, v in labels.items()}
-        return self.registry.get_sample_value(name, wanted)

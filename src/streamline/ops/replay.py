@@ -78,7 +78,7 @@ def plan_replay(
     sources = [s.topic for s in topology.sources]
     counts = require_topics(connection, sources)
     partitions = [TopicPartition(t, p) for t in sources for p in range(counts[t])]
-    committed = committed_offsets(connection, topology.group_id, partitions)
+    committed = committed_offsets(connection, topology.group_id, partitions, stable=True)
     consumer = Consumer(
         connection.config(
             **{"group.id": resources_of(topology).side_group(PLAN_GROUP)}, log_level=0
@@ -177,6 +177,14 @@ def apply_replay(connection: Connection, topology: Topology, plan: ReplayPlan) -
             f"the group {topology.group_id} has active members ({', '.join(members)}); "
             "stop every instance of the topology first"
         )
+    # a stopped instance's last transactional offsets may still be in flight: let them land
+    # first, or they would overwrite the offsets set here
+    committed_offsets(
+        connection,
+        topology.group_id,
+        [TopicPartition(p.topic, p.partition) for p in plan.partitions],
+        stable=True,
+    )
     admin = AdminClient(connection.config(log_level=0))
     metadata = commit_metadata(plan.generation)
     offsets = [

@@ -7,7 +7,7 @@ holding the running state of every aggregate of the window. The accumulator is
 a plain value (``None``, ints, floats and the input field values themselves),
 so it can be stored as JSON or msgpack in RocksDB and the changelog as is.
 
-Functions (shared/spec/topology.md):
+Functions (docs/topology.md, "window"):
 
 - ``count()``: number of records, an int.
 - ``sum(f)``: sum of ``f``; stays an int while every value is an int.

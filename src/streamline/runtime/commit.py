@@ -278,7 +278,7 @@ class CommitCycle:
         if txn.retries:
             m.retry("map", txn.retries)
         for (topic, partition), offset in self._offsets.committed.items():
-            m.set_committed_offset(topic, partition, offset)
+            m.partitions.set_committed_offset(topic, partition, offset)
 
     # --- abort -------------------------------------------------------------------------
 

@@ -152,12 +152,12 @@ class Heartbeats:
             )
             partitions.append(state)
             if state.watermark is not None and state.staleness_ms is not None:
-                metrics.set_watermark(topic, partition, state.watermark)
-                metrics.set_watermark_lag(topic, partition, state.staleness_ms / 1000)
-                metrics.set_staleness(topic, partition, state.staleness_ms / 1000)
-            metrics.set_sla_status(topic, partition, state.status)
+                metrics.partitions.set_watermark(topic, partition, state.watermark)
+                metrics.partitions.set_watermark_lag(topic, partition, state.staleness_ms / 1000)
+                metrics.partitions.set_staleness(topic, partition, state.staleness_ms / 1000)
+            metrics.partitions.set_sla_status(topic, partition, state.status)
         for partition, bound in self._stores():
-            metrics.set_state_keys(bound.spec.name, partition, bound.store.approx_keys())
+            metrics.stores.set_state_keys(bound.spec.name, partition, bound.store.approx_keys())
         if not self.enabled:
             return
         if self._producer is None:
@@ -191,7 +191,7 @@ class Heartbeats:
             position = committed.get((topic, partition))
             if position is None:
                 continue
-            self._metrics.set_lag(topic, partition, max(0, high - position))
+            self._metrics.partitions.set_lag(topic, partition, max(0, high - position))
 
     def close(self) -> None:
         if self._producer is not None:

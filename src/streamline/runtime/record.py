@@ -8,8 +8,6 @@ from streamline.headers import ORIGINAL, SOURCE_KEY, SOURCE_OFFSET, SOURCE_PARTI
 
 Headers = list[tuple[str, bytes]]
 
-ORIGINAL_HEADER = ORIGINAL  # kept for importers; the name lives in streamline.headers
-
 
 class Record:
     """An input record: where it came from, its original bytes, and what the stages made of it.

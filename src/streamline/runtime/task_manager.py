@@ -205,13 +205,13 @@ class TaskManager:
         for tp in partitions:
             key = (tp.topic, tp.partition)
             self._offsets.forget(key)
-            self._metrics.remove_partition(tp.topic, tp.partition)
+            self._metrics.partitions.remove_partition(tp.topic, tp.partition)
             self._source_watermarks.revoke(key)
             if tp.topic == stateful and tp.partition in self.tasks:
                 task = self.tasks.pop(tp.partition)
                 task.close(clean)
                 for bound in task.stores:
-                    self._metrics.remove_store_partition(bound.spec.name, tp.partition)
+                    self._metrics.stores.remove_store_partition(bound.spec.name, tp.partition)
         self._metrics.set_assigned_partitions(len(self._offsets.assignment))
 
     def close(self) -> None:
@@ -272,15 +272,15 @@ class TaskManager:
 
         def read(start: int) -> Iterator[Changes]:
             # restore progress on /metrics while the restore blocks the loop
-            metrics.set_restore_remaining(name, partition, max(0, high - start))
+            metrics.stores.set_restore_remaining(name, partition, max(0, high - start))
             for chunk in reader.read(start):
                 progressed()
                 yield chunk
-                metrics.set_restore_remaining(name, partition, max(0, high - reader.end))
+                metrics.stores.set_restore_remaining(name, partition, max(0, high - reader.end))
 
         replayed = restore_store(bound, partition, high, read, lambda: reader.end)
-        metrics.set_restore_remaining(name, partition, 0)
-        metrics.restored(name, partition, replayed)
+        metrics.stores.set_restore_remaining(name, partition, 0)
+        metrics.stores.restored(name, partition, replayed)
 
     def _rebuild_after_rewind(self, rewound: list[TP]) -> set[int]:
         """Offsets reset by another tool: drops the state built from the input read again.

@@ -8,7 +8,7 @@ nothing about windows, Kafka or clocks: callers pass the wall-clock time
 
 - ``WatermarkTracker``: one input partition. Its watermark is
   ``max(event time seen) - max_out_of_orderness``, never decreasing
-  (shared/spec/topology.md, "Windows, watermarks and lateness, exactly").
+  (docs/topology.md, "Windows, watermarks and lateness").
 - ``combine_watermarks`` / ``CombinedWatermark``: the watermark of a task that
   reads several partitions (or of a repartition partition fed by control
   markers from every source partition): the minimum over the partitions that

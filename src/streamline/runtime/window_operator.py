@@ -9,8 +9,7 @@ state far larger than memory is fine and survives restarts through the
 store's changelog and checkpoint. It does no Kafka I/O: the runtime passes
 records in and writes the returned results.
 
-Semantics (shared/spec/topology.md, "Windows, watermarks and lateness,
-exactly"):
+Semantics (docs/topology.md, "Windows, watermarks and lateness"):
 
 - A record whose windows have all fired at the watermark is late: ``add``
   says why and changes nothing.

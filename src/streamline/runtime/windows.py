@@ -3,8 +3,8 @@
 Window assigners answer *which window* (tumbling, hopping, session); they are
 independent of *what* is computed in a window (``aggregates``) and of *when*
 event time has progressed (``watermark``). Everything here is pure arithmetic on
-epoch-millisecond integers, following shared/spec/topology.md, "Windows,
-watermarks and lateness, exactly":
+epoch-millisecond integers, following docs/topology.md, "Windows,
+watermarks and lateness":
 
 - Tumbling ``size``: the window ``[floor(t/size)*size, +size)``.
 - Hopping ``size``, ``advance``: every ``[k*advance, k*advance+size)`` containing

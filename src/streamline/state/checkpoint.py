@@ -4,7 +4,7 @@ Like Kafka Streams' ``.checkpoint`` file: after a transaction has committed
 and its state changes are in RocksDB, the runtime records the changelog
 offset up to which the local store is complete. On restart or reassignment,
 restore reads the changelog from that offset instead of from the beginning
-(ARCHITECTURE.md, "Restore"). The file is small JSON::
+(docs/architecture.md, "State and checkpoints"). The file is small JSON::
 
     {"changelog_offset": 1234, "generation": 1, "fingerprint": "9f2c..."}
 

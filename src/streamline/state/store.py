@@ -3,7 +3,7 @@
 Layering, as in Quix Streams: RocksDB (rocksdict, raw bytes) holds what has
 committed; a ``TransactionOverlay`` holds what the current Kafka transaction
 has changed; ``PartitionStore`` reads through both and owns the commit cycle
-of its partition (ARCHITECTURE.md, "Exactly-once protocol" and "Restore"):
+of its partition (docs/architecture.md, "The exactly-once commit protocol" and "State and checkpoints"):
 
 1. While a transaction is open, ``put``/``delete`` only change the overlay;
    ``get`` and ``items`` see the overlay over RocksDB.

@@ -2,7 +2,7 @@
 
 Under exactly-once, state changes of a transaction must not reach RocksDB
 before the Kafka transaction that carries their changelog records has
-committed (ARCHITECTURE.md, "Exactly-once protocol", step 4). Until then they
+committed (docs/architecture.md, "The exactly-once commit protocol"). Until then they
 live here, in memory: a ``TransactionOverlay`` is what ``PartitionStore``
 reads through and what it applies, in one write batch, on commit, or drops on
 rollback.

@@ -1,4 +1,4 @@
-"""The topology file, version 1 (shared/spec/topology.md), as validated pydantic models.
+"""The topology file, version 1 (docs/topology.md), as validated pydantic models.
 
 These models are the contract: every key of the spec is here with its default,
 unknown keys are errors (`extra="forbid"`) and values are strictly typed, so a
