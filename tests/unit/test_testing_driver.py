@@ -44,13 +44,13 @@ def window_values(driver: TopologyDriver) -> dict[tuple[str, int], dict[str, Any
     return got
 
 
-def mapping_topology(calls: list[str], name: str = "mapped") -> Any:
+def mapping_topology(calls: list[str], name: str = "mapped", lineage: bool = False) -> Any:
     def counted(value: dict[str, Any]) -> dict[str, Any]:
         calls.append(value["order_id"])
         return paid_order(value)
 
     return (
-        Topology(name, version="1")
+        Topology(name, version="1", lineage=lineage)
         .source(
             name="orders",
             topic="orders",
@@ -236,3 +236,24 @@ def test_the_same_input_gives_the_same_records() -> None:
 def test_an_unknown_source_is_named() -> None:
     with TopologyDriver(REVENUE) as driver, pytest.raises(ValueError, match="sources: orders"):
         driver.pipe("payments", b"")
+
+
+def test_each_commit_writes_a_lineage_event_with_its_offset_ranges() -> None:
+    calls: list[str] = []
+    topology = mapping_topology(calls, lineage=True)
+    evts = [Event("c-1", f"o-{i}", 1.0, BASE + i, i) for i in range(5)]
+    with TopologyDriver(topology, SCHEMAS) as driver:
+        driver.pipe("orders", [order(e) for e in evts[:3]])
+        driver.pipe("orders", [order(e) for e in evts[3:]])
+        events_ = driver.lineage()
+
+    def ranges(datasets: list[dict[str, Any]]) -> list[tuple[str, int, int, int]]:
+        return [
+            (d["name"], p["partition"], p["first"], p["last"])
+            for d in datasets
+            for p in next(iter(d["facets"].values()))["partitions"]
+        ]
+
+    assert [ranges(e["inputs"]) for e in events_] == [[("orders", 0, 0, 2)], [("orders", 0, 3, 4)]]
+    assert [ranges(e["outputs"]) for e in events_] == [[("paid", 0, 0, 2)], [("paid", 0, 3, 4)]]
+    assert {e["job"]["name"] for e in events_} == {"mapped"}

@@ -15,6 +15,7 @@ not-before time has passed on the driver's clock.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from streamline import headers as h
+from streamline.observability.lineage import LINEAGE_TOPIC, run_event
 from streamline.observability.metrics import Metrics
 from streamline.reliability.dead_letter import Failure
 from streamline.runtime.batch import process_batch
@@ -52,6 +54,10 @@ from streamline.topology import CheckedTopology, Topology, TopologyBuilder, chec
 from streamline.topology.loader import load_topology
 
 TP = tuple[str, int]
+INSTANCE = "driver"
+"""The instance id the driver runs as (in its transactional id)."""
+MEMORY = "memory"
+"""The driver's stand-in for the bootstrap servers (lineage datasets: kafka://memory)."""
 Failures = list[tuple[Record, Failure]]
 TopologyLike = str | os.PathLike[str] | Topology | TopologyBuilder | CheckedTopology
 KeyLike = str | bytes | Callable[[Any], str | bytes | None] | None
@@ -187,6 +193,7 @@ class TopologyDriver:
         self._consumed = consumed
         self._cursor = dict.fromkeys(consumed, 0)
         self._committed_cursor = dict(self._cursor)
+        self._positions: dict[TP, int] = {}
         self._start()
 
     # --- a process of the topology -----------------------------------------------------
@@ -297,7 +304,7 @@ class TopologyDriver:
                 self.source_watermarks, self.repartitioner, self.tasks, self._open, self._wall,
             )  # fmt: skip
             self.failed.send(failures, txn)
-            txn.records += len(batch)
+            txn.read(batch, self._positions)
         if self.tasks.tasks:
             failures = []
             self.tasks.punctuate(self._wall_ms, self._open, failures)
@@ -326,6 +333,16 @@ class TopologyDriver:
             self.repartitioner.write_markers()
         for topic, partition, changes in self.tasks.prepare_commit():
             collector.send_changelog(topic, partition, changes)
+        topology = self.topology
+        if topology.lineage and (self.txn.inputs or self.txn.outputs):
+            collector.flush(0)  # the delivery reports: the output offset ranges
+            event = run_event(
+                topology.name, topology.version, topology.fingerprint,
+                self.pipeline.transactional_id(INSTANCE), MEMORY,
+                {tp: (a, b) for tp, (a, b) in self.txn.inputs.items()},
+                {tp: (a, b) for tp, (a, b) in (collector.produced or {}).items()},
+            )  # fmt: skip
+            collector.produce(LINEAGE_TOPIC, topology.name.encode(), event, [])
         collector.producer.commit()
         self.txn = None
         collector.end()
@@ -445,6 +462,14 @@ class TopologyDriver:
     def retries(self) -> list[OutputRecord]:
         """Every record written to the retry topic (committed), with its attempt headers."""
         return self._failed(self.topology.retry_topic)
+
+    def lineage(self) -> list[dict[str, Any]]:
+        """The OpenLineage RunEvents of the committed transactions (with `lineage: true`).
+
+        Each names the input and output offset ranges of one transaction; the
+        namespace of their datasets is `kafka://memory`.
+        """
+        return [json.loads(e.value or b"{}") for e in self.topics.visible(LINEAGE_TOPIC)]
 
     def _failed(self, topic: str) -> list[OutputRecord]:
         out = []
