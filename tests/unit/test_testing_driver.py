@@ -191,9 +191,10 @@ def test_crash_reprocesses_uncommitted_input_and_a_map_sees_those_records_twice(
         assert crashed == [(r.value, r.header(h.SOURCE)) for r in driver.output()]
 
 
+@pytest.mark.parametrize("lose_local_state", [False, True], ids=["checkpoint", "changelog"])
 @pytest.mark.parametrize("partitioned", [False, True], ids=["repartitioned", "partitioned"])
 def test_crash_between_commits_gives_the_windows_of_a_run_without_one(
-    tmp_path: Path, partitioned: bool
+    tmp_path: Path, partitioned: bool, lose_local_state: bool
 ) -> None:
     text = REVENUE.read_text()
     if partitioned:
@@ -212,7 +213,7 @@ def test_crash_between_commits_gives_the_windows_of_a_run_without_one(
             driver.commit()
             driver.pipe("orders", second, key=by_customer)
             if crash:
-                driver.crash()
+                driver.crash(lose_local_state=lose_local_state)
             driver.commit()
             driver.flush()
             driver.commit()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -400,15 +401,19 @@ class TopologyDriver:
         finally:
             self.auto_commit = auto_commit
 
-    def crash(self) -> None:
+    def crash(self, *, lose_local_state: bool = False) -> None:
         """The process dies and a new one takes over from the last commit.
 
         The open transaction's writes and uncommitted state are dropped; the stores are
-        restored from their committed changelogs; the input read since the last commit
-        is read and processed again (a map runs a second time for those records).
+        restored from their committed changelogs (from the local checkpoint on, or with
+        `lose_local_state` from the beginning, as on a new machine); the input read
+        since the last commit is read and processed again (a map runs a second time
+        for those records).
         """
         self.collector.producer.purge()
         self.tasks.close(clean=False)
+        if lose_local_state:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
         self._cursor = dict(self._committed_cursor)
         self._start()
         self._run()
