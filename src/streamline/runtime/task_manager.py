@@ -31,10 +31,9 @@ from streamline.runtime.task import Task, TaskOutputs, partition_runs
 from streamline.runtime.transaction import Transaction
 from streamline.runtime.windowed import (
     AGGREGATE,
-    DirectWindowStage,
-    RepartitionedWindowStage,
     SourceWatermarks,
     WindowSettings,
+    window_stage,
 )
 from streamline.state.generation import generation_of
 from streamline.state.reset import plan_state_reset, reset_topics
@@ -111,9 +110,7 @@ class TaskManager:
     ) -> list[StatefulOperator]:
         """The operator chain of one partition of the stateful input."""
         generation, sources = self._offsets.generation, self._source_partitions
-        if sources is None:
-            return [DirectWindowStage(settings, partition, generation, wall_ms)]
-        return [RepartitionedWindowStage(settings, partition, generation, sources, wall_ms)]
+        return [window_stage(settings, partition, generation, sources, wall_ms)]
 
     # --- processing --------------------------------------------------------------------
 

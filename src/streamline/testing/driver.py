@@ -34,7 +34,6 @@ from streamline.runtime.failures import FailedRecords
 from streamline.runtime.operators import (
     Changes,
     OperatorStore,
-    StatefulOperator,
     restore_store,
 )
 from streamline.runtime.pipeline import Pipeline
@@ -42,12 +41,7 @@ from streamline.runtime.record import Record
 from streamline.runtime.repartition import Repartitioner
 from streamline.runtime.task import Task, TaskOutputs, partition_runs
 from streamline.runtime.transaction import Transaction
-from streamline.runtime.windowed import (
-    DirectWindowStage,
-    RepartitionedWindowStage,
-    SourceWatermarks,
-    WindowSettings,
-)
+from streamline.runtime.windowed import SourceWatermarks, WindowSettings, window_stage
 from streamline.serde import AvroCodec, SchemaStore
 from streamline.serde.codec import DecodeError
 from streamline.testing.memory import Entry, MemoryProducer, Topics
@@ -94,20 +88,19 @@ def load_checked(
     Schemas: `schemas`, else `STREAMLINE_SCHEMAS`, else `schemas/` beside the topology's
     folder, else `./schemas` (as the CLI finds them).
     """
-    if isinstance(schemas, SchemaStore):
-        store = schemas
     if isinstance(topology, CheckedTopology):
         if not isinstance(schemas, SchemaStore):
             raise TypeError("a checked topology needs its SchemaStore as `schemas`")
-        return topology, store
+        return topology, schemas
     if isinstance(topology, TopologyBuilder):
         topology = topology.build()
     if not isinstance(topology, Topology):
         topology = load_topology(Path(topology))
-    if not isinstance(schemas, SchemaStore):
+    if isinstance(schemas, SchemaStore):
+        store = schemas
+    else:
         env = os.environ.get("STREAMLINE_SCHEMAS")
-        folder = schemas or env or topology.schemas_dir or "schemas"
-        store = SchemaStore(Path(folder))
+        store = SchemaStore(Path(schemas or env or topology.schemas_dir or "schemas"))
     return check_topology(topology, store), store
 
 
@@ -239,12 +232,9 @@ class TopologyDriver:
         self.tasks = _Tasks(topology.retry_topic)
         if pipeline.windowed:
             settings = WindowSettings.of(topology, self.state_dir, pipeline.repartition)
+            upstream = sources if pipeline.repartition else None
             for partition in range(self.partitions):
-                operator: StatefulOperator
-                if pipeline.repartition:
-                    operator = RepartitionedWindowStage(settings, partition, 0, sources, wall_ms)
-                else:
-                    operator = DirectWindowStage(settings, partition, 0, wall_ms)
+                operator = window_stage(settings, partition, 0, upstream, wall_ms)
                 task = Task(settings.input_topic, partition, [operator], outputs)
                 for bound in task.stores:
                     self._restore(bound.spec.topic, partition, bound)
