@@ -14,16 +14,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from streamline.testing.driver import TopologyDriver, TopologyLike
+if TYPE_CHECKING:  # the runtime is imported when a test asks for the fixture, not by pytest
+    from streamline.testing.driver import TopologyDriver, TopologyLike
 
 
 @pytest.fixture
 def topology_driver(tmp_path: Path) -> Iterator[Callable[..., TopologyDriver]]:
     """Makes a `TopologyDriver` for a topology; every one is closed after the test."""
+    from streamline.testing.driver import TopologyDriver
+
     drivers: list[TopologyDriver] = []
 
     def make(topology: TopologyLike, schemas: Any = None, **options: Any) -> TopologyDriver:
