@@ -141,7 +141,7 @@ class TopologyDriver:
     """Pipes records through a topology in this process and returns what it writes.
 
     - `pipe(source, records)` writes records (dicts, or raw bytes) to a source and
-      processes them; with `auto_commit` (the default) every call ends with a commit.
+      processes them; with `auto_commit` (the default) each batch is committed.
     - `output()`, `dead_letters()`, `late()` and `retries()` return the committed records
       of the sink, dead-letter, late and retry topics.
     - `advance_wall_clock(ms)` moves processing time (idleness, retry backoff);
@@ -320,6 +320,8 @@ class TopologyDriver:
         if self.txn is None:
             return
         collector = self.collector
+        # Markers only when a watermark or idleness changed (the loop writes them on every
+        # commit): reading unchanged markers back would open another commit, endlessly.
         if self.repartitioner is not None and self.repartitioner.markers_due():
             self.repartitioner.write_markers()
         for topic, partition, changes in self.tasks.prepare_commit():
