@@ -22,6 +22,7 @@ from streamline.cli import (
     reconcile,
     records,
     replay,
+    testing,
     topics,
     topologies,
 )
@@ -41,6 +42,7 @@ for command in (
     records.consume,
     topologies.validate,
     topologies.run,
+    testing.test,
     demo.demo,
     replay.replay,
     lag.lag,

@@ -1,6 +1,8 @@
 """Running a topology: the processing loop and the objects it wires.
 
 - `processor`: the loop alone (poll, hand records on, commit when due) and `RunOptions`;
+- `batch`: one batch through the stages and tasks, with no client (the loop's and the
+  test driver's, `streamline.testing`);
 - `task_manager`: rebalances; opening, restoring and closing tasks; rebuild after a rewind;
 - `task`: one partition of the stateful input, its operator chain and stores;
 - `operators`: the stateful-operator interface; `windowed` is window state, one implementation;

@@ -15,8 +15,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from itertools import groupby
-from operator import attrgetter
 from typing import Any, Protocol
 
 from confluent_kafka import (
@@ -42,7 +40,6 @@ from streamline.state.generation import commit_metadata
 log = logging.getLogger("streamline.runtime")
 
 TP = tuple[str, int]
-_partition_of = attrgetter("topic", "partition")
 
 
 class TransactionAborted(Exception):
@@ -173,19 +170,7 @@ class CommitCycle:
 
     def processed(self, txn: Transaction, batch: list[Record]) -> None:
         """The batch went through: its partitions' positions move past it."""
-        txn.records += len(batch)
-        positions = self._offsets.positions
-        # Runs of one partition: the consumer hands out messages partition by partition.
-        for tp, run in groupby(batch, _partition_of):
-            records = list(run)
-            first, last = records[0].offset, records[-1].offset
-            positions[tp] = last + 1
-            txn.consumed[tp] = txn.consumed.get(tp, 0) + len(records)
-            span = txn.inputs.get(tp)
-            if span is None:
-                txn.inputs[tp] = [first, last]
-            else:
-                span[1] = last
+        txn.read(batch, self._offsets.positions)
 
     # --- commit ------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -22,8 +23,14 @@ class FailedRecords:
     dead letter. A record too late for its window goes to the late topic.
     """
 
-    def __init__(self, collector: RecordCollector[Any], pipeline: Pipeline) -> None:
+    def __init__(
+        self,
+        collector: RecordCollector[Any],
+        pipeline: Pipeline,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         topology = pipeline.topology
+        self._clock = clock
         self._collector = collector
         self._retrying = pipeline.retrying
         self._policy = pipeline.retry_policy
@@ -63,7 +70,7 @@ class FailedRecords:
         if passes >= self._passes:
             self.dead_letter(record, counted, txn)
             return
-        not_before = int(time.time() * 1000 + self._policy.backoff_ms(total))  # backoff grows
+        not_before = int(self._clock() * 1000 + self._policy.backoff_ms(total))  # backoff grows
         extra = [
             (h.RETRY_TOPIC_ATTEMPTS, str(passes + 1).encode()),
             (h.RETRY_NOT_BEFORE, str(not_before).encode()),

@@ -24,6 +24,7 @@ from streamline.errors import StreamlineError
 from streamline.kafka.connection import Connection
 from streamline.observability.metrics import Metrics
 from streamline.reliability.dead_letter import Failure
+from streamline.runtime.batch import process_batch
 from streamline.runtime.collector import RecordCollector
 from streamline.runtime.commit import CommitCycle, TransactionAborted, transactional_producer
 from streamline.runtime.failures import FailedRecords
@@ -80,6 +81,10 @@ class Processor:
     def run(self, stop: threading.Event) -> None:
         """Consumes, processes and commits until `stop` is set; then commits and leaves the group."""
         _Loop(self).run(stop)
+
+
+def _wall_ms() -> int:
+    return int(time.time() * 1000)
 
 
 class _Loop:
@@ -244,27 +249,10 @@ class _Loop:
         pipeline, metrics = self.pipeline, self.metrics
         failures: list[tuple[Record, Failure]] = []
         try:
-            if not pipeline.windowed:
-                outputs = pipeline.process(batch, failures, metrics, txn.drops)
-                self.source_watermarks.observe_all(r for r, _ in outputs)
-                self.collector.send_outputs(
-                    outputs, pipeline.sink_topic, pipeline.header_topology, txn.event_times
-                )
-                txn.outputs += len(outputs)
-            else:
-                if self.repartitioner is not None:
-                    topic = pipeline.window_input_topic
-                    sources = [r for r in batch if r.topic != topic]
-                    keyed = pipeline.run_stages(sources, failures, metrics, txn.drops)
-                    wall_ms = int(time.time() * 1000)
-                    self.repartitioner.send(keyed, wall_ms)
-                    stateful = [r for r in batch if r.topic == topic]
-                else:
-                    stateful = pipeline.run_stages(batch, failures, metrics, txn.drops)
-                    wall_ms = int(time.time() * 1000)
-                    self.source_watermarks.observe_all(stateful)
-                self.tasks.process(stateful, wall_ms, txn, failures)
-                self.tasks.punctuate(int(time.time() * 1000), self.commit.open, failures)
+            process_batch(
+                pipeline, batch, txn, failures, metrics, self.collector, self.source_watermarks,
+                self.repartitioner, self.tasks, self.commit.open, _wall_ms,
+            )  # fmt: skip
             self.failed.send(failures, txn)
         except KafkaException as exc:
             self.commit.abort(exc)

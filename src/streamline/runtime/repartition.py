@@ -33,7 +33,9 @@ class Repartitioner:
         key_name: str,
         keepalive_ms: int,
         caught_up: Callable[[TP], bool],
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self._clock = clock
         self._collector = collector
         self._watermarks = source_watermarks
         self._topic = topic
@@ -69,7 +71,7 @@ class Repartitioner:
         """Whether a source partition's watermark or idleness changed, or a keepalive is due."""
         if not self._watermarks.trackers:
             return False
-        wall_ms = int(time.time() * 1000)
+        wall_ms = int(self._clock() * 1000)
         if wall_ms - self._sent_at >= self._keepalive_ms:
             return True
         return any(
@@ -82,7 +84,7 @@ class Repartitioner:
         if not self._watermarks.trackers:
             return
         produce = self._collector.produce
-        wall_ms = int(time.time() * 1000)
+        wall_ms = int(self._clock() * 1000)
         self._sent_at = wall_ms
         for source, watermark, idle in self._watermarks.markers(wall_ms, self._caught_up):
             self._sent[source] = (watermark, idle)

@@ -14,7 +14,7 @@ Like Kafka Streams' `StreamTask`, a task owns the lifecycle of its state:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,6 +128,27 @@ class Task:
             if not clean:
                 bound.store.rollback()
             bound.store.close()
+
+
+def partition_runs(records: list[Record], retry_topic: str) -> Iterator[tuple[int, list[Record]]]:
+    """(partition, run) of each run of consecutive records of one stateful partition.
+
+    A record back from the retry topic belongs to its source partition's task.
+    """
+    run: list[Record] = []
+    run_partition = -1
+    for record in records:
+        partition = record.partition
+        if record.topic == retry_topic:
+            partition = record.origin()[1]
+        if partition != run_partition:
+            if run:
+                yield run_partition, run
+            run = []
+            run_partition = partition
+        run.append(record)
+    if run:
+        yield run_partition, run
 
 
 class _Output:

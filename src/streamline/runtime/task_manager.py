@@ -27,14 +27,13 @@ from streamline.runtime.offsets import Offsets
 from streamline.runtime.operators import Changes, OperatorStore, StatefulOperator, restore_store
 from streamline.runtime.pipeline import Pipeline
 from streamline.runtime.record import Record
-from streamline.runtime.task import Task, TaskOutputs
+from streamline.runtime.task import Task, TaskOutputs, partition_runs
 from streamline.runtime.transaction import Transaction
 from streamline.runtime.windowed import (
     AGGREGATE,
-    DirectWindowStage,
-    RepartitionedWindowStage,
     SourceWatermarks,
     WindowSettings,
+    window_stage,
 )
 from streamline.state.generation import generation_of
 from streamline.state.reset import plan_state_reset, reset_topics
@@ -111,9 +110,7 @@ class TaskManager:
     ) -> list[StatefulOperator]:
         """The operator chain of one partition of the stateful input."""
         generation, sources = self._offsets.generation, self._source_partitions
-        if sources is None:
-            return [DirectWindowStage(settings, partition, generation, wall_ms)]
-        return [RepartitionedWindowStage(settings, partition, generation, sources, wall_ms)]
+        return [window_stage(settings, partition, generation, sources, wall_ms)]
 
     # --- processing --------------------------------------------------------------------
 
@@ -124,21 +121,8 @@ class TaskManager:
 
         A record back from the retry topic belongs to its source partition's task.
         """
-        retry_topic = self._retry_topic
-        run: list[Record] = []
-        run_partition = -1
-        for record in records:
-            partition = record.partition
-            if record.topic == retry_topic:
-                partition = record.origin()[1]
-            if partition != run_partition:
-                if run:
-                    self._process_run(run_partition, run, wall_ms, txn, failures)
-                run = []
-                run_partition = partition
-            run.append(record)
-        if run:
-            self._process_run(run_partition, run, wall_ms, txn, failures)
+        for partition, run in partition_runs(records, self._retry_topic):
+            self._process_run(partition, run, wall_ms, txn, failures)
 
     def _process_run(
         self, partition: int, run: list[Record], wall_ms: int, txn: Transaction, failures: Failures

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import attrgetter
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from streamline.runtime.record import Record
 
 TP = tuple[str, int]
+_partition_of = attrgetter("topic", "partition")
 
 
 @dataclass
@@ -28,3 +35,18 @@ class Transaction:
     """Records dropped on purpose, by reason (`filter`, `validation`, `map`)."""
     consumed: dict[TP, int] = field(default_factory=dict)
     inputs: dict[TP, list[int]] = field(default_factory=dict)
+
+    def read(self, batch: list[Record], positions: dict[TP, int]) -> None:
+        """The batch went through: its partitions' positions move past it, counted here."""
+        self.records += len(batch)
+        # Runs of one partition: the consumer hands out messages partition by partition.
+        for tp, run in groupby(batch, _partition_of):
+            records = list(run)
+            first, last = records[0].offset, records[-1].offset
+            positions[tp] = last + 1
+            self.consumed[tp] = self.consumed.get(tp, 0) + len(records)
+            span = self.inputs.get(tp)
+            if span is None:
+                self.inputs[tp] = [first, last]
+            else:
+                span[1] = last

@@ -271,6 +271,20 @@ class RepartitionedWindowStage(WindowStage):
         self.combined.advance(source, watermark, wall_ms, idle=idle)
 
 
+def window_stage(
+    settings: WindowSettings,
+    partition: int,
+    generation: int,
+    source_partitions: list[tuple[str, int]] | None,
+    wall_ms: int,
+) -> DirectWindowStage | RepartitionedWindowStage:
+    """The window stage of one partition: reading the sources directly, or `<name>.repartition`
+    (whose watermark combines `source_partitions`) when those are given."""
+    if source_partitions is None:
+        return DirectWindowStage(settings, partition, generation, wall_ms)
+    return RepartitionedWindowStage(settings, partition, generation, source_partitions, wall_ms)
+
+
 class SourceWatermarks:
     """Watermarks of the source partitions this process reads, for the repartition markers."""
 
