@@ -346,3 +346,37 @@ def test_reconcile_refuses_a_windowed_topology_before_connecting() -> None:
     windowed = load_topology(PROJECT / "topologies" / "revenue-per-minute.yaml")
     with pytest.raises(UsageError, match=r"stateless topologies; .* has a window stage"):
         reconcile(None, windowed, 0, 1)  # type: ignore[arg-type]
+
+
+# --- the same through the test driver (the runtime's stages and collector, in memory) --
+
+
+def test_the_test_driver_shows_warnings_checksums_and_integrity_dead_letters(
+    tmp_path: Path,
+) -> None:
+    from streamline.testing import TopologyDriver
+
+    path = write(tmp_path, verify="verify_checksum: true", sink_checksum="checksum: true")
+    codec = AvroCodec(
+        SchemaStore(PROJECT / "schemas"), SchemaStore(PROJECT / "schemas").get("com.example.Order")
+    )
+    values = [
+        {"order_id": f"o{i}", "customer_id": "c", "amount": amount, "currency": "EUR",
+         "status": "PAID", "country": country, "created_at": 1767225600000 + i}
+        for i, (amount, country) in enumerate([(5.0, "DE"), (500.0, "US"), (-1.0, "DE")])
+    ]  # fmt: skip
+    with TopologyDriver(path, PROJECT / "schemas") as driver:
+        for value in values:
+            raw = codec.encode(value)
+            driver.pipe("orders", raw, headers=[(h.CHECKSUM, value_checksum(raw))])
+        tampered = codec.encode(values[0])
+        driver.pipe(
+            "orders", tampered[:-1] + b"\x00", headers=[(h.CHECKSUM, value_checksum(tampered))]
+        )
+        driver.commit()
+        outputs = driver.output()
+        dead = driver.dead_letters()
+    assert [r.value["order_id"] for r in outputs] == ["o0", "o1"]  # type: ignore[index]
+    assert [r.header(h.QUALITY_WARNINGS) for r in outputs] == [None, b"known_country,small"]
+    assert all(r.header(h.CHECKSUM) == value_checksum(r.raw) for r in outputs)
+    assert [r.header(h.ERROR_TYPE) for r in dead] == [b"validation", b"integrity"]
