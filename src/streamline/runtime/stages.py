@@ -146,7 +146,9 @@ class Validate:
                 else:
                     dropped(self.name, "validation", 1)
                 continue
-            if warn_rules:
+            out.append(record)
+        if warn_rules:  # a second pass, so a stage without warn rules pays nothing for them
+            for record in out:
                 broken_warns = [n for n, expr in warn_rules if not _holds(expr, record.value)]
                 if broken_warns:
                     record.warnings = broken_warns
@@ -154,7 +156,6 @@ class Validate:
                     for rule_name in broken_warns:
                         slot = (rule_name, "warn")
                         failures[slot] = failures.get(slot, 0) + 1
-            out.append(record)
         self.seen += len(batch)
         self.passed += len(out) - warned
         return out
