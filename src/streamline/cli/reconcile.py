@@ -48,6 +48,11 @@ def reconcile(
     if as_json:
         print(json.dumps(result.as_dict(), indent=2))
     else:
+        if not result.transactions:
+            err.print(
+                f"no committed transaction of {result.topology} in the range: nothing to reconcile",
+                markup=False,
+            )
         out.print(reconcile_table(result))
         for problem in result.output_problems:
             err.print(f"outputs: {problem}", markup=False)
