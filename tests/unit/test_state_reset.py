@@ -103,3 +103,10 @@ def test_the_plan_needs_the_end_offsets_of_the_changelog_and_repartition_topics(
     assert reset_topics(resources([])) == []
     assert reset_topics(resources(WINDOWED, partitioned_by="customer_id")) == [CHANGELOG]
     assert reset_topics(resources(WINDOWED)) == [CHANGELOG, REPARTITION]
+
+
+def test_records_are_deleted_only_where_a_partition_holds_some() -> None:
+    offsets = {**ends(CHANGELOG, 5, 0), **ends(REPARTITION, 40, 0)}
+    reset = plan_state_reset(resources(WINDOWED), [("orders0", 0)], offsets)
+    assert reset.to_delete() == {CHANGELOG: [0]}
+    assert reset.to_delete(with_skipped=True) == {CHANGELOG: [0], REPARTITION: [0]}

@@ -68,9 +68,9 @@ def replay(
         connection, model, earliest=to_earliest, at=at, back=by_duration, offset=to_offset
     )
     out.print(replay_table(model.name, plan))
-    if plan.truncate:
+    if plan.reset.truncate:
         out.print(
-            "state reset: " + ", ".join(f"{t}/{p}" for t, p, _ in plan.truncate), markup=False
+            "state reset: " + ", ".join(f"{t}/{p}" for t, p, _ in plan.reset.truncate), markup=False
         )
     if dry_run:
         out.print(f"dry run: {plan.total} records would be processed again; nothing changed")

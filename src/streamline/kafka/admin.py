@@ -138,13 +138,24 @@ def end_offsets(connection: Connection, topic: str, group: str) -> dict[int, int
     """Partition -> offset after its last record (`group` only names the asking client)."""
     consumer = Consumer(connection.config(**{"group.id": group}, log_level=0))
     try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in partitions
-        }
+        return {p: end for (_t, p), end in topic_end_offsets(consumer, [topic], 10).items()}
     finally:
         consumer.close()
+
+
+def topic_end_offsets(
+    consumer: Consumer, topics: list[str], timeout: float
+) -> dict[tuple[str, int], int]:
+    """(topic, partition) -> offset after its last record, for every partition of `topics`,
+    in topic order and then partition order."""
+    ends: dict[tuple[str, int], int] = {}
+    for topic in topics:
+        partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
+        for p in sorted(partitions):
+            ends[(topic, p)] = consumer.get_watermark_offsets(
+                TopicPartition(topic, p), timeout=timeout
+            )[1]
+    return ends
 
 
 def committed_offsets(

@@ -1,4 +1,5 @@
-"""Kafka consumers the runtime builds: the restore consumer and the changelog reader.
+"""Kafka consumers the runtime builds: the group consumer, the restore consumer and the
+changelog reader.
 
 A store's changelog partition is read back for restore with read_committed and no
 consumer group, from an offset to the end of the partition.
@@ -6,6 +7,7 @@ consumer group, from an offset to the end of the partition.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,8 +18,36 @@ from streamline.errors import StreamlineError
 from streamline.kafka.connection import Connection
 from streamline.topology.resources import RESTORE_GROUP_PREFIX
 
+log = logging.getLogger("streamline.runtime")  # the loop's clients log as the runtime
+
 CHUNK = 5000
 RESTORE_TIMEOUT_S = 600.0
+
+
+def group_consumer(
+    connection: Connection, group_id: str, instance_id: str, session_timeout_ms: int
+) -> Consumer:
+    """The loop's consumer: a member of the topology's group, whose rebalances drive tasks."""
+    conf = connection.config(
+        **{
+            "group.id": group_id,
+            "client.id": f"{group_id}-{instance_id}",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": session_timeout_ms,
+            # a member notices a rebalance at its next heartbeat: within half a second
+            "heartbeat.interval.ms": max(100, min(500, session_timeout_ms // 10)),
+            "enable.partition.eof": False,
+            "fetch.wait.max.ms": 50,
+            # partition n of every input topic to the same instance: a window task reads
+            # its source partition and the retry partition of the same number
+            "partition.assignment.strategy": "range",
+        },
+        log_level=3,
+    )
+    return Consumer(conf, logger=log)
 
 
 def restore_consumer(connection: Connection) -> Consumer:

@@ -19,7 +19,12 @@ from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartiti
 from confluent_kafka.admin import AdminClient
 
 from streamline.errors import UsageError
-from streamline.kafka.admin import committed_offsets, delete_all_records, require_topics
+from streamline.kafka.admin import (
+    committed_offsets,
+    delete_all_records,
+    require_topics,
+    topic_end_offsets,
+)
 from streamline.kafka.connection import Connection
 from streamline.state.generation import commit_metadata, generation_of
 from streamline.state.reset import NO_RESET, StateReset, plan_state_reset, reset_topics
@@ -50,8 +55,7 @@ class PartitionPlan:
 class ReplayPlan:
     partitions: list[PartitionPlan]
     generation: int
-    truncate: list[tuple[str, int, int]]  # topic, partition, up to offset
-    skip: list[tuple[str, int, int]]  # repartition partitions moved to their end
+    reset: StateReset  # changelog partitions truncated, repartition partitions moved to their end
 
     @property
     def total(self) -> int:
@@ -100,7 +104,7 @@ def plan_replay(
         target = targets.get(key, current if current is not None else bounds[key][0])
         plans.append(PartitionPlan(tp.topic, tp.partition, current, target, bounds[key][1]))
     reset = _state_reset(connection, topology, plans)
-    return ReplayPlan(plans, generation + 1, reset.truncate, reset.skip)
+    return ReplayPlan(plans, generation + 1, reset)
 
 
 def _targets(
@@ -153,16 +157,12 @@ def _state_reset(
     topics = reset_topics(resources)
     if not topics:
         return NO_RESET
-    counts = require_topics(connection, topics)
+    require_topics(connection, topics)
     consumer = Consumer(
         connection.config(**{"group.id": resources.side_group(PLAN_GROUP)}, log_level=0)
     )
     try:
-        ends = {
-            (topic, p): consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=15)[1]
-            for topic in topics
-            for p in range(counts[topic])
-        }
+        ends = topic_end_offsets(consumer, topics, 15)
     finally:
         consumer.close()
     replayed = [(p.topic, p.partition) for p in plans if p.reprocess > 0]
@@ -190,9 +190,8 @@ def apply_replay(connection: Connection, topology: Topology, plan: ReplayPlan) -
     offsets = [
         TopicPartition(p.topic, p.partition, p.target, metadata=metadata) for p in plan.partitions
     ]
-    offsets += [TopicPartition(t, p, end, metadata=metadata) for t, p, end in plan.skip]
+    offsets += [TopicPartition(t, p, end, metadata=metadata) for t, p, end in plan.reset.skip]
     request = [ConsumerGroupTopicPartitions(topology.group_id, offsets)]
     admin.alter_consumer_group_offsets(request, request_timeout=15)[topology.group_id].result(15)
-    for topic in {t for t, _p, _end in [*plan.truncate, *plan.skip]}:
-        partitions = [p for t, p, end in [*plan.truncate, *plan.skip] if t == topic and end > 0]
+    for topic, partitions in plan.reset.to_delete(with_skipped=True).items():
         delete_all_records(connection, topic, partitions)

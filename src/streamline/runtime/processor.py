@@ -22,6 +22,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from streamline.errors import StreamlineError
 from streamline.kafka.connection import Connection
+from streamline.kafka.consumers import group_consumer
 from streamline.observability.metrics import Metrics
 from streamline.reliability.dead_letter import Failure
 from streamline.runtime.batch import process_batch
@@ -36,7 +37,7 @@ from streamline.runtime.repartition import Repartitioner
 from streamline.runtime.retry_gate import RetryGate
 from streamline.runtime.stages import Map
 from streamline.runtime.task import TaskOutputs
-from streamline.runtime.task_manager import TaskManager, group_consumer
+from streamline.runtime.task_manager import TaskManager
 from streamline.runtime.windowed import SourceWatermarks
 
 log = logging.getLogger("streamline.runtime")
@@ -263,7 +264,7 @@ class _Loop:
         """Emits what the tasks have due by time (windows the watermark has passed)."""
         failures: list[tuple[Record, Failure]] = []
         try:
-            self.tasks.punctuate(int(time.time() * 1000), self.commit.open, failures)
+            self.tasks.punctuate(_wall_ms(), self.commit.open, failures)
             if failures:
                 self.failed.send(failures, self.commit.open())
         except KafkaException as exc:

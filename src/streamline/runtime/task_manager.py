@@ -17,7 +17,7 @@ from pathlib import Path
 
 from confluent_kafka import OFFSET_INVALID, Consumer, TopicPartition
 
-from streamline.kafka.admin import delete_all_records
+from streamline.kafka.admin import delete_all_records, topic_end_offsets
 from streamline.kafka.connection import Connection
 from streamline.kafka.consumers import ChangelogReader, restore_consumer
 from streamline.observability.metrics import Metrics
@@ -42,32 +42,6 @@ log = logging.getLogger("streamline.runtime")
 
 TP = tuple[str, int]
 Failures = list[tuple[Record, Failure]]
-
-
-def group_consumer(
-    connection: Connection, group_id: str, instance_id: str, session_timeout_ms: int
-) -> Consumer:
-    """The loop's consumer: a member of the topology's group, whose rebalances drive tasks."""
-    conf = connection.config(
-        **{
-            "group.id": group_id,
-            "client.id": f"{group_id}-{instance_id}",
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "session.timeout.ms": session_timeout_ms,
-            # a member notices a rebalance at its next heartbeat: within half a second
-            "heartbeat.interval.ms": max(100, min(500, session_timeout_ms // 10)),
-            "enable.partition.eof": False,
-            "fetch.wait.max.ms": 50,
-            # partition n of every input topic to the same instance: a window task reads
-            # its source partition and the retry partition of the same number
-            "partition.assignment.strategy": "range",
-        },
-        log_level=3,
-    )
-    return Consumer(conf, logger=log)
 
 
 class TaskManager:
@@ -289,12 +263,7 @@ class TaskManager:
         other instances drop their local copies.
         """
         resources = self._pipeline.resources
-        ends: dict[TP, int] = {}
-        for topic in reset_topics(resources):
-            metadata = self._consumer.list_topics(topic, timeout=30)
-            for p in sorted(metadata.topics[topic].partitions):
-                tp = TopicPartition(topic, p)
-                ends[(topic, p)] = self._consumer.get_watermark_offsets(tp, timeout=30)[1]
+        ends = topic_end_offsets(self._consumer, reset_topics(resources), 30)
         plan = plan_state_reset(resources, rewound, ends)
         if not plan:
             return set()
@@ -305,8 +274,7 @@ class TaskManager:
                 offsets.start_at((topic, p), end)
         if plan.new_generation:
             offsets.generation += 1
-        for topic in {t for t, _p, _end in plan.truncate}:
-            emptied = [p for t, p, end in plan.truncate if t == topic and end > 0]
+        for topic, emptied in plan.to_delete().items():
             delete_all_records(self._connection, topic, emptied)
         log.warning(
             "offsets of %s were reset outside streamline: window state of partitions %s is "

@@ -37,6 +37,15 @@ class StateReset:
         """The window partitions whose state is rebuilt (their local stores are wiped)."""
         return sorted({p for _topic, p, _end in self.truncate})
 
+    def to_delete(self, with_skipped: bool = False) -> dict[str, list[int]]:
+        """Topic -> partitions whose records to delete: the truncated changelog partitions
+        holding any (end > 0) and, `with_skipped`, the skipped repartition backlog too."""
+        doomed: dict[str, list[int]] = {}
+        for topic, p, end in [*self.truncate, *(self.skip if with_skipped else [])]:
+            if end > 0:
+                doomed.setdefault(topic, []).append(p)
+        return doomed
+
     def __bool__(self) -> bool:
         return bool(self.truncate or self.skip)
 
