@@ -244,3 +244,22 @@ def test_canonical_form_reads_like_the_file() -> None:
     assert '"revenue":"sum(amount)"' in canonical
     assert '"tumbling":60000' in canonical
     assert str(PROJECT) not in canonical
+
+
+def test_map_mapping_form_is_the_shorthand_with_settings() -> None:
+    short = Topology.model_validate(minimal(stages=[{"map": "examples.orders:to_eur"}]))
+    long = Topology.model_validate(minimal(stages=[{"map": {"fn": "examples.orders:to_eur"}}]))
+    assert short.stages[0].reference == long.stages[0].reference == "examples.orders:to_eur"  # type: ignore[union-attr]
+    assert long.model_dump(mode="json", by_alias=True)["stages"] == [
+        {"map": {"fn": "examples.orders:to_eur"}}
+    ]
+
+
+def test_map_mapping_form_names_the_bad_key() -> None:
+    with pytest.raises(ValidationError) as info:
+        Topology.model_validate(minimal(stages=[{"map": {"fx": "examples.orders:to_eur"}}]))
+    problems = {(p.path, p.message) for p in problems_from_validation_error(info.value)}
+    assert problems == {
+        ("stages[0].map.fn", "required, but missing"),
+        ("stages[0].map.fx", "unknown key; expected one of: fn"),
+    }

@@ -371,23 +371,62 @@ def callable_name(function: Callable[..., Any]) -> str:
     return f"{module}:{qualname}"
 
 
+class MapSpec(StrictModel):
+    """`- map: {fn: module:function, ...}`: the mapping form of a map stage.
+
+    `fn` is the only setting so far; `- map: module:function` is its shorthand.
+    """
+
+    fn: Annotated[str | Callable[..., Any], BeforeValidator(_callable_ref)]
+
+    @field_serializer("fn")
+    def _fn_as_text(self, value: str | Callable[..., Any]) -> str:
+        return value if isinstance(value, str) else callable_name(value)
+
+
+def _map_form(value: Any) -> str:
+    """A mapping is a MapSpec; anything else must be a callable reference."""
+    return f"{TAG_PREFIX}map_spec" if isinstance(value, (dict, MapSpec)) else f"{TAG_PREFIX}map_fn"
+
+
 class MapStage(StrictModel):
     """`- map: module:function`: user code turning a record dict into a dict, or None to drop it.
 
     The Python builder may pass the callable itself; it is kept so the runtime
     calls exactly that object, and appears as `module:qualname` in the canonical form.
+    The mapping form `- map: {fn: module:function, ...}` carries the stage's settings.
     """
 
-    map: Annotated[str | Callable[..., Any], BeforeValidator(_callable_ref)]
+    map: Annotated[
+        Annotated[
+            Annotated[str | Callable[..., Any], BeforeValidator(_callable_ref)],
+            Tag(f"{TAG_PREFIX}map_fn"),
+        ]
+        | Annotated[MapSpec, Tag(f"{TAG_PREFIX}map_spec")],
+        Discriminator(_map_form),
+    ]
 
     @field_serializer("map")
-    def _map_as_text(self, value: str | Callable[..., Any]) -> str:
+    def _map_as_text(self, value: str | Callable[..., Any] | MapSpec) -> Any:
+        if isinstance(value, MapSpec):
+            return value.model_dump(mode="json", exclude_defaults=True)
         return value if isinstance(value, str) else callable_name(value)
+
+    @property
+    def spec(self) -> MapSpec:
+        """The stage's settings, with the shorthand form read as `{fn: ...}`."""
+        return self.map if isinstance(self.map, MapSpec) else MapSpec(fn=self.map)
+
+    @property
+    def function(self) -> str | Callable[..., Any]:
+        """The `module:function` reference or the callable itself."""
+        return self.spec.fn
 
     @property
     def reference(self) -> str:
         """The `module:function` text of this map (for callables, `module:qualname`)."""
-        return self.map if isinstance(self.map, str) else callable_name(self.map)
+        fn = self.function
+        return fn if isinstance(fn, str) else callable_name(fn)
 
 
 class KeyByStage(StrictModel):
@@ -461,6 +500,8 @@ TAGGED_TYPES: dict[str, Any] = {
     **{f"{TAG_PREFIX}{kind}": model for kind, model in STAGE_MODELS.items()},
     f"{TAG_PREFIX}field": str,
     f"{TAG_PREFIX}expr": KeyExpr,
+    f"{TAG_PREFIX}map_fn": str,
+    f"{TAG_PREFIX}map_spec": MapSpec,
 }
 """Tag in an error location -> the type validated under it (errors.py uses it to list keys)."""
 

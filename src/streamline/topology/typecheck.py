@@ -252,7 +252,9 @@ def _check_stage(
 
 def _check_map(checker: _Checker, path: str, stage: MapStage) -> MapFunction | None:
     try:
-        function = import_callable(stage.map) if isinstance(stage.map, str) else stage.map
+        function = (
+            import_callable(stage.function) if isinstance(stage.function, str) else stage.function
+        )
     except CallableError as exc:
         checker.problem(path, str(exc))
         return None
