@@ -5,9 +5,9 @@ BIN := $(VENV)/bin
 KAFKA_LIBS := kafka/libs
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint broker broker-stop bench bench-setup clean
+.PHONY: registry-setup setup demo test lint broker broker-stop bench bench-setup clean
 
-setup: $(VENV)/.installed $(KAFKA_LIBS)/.resolved
+setup: $(VENV)/.installed $(KAFKA_LIBS)/.resolved registry-setup
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "streamline needs Python >= 3.11")'
@@ -22,6 +22,14 @@ $(KAFKA_LIBS)/.resolved: kafka/pom.xml
 	@echo "resolving the Apache Kafka jars from Maven Central into $(KAFKA_LIBS)/ ..."
 	mvn -q -B -f kafka/pom.xml dependency:copy-dependencies
 	@touch $@
+
+# the dev Schema Registry (Apicurio, a Quarkus app from Maven Central) needs a Java 21+ JDK
+registry-setup: $(VENV)/.installed
+	@java=$$($(BIN)/python -c 'from streamline.dev.registry import find_java21; print(find_java21() or "")'); \
+	if [ -z "$$java" ]; then echo "no Java 21+ JDK found: skipping the dev Schema Registry (its tests will be skipped)"; \
+	elif [ -f registry/target/apicurio/quarkus-run.jar ]; then :; \
+	else echo "unpacking Apicurio Registry from Maven Central into registry/target/apicurio ..."; \
+	mvn -q -B -f registry/pom.xml package; fi
 
 broker: setup
 	@$(BIN)/streamline dev-broker start
@@ -57,4 +65,5 @@ bench: broker bench-setup
 
 clean:
 	-$(BIN)/streamline dev-broker stop
-	rm -rf $(VENV) .streamline $(KAFKA_LIBS) kafka/target
+	-$(BIN)/streamline dev-registry stop
+	rm -rf $(VENV) .streamline $(KAFKA_LIBS) kafka/target registry/target

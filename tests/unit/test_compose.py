@@ -168,3 +168,10 @@ def test_grafana_provisions_the_prometheus_datasource_and_the_dashboard() -> Non
     [(dashboard, target)] = dashboards
     assert json.loads((ROOT / dashboard).read_text())["uid"] == "streamline"
     assert grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"] == target
+
+
+def test_compose_runs_a_schema_registry_on_a_loopback_port() -> None:
+    registry = SERVICES["registry"]
+    assert registry["image"].startswith("apicurio/apicurio-registry:3.")
+    assert registry["ports"] == ["127.0.0.1:8081:8080"]
+    assert registry["environment"]["APICURIO_STORAGE_SQL_KIND"] == "h2"

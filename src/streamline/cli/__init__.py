@@ -21,6 +21,7 @@ from streamline.cli import (
     lineage,
     reconcile,
     records,
+    registry,
     replay,
     testing,
     topics,
@@ -51,6 +52,7 @@ for command in (
 ):
     app.command()(command)
 app.add_typer(broker.broker_app, name="dev-broker")
+app.add_typer(registry.registry_app, name="dev-registry")
 app.add_typer(topics.topics_app, name="topics")
 app.add_typer(dlq.dlq_app, name="dlq")
 app.add_typer(lineage.lineage_app, name="lineage")

@@ -32,6 +32,13 @@ SchemasOpt = Annotated[
         "--schemas", help="Folder of .avsc files (else STREAMLINE_SCHEMAS, else ./schemas)."
     ),
 ]
+SchemaRegistryOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--schema-registry-url",
+        help="Schema Registry for confluent-avro (else STREAMLINE_SCHEMA_REGISTRY_URL).",
+    ),
+]
 DataDirOpt = Annotated[
     Path | None,
     typer.Option("--data-dir", help="Broker storage and logs (default .streamline/broker)."),

@@ -14,11 +14,28 @@ from streamline.cli.console import err
 from streamline.cli.options import (
     BootstrapOpt,
     KafkaConfigOpt,
+    SchemaRegistryOpt,
     SchemasOpt,
     connect,
     load_store,
 )
 from streamline.cli.render import progress_bar
+from streamline.errors import UsageError
+
+FormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        help="avro (single-object), confluent-avro (Schema Registry) or json.",
+    ),
+]
+
+
+def check_format(name: str) -> None:
+    from streamline.serde.formats import FORMATS
+
+    if name not in FORMATS:
+        raise UsageError(f"--format {name}: expected one of {', '.join(FORMATS)}")
 
 
 def produce(
@@ -40,14 +57,20 @@ def produce(
         bool,
         typer.Option("--checksum", help="Stamp streamline.checksum: the sha256 hex of each value."),
     ] = False,
+    format: FormatOpt = "avro",
     bootstrap_servers: BootstrapOpt = None,
     kafka_config: KafkaConfigOpt = None,
     schemas: SchemasOpt = None,
+    schema_registry_url: SchemaRegistryOpt = None,
 ) -> None:
-    """Validate JSON lines or CSV against a schema and produce them as single-object Avro."""
+    """Validate JSON lines or CSV against a schema and produce them in a format (default
+    single-object Avro)."""
+    from streamline.kafka.registry import open_registry
     from streamline.ops.produce import produce as run_produce
 
+    check_format(format)
     store = load_store(schemas)
+    registry = open_registry(schema_registry_url, required=format == "confluent-avro")
     connection = connect(bootstrap_servers, kafka_config)
     report = run_produce(
         connection,
@@ -58,6 +81,8 @@ def produce(
         key_field=key_field,
         rate=rate,
         checksum=checksum,
+        format=format,
+        registry=registry,
         progress=progress_bar(topic) if sys.stderr.isatty() else None,
         on_invalid=lambda n, reason: err.print(f"line {n}: {reason}", markup=False),
     )
@@ -84,11 +109,21 @@ def consume(
         str | None,
         typer.Option("--schema", help="Read values as this schema (default: the writer's)."),
     ] = None,
+    format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="avro, confluent-avro or json (default: told by each value's first byte).",
+        ),
+    ] = None,
     bootstrap_servers: BootstrapOpt = None,
     kafka_config: KafkaConfigOpt = None,
     schemas: SchemasOpt = None,
+    schema_registry_url: SchemaRegistryOpt = None,
 ) -> None:
-    """Print committed records as JSON lines, decoding single-object Avro with the schema store."""
+    """Print committed records as JSON lines, decoding Avro (single-object, or Confluent with
+    the Schema Registry) or JSON."""
+    from streamline.kafka.registry import open_registry
     from streamline.ops.consume import RecordPrinter, read_topic
 
     store = (
@@ -96,7 +131,10 @@ def consume(
         if (schemas or Path("schemas").is_dir() or os.environ.get("STREAMLINE_SCHEMAS"))
         else None
     )
-    printer = RecordPrinter(store, reader_schema)
+    if format is not None:
+        check_format(format)
+    registry = open_registry(schema_registry_url, required=format == "confluent-avro")
+    printer = RecordPrinter(store, reader_schema, format, registry)
     connection = connect(bootstrap_servers, kafka_config)
     connection.check_reachable()
     for msg in read_topic(connection, topic, from_beginning, max_records, timeout):

@@ -13,6 +13,7 @@ from streamline.cli.console import err, out
 from streamline.cli.options import (
     BootstrapOpt,
     KafkaConfigOpt,
+    SchemaRegistryOpt,
     SchemasOpt,
     connect,
     load_checked,
@@ -24,14 +25,27 @@ from streamline.errors import UsageError
 def validate(
     topologies: Annotated[list[Path], typer.Argument(help="Topology files.")],
     schemas: SchemasOpt = None,
+    registry: Annotated[
+        bool,
+        typer.Option(
+            "--registry",
+            help="Check each confluent-avro sink schema against its subject's compatibility "
+            "rule in the Schema Registry.",
+        ),
+    ] = False,
+    schema_registry_url: SchemaRegistryOpt = None,
 ) -> None:
     """Load and type-check topologies; print each stage chain with its schemas and the fingerprint."""
+    from streamline.kafka.registry import open_registry, sink_incompatibility
     from streamline.topology import render_chain
 
+    client = open_registry(schema_registry_url, required=True) if registry else None
     failed = 0
     for path in topologies:
         try:
             checked, _ = load_checked(path, schemas)
+            if client is not None:
+                sink_incompatibility(client, checked)
         except UsageError as exc:
             err.print(f"error: {exc}", markup=False)
             failed += 1
@@ -68,6 +82,7 @@ def run(
     bootstrap_servers: BootstrapOpt = None,
     kafka_config: KafkaConfigOpt = None,
     schemas: SchemasOpt = None,
+    schema_registry_url: SchemaRegistryOpt = None,
 ) -> None:
     """Run a topology until SIGTERM/SIGINT; then commit or abort and leave the group cleanly."""
     import logging
@@ -92,4 +107,12 @@ def run(
         state_dir=state_dir,
         stall_timeout_s=stall_timeout,
     )
-    run_topology(checked, store, connection, options, metrics_host, metrics_port)
+    run_topology(
+        checked,
+        store,
+        connection,
+        options,
+        metrics_host,
+        metrics_port,
+        schema_registry_url=schema_registry_url,
+    )

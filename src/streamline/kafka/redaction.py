@@ -13,7 +13,12 @@ from typing import Any
 
 SECRET_WORDS = ("password", "secret", "passphrase", "token", "credential", "jaas")
 # settings whose whole value is secret although their name has none of the words above
-SECRET_SETTINGS = ("sasl.oauthbearer.config", "ssl.key.pem", "ssl_key")
+SECRET_SETTINGS = (
+    "sasl.oauthbearer.config",
+    "ssl.key.pem",
+    "ssl_key",
+    "basic.auth.user.info",  # the Schema Registry's user:password
+)
 MASK = "***"
 # secret values shorter than this are not searched for in texts: they would mangle them
 MIN_SCRUBBED_LENGTH = 3

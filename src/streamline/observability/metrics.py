@@ -267,6 +267,7 @@ class Metrics:
         rebalances = counter("rebalances_total", "Rebalance callbacks, by kind.", "kind")
         self._rebalances = {kind: rebalances.child(kind) for kind in REBALANCE_KINDS}
         self.stores: Final[StoreMetrics] = StoreMetrics(gauge, counter)
+        self.schema_registry: Final[SchemaRegistryMetrics] = SchemaRegistryMetrics(gauge, counter)
         self._assigned = gauge("assigned_partitions", "Input partitions held.").child()
         self._ready_gauge = gauge("ready", "1 while the topology is processing, else 0.").child()
         self._ready_gauge.set(0)
@@ -547,3 +548,28 @@ class QualityMetrics:
             ratio = self._ratios[(kind, label)] = SlidingRatio()
             family.child(label).set_function(ratio.value)
         return ratio
+
+
+class SchemaRegistryMetrics:
+    """Lookups of writer schemas that wait for an unreachable Schema Registry."""
+
+    def __init__(self, gauge: _GaugeFactory, counter: _CounterFactory) -> None:
+        self._waiting = gauge(
+            "schema_registry_waiting",
+            "1 while processing waits for the Schema Registry to answer a schema lookup.",
+        ).child()
+        self._waited = counter(
+            "schema_registry_wait_seconds_total",
+            "Seconds processing waited for an unreachable Schema Registry.",
+        ).child()
+        self._stalls = counter(
+            "schema_registry_stalls_total", "Times processing waited for the Schema Registry."
+        ).child()
+
+    def stall(self, waiting: bool, waited_s: float) -> None:
+        """A lookup started waiting (`waiting`), or answered after `waited_s` seconds."""
+        self._waiting.set(1 if waiting else 0)
+        if waiting:
+            self._stalls.inc()
+        else:
+            self._waited.inc(waited_s)

@@ -1,4 +1,9 @@
-"""`streamline consume`: read_committed records decoded from single-object Avro into JSON lines."""
+"""`streamline consume`: read_committed records decoded into JSON lines.
+
+A value is read in the format given, else the one its first byte names: single-object Avro
+(`C3 01`, the writer schema from the store by fingerprint), Confluent Avro (`00`, the writer
+schema from the Schema Registry by id) or JSON.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +18,12 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, Message, Top
 from streamline.kafka.access import GROUP_AUTHORIZATION_FAILED
 from streamline.kafka.admin import require_topics
 from streamline.kafka.connection import Connection
+from streamline.kafka.registry import Registry
 from streamline.serde import AvroCodec, DecodeError, SchemaStore
-from streamline.serde.codec import writer_schema
+from streamline.serde.codec import MAGIC, writer_schema
 from streamline.serde.convert import to_json_value
+from streamline.serde.formats import CONFLUENT_HEADER, ConfluentAvroCodec, schema_reader
+from streamline.serde.json_codec import JsonCodec
 
 
 def _text_or_base64(data: bytes | None) -> Any:
@@ -30,14 +38,38 @@ def _text_or_base64(data: bytes | None) -> Any:
 class RecordPrinter:
     """Turns a Kafka message into the JSON object `consume` prints."""
 
-    def __init__(self, store: SchemaStore | None, reader_schema: str | None = None) -> None:
+    def __init__(
+        self,
+        store: SchemaStore | None,
+        reader_schema: str | None = None,
+        format: str | None = None,
+        registry: Registry | None = None,
+    ) -> None:
         self.store = store
         self.reader = store.get(reader_schema) if (store and reader_schema) else None
+        self.format = format
+        self.registry = registry
         self._codecs: dict[str, AvroCodec] = {}
+        self._confluent = ConfluentAvroCodec(self.reader, registry) if self.reader else None
+        self._by_id: dict[int, Any] = {}
+
+    def _format_of(self, value: bytes) -> str:
+        if self.format:
+            return self.format
+        if value[:1] == b"\x00":
+            return "confluent-avro"
+        if value[:2] == MAGIC:
+            return "avro"
+        return "json" if value.lstrip()[:1] in (b"{", b"[") else "avro"
 
     def _decode(self, value: bytes | None) -> dict[str, Any]:
         if value is None:
             return {"value": None}
+        fmt = self._format_of(value)
+        if fmt == "json":
+            return self._json(value)
+        if fmt == "confluent-avro":
+            return self._confluent_avro(value)
         if self.store is None:
             return {"value_base64": base64.b64encode(value).decode(), "note": "no schema store"}
         try:
@@ -48,6 +80,40 @@ class RecordPrinter:
             return {"schema": schema.name, "value": to_json_value(codec.decode(value))}
         except DecodeError as exc:
             return {"value_base64": base64.b64encode(value).decode(), "note": f"not decoded: {exc}"}
+
+    def _json(self, value: bytes) -> dict[str, Any]:
+        import json
+
+        try:
+            if self.reader is not None:
+                return {
+                    "schema": self.reader.name,
+                    "value": to_json_value(JsonCodec(self.reader).decode(value)),
+                }
+            return {"value": json.loads(value)}
+        except (DecodeError, ValueError) as exc:
+            return {"value_base64": base64.b64encode(value).decode(), "note": f"not decoded: {exc}"}
+
+    def _confluent_avro(self, value: bytes) -> dict[str, Any]:
+        if self.registry is None:
+            return {
+                "value_base64": base64.b64encode(value).decode(),
+                "note": "Confluent Avro: give --schema-registry-url to decode",
+            }
+        schema_id = int.from_bytes(value[1:CONFLUENT_HEADER], "big")
+        try:
+            if self._confluent is not None:
+                record = self._confluent.decode(value)
+            else:
+                read = self._by_id.get(schema_id)
+                if read is None:
+                    read = self._by_id[schema_id] = schema_reader(
+                        self.registry.writer_schema(schema_id)
+                    )
+                record = read(value)
+        except DecodeError as exc:
+            return {"value_base64": base64.b64encode(value).decode(), "note": f"not decoded: {exc}"}
+        return {"schema_id": schema_id, "value": to_json_value(record)}
 
     def to_json(self, msg: Message, headers: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -1,4 +1,5 @@
-"""`streamline produce`: JSON lines or CSV in, validated single-object Avro records out."""
+"""`streamline produce`: JSON lines or CSV in, validated records out in a topic's format
+(single-object Avro, Confluent Avro registered in a Schema Registry, or JSON)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ from streamline.errors import StreamlineError, UsageError
 from streamline.headers import CHECKSUM
 from streamline.kafka.admin import require_topics
 from streamline.kafka.connection import Connection
+from streamline.kafka.registry import Registry
 from streamline.reliability.checksum import value_checksum
-from streamline.serde import AvroCodec, EncodeError, Schema, SchemaStore
+from streamline.serde import EncodeError, Schema, SchemaStore
 from streamline.serde.convert import convert_csv_row, convert_json_record
+from streamline.serde.formats import codec_for, subject_name
 
 # opened with the number of input lines (None: unknown); its value is called once per line
 Progress = Callable[[int | None], AbstractContextManager[Callable[[], None]]]
@@ -75,6 +78,9 @@ def produce(
     progress: Progress | None = None,
     on_invalid: Callable[[int, str], None] | None = None,
     checksum: bool = False,
+    format: str = "avro",
+    registry: Registry | None = None,
+    subject_strategy: str = "topic",
 ) -> ProduceReport:
     """Validates every input line against the schema and produces the valid ones idempotently.
 
@@ -85,7 +91,16 @@ def produce(
     schema = store.get(schema_name)
     if key_field is not None and key_field not in schema.fields:
         raise UsageError(f"--key-field {key_field} is not a field of {schema.name}")
-    codec = AvroCodec(store, schema)
+    schema_id = None
+    if format == "confluent-avro":
+        if registry is None:
+            raise UsageError(
+                "--format confluent-avro needs a schema registry: give --schema-registry-url "
+                "or STREAMLINE_SCHEMA_REGISTRY_URL"
+            )
+        subject = subject_name(subject_strategy, topic, schema.name)
+        schema_id = registry.sink_schema_id(subject, schema, auto_register=True)
+    codec = codec_for(format, store, schema, registry, schema_id)
     connection.check_reachable()
     require_topics(connection, [topic])
     report = ProduceReport()

@@ -22,7 +22,8 @@ from streamline.runtime.stages import (
     Validate,
     VerifyChecksum,
 )
-from streamline.serde import AvroCodec, SchemaStore
+from streamline.serde import SchemaStore
+from streamline.serde.formats import SchemaRegistry, codec_for, subject_name
 from streamline.topology import CheckedTopology
 from streamline.topology.model import (
     FilterStage,
@@ -60,11 +61,30 @@ class Pipeline:
     """Stages with counts for the metrics, reported once per batch."""
 
     @classmethod
-    def from_checked(cls, checked: CheckedTopology, store: SchemaStore) -> Pipeline:
-        """The runnable form of `checked`; `store` resolves writer schemas by fingerprint."""
+    def from_checked(
+        cls, checked: CheckedTopology, store: SchemaStore, registry: SchemaRegistry | None = None
+    ) -> Pipeline:
+        """The runnable form of `checked`; `store` resolves writer schemas by fingerprint,
+        `registry` by Schema Registry id (needed by a `confluent-avro` source or sink)."""
         topology = checked.topology
         resources = resources_of(topology)
-        source_codec = AvroCodec(store, checked.source_schema)
+        source_codecs = {
+            s.topic: codec_for(s.format, store, checked.source_schema, registry)
+            for s in topology.sources
+        }
+        every_format = list(dict.fromkeys(f for s in topology.sources for f in s.formats))
+        source_codecs[topology.retry_topic] = codec_for(
+            every_format, store, checked.source_schema, registry
+        )
+        sink = topology.sink
+        sink_schema_id = None
+        if sink.format == "confluent-avro":
+            assert registry is not None, "a confluent-avro sink needs a schema registry"
+            sink_schema_id = registry.sink_schema_id(
+                subject_name(sink.subject_strategy, sink.topic, checked.sink_schema.name),
+                checked.sink_schema,
+                sink.auto_register,
+            )
         retry = topology.retry
         policy = RetryPolicy(
             attempts=retry.attempts,
@@ -76,13 +96,7 @@ class Pipeline:
         verified = frozenset(s.topic for s in topology.sources if s.verify_checksum)
         stages: list[Stage] = [VerifyChecksum("checksum", verified)] if verified else []
         stages += [
-            Decode(
-                "decode",
-                {
-                    t: source_codec
-                    for t in [*(s.topic for s in topology.sources), topology.retry_topic]
-                },
-            ),
+            Decode("decode", source_codecs),
         ]
         if topology.quality.track_nulls:
             stages.append(TrackNulls("quality.track_nulls", list(topology.quality.track_nulls)))
@@ -124,7 +138,10 @@ class Pipeline:
             header_topology=topology.header_value.encode(),
             stages=stages,
             retry_policy=policy,
-            encode=Encode("sink", AvroCodec(store, checked.sink_schema)),
+            encode=Encode(
+                "sink",
+                codec_for(sink.format, store, checked.sink_schema, registry, sink_schema_id),
+            ),
             checked=checked,
             resources=resources,
             windowed=resources.windowed,

@@ -13,12 +13,14 @@ from streamline.kafka.admin import (
     require_topics,
 )
 from streamline.kafka.connection import Connection
+from streamline.kafka.registry import open_registry
 from streamline.observability.http import MetricsServer
 from streamline.observability.metrics import Metrics
 from streamline.runtime.pipeline import Pipeline
 from streamline.runtime.processor import Processor, RunOptions
 from streamline.serde import SchemaStore
 from streamline.topology import CheckedTopology
+from streamline.topology.model import Topology
 
 log = logging.getLogger("streamline.runtime")
 
@@ -31,11 +33,13 @@ def run_topology(
     metrics_host: str = "127.0.0.1",
     metrics_port: int = 9400,
     stop: threading.Event | None = None,
+    schema_registry_url: str | None = None,
 ) -> None:
     """Runs until SIGTERM/SIGINT (or `stop`), then commits or aborts and leaves the group cleanly."""
     topology = checked.topology
     connection.check_reachable()
-    pipeline = Pipeline.from_checked(checked, store)
+    registry = open_registry(schema_registry_url, required=uses_registry(topology))
+    pipeline = Pipeline.from_checked(checked, store, registry)
     counts = require_topics(connection, [*pipeline.source_topics, *pipeline.owned_topics])
     if pipeline.windowed:
         require_state_partitions(counts, pipeline.window_input_topic, pipeline.changelog_topic)
@@ -43,6 +47,8 @@ def run_topology(
             require_copartitioned(counts, pipeline.window_input_topic, topology.retry_topic)
     metrics = Metrics(topology.name)
     metrics.set_info(topology.version, topology.fingerprint)
+    if registry is not None:
+        registry.on_stall = metrics.schema_registry.stall
     processor = Processor(pipeline, connection, options, metrics)
     server = MetricsServer(
         metrics,
@@ -69,6 +75,13 @@ def run_topology(
         server.stop()
         _restore_signal_handlers(previous)
     log.info("stopped cleanly")
+
+
+def uses_registry(topology: Topology) -> bool:
+    """Whether a source or the sink is in the `confluent-avro` format."""
+    return topology.sink.format == "confluent-avro" or any(
+        "confluent-avro" in s.formats for s in topology.sources
+    )
 
 
 def _install_signal_handlers(stop: threading.Event) -> dict[int, object]:

@@ -27,8 +27,9 @@ from streamline.reliability.dead_letter import (
 )
 from streamline.reliability.retry import AttemptsExhausted, RetryPolicy, call_with_retries
 from streamline.runtime.record import Record
-from streamline.serde import AvroCodec, DecodeError, EncodeError
+from streamline.serde import DecodeError, EncodeError
 from streamline.serde.convert import parse_timestamp_ms
+from streamline.serde.formats import Codec
 
 Failed = Callable[[Record, Failure], None]
 Dropped = Callable[[str, str, int], None]
@@ -51,7 +52,7 @@ class Stage(Protocol):
 class Decode:
     """Bytes to a record of the source schema; undecodable bytes become dead letters."""
 
-    def __init__(self, name: str, codecs: dict[str, AvroCodec]) -> None:
+    def __init__(self, name: str, codecs: dict[str, Codec]) -> None:
         self.name = name
         self.codecs = codecs
 
@@ -330,9 +331,9 @@ class KeyBy:
 
 
 class Encode:
-    """Records to single-object Avro bytes of the sink schema; a misfit is a dead letter."""
+    """Records to bytes of the sink schema in the sink's format; a misfit is a dead letter."""
 
-    def __init__(self, name: str, codec: AvroCodec) -> None:
+    def __init__(self, name: str, codec: Codec) -> None:
         self.name = name
         self.codec = codec
 

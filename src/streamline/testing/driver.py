@@ -42,8 +42,9 @@ from streamline.runtime.repartition import Repartitioner
 from streamline.runtime.task import Task, TaskOutputs, partition_runs
 from streamline.runtime.transaction import Transaction
 from streamline.runtime.windowed import SourceWatermarks, WindowSettings, window_stage
-from streamline.serde import AvroCodec, SchemaStore
+from streamline.serde import SchemaStore
 from streamline.serde.codec import DecodeError
+from streamline.serde.formats import codec_for
 from streamline.testing.memory import Entry, MemoryProducer, Topics
 from streamline.topology import CheckedTopology, Topology, TopologyBuilder, check_topology
 from streamline.topology.loader import load_topology
@@ -177,8 +178,11 @@ class TopologyDriver:
             state_dir = self._tmp.name
         self.state_dir = Path(state_dir)
         self.topics = Topics(partitions)
-        self._source_codec = AvroCodec(self.schemas, self.checked.source_schema)
-        self._sink_codec = AvroCodec(self.schemas, self.checked.sink_schema)
+        # inputs are written in the first source's (first) format; outputs read as the sink's
+        self._source_codec = codec_for(
+            self.topology.source.formats[0], self.schemas, self.checked.source_schema
+        )
+        self._sink_codec = pipeline.encode.codec
         consumed = list(pipeline.source_topics)
         if pipeline.retrying:
             consumed.append(self.topology.retry_topic)

@@ -86,6 +86,7 @@ class TopologyBuilder:
         max_out_of_orderness: str,
         idle_timeout: str | None = None,
         partitioned_by: str | None = None,
+        format: str | list[str] | None = None,
     ) -> Self:
         """Add an input topic (`sources[]`); call again for more sources of the same schema."""
         self._sources.append(
@@ -94,7 +95,7 @@ class TopologyBuilder:
                 "topic": topic,
                 "schema": schema,
                 "event_time": event_time,
-                **_given(partitioned_by=partitioned_by),
+                **_given(partitioned_by=partitioned_by, format=format),
                 "watermark": {
                     "max_out_of_orderness": max_out_of_orderness,
                     **_given(idle_timeout=idle_timeout),
@@ -162,9 +163,9 @@ class TopologyBuilder:
         )
         return self
 
-    def to(self, *, topic: str, schema: str) -> TopologyModel:
+    def to(self, *, topic: str, schema: str, format: str | None = None) -> TopologyModel:
         """Set the sink and return the validated topology (`build()`)."""
-        self._sink = {"topic": topic, "schema": schema}
+        self._sink = {"topic": topic, "schema": schema, **_given(format=format)}
         return self.build()
 
     def build(self) -> TopologyModel:

@@ -115,6 +115,24 @@ SchemaName = Annotated[
     ),
 ]
 Expr = Annotated[str, AfterValidator(_not_blank)]
+
+# --- Formats: how records are written on a topic ---
+Format = Literal["avro", "confluent-avro", "json"]
+"""`avro`: single-object encoding (`C3 01` + fingerprint); `confluent-avro`: the Confluent
+wire format (`00` + a 4-byte Schema Registry id); `json`: a JSON object per value."""
+
+
+def _distinct_formats(value: Any) -> Any:
+    if isinstance(value, list) and len(set(value)) != len(value):
+        raise PydanticCustomError("formats", "each format may be listed once")
+    return value
+
+
+SourceFormat = Annotated[
+    Format | Annotated[list[Format], Field(min_length=1)], AfterValidator(_distinct_formats)
+]
+SubjectStrategy = Literal["topic", "record", "topic-record"]
+# --- end Formats ---
 """A CEL expression; compiled and checked against the schema by typecheck.py."""
 
 
@@ -157,6 +175,13 @@ class Source(StrictModel):
     verify_checksum: bool = False
     """Check each record's `streamline.checksum` header at decode; a mismatch is an
     `integrity` dead letter."""
+    format: SourceFormat = "avro"
+    """How values are written: one format, or several told apart by their first byte."""
+
+    @property
+    def formats(self) -> list[str]:
+        """The accepted formats, as a list."""
+        return [self.format] if isinstance(self.format, str) else list(self.format)
 
 
 class ValidationRule(StrictModel):
@@ -521,6 +546,13 @@ class Sink(StrictModel):
     schema_name: SchemaName = Field(alias="schema")
     checksum: bool = False
     """Stamp each output with `streamline.checksum`, the sha256 of its value bytes."""
+    format: Format = "avro"
+    """How values are written: `avro`, `confluent-avro` or `json`."""
+    subject_strategy: SubjectStrategy = "topic"
+    """confluent-avro: the subject the schema is registered under (`<topic>-value`, the
+    record's full name, or `<topic>-<full name>`)."""
+    auto_register: bool = True
+    """confluent-avro: register the schema under its subject at start; false: it must be there."""
 
 
 class Quality(StrictModel):
@@ -623,6 +655,16 @@ def _without_unused_options(data: dict[str, Any]) -> dict[str, Any]:
                 del rule["severity"]
     if data["sink"].get("checksum") is False:
         del data["sink"]["checksum"]
+    for source in data["sources"]:  # formats
+        if source.get("format") == "avro":
+            del source["format"]
+    for key, default in (
+        ("format", "avro"),
+        ("subject_strategy", "topic"),
+        ("auto_register", True),
+    ):
+        if data["sink"].get(key) == default:
+            del data["sink"][key]
     if data.get("quality") == {"track_nulls": []}:
         del data["quality"]
     return data
