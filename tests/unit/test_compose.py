@@ -51,7 +51,7 @@ def seconds(duration: str) -> float:
 
 
 def test_compose_names_broker_topics_two_instances_prometheus_and_grafana() -> None:
-    assert set(SERVICES) == {"kafka", *STREAMLINE_SERVICES, "prometheus", "grafana"}
+    assert set(SERVICES) == {"kafka", *STREAMLINE_SERVICES, "prometheus", "grafana", "registry"}
     kafka = SERVICES["kafka"]
     assert kafka["image"].startswith("apache/kafka:4.")
     assert set(kafka["environment"]["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
