@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,3 +62,22 @@ def make_topic(kafka: Connection, unique: str):  # type: ignore[no-untyped-def]
         return name
 
     return make
+
+
+@pytest.fixture(scope="session")
+def schema_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real Schema Registry (Apicurio, in memory) for the session: its `RegistryInfo`.
+
+    Skipped, saying why, only when no Java 21+ JDK is on the machine.
+    """
+    from streamline.dev.broker import free_port
+    from streamline.dev.registry import DevRegistry, find_java21
+
+    if find_java21() is None:
+        pytest.skip("no Java 21+ JDK found: the dev Schema Registry (Apicurio) needs one")
+    registry = DevRegistry(tmp_path_factory.mktemp("registry"))
+    info = registry.start(free_port())
+    try:
+        yield info
+    finally:
+        registry.stop()

@@ -154,7 +154,9 @@ class DevRegistry:
             HEAP,
             f"-Dquarkus.http.port={port}",
             "-Dquarkus.http.host=127.0.0.1",
-            "-Dquarkus.management.enabled=false",
+            # its management interface (health, metrics) on loopback, on a port of its own
+            "-Dquarkus.management.host=127.0.0.1",
+            f"-Dquarkus.management.port={free_port()}",
             "-Dquarkus.log.level=WARN",
             "-Dapicurio.storage.kind=sql",
             "-Dapicurio.storage.sql.kind=h2",  # H2 in memory: nothing kept across restarts

@@ -1,0 +1,292 @@
+"""Confluent Avro against a real Schema Registry (Apicurio), with producers and consumers
+streamline does not own: confluent-kafka's AvroSerializer and AvroDeserializer.
+
+Sizes are small in the suite; STREAMLINE_ACCEPTANCE_SCALE=full runs the issue's sizes.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import random
+import re
+import signal
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Producer
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from streamline.dev.registry import RegistryInfo
+from streamline.kafka.admin import create_topics
+from streamline.kafka.connection import Connection
+from streamline.serde import AvroCodec, SchemaStore
+from tests.helpers import read_all, run_cli
+from tests.support.harness import (
+    SCHEMAS,
+    TOPOLOGY,
+    InputFeeder,
+    StreamlineProcess,
+    await_started,
+    duplicates,
+    expectation,
+    order_stream,
+    process_env,
+)
+
+FULL = os.environ.get("STREAMLINE_ACCEPTANCE_SCALE") == "full"
+STORE = SchemaStore(SCHEMAS)
+ORDER_V2 = STORE.get("com.example.Order").definition
+ORDER_V1 = {**ORDER_V2, "fields": [f for f in ORDER_V2["fields"] if f["name"] != "country"]}
+UNKNOWN_ID = 2**31 - 7
+
+pytestmark = pytest.mark.kafka
+
+
+def serializer(client: SchemaRegistryClient, definition: dict[str, Any]) -> AvroSerializer:
+    return AvroSerializer(client, json.dumps(definition))
+
+
+def confluent_stream(
+    client: SchemaRegistryClient, topic: str, n: int, seed: int
+) -> list[tuple[bytes, bytes, str, str | None, dict[str, Any] | None]]:
+    """order_stream's records written by confluent-kafka's AvroSerializer, v1 (no `country`)
+    and v2 interleaved; its undecodable ones as garbage and as an unknown schema id."""
+    v1, v2 = serializer(client, ORDER_V1), serializer(client, ORDER_V2)
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    out = []
+    for i, (key, value, category, rule, record) in enumerate(order_stream(n, seed)):
+        if record is not None:
+            if i % 2:
+                record = {k: v for k, v in record.items() if k != "country"}
+                value = v1(record, ctx)
+                record["country"] = "DE"  # the v2 reader's default
+            else:
+                value = v2(record, ctx)
+        elif category == "schema":
+            value = b"\x00" + UNKNOWN_ID.to_bytes(4, "big") + value[10:]
+        out.append((key, value, category, rule, record))
+    return out
+
+
+def write_topology(tmp: Path, name: str, source: str, sink: str, sink_format: str) -> Path:
+    text = TOPOLOGY.format(name=name, source=source, sink=sink, guarantee="exactly_once")
+    text = text.replace(
+        "      max_out_of_orderness: 5s\n",
+        "      max_out_of_orderness: 5s\n    format: confluent-avro\n",
+    )
+    text = text.replace(
+        "  schema: com.example.PaidOrder\n",
+        f"  schema: com.example.PaidOrder\n  format: {sink_format}\n",
+    )
+    folder = tmp / "topologies"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+def registry_env(kafka: Connection, registry: RegistryInfo) -> dict[str, str]:
+    env = process_env(kafka)
+    env["STREAMLINE_SCHEMA_REGISTRY_URL"] = registry.url
+    return env
+
+
+def await_count(kafka: Connection, topic: str, n: int, timeout: float, proc: Any) -> int:
+    deadline = time.monotonic() + timeout
+    got = 0
+    while time.monotonic() < deadline:
+        got = len(read_all(kafka, topic, timeout=5))
+        if got >= n:
+            return got
+        time.sleep(0.5)
+    raise AssertionError(f"{got}/{n} records on {topic} after {timeout}s\n{proc.log()[-3000:]}")
+
+
+def as_millis(value: dict[str, Any]) -> dict[str, Any]:
+    out = dict(value)
+    out["created_at"] = int(out["created_at"].timestamp() * 1000)
+    return out
+
+
+@pytest.mark.slow
+def test_confluent_serializer_input_is_processed_exactly_once_and_read_back_by_the_deserializer(
+    kafka: Connection, schema_registry: RegistryInfo, unique: str, tmp_path: Path
+) -> None:
+    n = 20_000 if FULL else 2_000
+    client = SchemaRegistryClient({"url": schema_registry.url})
+    name, source, sink = f"cf-{unique}", f"cf-orders-{unique}", f"cf-paid-{unique}"
+    dlq = f"{name}.dlq"
+    create_topics(kafka, {t: (3, {}) for t in (source, sink, dlq)})
+    create_topics(kafka, {"streamline.lineage": (3, {}), "streamline.heartbeats": (1, {})})
+    stream = confluent_stream(client, source, n, seed=7)
+    expected = expectation(stream)
+    topology = write_topology(tmp_path, name, source, sink, "confluent-avro")
+    feeder = InputFeeder(kafka, source, stream, rate=n / 6)
+    feeder.start()
+    proc = StreamlineProcess(topology, "a", registry_env(kafka, schema_registry), tmp_path).start()
+    rng = random.Random(unique)
+    for _ in range(2):  # SIGKILL twice mid-stream
+        await_started(proc)
+        time.sleep(rng.uniform(0.5, 2.0))
+        proc.kill()
+        proc.start()
+    feeder.join(120)
+    assert feeder.error is None
+    await_count(kafka, sink, len(expected.outputs), 120, proc)
+    await_count(kafka, dlq, len(expected.dead_letters), 60, proc)
+    assert proc.stop() == 0
+
+    deserialize = AvroDeserializer(client)
+    outputs = read_all(kafka, sink)
+    values = [
+        as_millis(deserialize(m.value(), SerializationContext(sink, MessageField.VALUE)))
+        for m in outputs
+    ]
+    assert duplicates([v["order_id"] for v in values]) == []
+    assert {v["order_id"]: v for v in values} == expected.outputs
+    registered = client.get_latest_version(f"{sink}-value")
+    assert {m.value()[:5] for m in outputs} == {b"\x00" + registered.schema_id.to_bytes(4, "big")}
+
+    dead = read_all(kafka, dlq)
+    assert {m.value() for m in dead} == set(expected.dead_letters)
+    for msg in dead:
+        headers = dict(msg.headers() or [])
+        category, _rule = expected.dead_letters[msg.value()]
+        assert headers["streamline.error.type"] == category.encode()
+        if category == "schema":
+            assert f"unknown schema id {UNKNOWN_ID}".encode() in headers["streamline.error.message"]
+    assert {c for c, _ in expected.dead_letters.values()} >= {"decode", "schema", "validation"}
+
+
+def test_validate_registry_refuses_an_incompatible_sink_schema_in_one_line(
+    schema_registry: RegistryInfo, unique: str, tmp_path: Path
+) -> None:
+    client = SchemaRegistryClient({"url": schema_registry.url})
+    sink = f"ev-paid-{unique}"
+    subject = f"{sink}-value"
+    paid = STORE.get("com.example.PaidOrder").definition
+    from confluent_kafka.schema_registry import Schema
+
+    client.register_schema(subject, Schema(json.dumps(paid), "AVRO"))
+    client.set_compatibility(subject, "BACKWARD")
+    schemas = tmp_path / "schemas"
+    schemas.mkdir()
+    (schemas / "order.avsc").write_text(json.dumps(ORDER_V2))
+    topology = write_topology(
+        tmp_path, f"ev-{unique}", f"ev-orders-{unique}", sink, "confluent-avro"
+    )
+    env = dict(os.environ, STREAMLINE_SCHEMA_REGISTRY_URL=schema_registry.url)
+
+    def validate_with(extra_field: dict[str, Any]) -> Any:
+        changed = copy.deepcopy(paid)
+        changed["fields"].append(extra_field)
+        (schemas / "paid_order.avsc").write_text(json.dumps(changed))
+        return run_cli("validate", "--registry", "--schemas", str(schemas), str(topology), env=env)
+
+    refused = validate_with({"name": "discount", "type": "double"})
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.strip().splitlines() == [
+        f"error: ev-{unique}: sink schema com.example.PaidOrder is incompatible with subject "
+        f"{subject}: field discount was added without a default"
+    ]
+    accepted = validate_with({"name": "discount", "type": "double", "default": 0.0})
+    assert accepted.returncode == 0, accepted.stderr
+
+
+def test_a_registry_unreachable_at_start_is_one_line_and_exit_1(
+    kafka: Connection, unique: str, tmp_path: Path
+) -> None:
+    from streamline.dev.broker import free_port
+
+    topology = write_topology(
+        tmp_path, f"down-{unique}", f"down-{unique}", f"down-out-{unique}", "avro"
+    )
+    create_topics(kafka, {f"down-{unique}": (1, {})})
+    url = f"http://127.0.0.1:{free_port()}/apis/ccompat/v7"
+    env = dict(process_env(kafka), STREAMLINE_SCHEMA_REGISTRY_URL=url)
+    done = run_cli("run", str(topology), "--metrics-port", "0", env=env)
+    assert done.returncode == 1
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith(f"error: schema registry {url} is unreachable")
+
+
+def test_a_registry_outage_mid_run_loses_and_dead_letters_nothing(
+    kafka: Connection, schema_registry: RegistryInfo, unique: str, tmp_path: Path
+) -> None:
+    outage_s = 20 if FULL else 6
+    n = 2_000 if FULL else 600
+    client = SchemaRegistryClient({"url": schema_registry.url})
+    name, source, sink = f"out-{unique}", f"out-orders-{unique}", f"out-paid-{unique}"
+    dlq = f"{name}.dlq"
+    create_topics(kafka, {t: (1, {}) for t in (source, sink, dlq)})
+    ctx = SerializationContext(source, MessageField.VALUE)
+    v1, v2 = serializer(client, ORDER_V1), serializer(client, ORDER_V2)
+    records = [
+        {
+            "order_id": f"o-{i}",
+            "customer_id": f"c-{i % 17}",
+            "amount": float(i + 1),
+            "currency": "EUR",
+            "status": "PAID",
+            "country": "FR",
+            "created_at": 1767225600000 + i,
+        }
+        for i in range(n)
+    ]
+    half = n // 2
+    # the second half is written with a schema id the topology has not looked up before the outage
+    first = [v2(r, ctx) for r in records[:half]]
+    second = [v1({k: v for k, v in r.items() if k != "country"}, ctx) for r in records[half:]]
+    topology = write_topology(tmp_path, name, source, sink, "avro")
+    proc = StreamlineProcess(topology, "a", registry_env(kafka, schema_registry), tmp_path).start()
+    producer = Producer(kafka.config(**{"enable.idempotence": True}))
+
+    def produce(values: list[bytes]) -> None:
+        for value in values:
+            producer.produce(source, key=b"k", value=value)
+        assert producer.flush(30) == 0
+
+    produce(first)
+    await_count(kafka, sink, half, 90, proc)
+    os.kill(schema_registry.pid, signal.SIGSTOP)
+    try:
+        produce(second)
+        deadline = time.monotonic() + outage_s
+        while time.monotonic() < deadline:
+            assert len(read_all(kafka, sink, timeout=5)) == half  # processing waits
+            time.sleep(1)
+        assert "unreachable looking up schema id" in proc.current_log()
+    finally:
+        os.kill(schema_registry.pid, signal.SIGCONT)
+    await_count(kafka, sink, n, 90, proc)
+    port = re.search(r"metrics on http://127.0.0.1:(\d+)/metrics", proc.current_log())
+    assert port is not None
+    with urllib.request.urlopen(f"http://127.0.0.1:{port.group(1)}/metrics") as response:
+        metrics = response.read().decode()
+    stalls = re.search(r"streamline_schema_registry_stalls_total\{[^}]*\} (\S+)", metrics)
+    waited = re.search(r"streamline_schema_registry_wait_seconds_total\{[^}]*\} (\S+)", metrics)
+    assert stalls and float(stalls.group(1)) >= 1
+    assert waited and float(waited.group(1)) >= outage_s - 1
+    assert proc.stop() == 0
+
+    paid = AvroCodec(STORE, STORE.get("com.example.PaidOrder"))
+    values = [paid.decode(m.value()) for m in read_all(kafka, sink)]
+    expected = [
+        {
+            "order_id": r["order_id"],
+            "customer_id": r["customer_id"],
+            "amount_eur": r["amount"],
+            "country": "FR" if i < half else "DE",
+            "created_at": r["created_at"],
+        }
+        for i, r in enumerate(records)
+    ]
+    assert values == expected  # one partition: in order, nothing lost, nothing twice
+    assert read_all(kafka, dlq) == []
