@@ -75,7 +75,10 @@ class Registry:
     def __post_init__(self) -> None:
         from confluent_kafka.schema_registry import SchemaRegistryClient
 
-        conf = {"max.retries": 1, "retries.wait.ms": 100, "timeout": 5, **self.settings}
+        # one attempt per lookup, bounded: the retrying (and its logging) is ours
+        conf = {"max.retries": 0, "timeout": 3, **self.settings}
+        for name in ("httpx", "httpx2"):  # a line per request at INFO otherwise
+            logging.getLogger(name).setLevel(logging.WARNING)
         try:
             self._client = SchemaRegistryClient(conf)
         except (ValueError, TypeError) as exc:
