@@ -75,11 +75,18 @@ def confluent_stream(
     return out
 
 
-def write_topology(tmp: Path, name: str, source: str, sink: str, sink_format: str) -> Path:
+def write_topology(
+    tmp: Path,
+    name: str,
+    source: str,
+    sink: str,
+    sink_format: str,
+    source_format: str = "confluent-avro",
+) -> Path:
     text = TOPOLOGY.format(name=name, source=source, sink=sink, guarantee="exactly_once")
     text = text.replace(
         "      max_out_of_orderness: 5s\n",
-        "      max_out_of_orderness: 5s\n    format: confluent-avro\n",
+        f"      max_out_of_orderness: 5s\n    format: {source_format}\n",
     )
     text = text.replace(
         "  schema: com.example.PaidOrder\n",
@@ -292,3 +299,90 @@ def test_a_registry_outage_mid_run_loses_and_dead_letters_nothing(
     ]
     assert values == expected  # one partition: in order, nothing lost, nothing twice
     assert read_all(kafka, dlq) == []
+
+
+def test_produce_and_consume_json_and_confluent_avro(  # type: ignore[no-untyped-def]
+    bootstrap_env, make_topic, schema_registry: RegistryInfo, kafka: Connection
+) -> None:
+    from tests.helpers import ROOT, json_lines
+
+    orders = ROOT / "examples" / "orders.jsonl"
+    expected = [json.loads(line) for line in orders.read_text().splitlines()]
+    env = dict(bootstrap_env, STREAMLINE_SCHEMA_REGISTRY_URL=schema_registry.url)
+    for fmt in ("json", "confluent-avro"):
+        topic = make_topic(f"fmt-{fmt}")
+        produced = run_cli(
+            "produce", topic, "--schema", "com.example.Order", "--file", str(orders),
+            "--format", fmt, env=env,
+        )  # fmt: skip
+        assert produced.returncode == 0, produced.stderr
+        consumed = run_cli(
+            "consume", topic, "--from-beginning", "--max", str(len(expected)), "--timeout", "20",
+            env=env,
+        )  # fmt: skip
+        assert consumed.returncode == 0, consumed.stderr
+        assert [r["value"] for r in json_lines(consumed.stdout)] == expected
+        raw = [m.value() for m in read_all(kafka, topic)]
+        if fmt == "json":
+            assert [json.loads(v) for v in raw] == expected
+        else:  # confluent-kafka's own deserializer reads what produce wrote
+            deserialize = AvroDeserializer(SchemaRegistryClient({"url": schema_registry.url}))
+            ctx = SerializationContext(topic, MessageField.VALUE)
+            assert [as_millis(deserialize(v, ctx)) for v in raw] == expected
+
+
+def test_a_json_topic_with_invalid_values_dead_letters_each_with_its_json_path(
+    kafka: Connection, unique: str, tmp_path: Path
+) -> None:
+    n = 100_000 if FULL else 1_000
+    name, source, sink = f"js-{unique}", f"js-orders-{unique}", f"js-paid-{unique}"
+    dlq = f"{name}.dlq"
+    create_topics(kafka, {t: (2, {}) for t in (source, sink, dlq)})
+    create_topics(kafka, {"streamline.lineage": (3, {}), "streamline.heartbeats": (1, {})})
+    stream = []
+    expected: dict[str, dict[str, Any]] = {}
+    invalid: dict[bytes, str] = {}
+    for i in range(n):
+        record: dict[str, Any] = {
+            "order_id": f"o-{i}",
+            "customer_id": f"c-{i % 13}",
+            "amount": 10.0 + i,
+            "currency": "EUR",
+            "status": "PAID",
+            "country": "NL",
+            "created_at": "2026-01-01T00:00:00.250Z" if i % 2 else 1767225600250,
+        }
+        if i % 100 == 42:  # 1% invalid
+            record["amount"] = str(record["amount"])
+            invalid[json.dumps(record).encode()] = "$.amount: expected number, got string"
+        elif i % 100 == 77:
+            del record["customer_id"]
+            invalid[json.dumps(record).encode()] = "$.customer_id: missing required field"
+        else:
+            expected[record["order_id"]] = {
+                "order_id": record["order_id"],
+                "customer_id": record["customer_id"],
+                "amount_eur": record["amount"],
+                "country": "NL",
+                "created_at": 1767225600250,
+            }
+        stream.append((f"c-{i % 13}".encode(), json.dumps(record).encode()))
+    topology = write_topology(tmp_path, name, source, sink, "json", source_format="json")
+    proc = StreamlineProcess(topology, "a", process_env(kafka), tmp_path).start()
+    producer = Producer(kafka.config(**{"enable.idempotence": True, "linger.ms": 5}))
+    for key, value in stream:
+        producer.produce(source, key=key, value=value)
+        producer.poll(0)
+    assert producer.flush(60) == 0
+    await_count(kafka, sink, len(expected), 120, proc)
+    await_count(kafka, dlq, len(invalid), 60, proc)
+    assert proc.stop() == 0
+    values = [json.loads(m.value()) for m in read_all(kafka, sink)]
+    assert len(values) == len(expected)
+    assert {v["order_id"]: v for v in values} == expected
+    dead = read_all(kafka, dlq)
+    assert len(dead) == len(invalid)
+    for msg in dead:
+        headers = dict(msg.headers() or [])
+        assert headers["streamline.error.type"] == b"decode"
+        assert headers["streamline.error.message"].decode() == invalid[msg.value()]
