@@ -23,6 +23,7 @@ from streamline.cli import (
     records,
     registry,
     replay,
+    schema,
     testing,
     topics,
     topologies,
@@ -53,6 +54,7 @@ for command in (
     app.command()(command)
 app.add_typer(broker.broker_app, name="dev-broker")
 app.add_typer(registry.registry_app, name="dev-registry")
+app.add_typer(schema.schema_app, name="schema")
 app.add_typer(topics.topics_app, name="topics")
 app.add_typer(dlq.dlq_app, name="dlq")
 app.add_typer(lineage.lineage_app, name="lineage")
