@@ -112,10 +112,13 @@ def _type_of(shape: Shape, name: str, namespace: str | None, names: set[str]) ->
         kinds -= {"timestamp", "date"}
     if {"timestamp", "date"} <= kinds:
         kinds.discard("date")
-    if kinds == {"long"} or kinds == {"long", "null"}:
-        if shape.whole_in_epoch_range and _TIME_NAME.search(name):
-            kinds.discard("long")
-            kinds.add("timestamp")
+    if (
+        kinds - {"null"} == {"long"}
+        and shape.whole_in_epoch_range
+        and _TIME_NAME.search(name) is not None
+    ):
+        kinds.discard("long")
+        kinds.add("timestamp")
     branches: list[Any] = []
     for kind in ORDER:
         if kind not in kinds or kind == "null":
