@@ -28,7 +28,7 @@ VENVS = ROOT / "bench" / ".venvs"
 # which workloads each system has, and why not the others
 SUPPORTED: dict[str, dict[str, str | None]] = {
     "bare": {"W0": None, "W0-tx": None},
-    "streamline": {"W1": None, "W2": None, "W3": None},
+    "streamline": {"W1": None, "W1-cf": None, "W2": None, "W3": None},
     "quix": {"W1": None, "W2": None, "W3": None},
     "faust": {
         "W1": None,
@@ -111,6 +111,7 @@ class Context:
     schemas: Path
     commit_interval_ms: int
     store: SchemaStore = field(init=False)
+    registry_url: str | None = None  # W1-cf's Schema Registry
 
     def __post_init__(self) -> None:
         self.store = SchemaStore(self.schemas)
@@ -160,7 +161,7 @@ def make_launch(ctx: Context, system: str, workload: str, source: str, tag: str)
                       decode_passthrough, topics=outputs, commit_interval_ms=ci)  # fmt: skip
 
     if system == "streamline":
-        if workload == "W1":
+        if workload in ("W1", "W1-cf"):
             stages, sink_schema = W1_STAGES, "com.example.PaidOrder"
         else:
             window = (
@@ -174,17 +175,22 @@ def make_launch(ctx: Context, system: str, workload: str, source: str, tag: str)
             )
         topology = ctx.workdir / "topologies" / f"{name}.yaml"
         topology.parent.mkdir(parents=True, exist_ok=True)
-        topology.write_text(
-            STREAMLINE_TOPOLOGY.format(
-                name=name, source=source, sink=output, sink_schema=sink_schema,
-                stages=stages.rstrip("\n"), commit_interval_ms=ci,
-            )
+        text = STREAMLINE_TOPOLOGY.format(
+            name=name, source=source, sink=output, sink_schema=sink_schema,
+            stages=stages.rstrip("\n"), commit_interval_ms=ci,
         )  # fmt: skip
+        env = ctx.env()
+        if workload == "W1-cf":
+            text = text.replace(
+                "    partitioned_by:", "    format: confluent-avro\n    partitioned_by:"
+            )
+            env["STREAMLINE_SCHEMA_REGISTRY_URL"] = ctx.registry_url or ""
+        topology.write_text(text)
         codec = ctx.codec(sink_schema)
 
         def decode_streamline(r: OutputRecord) -> tuple[Any, Row] | None:
             rec = codec.decode(r.value)
-            if workload == "W1":
+            if workload in ("W1", "W1-cf"):
                 return rec["order_id"], paid_row(rec)
             if not _not_closing(rec["customer_id"]):
                 return None
@@ -198,7 +204,7 @@ def make_launch(ctx: Context, system: str, workload: str, source: str, tag: str)
             system, workload,
             [*streamline, "run", str(topology), "--instance-id", "bench",
              "--state-dir", str(state), "--metrics-port", "0"],
-            ctx.env(), name, output, output, decode_streamline, topics=outputs,
+            env, name, output, output, decode_streamline, topics=outputs,
             setup=[[*streamline, "topics", "create", str(topology), "--partitions", str(PARTITIONS)]],
             commit_interval_ms=ci,
         )  # fmt: skip

@@ -33,7 +33,7 @@ from typing import Any
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
-from bench import venvs
+from bench import registry_variant, venvs
 from bench.cluster import (
     KEEP,
     GroupOffsets,
@@ -207,6 +207,7 @@ def produce_input(
     expected = {
         "W0": (passthrough, checksum(passthrough), len(passthrough)),
         "W1": (e.paid, checksum(e.paid), len(e.paid)),
+        "W1-cf": (e.paid, checksum(e.paid), len(e.paid)),  # the same input, Confluent Avro
         "W2": (windows, checksum(windows), len(windows)),
         "W3": (e.sessions, checksum(e.sessions), len(e.sessions)),
     }
@@ -539,6 +540,14 @@ def main() -> int:
             else:
                 plan.append((system, workload))
     failed = False
+    registry = registry_variant.RegistryForRun(workdir)
+    if any(w == registry_variant.WORKLOAD for _, w in plan):
+        registry.__enter__()
+        if registry.url is None:
+            plan.remove(("streamline", registry_variant.WORKLOAD))
+            cells.append(Cell("streamline", registry_variant.WORKLOAD, status="n/a",
+                              note=registry.reason or "no Schema Registry"))  # fmt: skip
+        ctx.registry_url = registry.url
     try:
         source = f"{prefix}-orders"
         create(connection, {source: (PARTITIONS, KEEP)})
@@ -548,11 +557,16 @@ def main() -> int:
             f"produced {produced:,} events; expected W1 {expected['W1'][2]:,} records, "
             f"W2 {expected['W2'][2]:,} windows, W3 {expected['W3'][2]:,} sessions"
         )
+        sources = {w: source for w in WORKLOADS}
+        if ctx.registry_url and ("streamline", registry_variant.WORKLOAD) in plan:
+            sources[registry_variant.WORKLOAD] = registry_variant.prepare_input(
+                connection, ctx.store, source, ctx.registry_url, progress
+            )
         for system, workload in plan:
             progress(f"{system} {workload}: starting")
-            launch = make_launch(ctx, system, workload, source, "tp")
+            launch = make_launch(ctx, system, workload, sources[workload], "tp")
             cell = run_throughput(
-                connection, launch, source, produced, expected[workload], log_dir, progress,
+                connection, launch, sources[workload], produced, expected[workload], log_dir, progress,
                 args.stall_seconds,
             )  # fmt: skip
             cells.append(cell)
@@ -572,6 +586,7 @@ def main() -> int:
                         f"({cell.latency_samples or 0:,} samples)"
                     )
     finally:
+        registry.__exit__()
         progress("deleting this run's topics and state")
         delete_topics(connection, re.escape(prefix))
         delete_groups(connection, re.escape(prefix))
