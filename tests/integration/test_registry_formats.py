@@ -173,7 +173,7 @@ def test_confluent_serializer_input_is_processed_exactly_once_and_read_back_by_t
 
 
 def test_validate_registry_refuses_an_incompatible_sink_schema_in_one_line(
-    schema_registry: RegistryInfo, unique: str, tmp_path: Path
+    schema_registry: RegistryInfo, unique: str, tmp_path: Path, bootstrap_env: dict[str, str]
 ) -> None:
     client = SchemaRegistryClient({"url": schema_registry.url})
     sink = f"ev-paid-{unique}"
@@ -189,7 +189,7 @@ def test_validate_registry_refuses_an_incompatible_sink_schema_in_one_line(
     topology = write_topology(
         tmp_path, f"ev-{unique}", f"ev-orders-{unique}", sink, "confluent-avro"
     )
-    env = dict(os.environ, STREAMLINE_SCHEMA_REGISTRY_URL=schema_registry.url)
+    env = dict(bootstrap_env, STREAMLINE_SCHEMA_REGISTRY_URL=schema_registry.url)
 
     def validate_with(extra_field: dict[str, Any]) -> Any:
         changed = copy.deepcopy(paid)
@@ -203,6 +203,8 @@ def test_validate_registry_refuses_an_incompatible_sink_schema_in_one_line(
         f"error: ev-{unique}: sink schema com.example.PaidOrder is incompatible with subject "
         f"{subject}: field discount was added without a default"
     ]
+    create = run_cli("topics", "create", "--schemas", str(schemas), str(topology), env=env)
+    assert create.returncode == 2 and "field discount was added without a default" in create.stderr
     accepted = validate_with({"name": "discount", "type": "double", "default": 0.0})
     assert accepted.returncode == 0, accepted.stderr
 

@@ -8,7 +8,13 @@ from typing import Annotated
 import typer
 
 from streamline.cli.console import out
-from streamline.cli.options import BootstrapOpt, KafkaConfigOpt, SchemasOpt, checked_and_connected
+from streamline.cli.options import (
+    BootstrapOpt,
+    KafkaConfigOpt,
+    SchemaRegistryOpt,
+    SchemasOpt,
+    checked_and_connected,
+)
 
 topics_app = typer.Typer(help="Topics of a topology.")
 
@@ -21,12 +27,21 @@ def topics_create(
     bootstrap_servers: BootstrapOpt = None,
     kafka_config: KafkaConfigOpt = None,
     schemas: SchemasOpt = None,
+    schema_registry_url: SchemaRegistryOpt = None,
 ) -> None:
-    """Create the source, sink and owned topics (dlq, retry, late, changelog, lineage, heartbeats)."""
+    """Create the source, sink and owned topics (dlq, retry, late, changelog, lineage, heartbeats).
+
+    A `confluent-avro` sink's schema is first checked against its subject's compatibility
+    rule in the Schema Registry (exit 2, one line naming the field, when it breaks it)."""
     from streamline.kafka.admin import create_topics, existing_topics
+    from streamline.kafka.registry import open_registry, sink_incompatibility
     from streamline.ops.topics import topology_topics
 
     checked, connection = checked_and_connected(topology, schemas, bootstrap_servers, kafka_config)
+    if checked.topology.sink.format == "confluent-avro":
+        registry = open_registry(schema_registry_url, required=True)
+        assert registry is not None
+        sink_incompatibility(registry, checked)
     existing = existing_topics(connection)
     wanted = topology_topics(checked.topology, partitions, existing)
     created = set(create_topics(connection, wanted, replication_factor))
