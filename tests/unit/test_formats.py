@@ -284,3 +284,30 @@ def test_a_json_sink_writes_plain_json() -> None:
         driver.commit()
         [entry] = driver.topics.visible("orders-out")
         assert json.loads(entry.value or b"") == order(1)
+
+
+def test_registry_settings_come_from_the_environment_and_secrets_are_masked() -> None:
+    from streamline.kafka.redaction import redact
+    from streamline.kafka.registry import registry_settings
+
+    env = {
+        "STREAMLINE_SCHEMA_REGISTRY_URL": "https://sr.example:8081",
+        "STREAMLINE_SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO": "svc:hunter2-secret",
+        "STREAMLINE_SCHEMA_REGISTRY_SSL_CA_LOCATION": "/etc/ca.pem",
+        "STREAMLINE_KAFKA_SASL_USERNAME": "not-a-registry-setting",
+    }
+    assert registry_settings(None, env) == {
+        "url": "https://sr.example:8081",
+        "basic.auth.user.info": "svc:hunter2-secret",
+        "ssl.ca.location": "/etc/ca.pem",
+    }
+    assert registry_settings("http://other:1", env)["url"] == "http://other:1"  # the flag wins
+    assert registry_settings(None, {}) is None
+    assert redact("401 for svc:hunter2-secret") == "401 for ***"
+
+
+def test_a_confluent_avro_sink_without_a_registry_is_a_usage_error() -> None:
+    from streamline.errors import UsageError
+
+    with pytest.raises(UsageError, match="needs a schema registry"):
+        TopologyDriver(json_topology("confluent-avro"), STORE)

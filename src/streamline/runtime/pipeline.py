@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from streamline.errors import UsageError
 from streamline.observability.metrics import Metrics
 from streamline.reliability.dead_letter import Failure
 from streamline.reliability.retry import RetryPolicy
@@ -79,7 +80,11 @@ class Pipeline:
         sink = topology.sink
         sink_schema_id = None
         if sink.format == "confluent-avro":
-            assert registry is not None, "a confluent-avro sink needs a schema registry"
+            if registry is None:
+                raise UsageError(
+                    "sink format confluent-avro needs a schema registry: give "
+                    "--schema-registry-url or STREAMLINE_SCHEMA_REGISTRY_URL"
+                )
             sink_schema_id = registry.sink_schema_id(
                 subject_name(sink.subject_strategy, sink.topic, checked.sink_schema.name),
                 checked.sink_schema,
