@@ -123,7 +123,8 @@ class Context:
                 "STREAMLINE_BOOTSTRAP_SERVERS": self.bootstrap,
                 "STREAMLINE_SCHEMAS": str(self.schemas),
                 "PYTHONUNBUFFERED": "1",
-                "PYTHONPATH": str(ROOT),
+                # this tree's streamline, whichever checkout the environment was installed from
+                "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
             }
         )
         return env
