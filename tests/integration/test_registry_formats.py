@@ -388,3 +388,18 @@ def test_a_json_topic_with_invalid_values_dead_letters_each_with_its_json_path(
         headers = dict(msg.headers() or [])
         assert headers["streamline.error.type"] == b"decode"
         assert headers["streamline.error.message"].decode() == invalid[msg.value()]
+
+
+def test_without_auto_register_the_sink_schema_must_be_there(
+    schema_registry: RegistryInfo, unique: str
+) -> None:
+    from streamline.errors import UsageError
+    from streamline.kafka.registry import Registry
+
+    registry = Registry({"url": schema_registry.url})
+    paid = STORE.get("com.example.PaidOrder")
+    with pytest.raises(UsageError, match=f"not registered under subject ar-{unique}-value"):
+        registry.sink_schema_id(f"ar-{unique}-value", paid, auto_register=False)
+    registered = registry.sink_schema_id(f"ar-{unique}-value", paid, auto_register=True)
+    assert registry.sink_schema_id(f"ar-{unique}-value", paid, auto_register=False) == registered
+    assert registry.sink_schema_id(paid.name, paid, auto_register=True) > 0  # record strategy
