@@ -8,6 +8,7 @@ schema from the Schema Registry by id) or JSON.
 from __future__ import annotations
 
 import base64
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -54,13 +55,19 @@ class RecordPrinter:
         self._by_id: dict[int, Any] = {}
 
     def _format_of(self, value: bytes) -> str:
+        """The given format; else `confluent-avro` for a `00` byte when a registry is given,
+        `json` for a value that parses as JSON, and single-object Avro otherwise."""
         if self.format:
             return self.format
-        if value[:1] == b"\x00":
+        if value[:1] == b"\x00" and self.registry is not None:
             return "confluent-avro"
-        if value[:2] == MAGIC:
-            return "avro"
-        return "json" if value.lstrip()[:1] in (b"{", b"[") else "avro"
+        if value[:2] != MAGIC and value.lstrip()[:1] in (b"{", b"["):
+            try:
+                json.loads(value)
+                return "json"
+            except ValueError:
+                pass
+        return "avro"
 
     def _decode(self, value: bytes | None) -> dict[str, Any]:
         if value is None:
@@ -82,8 +89,6 @@ class RecordPrinter:
             return {"value_base64": base64.b64encode(value).decode(), "note": f"not decoded: {exc}"}
 
     def _json(self, value: bytes) -> dict[str, Any]:
-        import json
-
         try:
             if self.reader is not None:
                 return {
