@@ -70,6 +70,8 @@ class Registry:
 
     settings: dict[str, str]
     on_stall: Callable[[bool, float], None] | None = None
+    stopping: Callable[[], bool] | None = None
+    """True once the process is asked to stop: a waiting lookup gives up."""
     _client: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -142,6 +144,11 @@ class Registry:
                 )
                 if self.on_stall:
                     self.on_stall(True, 0.0)
+            if self.stopping is not None and self.stopping():
+                raise RegistryUnavailableError(
+                    f"stopped while waiting for schema registry {self.url} "
+                    f"(schema id {schema_id}); the waiting records are processed at the next start"
+                )
             time.sleep(delay)
             delay = min(delay * 2, BACKOFF_MAX_S)
         self._resumed(started)

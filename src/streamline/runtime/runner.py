@@ -59,6 +59,8 @@ def run_topology(
     )
     server.start()
     stop = stop or threading.Event()
+    if registry is not None:
+        registry.stopping = stop.is_set
     previous = _install_signal_handlers(stop)
     log.info(
         "running %s@%s (%s) as instance %s; metrics on http://%s:%d/metrics",
