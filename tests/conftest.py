@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,20 +65,66 @@ def make_topic(kafka: Connection, unique: str):  # type: ignore[no-untyped-def]
     return make
 
 
+class _RegistryLaunch:
+    """The session's Schema Registry, started in a thread as soon as collection shows a test
+    needs it, so its JVM warms up while other tests run."""
+
+    def __init__(self, data_dir: Path) -> None:
+        from streamline.dev.broker import free_port
+        from streamline.dev.registry import DevRegistry
+
+        self.registry = DevRegistry(data_dir)
+        self.port = free_port()
+        self.info: Any = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._start, daemon=True)
+        self.thread.start()
+
+    def _start(self) -> None:
+        try:
+            self.info = self.registry.start(self.port)
+        except BaseException as exc:  # handed to the fixture
+            self.error = exc
+
+    def result(self) -> Any:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.info
+
+
+_registry_launch: _RegistryLaunch | None = None
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    global _registry_launch
+    from streamline.dev.registry import find_java21
+
+    wanted = any("schema_registry" in getattr(i, "fixturenames", ()) for i in session.items)
+    if wanted and find_java21() is not None and _registry_launch is None:
+        import tempfile
+
+        _registry_launch = _RegistryLaunch(Path(tempfile.mkdtemp(prefix="streamline-registry-")))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _registry_launch is not None:
+        import shutil
+
+        _registry_launch.thread.join()
+        _registry_launch.registry.stop()
+        shutil.rmtree(_registry_launch.registry.data_dir, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def schema_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def schema_registry() -> Any:
     """A real Schema Registry (Apicurio, in memory) for the session: its `RegistryInfo`.
 
     Skipped, saying why, only when no Java 21+ JDK is on the machine.
     """
-    from streamline.dev.broker import free_port
-    from streamline.dev.registry import DevRegistry, find_java21
+    from streamline.dev.registry import find_java21
 
     if find_java21() is None:
         pytest.skip("no Java 21+ JDK found: the dev Schema Registry (Apicurio) needs one")
-    registry = DevRegistry(tmp_path_factory.mktemp("registry"))
-    info = registry.start(free_port())
-    try:
-        yield info
-    finally:
-        registry.stop()
+    assert _registry_launch is not None, "started at collection for every test that uses it"
+    return _registry_launch.result()

@@ -148,6 +148,7 @@ def test_confluent_serializer_input_is_processed_exactly_once_and_read_back_by_t
     assert feeder.error is None
     await_count(kafka, sink, len(expected.outputs), 120, proc)
     await_count(kafka, dlq, len(expected.dead_letters), 60, proc)
+    await_started(proc)  # the last start has joined its group before it is stopped
     assert proc.stop() == 0
 
     deserialize = AvroDeserializer(client)

@@ -78,7 +78,7 @@ class Registry:
         from confluent_kafka.schema_registry import SchemaRegistryClient
 
         # one attempt per lookup, bounded: the retrying (and its logging) is ours
-        conf = {"max.retries": 0, "timeout": 3, **self.settings}
+        conf = {"max.retries": 0, "timeout": 5, **self.settings}
         for name in ("httpx", "httpx2"):  # a line per request at INFO otherwise
             logging.getLogger(name).setLevel(logging.WARNING)
         try:
@@ -114,7 +114,8 @@ class Registry:
         from confluent_kafka.schema_registry.error import SchemaRegistryError
 
         delay = BACKOFF_INITIAL_S
-        started: float | None = None
+        began = time.monotonic()
+        started: float | None = None  # the lookup's start, once it has failed
         while True:
             try:
                 schema = self._client.get_schema(schema_id)
@@ -134,7 +135,7 @@ class Registry:
             except Exception as exc:
                 failure = exc
             if started is None:
-                started = time.monotonic()
+                started = began
                 log.warning(
                     "schema registry %s unreachable looking up schema id %d (%s): "
                     "processing waits and retries",

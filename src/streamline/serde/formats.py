@@ -103,7 +103,12 @@ class ConfluentAvroCodec:
         try:
             writer = self._writers[schema_id]
         except KeyError:
-            writer = self._writers[schema_id] = self._resolve(schema_id)
+            try:
+                writer = self._writers[schema_id] = self._resolve(schema_id)
+            except DecodeError as exc:  # an id the registry does not know: asked once
+                writer = self._writers[schema_id] = exc
+        if type(writer) is DecodeError:
+            raise DecodeError(str(writer), writer.kind)
         if writer is None and self._read is not None:
             try:
                 fast, end = self._read(data, CONFLUENT_HEADER)
