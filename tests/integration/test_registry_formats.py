@@ -127,7 +127,7 @@ def test_confluent_serializer_input_is_processed_exactly_once_and_read_back_by_t
     kafka: Connection, schema_registry: RegistryInfo, unique: str, tmp_path: Path
 ) -> None:
     n = 20_000 if FULL else 2_000
-    client = SchemaRegistryClient({"url": schema_registry.url})
+    client = SchemaRegistryClient({"url": schema_registry.url, "timeout": 30})
     name, source, sink = f"cf-{unique}", f"cf-orders-{unique}", f"cf-paid-{unique}"
     dlq = f"{name}.dlq"
     create_topics(kafka, {t: (3, {}) for t in (source, sink, dlq)})
@@ -176,7 +176,7 @@ def test_confluent_serializer_input_is_processed_exactly_once_and_read_back_by_t
 def test_validate_registry_refuses_an_incompatible_sink_schema_in_one_line(
     schema_registry: RegistryInfo, unique: str, tmp_path: Path, bootstrap_env: dict[str, str]
 ) -> None:
-    client = SchemaRegistryClient({"url": schema_registry.url})
+    client = SchemaRegistryClient({"url": schema_registry.url, "timeout": 30})
     sink = f"ev-paid-{unique}"
     subject = f"{sink}-value"
     paid = STORE.get("com.example.PaidOrder").definition
@@ -232,7 +232,7 @@ def test_a_registry_outage_mid_run_loses_and_dead_letters_nothing(
 ) -> None:
     outage_s = 20 if FULL else 6
     n = 2_000 if FULL else 600
-    client = SchemaRegistryClient({"url": schema_registry.url})
+    client = SchemaRegistryClient({"url": schema_registry.url, "timeout": 30})
     name, source, sink = f"out-{unique}", f"out-orders-{unique}", f"out-paid-{unique}"
     dlq = f"{name}.dlq"
     create_topics(kafka, {t: (1, {}) for t in (source, sink, dlq)})
@@ -329,7 +329,7 @@ def test_produce_and_consume_json_and_confluent_avro(  # type: ignore[no-untyped
         if fmt == "json":
             assert [json.loads(v) for v in raw] == expected
         else:  # confluent-kafka's own deserializer reads what produce wrote
-            deserialize = AvroDeserializer(SchemaRegistryClient({"url": schema_registry.url}))
+            deserialize = AvroDeserializer(SchemaRegistryClient({"url": schema_registry.url, "timeout": 30}))
             ctx = SerializationContext(topic, MessageField.VALUE)
             assert [as_millis(deserialize(v, ctx)) for v in raw] == expected
 

@@ -26,9 +26,7 @@ CCOMPAT_PATH = "/apis/ccompat/v7"
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 20.0
 MIN_JAVA = 21
-HEAP = "-Xmx384m"
-# a dev registry starts faster with the C1 compiler only and one GC thread; it serves little
-JVM_FLAGS = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC")
+HEAP = "-Xmx512m"
 
 
 class RegistryError(StreamlineError):
@@ -154,7 +152,6 @@ class DevRegistry:
         command = [
             str(java),
             HEAP,
-            *JVM_FLAGS,
             f"-Dquarkus.http.port={port}",
             "-Dquarkus.http.host=127.0.0.1",
             # its management interface (health, metrics) on loopback, on a port of its own
