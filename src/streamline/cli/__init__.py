@@ -22,6 +22,7 @@ from streamline.cli import (
     reconcile,
     records,
     replay,
+    status,
     testing,
     topics,
     topologies,
@@ -46,6 +47,7 @@ for command in (
     demo.demo,
     replay.replay,
     lag.lag,
+    status.status,
     reconcile.reconcile,
     acls.acls,
 ):

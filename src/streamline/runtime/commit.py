@@ -227,6 +227,7 @@ class CommitCycle:
         self.txn = None
         collector.end()
         offsets.committed.update(offsets.positions)
+        offsets.committed_at_ms = int(time.time() * 1000)
         collector.poll(0)  # serve the changelog delivery reports that are ready
         self._tasks.post_commit({**offsets.committed, **collector.changelog_offsets})
         self._committed_metrics(txn, time.monotonic() - started)

@@ -112,6 +112,18 @@ class Heartbeats:
         self._interval_s = topology.freshness.heartbeat_interval / 1000
         self._at = 0.0
         self._producer: Producer | None = None  # made at the first heartbeat sent
+        self._details: dict[str, object] = {
+            "sla": {
+                "max_staleness": topology.freshness.max_staleness,
+                "breach_after": topology.freshness.breach_after,
+                "heartbeat_interval": topology.freshness.heartbeat_interval,
+            },
+            "topics": {
+                "sources": [s.topic for s in topology.sources],
+                "sink": topology.sink.topic,
+                "dead_letters": topology.dead_letter_topic,
+            },
+        }
         self.enabled = HEARTBEATS_TOPIC in consumer.list_topics(timeout=30).topics
         if not self.enabled:
             log.warning(
@@ -162,6 +174,8 @@ class Heartbeats:
             return
         if self._producer is None:
             self._producer = Producer(self._connection.config(log_level=3), logger=log)
+        self._details["ready"] = metrics.is_ready
+        self._details["last_commit"] = self._offsets.committed_at_ms
         document = heartbeat(
             topology.name,
             topology.version,
@@ -169,6 +183,7 @@ class Heartbeats:
             self._instance_id,
             wall_ms,
             partitions,
+            self._details,
         )
         try:
             self._producer.produce(HEARTBEATS_TOPIC, key=topology.name.encode(), value=document)

@@ -1,0 +1,264 @@
+"""`streamline status` and its page over three chained topologies A -> B -> C.
+
+The chain runs against a private broker: `status` lists every topology that sent a
+heartbeat, and the shared broker holds those of every other test. A's input is stopped
+(A late; B and C `late (upstream: A)`, exit 1), then resumed (all ok, exit 0). The page is
+checked in headless Chromium (Debian's `chromium`): its DOM and a screenshot.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Producer
+
+from streamline.dev.broker import DevBroker, free_port
+from streamline.kafka.admin import create_topics
+from streamline.kafka.connection import Connection
+from streamline.ops.topics import topology_topics
+from streamline.serde import AvroCodec, SchemaStore
+from streamline.topology import load_topology
+from tests.helpers import run_cli
+from tests.support.harness import SCHEMAS, StreamlineProcess, await_started, process_env
+
+pytestmark = pytest.mark.slow
+
+TOPOLOGY = """\
+apiVersion: streamline/v1
+name: {name}
+version: "1"
+sources:
+  - name: orders
+    topic: {source}
+    schema: com.example.Order
+    event_time: created_at
+    watermark: {{max_out_of_orderness: 0s}}
+stages:
+  - filter: "status == 'PAID'"
+sink:
+  topic: {sink}
+  schema: com.example.Order
+commit_interval: 100ms
+freshness:
+  max_staleness: 4s
+  breach_after: 10m
+  heartbeat_interval: 500ms
+"""
+CHAIN = [("a", "in", "ab"), ("b", "ab", "bc"), ("c", "bc", "out")]
+
+
+class Feeder(threading.Thread):
+    """Fresh orders to A's input every 100 ms while `running` is set."""
+
+    def __init__(self, connection: Connection, topic: str) -> None:
+        super().__init__(daemon=True)
+        store = SchemaStore(SCHEMAS)
+        self.codec = AvroCodec(store, store.get("com.example.Order"))
+        self.producer = Producer(connection.config())
+        self.topic = topic
+        self.running = threading.Event()
+        self.done = threading.Event()
+        self.sent = 0
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            if self.running.is_set():
+                record = {
+                    "order_id": f"o-{self.sent}", "customer_id": "c", "amount": 1.0,
+                    "currency": "EUR", "status": "PAID", "country": "DE",
+                    "created_at": int(time.time() * 1000),
+                }  # fmt: skip
+                self.producer.produce(self.topic, value=self.codec.encode(record))
+                self.producer.flush(5)
+                self.sent += 1
+            time.sleep(0.1)
+
+
+@dataclass
+class Chain:
+    connection: Connection
+    env: dict[str, str]
+    feeder: Feeder
+
+    def status(self, *args: str) -> tuple[int, dict[str, Any]]:
+        done = run_cli("status", "--json", *args, env=self.env, timeout=60)
+        assert done.returncode in (0, 1), done.stderr
+        return done.returncode, json.loads(done.stdout)
+
+    def await_status(self, want: dict[str, str], timeout: float = 90) -> dict[str, Any]:
+        """Polls `status --json` until each topology's label is as wanted."""
+        deadline = time.monotonic() + timeout
+        labels: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            code, document = self.status()
+            labels = {t["name"]: t["label"] for t in document["topologies"]}
+            if labels == want:
+                assert code == (0 if all(v == "ok" for v in want.values()) else 1)
+                return document
+            time.sleep(0.5)
+        raise AssertionError(f"status never became {want}: last {labels}")
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
+    tmp = tmp_path_factory.mktemp("status")
+    broker = DevBroker(tmp / "broker")
+    info = broker.start(free_port())
+    connection = Connection(info.bootstrap)
+    env = process_env(connection)
+    procs = []
+    feeder = Feeder(connection, "in")
+    try:
+        for name, source, sink in CHAIN:
+            path = tmp / f"{name}.yaml"
+            path.write_text(TOPOLOGY.format(name=name, source=source, sink=sink))
+            create_topics(connection, topology_topics(load_topology(path), 1))
+        for name, _source, _sink in CHAIN:
+            procs.append(StreamlineProcess(tmp / f"{name}.yaml", name, env, tmp).start())
+        for proc in procs:
+            await_started(proc)
+        feeder.start()
+        feeder.running.set()
+        yield Chain(connection, env, feeder)
+    finally:
+        feeder.done.set()
+        for proc in procs:
+            proc.stop()
+        broker.stop()
+
+
+def test_status_names_the_late_upstream_and_exits_by_state(chain: Chain) -> None:
+    ok = chain.await_status({"a": "ok", "b": "ok", "c": "ok"})
+    rows = {t["name"]: t for t in ok["topologies"]}
+    assert ok["ok"] is True
+    assert rows["b"]["upstreams"] == ["a"] and rows["c"]["upstreams"] == ["b"]
+    for name, source, sink in CHAIN:
+        row = rows[name]
+        assert row["instances"] == [name] and row["ready"] is True
+        assert row["versions"] == ["1"] and len(row["fingerprints"][0]) == 64
+        assert row["sources"] == [source] and sink in row["sinks"]
+        assert row["lag"] is not None and row["lag"] < 50
+        assert row["watermark"] is not None and row["last_commit"] is not None
+        assert row["dead_letters_last_hour"] == 0 and row["late_last_hour"] == 0
+
+    chain.feeder.running.clear()
+    late = chain.await_status({"a": "late", "b": "late (upstream: a)", "c": "late (upstream: a)"})
+    rows = {t["name"]: t for t in late["topologies"]}
+    assert late["ok"] is False
+    assert rows["a"]["upstream"] == [] and rows["c"]["upstream"] == ["a"]
+    assert all(r["state"] == "late" and r["staleness_ms"] > 4000 for r in rows.values())
+    table = run_cli("status", env=chain.env, timeout=60)
+    assert table.returncode == 1
+    assert "late (upstream: a)" in table.stdout
+    only = run_cli("status", "c", env=chain.env, timeout=60)  # one row, its cause still named
+    assert only.returncode == 1
+    assert "late (upstream: a)" in only.stdout and "│ a " not in only.stdout
+
+    chain.feeder.running.set()
+    chain.await_status({"a": "ok", "b": "ok", "c": "ok"})
+    assert run_cli("status", env=chain.env, timeout=60).returncode == 0
+
+
+def chromium() -> str | None:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    return found
+
+
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+def browse(url: str, tmp: Path, *args: str) -> str:
+    done = subprocess.run(
+        [
+            chromium() or "chromium",
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={tmp / 'profile'}",
+            *args,
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def await_page(port: int, timeout: float = 30) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/status.json", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError("the status page did not answer")
+
+
+@pytest.mark.skipif(chromium() is None, reason="no Chromium: apt-get install -y chromium")
+def test_status_page_in_headless_chromium(chain: Chain, tmp_path: Path) -> None:
+    chain.feeder.running.clear()
+    chain.await_status({"a": "late", "b": "late (upstream: a)", "c": "late (upstream: a)"})
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamline",
+            "status",
+            "--serve",
+            "--port",
+            str(port),
+            "--interval",
+            "2s",
+        ],
+        env={**chain.env, "PATH": os.environ["PATH"]},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        await_page(port)
+        dom = browse(f"http://127.0.0.1:{port}/", tmp_path, "--dump-dom")
+        rows = dict(re.findall(r'<tr data-topology="(\w+)" data-state="(\w+)"', dom))
+        assert rows == {"a": "late", "b": "late", "c": "late"}
+        assert dom.count("late (upstream: a)") == 2
+        nodes = re.findall(r'<g class="node" data-topology="(\w+)" data-state="(\w+)"', dom)
+        assert sorted(nodes) == [("a", "late"), ("b", "late"), ("c", "late")]
+        edges = re.findall(r'class="edge" data-from="(\w+)" data-to="(\w+)"', dom)
+        assert sorted(edges) == [("a", "b"), ("b", "c")]
+        assert 'http-equiv="refresh"' in dom
+        assert not re.search(r"<(script|link|img|iframe)\b", dom)  # nothing loads from anywhere
+        assert re.findall(r'class="history" data-topology="(\w+)"><span', dom) == ["a", "b", "c"]
+        letters = browse(f"http://127.0.0.1:{port}/dead-letters/a", tmp_path, "--dump-dom")
+        assert "Dead letters of a" in letters
+        shot = tmp_path / "status.png"
+        browse(
+            f"http://127.0.0.1:{port}/",
+            tmp_path,
+            f"--screenshot={shot}",
+            "--window-size=1400,600",
+        )
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert shot.stat().st_size > 10_000
+    finally:
+        server.terminate()
+        server.wait(10)
+        chain.feeder.running.set()
