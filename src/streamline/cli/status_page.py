@@ -30,7 +30,7 @@ body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse;margin-bottom:1.5em}
 th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;font-size:.9em}
 th{background:#f3f3f3}
-.state{font-weight:bold;color:#fff;border-radius:3px;padding:.1em .4em}
+.state{font-weight:bold;color:#fff;border-radius:3px;padding:.1em .4em;white-space:nowrap}
 .history{display:flex;gap:1px}
 .history span{display:inline-block;width:7px;height:14px}
 pre{margin:0;white-space:pre-wrap;max-width:60em}

@@ -54,6 +54,7 @@ def process_batch(
     if not pipeline.windowed:
         outputs = pipeline.process(batch, failures, metrics, txn.drops)
         source_watermarks.observe_all(r for r, _ in outputs)
+        source_watermarks.observe_consumed(batch)
         collector.send_outputs(
             outputs, pipeline.sink_topic, pipeline.header_topology, txn.event_times
         )
@@ -70,5 +71,6 @@ def process_batch(
         stateful = pipeline.run_stages(batch, failures, metrics, txn.drops)
         wall_ms = wall_clock()
         source_watermarks.observe_all(stateful)
+    source_watermarks.observe_consumed(batch)
     tasks.process(stateful, wall_ms, txn, failures)
     tasks.punctuate(wall_clock(), open_txn, failures)

@@ -18,7 +18,6 @@ from streamline.observability.heartbeats import HEARTBEATS_TOPIC, heartbeat, par
 from streamline.observability.metrics import Metrics
 from streamline.runtime.offsets import Offsets
 from streamline.runtime.operators import OperatorStore
-from streamline.runtime.watermark import NO_WATERMARK
 from streamline.runtime.windowed import SourceWatermarks
 from streamline.topology.model import Topology
 
@@ -143,19 +142,19 @@ class Heartbeats:
         metrics = self._metrics
         wall_ms = int(time.time() * 1000)
         partitions = []
-        for (topic, partition), tracker in sorted(self._watermarks.trackers.items()):
+        for topic, partition in sorted(self._watermarks.trackers):
             try:
                 _low, high = self._consumer.get_watermark_offsets(
                     TopicPartition(topic, partition), cached=True
                 )
             except KafkaException:
                 high = -1
-            known = tracker.max_event_time_ms != NO_WATERMARK
+            fresh = self._watermarks.freshness((topic, partition))
             state = partition_freshness(
                 topic,
                 partition,
-                tracker.watermark if known else None,
-                tracker.max_event_time_ms if known else None,
+                fresh[0] if fresh else None,
+                fresh[1] if fresh else None,
                 self._offsets.committed.get((topic, partition)),
                 high,
                 wall_ms,
