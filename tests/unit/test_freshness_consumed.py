@@ -63,3 +63,21 @@ def test_the_stages_watermark_is_unchanged_by_dropped_records() -> None:
         tp = (driver.topology.source.topic, 0)
         assert driver.source_watermarks.trackers[tp].max_event_time_ms == T0 + 1000
         assert driver.source_watermarks.freshness(tp) == (T0 + 9000 - 5000, T0 + 9000)
+
+
+def test_watermark_lag_and_staleness_are_two_numbers() -> None:
+    """watermark_lag_seconds: wall - watermark (the SLA's staleness); staleness_seconds:
+    wall - newest event time. They differ by the out-of-orderness allowance."""
+    from streamline.observability import Metrics
+    from streamline.runtime.health import export_freshness
+
+    metrics = Metrics("t")
+    wall = T0 + 10_000
+    state = partition_freshness("in", 0, T0 - 5000, T0, 7, 9, wall, 60_000, 180_000)
+    export_freshness(metrics, state, wall)
+    labels = {"topic": "in", "partition": 0}
+    assert metrics.value("watermark_lag_seconds", **labels) == 15.0
+    assert metrics.value("watermark_lag_seconds", **labels) == state.staleness_ms / 1000
+    assert metrics.value("staleness_seconds", **labels) == 10.0
+    assert metrics.value("watermark_ms", **labels) == T0 - 5000
+    assert metrics.value("sla_status", status="ok", **labels) == 1.0

@@ -14,7 +14,12 @@ from collections.abc import Callable, Iterable
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from streamline.kafka.connection import Connection
-from streamline.observability.heartbeats import HEARTBEATS_TOPIC, heartbeat, partition_freshness
+from streamline.observability.heartbeats import (
+    HEARTBEATS_TOPIC,
+    PartitionFreshness,
+    heartbeat,
+    partition_freshness,
+)
 from streamline.observability.metrics import Metrics
 from streamline.runtime.offsets import Offsets
 from streamline.runtime.operators import OperatorStore
@@ -84,6 +89,20 @@ def caught_up(consumer: Consumer, offsets: Offsets, tp: TP) -> bool:
         return False
     position = offsets.position(tp)
     return high >= 0 and position is not None and position >= high
+
+
+def export_freshness(metrics: Metrics, state: PartitionFreshness, wall_ms: int) -> None:
+    """The freshness gauges of one partition: `watermark_lag_seconds` is wall-clock time
+    minus the watermark (the heartbeat's `staleness_ms`, which the SLA status judges);
+    `staleness_seconds` is wall-clock time minus the newest event time seen, smaller by up
+    to `max_out_of_orderness` (how old the freshest record is)."""
+    topic, partition, gauges = state.topic, state.partition, metrics.partitions
+    if state.watermark is not None:
+        gauges.set_watermark(topic, partition, state.watermark)
+        gauges.set_watermark_lag(topic, partition, (wall_ms - state.watermark) / 1000)
+    if state.last_event_time is not None:
+        gauges.set_staleness(topic, partition, (wall_ms - state.last_event_time) / 1000)
+    gauges.set_sla_status(topic, partition, state.status)
 
 
 class Heartbeats:
@@ -162,11 +181,7 @@ class Heartbeats:
                 freshness.breach_after,
             )
             partitions.append(state)
-            if state.watermark is not None and state.staleness_ms is not None:
-                metrics.partitions.set_watermark(topic, partition, state.watermark)
-                metrics.partitions.set_watermark_lag(topic, partition, state.staleness_ms / 1000)
-                metrics.partitions.set_staleness(topic, partition, state.staleness_ms / 1000)
-            metrics.partitions.set_sla_status(topic, partition, state.status)
+            export_freshness(metrics, state, wall_ms)
         for partition, bound in self._stores():
             metrics.stores.set_state_keys(bound.spec.name, partition, bound.store.approx_keys())
         if not self.enabled:
