@@ -200,7 +200,7 @@ class CommitCycle:
             self._markers.write_markers()
         for topic, partition, changes in self._tasks.prepare_commit():
             collector.send_changelog(topic, partition, changes)
-        if self._pipeline.topology.lineage and (txn.inputs or txn.outputs):
+        if self._pipeline.topology.lineage and txn.describes_data:
             self._write_lineage(txn)
         offsets = self._offsets
         metadata = commit_metadata(offsets.generation)

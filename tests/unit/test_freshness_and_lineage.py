@@ -1,4 +1,4 @@
-"""Heartbeat freshness moves with every consumed record, not only those passing the stages.
+"""Freshness moves with every consumed record; the two freshness gauges; marker-only lineage.
 
 A partition whose records are all filtered out (or dead-lettered by a rule) is read up to
 its end: its lag is 0 and its watermark must keep up, or it would drift to `breached`.
@@ -81,3 +81,31 @@ def test_watermark_lag_and_staleness_are_two_numbers() -> None:
     assert metrics.value("staleness_seconds", **labels) == 10.0
     assert metrics.value("watermark_ms", **labels) == T0 - 5000
     assert metrics.value("sla_status", status="ok", **labels) == 1.0
+
+
+def test_a_transaction_of_only_watermark_markers_writes_no_lineage_event() -> None:
+    path = ROOT / "topologies" / "revenue-per-minute.yaml"
+    with TopologyDriver(path, SCHEMAS, partitions=2, wall_clock_ms=T0) as driver:
+        assert driver.pipeline.repartition
+        repartition = driver.pipeline.window_input_topic
+        driver.pipe("orders", [order(i) for i in range(4)])
+        events, markers = len(driver.lineage()), len(driver.topics.visible(repartition))
+        driver.advance_wall_clock(20_000)  # idle: markers change, no record comes in
+        new_markers = driver.topics.visible(repartition)[markers:]
+        assert len(new_markers) == 4  # one source partition x repartition partition each
+        written = [
+            e
+            for e in driver.lineage()[events:]
+            if any(o["name"] == repartition for o in e["outputs"])
+        ]
+        assert written == []  # the transaction that wrote them has no event
+        readers = driver.lineage()[events:]  # the window task's, reading the markers, has one
+        assert [i["name"] for e in readers for i in e["inputs"]] == [repartition]
+
+
+def test_describes_data_is_inputs_or_outputs() -> None:
+    from streamline.runtime.transaction import Transaction
+
+    assert not Transaction().describes_data
+    assert Transaction(outputs=1).describes_data
+    assert Transaction(inputs={("t", 0): [1, 2]}).describes_data
