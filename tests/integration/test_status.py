@@ -91,6 +91,10 @@ class Chain:
     connection: Connection
     env: dict[str, str]
     feeder: Feeder
+    procs: list[StreamlineProcess]
+
+    def log_of(self, name: str) -> str:
+        return next(p for p in self.procs if p.instance_id == name).log()
 
     def status(self, *args: str) -> tuple[int, dict[str, Any]]:
         done = run_cli("status", "--json", *args, env=self.env, timeout=60)
@@ -126,12 +130,13 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
             path.write_text(TOPOLOGY.format(name=name, source=source, sink=sink))
             create_topics(connection, topology_topics(load_topology(path), 1))
         for name, _source, _sink in CHAIN:
-            procs.append(StreamlineProcess(tmp / f"{name}.yaml", name, env, tmp).start())
+            own = env | {"STREAMLINE_LOG_FORMAT": "json"} if name == "c" else env
+            procs.append(StreamlineProcess(tmp / f"{name}.yaml", name, own, tmp).start())
         for proc in procs:
             await_started(proc)
         feeder.start()
         feeder.running.set()
-        yield Chain(connection, env, feeder)
+        yield Chain(connection, env, feeder, procs)
     finally:
         feeder.done.set()
         for proc in procs:
@@ -169,6 +174,10 @@ def test_status_names_the_late_upstream_and_exits_by_state(chain: Chain) -> None
     chain.feeder.running.set()
     chain.await_status({"a": "ok", "b": "ok", "c": "ok"})
     assert run_cli("status", env=chain.env, timeout=60).returncode == 0
+    # c logs JSON lines (STREAMLINE_LOG_FORMAT=json): every line of its log is one object
+    logged = [json.loads(line) for line in chain.log_of("c").splitlines() if line.strip()]
+    assert any("assigned" in r["message"] for r in logged)
+    assert all({"time", "level", "logger", "message"} <= set(r) for r in logged)
 
 
 def chromium() -> str | None:
