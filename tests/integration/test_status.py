@@ -27,6 +27,7 @@ from confluent_kafka import Producer
 from streamline.dev.broker import DevBroker, free_port
 from streamline.kafka.admin import create_topics
 from streamline.kafka.connection import Connection
+from streamline.ops.status import read_status
 from streamline.ops.topics import topology_topics
 from streamline.serde import AvroCodec, SchemaStore
 from streamline.topology import load_topology
@@ -46,6 +47,11 @@ sources:
     event_time: created_at
     watermark: {{max_out_of_orderness: 0s}}
 stages:
+  - validate:
+      rules:
+        - name: amount_positive
+          expr: "amount > 0.0"
+      on_failure: dead_letter
   - filter: "status == 'PAID'"
 sink:
   topic: {sink}
@@ -71,6 +77,17 @@ class Feeder(threading.Thread):
         self.running = threading.Event()
         self.done = threading.Event()
         self.sent = 0
+        self.bad: list[str] = []
+
+    def send_bad(self, order_id: str) -> None:
+        """An order breaking `amount_positive`: a dead letter of A, decodable."""
+        record = {
+            "order_id": order_id, "customer_id": "c", "amount": -1.0, "currency": "EUR",
+            "status": "PAID", "country": "DE", "created_at": int(time.time() * 1000),
+        }  # fmt: skip
+        self.producer.produce(self.topic, value=self.codec.encode(record))
+        self.producer.flush(5)
+        self.bad.append(order_id)
 
     def run(self) -> None:
         while not self.done.is_set():
@@ -102,16 +119,18 @@ class Chain:
         return done.returncode, json.loads(done.stdout)
 
     def await_status(self, want: dict[str, str], timeout: float = 90) -> dict[str, Any]:
-        """Polls `status --json` until each topology's label is as wanted."""
+        """Polls the status (in process: fast) until each topology's label is as wanted, then
+        returns what `status --json` says, which must agree, with its exit status."""
         deadline = time.monotonic() + timeout
         labels: dict[str, str] = {}
         while time.monotonic() < deadline:
-            code, document = self.status()
-            labels = {t["name"]: t["label"] for t in document["topologies"]}
+            labels = {r.name: r.label for r in read_status(self.connection)}
             if labels == want:
+                code, document = self.status()
+                assert {t["name"]: t["label"] for t in document["topologies"]} == want
                 assert code == (0 if all(v == "ok" for v in want.values()) else 1)
                 return document
-            time.sleep(0.5)
+            time.sleep(0.3)
         raise AssertionError(f"status never became {want}: last {labels}")
 
 
@@ -156,7 +175,8 @@ def test_status_names_the_late_upstream_and_exits_by_state(chain: Chain) -> None
         assert row["sources"] == [source] and sink in row["sinks"]
         assert row["lag"] is not None and row["lag"] < 50
         assert row["watermark"] is not None and row["last_commit"] is not None
-        assert row["dead_letters_last_hour"] == 0 and row["late_last_hour"] == 0
+        assert row["late_last_hour"] == 0
+        assert row["dead_letters_last_hour"] == (len(chain.feeder.bad) if name == "a" else 0)
 
     chain.feeder.running.clear()
     late = chain.await_status({"a": "late", "b": "late (upstream: a)", "c": "late (upstream: a)"})
@@ -224,6 +244,14 @@ def await_page(port: int, timeout: float = 30) -> None:
 
 @pytest.mark.skipif(chromium() is None, reason="no Chromium: apt-get install -y chromium")
 def test_status_page_in_headless_chromium(chain: Chain, tmp_path: Path) -> None:
+    chain.feeder.send_bad("bad-1")
+    chain.feeder.send_bad("bad-2")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # both dead letters committed and counted
+        rows = {r.name: r for r in read_status(chain.connection)}
+        if rows["a"].dead_letters_last_hour == len(chain.feeder.bad):
+            break
+        time.sleep(0.3)
     chain.feeder.running.clear()
     chain.await_status({"a": "late", "b": "late (upstream: a)", "c": "late (upstream: a)"})
     port = free_port()
@@ -256,8 +284,12 @@ def test_status_page_in_headless_chromium(chain: Chain, tmp_path: Path) -> None:
         assert 'http-equiv="refresh"' in dom
         assert not re.search(r"<(script|link|img|iframe)\b", dom)  # nothing loads from anywhere
         assert re.findall(r'class="history" data-topology="(\w+)"><span', dom) == ["a", "b", "c"]
+        assert f'<a href="/dead-letters/a">{len(chain.feeder.bad)}</a>' in dom
         letters = browse(f"http://127.0.0.1:{port}/dead-letters/a", tmp_path, "--dump-dom")
         assert "Dead letters of a" in letters
+        shown = re.findall(r'(?:"|&quot;)order_id(?:"|&quot;): (?:"|&quot;)(bad-\d+)', letters)
+        assert shown == list(reversed(chain.feeder.bad))  # decoded, newest first
+        assert letters.count("<td>validation</td>") == len(chain.feeder.bad)
         shot = tmp_path / "status.png"
         browse(
             f"http://127.0.0.1:{port}/",

@@ -159,3 +159,26 @@ def test_an_old_heartbeat_without_details_still_parses() -> None:
     parsed = parse_beat(document)
     assert parsed is not None and parsed.sources == ("in",) and parsed.sink is None
     assert parse_beat({"nope": 1}) is None
+
+
+def test_the_page_escapes_names_and_draws_one_arrow_per_edge() -> None:
+    import re
+
+    from streamline.cli.status_page import graph_svg, status_html
+
+    rows = rows_of(
+        beat("a<script>", "in", "ab", "late"),
+        beat("b", "ab", "bc", "late"),
+        beat("c", "bc", "out", "ok"),
+    )
+    page = status_html(list(rows.values()), 5, NOW)
+    assert "<script>" not in page and "a&lt;script&gt;" in page
+    assert 'http-equiv="refresh" content="5"' in page
+    svg = graph_svg(list(rows.values()))
+    assert len(re.findall(r'class="edge"', svg)) == 2
+    # columns by depth: a, then b, then c, left to right
+    xs = {
+        name: int(x)
+        for name, x in re.findall(r'data-topology="([^"]+)" data-state="\w+"><rect x="(\d+)"', svg)
+    }
+    assert xs["a&lt;script&gt;"] < xs["b"] < xs["c"]

@@ -21,6 +21,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from streamline.cli.render import ago, utc_time
+from streamline.errors import StreamlineError
 from streamline.ops.status import TopologyStatus, exit_code, graph_edges
 
 DEAD_LETTERS_SHOWN = 50
@@ -206,7 +207,11 @@ def status_app(
         row = next((r for r in rows() if r.name == name), None)
         if row is None or row.dead_letter_topic is None:
             return HTMLResponse(f"<p>no topology {_e(name)}</p>", status_code=404)
-        return HTMLResponse(dead_letters_html(name, dead_letters(row.dead_letter_topic)))
+        try:
+            letters = dead_letters(row.dead_letter_topic)
+        except StreamlineError as exc:
+            return HTMLResponse(f"<p>cannot read the dead letters: {_e(exc)}</p>", status_code=503)
+        return HTMLResponse(dead_letters_html(name, letters))
 
     return Starlette(
         routes=[
