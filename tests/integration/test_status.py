@@ -1,8 +1,9 @@
 """`streamline status` and its page over three chained topologies A -> B -> C.
 
-The chain runs against a private broker: `status` lists every topology that sent a
-heartbeat, and the shared broker holds those of every other test. A's input is stopped
-(A late; B and C `late (upstream: A)`, exit 1), then resumed (all ok, exit 0). The page is
+The chain runs on the test broker, whose heartbeats topic holds every other test's
+topologies too: each `status` call names the chain's topologies (`*-<suffix>`), which is
+also how an operator looks at one group of pipelines among many. A's input is stopped (A
+late; B and C `late (upstream: A)`, exit 1), then resumed (all ok, exit 0). The page is
 checked in headless Chromium (Debian's `chromium`): its DOM and a screenshot.
 """
 
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +26,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
-from streamline.dev.broker import DevBroker, free_port
+from streamline.dev.broker import free_port
 from streamline.kafka.admin import create_topics
 from streamline.kafka.connection import Connection
 from streamline.ops.status import read_status
@@ -62,7 +64,16 @@ freshness:
   breach_after: 10m
   heartbeat_interval: 500ms
 """
-CHAIN = [("a", "in", "ab"), ("b", "ab", "bc"), ("c", "bc", "out")]
+SUFFIX = uuid.uuid4().hex[:8]
+A, B, C = (f"{n}-{SUFFIX}" for n in "abc")
+CHAIN = [
+    (A, f"in-{SUFFIX}", f"ab-{SUFFIX}"),
+    (B, f"ab-{SUFFIX}", f"bc-{SUFFIX}"),
+    (C, f"bc-{SUFFIX}", f"out-{SUFFIX}"),
+]
+ONLY = f"*-{SUFFIX}"
+LATE = {A: "late", B: f"late (upstream: {A})", C: f"late (upstream: {A})"}
+OK = {A: "ok", B: "ok", C: "ok"}
 
 
 class Feeder(threading.Thread):
@@ -114,7 +125,7 @@ class Chain:
         return next(p for p in self.procs if p.instance_id == name).log()
 
     def status(self, *args: str) -> tuple[int, dict[str, Any]]:
-        done = run_cli("status", "--json", *args, env=self.env, timeout=60)
+        done = run_cli("status", ONLY, "--json", *args, env=self.env, timeout=60)
         assert done.returncode in (0, 1), done.stderr
         return done.returncode, json.loads(done.stdout)
 
@@ -124,7 +135,7 @@ class Chain:
         deadline = time.monotonic() + timeout
         labels: dict[str, str] = {}
         while time.monotonic() < deadline:
-            labels = {r.name: r.label for r in read_status(self.connection)}
+            labels = {r.name: r.label for r in read_status(self.connection, only=[ONLY])}
             if labels == want:
                 code, document = self.status()
                 assert {t["name"]: t["label"] for t in document["topologies"]} == want
@@ -135,39 +146,35 @@ class Chain:
 
 
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
+def chain(kafka: Connection, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
     tmp = tmp_path_factory.mktemp("status")
-    broker = DevBroker(tmp / "broker")
-    info = broker.start(free_port())
-    connection = Connection(info.bootstrap)
-    env = process_env(connection)
+    env = process_env(kafka)
     procs = []
-    feeder = Feeder(connection, "in")
+    feeder = Feeder(kafka, CHAIN[0][1])
     try:
         for name, source, sink in CHAIN:
             path = tmp / f"{name}.yaml"
             path.write_text(TOPOLOGY.format(name=name, source=source, sink=sink))
-            create_topics(connection, topology_topics(load_topology(path), 1))
+            create_topics(kafka, topology_topics(load_topology(path), 1))
         for name, _source, _sink in CHAIN:
-            own = env | {"STREAMLINE_LOG_FORMAT": "json"} if name == "c" else env
+            own = env | {"STREAMLINE_LOG_FORMAT": "json"} if name == C else env
             procs.append(StreamlineProcess(tmp / f"{name}.yaml", name, own, tmp).start())
         for proc in procs:
             await_started(proc)
         feeder.start()
         feeder.running.set()
-        yield Chain(connection, env, feeder, procs)
+        yield Chain(kafka, env, feeder, procs)
     finally:
         feeder.done.set()
         for proc in procs:
             proc.stop()
-        broker.stop()
 
 
 def test_status_names_the_late_upstream_and_exits_by_state(chain: Chain) -> None:
-    ok = chain.await_status({"a": "ok", "b": "ok", "c": "ok"})
+    ok = chain.await_status(OK)
     rows = {t["name"]: t for t in ok["topologies"]}
     assert ok["ok"] is True
-    assert rows["b"]["upstreams"] == ["a"] and rows["c"]["upstreams"] == ["b"]
+    assert rows[B]["upstreams"] == [A] and rows[C]["upstreams"] == [B]
     for name, source, sink in CHAIN:
         row = rows[name]
         assert row["instances"] == [name] and row["ready"] is True
@@ -176,26 +183,26 @@ def test_status_names_the_late_upstream_and_exits_by_state(chain: Chain) -> None
         assert row["lag"] is not None and row["lag"] < 50
         assert row["watermark"] is not None and row["last_commit"] is not None
         assert row["late_last_hour"] == 0
-        assert row["dead_letters_last_hour"] == (len(chain.feeder.bad) if name == "a" else 0)
+        assert row["dead_letters_last_hour"] == (len(chain.feeder.bad) if name == A else 0)
 
     chain.feeder.running.clear()
-    late = chain.await_status({"a": "late", "b": "late (upstream: a)", "c": "late (upstream: a)"})
+    late = chain.await_status(LATE)
     rows = {t["name"]: t for t in late["topologies"]}
     assert late["ok"] is False
-    assert rows["a"]["upstream"] == [] and rows["c"]["upstream"] == ["a"]
+    assert rows[A]["upstream"] == [] and rows[C]["upstream"] == [A]
     assert all(r["state"] == "late" and r["staleness_ms"] > 4000 for r in rows.values())
-    table = run_cli("status", env=chain.env, timeout=60)
+    table = run_cli("status", ONLY, env=chain.env, timeout=60)
     assert table.returncode == 1
-    assert "late (upstream: a)" in table.stdout
-    only = run_cli("status", "c", env=chain.env, timeout=60)  # one row, its cause still named
+    assert table.stdout.count(f"late (upstream: {A})") == 2, table.stdout
+    only = run_cli("status", C, env=chain.env, timeout=60)  # one row, its cause still named
     assert only.returncode == 1
-    assert "late (upstream: a)" in only.stdout and "│ a " not in only.stdout
+    assert f"late (upstream: {A})" in only.stdout and f"│ {A} " not in only.stdout
 
     chain.feeder.running.set()
-    chain.await_status({"a": "ok", "b": "ok", "c": "ok"})
-    assert run_cli("status", env=chain.env, timeout=60).returncode == 0
-    # c logs JSON lines (STREAMLINE_LOG_FORMAT=json): every line of its log is one object
-    logged = [json.loads(line) for line in chain.log_of("c").splitlines() if line.strip()]
+    chain.await_status(OK)
+    assert run_cli("status", ONLY, env=chain.env, timeout=60).returncode == 0
+    # C logs JSON lines (STREAMLINE_LOG_FORMAT=json): every line of its log is one object
+    logged = [json.loads(line) for line in chain.log_of(C).splitlines() if line.strip()]
     assert any("assigned" in r["message"] for r in logged)
     assert all({"time", "level", "logger", "message"} <= set(r) for r in logged)
 
@@ -212,11 +219,14 @@ CHROMIUM_FLAGS = [
 
 
 def browse(url: str, tmp: Path, *args: str) -> str:
+    """Chromium headless on `url`; a new profile each time (a profile still held by the last
+    run's exiting processes would make this one hand over to it and do nothing)."""
+    profile = tmp / f"profile-{uuid.uuid4().hex[:8]}"
     done = subprocess.run(
         [
             chromium() or "chromium",
             *CHROMIUM_FLAGS,
-            f"--user-data-dir={tmp / 'profile'}",
+            f"--user-data-dir={profile}",
             *args,
             url,
         ],
@@ -248,12 +258,12 @@ def test_status_page_in_headless_chromium(chain: Chain, tmp_path: Path) -> None:
     chain.feeder.send_bad("bad-2")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # both dead letters committed and counted
-        rows = {r.name: r for r in read_status(chain.connection)}
-        if rows["a"].dead_letters_last_hour == len(chain.feeder.bad):
+        rows = {r.name: r for r in read_status(chain.connection, only=[ONLY])}
+        if rows[A].dead_letters_last_hour == len(chain.feeder.bad):
             break
         time.sleep(0.3)
     chain.feeder.running.clear()
-    chain.await_status({"a": "late", "b": "late (upstream: a)", "c": "late (upstream: a)"})
+    chain.await_status(LATE)
     port = free_port()
     server = subprocess.Popen(
         [
@@ -261,6 +271,7 @@ def test_status_page_in_headless_chromium(chain: Chain, tmp_path: Path) -> None:
             "-m",
             "streamline",
             "status",
+            ONLY,
             "--serve",
             "--port",
             str(port),
@@ -268,25 +279,25 @@ def test_status_page_in_headless_chromium(chain: Chain, tmp_path: Path) -> None:
             "2s",
         ],
         env={**chain.env, "PATH": os.environ["PATH"]},
-        stdout=subprocess.PIPE,
+        stdout=(tmp_path / "serve.log").open("wb"),
         stderr=subprocess.STDOUT,
     )
     try:
         await_page(port)
         dom = browse(f"http://127.0.0.1:{port}/", tmp_path, "--dump-dom")
-        rows = dict(re.findall(r'<tr data-topology="(\w+)" data-state="(\w+)"', dom))
-        assert rows == {"a": "late", "b": "late", "c": "late"}
-        assert dom.count("late (upstream: a)") == 2
-        nodes = re.findall(r'<g class="node" data-topology="(\w+)" data-state="(\w+)"', dom)
-        assert sorted(nodes) == [("a", "late"), ("b", "late"), ("c", "late")]
-        edges = re.findall(r'class="edge" data-from="(\w+)" data-to="(\w+)"', dom)
-        assert sorted(edges) == [("a", "b"), ("b", "c")]
+        rows = dict(re.findall(r'<tr data-topology="([\w-]+)" data-state="(\w+)"', dom))
+        assert rows == {A: "late", B: "late", C: "late"}
+        assert dom.count(f"late (upstream: {A})") == 2
+        nodes = re.findall(r'<g class="node" data-topology="([\w-]+)" data-state="(\w+)"', dom)
+        assert sorted(nodes) == [(A, "late"), (B, "late"), (C, "late")]
+        edges = re.findall(r'class="edge" data-from="([\w-]+)" data-to="([\w-]+)"', dom)
+        assert sorted(edges) == [(A, B), (B, C)]
         assert 'http-equiv="refresh"' in dom
         assert not re.search(r"<(script|link|img|iframe)\b", dom)  # nothing loads from anywhere
-        assert re.findall(r'class="history" data-topology="(\w+)"><span', dom) == ["a", "b", "c"]
-        assert f'<a href="/dead-letters/a">{len(chain.feeder.bad)}</a>' in dom
-        letters = browse(f"http://127.0.0.1:{port}/dead-letters/a", tmp_path, "--dump-dom")
-        assert "Dead letters of a" in letters
+        assert re.findall(r'class="history" data-topology="([\w-]+)"><span', dom) == [A, B, C]
+        assert f'<a href="/dead-letters/{A}">{len(chain.feeder.bad)}</a>' in dom
+        letters = browse(f"http://127.0.0.1:{port}/dead-letters/{A}", tmp_path, "--dump-dom")
+        assert f"Dead letters of {A}" in letters
         shown = re.findall(r'(?:"|&quot;)order_id(?:"|&quot;): (?:"|&quot;)(bad-\d+)', letters)
         assert shown == list(reversed(chain.feeder.bad))  # decoded, newest first
         assert letters.count("<td>validation</td>") == len(chain.feeder.bad)
