@@ -197,6 +197,18 @@ def test_status_names_the_late_upstream_and_exits_by_state(chain: Chain) -> None
     only = run_cli("status", C, env=chain.env, timeout=60)  # one row, its cause still named
     assert only.returncode == 1
     assert f"late (upstream: {A})" in only.stdout and f"│ {A} " not in only.stdout
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "streamline", "status", ONLY, "--watch", "--json", "--interval", "1s"],
+        env=chain.env, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert watch.stdout is not None
+        documents = [json.loads(watch.stdout.readline()) for _ in range(2)]  # a refresh each
+    finally:
+        watch.terminate()
+        watch.wait(10)
+    for document in documents:
+        assert {t["name"]: t["label"] for t in document["topologies"]} == LATE
 
     chain.feeder.running.set()
     chain.await_status(OK)

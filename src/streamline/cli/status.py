@@ -69,7 +69,7 @@ def status(
     if serve:
         _serve(connection, read, schemas, host, port, interval_ms)
         return
-    if watch and not as_json:
+    if watch and not as_json and out.is_terminal:  # else: a table per refresh, below
         from rich.live import Live
 
         with Live(status_table(read()), console=out, refresh_per_second=1) as live:
