@@ -312,7 +312,9 @@ class SourceWatermarks:
 
     def observe_consumed(self, records: Iterable[Record]) -> None:
         """Every consumed record that has an event time (a record that failed before the
-        event-time stage has none: 0) moves its partition's freshness."""
+        event-time stage has none: 0) moves its partition's freshness. The loop calls it
+        only for batches the stages dropped or failed records of: else `observe_all` has
+        seen them all."""
         consumed, trackers = self.consumed, self.trackers
         for record in records:
             event_time = record.event_time
