@@ -367,4 +367,4 @@ def read_status(
         if (b := parse_beat(d)) is not None
     ]
     activity = lineage_activity(_documents(read_since(connection, LINEAGE_TOPIC, now - since_ms)))
-    return summarize(beats, activity, int(time.time() * 1000), only)
+    return summarize(beats, activity, now, only)
