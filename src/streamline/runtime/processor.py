@@ -26,6 +26,7 @@ from streamline.kafka.consumers import group_consumer
 from streamline.observability.metrics import Metrics
 from streamline.reliability.dead_letter import Failure
 from streamline.runtime.batch import process_batch
+from streamline.runtime.bounded import UntilCaughtUp
 from streamline.runtime.collector import RecordCollector
 from streamline.runtime.commit import CommitCycle, TransactionAborted, transactional_producer
 from streamline.runtime.failures import FailedRecords
@@ -55,6 +56,9 @@ class RunOptions:
     state_dir: Path = Path(".streamline/state")
     # /healthz answers 503 once the loop has made no progress for this long (0: never)
     stall_timeout_s: float = 120.0
+    # `run --until-caught-up`: stop once the end offsets seen at start are processed
+    until_caught_up: bool = False
+    max_wait_s: float | None = None
 
 
 class Processor:
@@ -69,6 +73,7 @@ class Processor:
         self.metrics = metrics
         maps = [stage for stage in pipeline.stages if isinstance(stage, Map)]
         self.liveness = Liveness(options.stall_timeout_s, lambda: [m.progressed_at for m in maps])
+        self.bound: UntilCaughtUp | None = None  # made when the run starts
 
     def healthy(self) -> bool:
         """Whether the loop runs and has made progress within the stall timeout (/healthz)."""
@@ -81,6 +86,8 @@ class Processor:
 
     def run(self, stop: threading.Event) -> None:
         """Consumes, processes and commits until `stop` is set; then commits and leaves the group."""
+        if self.options.until_caught_up:
+            self.bound = UntilCaughtUp(self.pipeline, self.connection, self.options.max_wait_s)
         _Loop(self).run(stop)
 
 
@@ -92,6 +99,7 @@ class _Loop:
     """One run: the clients and the objects wired around them."""
 
     def __init__(self, processor: Processor) -> None:
+        self.processor = processor
         self.pipeline = pipeline = processor.pipeline
         self.connection = connection = processor.connection
         self.options = options = processor.options
@@ -167,8 +175,11 @@ class _Loop:
         self.liveness.alive = True
         self.metrics.set_ready(self.liveness.ready)  # true once assigned and restored
         try:
+            bound = self.processor.bound
             while not stop.is_set():
                 self._step(heartbeats)
+                if bound is not None and bound.reached(self.commit.txn is not None):
+                    stop.set()
             self.commit.commit_or_abort()
         finally:
             self.liveness.alive = False

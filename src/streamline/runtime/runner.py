@@ -7,6 +7,7 @@ import signal
 import threading
 from types import FrameType
 
+from streamline.errors import StreamlineError
 from streamline.kafka.admin import (
     require_copartitioned,
     require_state_partitions,
@@ -68,7 +69,21 @@ def run_topology(
     finally:
         server.stop()
         _restore_signal_handlers(previous)
+        if processor.bound is not None:
+            processor.bound.close()
     log.info("stopped cleanly")
+    _bounded_outcome(processor)
+
+
+def _bounded_outcome(processor: Processor) -> None:
+    """A bounded run that stopped before its work was done fails (exit 1), saying why."""
+    bound = processor.bound
+    if bound is None:
+        return
+    if bound.failure is not None:
+        raise StreamlineError(bound.failure)
+    if not bound.done:
+        raise StreamlineError("stopped by a signal before the run caught up")
 
 
 def _install_signal_handlers(stop: threading.Event) -> dict[int, object]:
