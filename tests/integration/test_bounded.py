@@ -26,7 +26,7 @@ from tests.support.harness import (
 from tests.support.windows_oracle import events
 
 FULL = os.environ.get("STREAMLINE_ACCEPTANCE_SCALE") == "full"
-BACKLOG = 100_000 if FULL else 20_000
+BACKLOG = 100_000 if FULL else 10_000
 
 
 def test_a_windowed_run_over_a_backlog_exits_0_with_every_closable_window_exact(

@@ -28,6 +28,7 @@ def scan_consumer(
                 "queued.max.messages.kbytes": 16384,
                 "fetch.max.bytes": 8 * 1024 * 1024,
                 "max.partition.fetch.bytes": 2 * 1024 * 1024,
+                "fetch.wait.max.ms": 20,  # the end of a partition shows at once
             },
             log_level=0,
         )
@@ -64,7 +65,7 @@ def _read_to_end(consumer: Consumer, topic: str, partition: int, first: int) -> 
     deadline = time.monotonic() + IDLE_TIMEOUT_S
     try:
         while True:
-            messages = consumer.consume(5000, timeout=1.0)
+            messages = consumer.consume(5000, timeout=0.1)
             if not messages and time.monotonic() > deadline:
                 raise StreamlineError(
                     f"could not read {topic}/{partition} up to {high} within {IDLE_TIMEOUT_S:.0f}s"
