@@ -14,8 +14,10 @@ import pytest
 from confluent_kafka import Producer
 
 from streamline.kafka.connection import Connection
+from streamline.serde import SchemaStore
+from streamline.topology import check_topology, load_topology
 from tests.helpers import read_all, run_cli
-from tests.support.harness import expectation, make_topology, order_stream, process_env
+from tests.support.harness import SCHEMAS, expectation, make_topology, order_stream, process_env
 
 
 def rows_of(path: Path) -> list[dict[str, Any]]:
@@ -122,6 +124,9 @@ def test_export_row_counts_equal_the_topics_and_the_manifest_hashes_match(
     assert json.loads(audit["plan"]) == counts["plan"]
 
     lineage = rows_of(out / f"lineage.{fmt}")
+    pinned = check_topology(load_topology(path), SchemaStore(SCHEMAS)).fingerprint
+    assert manifest["fingerprint"] == pinned
+    assert {r["fingerprint"] for r in lineage} == {pinned}  # the run fingerprint, pinned
     inputs = sum(int(r["records"]) for r in lineage)
     assert inputs == len(order_stream(2000))  # every input once, in some transaction
 

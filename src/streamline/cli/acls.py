@@ -47,7 +47,7 @@ def acls(
         try:
             create_acls(connection, wanted, principal)
         except Exception as exc:
-            audit.record("acls-apply", model.name, model.fingerprint, plan, "failed", str(exc))
+            audit.record("acls-apply", model.name, checked.fingerprint, plan, "failed", str(exc))
             raise
-        audit.record("acls-apply", model.name, model.fingerprint, plan, "applied", None)
+        audit.record("acls-apply", model.name, checked.fingerprint, plan, "applied", None)
         out.print(f"created {len(wanted)} ACLs for {principal}", markup=False)

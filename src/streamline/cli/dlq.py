@@ -94,11 +94,11 @@ def dlq_replay(
         report = replay_dead_letters(connection, model, error_type, dry_run)
     except Exception as exc:
         if audit is not None:
-            audit.record("dlq-replay", model.name, model.fingerprint, plan, "failed", str(exc))
+            audit.record("dlq-replay", model.name, checked.fingerprint, plan, "failed", str(exc))
         raise
     if audit is not None:
         result = {"sent": dict(report.sent), "skipped_already_replayed": dict(report.skipped)}
-        audit.record("dlq-replay", model.name, model.fingerprint, plan, "applied", result)
+        audit.record("dlq-replay", model.name, checked.fingerprint, plan, "applied", result)
 
     def by_type(counts: Any) -> str:
         return ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items()))

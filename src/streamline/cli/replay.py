@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from streamline.kafka.connection import Connection
     from streamline.ops.audit import AuditLog
     from streamline.ops.replay import ReplayPlan
-    from streamline.topology import Topology
+    from streamline.topology import CheckedTopology
 
 
 def replay(
@@ -84,7 +84,7 @@ def replay(
     members = active_members(connection, model.group_id)
     audit = None if review else AuditLog(connection)
     if apply_plan is not None:
-        plan = plan_from_document(model, document)
+        plan = plan_from_document(model, checked.fingerprint, document)
     else:
         request = _request(to_earliest, to_datetime, by_duration, to_offset)
         plan = plan_replay(
@@ -95,7 +95,7 @@ def replay(
             back=by_duration,
             offset=to_offset,
         )
-        document = plan_document(model, plan, request)
+        document = plan_document(model, checked.fingerprint, plan, request)
     out.print(replay_table(model.name, plan))
     if plan.reset.truncate:
         out.print(
@@ -113,14 +113,14 @@ def replay(
         out.print(f"dry run: {plan.total} records would be processed again; nothing changed")
         return
     assert audit is not None
-    _apply(audit, connection, model, plan, document, members, from_file=apply_plan is not None)
+    _apply(audit, connection, checked, plan, document, members, from_file=apply_plan is not None)
     out.print(f"offsets reset; {plan.total} records will be processed again when the topology runs")
 
 
 def _apply(
     audit: AuditLog,
     connection: Connection,
-    model: Topology,
+    checked: CheckedTopology,
     plan: ReplayPlan,
     document: dict[str, Any],
     members: list[str],
@@ -130,8 +130,10 @@ def _apply(
     since it was made; every outcome is an audit event."""
     from streamline.ops.replay import apply_replay, moved_since
 
+    model = checked.topology
+
     def record(status: str, detail: Any) -> None:
-        audit.record("replay", model.name, model.fingerprint, document, status, detail)
+        audit.record("replay", model.name, checked.fingerprint, document, status, detail)
 
     if members:
         reason = (

@@ -294,7 +294,8 @@ def export_evidence(
     manifest = {
         "topology": name,
         "version": topology.version,
-        "fingerprint": topology.fingerprint,
+        "fingerprint": checked.fingerprint,
+        "definition_fingerprint": topology.fingerprint,
         "schemas": _schema_fingerprints(checked, store),
         "since": _iso(since_ms),
         "until": _iso(until_ms),

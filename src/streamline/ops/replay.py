@@ -199,7 +199,9 @@ def apply_replay(connection: Connection, topology: Topology, plan: ReplayPlan) -
         delete_all_records(connection, topic, partitions)
 
 
-def plan_document(topology: Topology, plan: ReplayPlan, request: dict[str, Any]) -> dict[str, Any]:
+def plan_document(
+    topology: Topology, fingerprint: str, plan: ReplayPlan, request: dict[str, Any]
+) -> dict[str, Any]:
     """The plan as JSON data: what `--plan-out` writes, `--apply` reads and the audit event holds.
 
     `request` is how the target was asked for (e.g. `{"to_earliest": true}`); `current` of
@@ -209,7 +211,7 @@ def plan_document(topology: Topology, plan: ReplayPlan, request: dict[str, Any])
     return {
         "kind": PLAN_KIND,
         "topology": topology.name,
-        "fingerprint": topology.fingerprint,
+        "fingerprint": fingerprint,  # the run fingerprint: definition, schemas, code, version
         "group": topology.group_id,
         "made_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
         "request": request,
@@ -224,7 +226,7 @@ def plan_document(topology: Topology, plan: ReplayPlan, request: dict[str, Any])
     }
 
 
-def plan_from_document(topology: Topology, document: Any) -> ReplayPlan:
+def plan_from_document(topology: Topology, fingerprint: str, document: Any) -> ReplayPlan:
     """The plan a reviewed `--plan-out` file holds, for this topology; UsageError otherwise."""
     if not isinstance(document, dict) or document.get("kind") != PLAN_KIND:
         raise UsageError(f'not a replay plan (no "kind": "{PLAN_KIND}")')
@@ -233,9 +235,10 @@ def plan_from_document(topology: Topology, document: Any) -> ReplayPlan:
             f"the plan is for topology {document.get('topology')} "
             f"(group {document.get('group')}), not {topology.name}"
         )
-    if document.get("fingerprint") != topology.fingerprint:
+    if document.get("fingerprint") != fingerprint:
         raise UsageError(
-            "the topology changed since the plan was made (its fingerprint differs); "
+            "the topology changed since the plan was made (its fingerprint differs: the file, "
+            "its schemas, its map code or the streamline version); "
             "make a new plan with --plan-out"
         )
     try:

@@ -56,8 +56,7 @@ class RunOptions:
     state_dir: Path = Path(".streamline/state")
     # /healthz answers 503 once the loop has made no progress for this long (0: never)
     stall_timeout_s: float = 120.0
-    # `run --until-caught-up`: stop once the end offsets seen at start are processed
-    until_caught_up: bool = False
+    until_caught_up: bool = False  # stop once the end offsets seen at start are processed
     max_wait_s: float | None = None
 
 
@@ -99,7 +98,7 @@ class _Loop:
     """One run: the clients and the objects wired around them."""
 
     def __init__(self, processor: Processor) -> None:
-        self.processor = processor
+        self.bound = processor.bound  # `run --until-caught-up`: when the run is done
         self.pipeline = pipeline = processor.pipeline
         self.connection = connection = processor.connection
         self.options = options = processor.options
@@ -170,15 +169,15 @@ class _Loop:
         heartbeats = Heartbeats(
             pipeline.topology, self.options.instance_id, self.connection, self.consumer,
             self.offsets, self.source_watermarks, self.tasks.stores, self.metrics,
+            pipeline.fingerprint,
         )  # fmt: skip
         self.liveness.progressed()
         self.liveness.alive = True
         self.metrics.set_ready(self.liveness.ready)  # true once assigned and restored
         try:
-            bound = self.processor.bound
             while not stop.is_set():
                 self._step(heartbeats)
-                if bound is not None and bound.reached(self.commit.txn is not None):
+                if self.bound is not None and self.bound.reached(self.commit.txn is not None):
                     stop.set()
             self.commit.commit_or_abort()
         finally:

@@ -43,7 +43,7 @@ def run_topology(
         if pipeline.retrying and not pipeline.repartition:
             require_copartitioned(counts, pipeline.window_input_topic, topology.retry_topic)
     metrics = Metrics(topology.name)
-    metrics.set_info(topology.version, topology.fingerprint)
+    metrics.set_info(topology.version, checked.fingerprint)
     processor = Processor(pipeline, connection, options, metrics)
     server = MetricsServer(
         metrics,
@@ -59,7 +59,7 @@ def run_topology(
         "running %s@%s (%s) as instance %s; metrics on http://%s:%d/metrics",
         topology.name,
         topology.version,
-        topology.fingerprint[:12],
+        checked.fingerprint[:12],
         options.instance_id,
         metrics_host,
         server.port,
