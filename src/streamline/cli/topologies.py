@@ -80,6 +80,14 @@ def run(
             help="With --until-caught-up: give up (exit 1) after this long, e.g. 30m.",
         ),
     ] = None,
+    no_create_topics: Annotated[
+        bool,
+        typer.Option(
+            "--no-create-topics",
+            help="Do not create missing internal topics (dead letters, retry, late, changelog, "
+            "repartition, lineage, heartbeats): for locked-down clusters.",
+        ),
+    ] = False,
     bootstrap_servers: BootstrapOpt = None,
     kafka_config: KafkaConfigOpt = None,
     schemas: SchemasOpt = None,
@@ -109,7 +117,15 @@ def run(
         until_caught_up=until_caught_up,
         max_wait_s=_max_wait(max_wait, until_caught_up),
     )
-    run_topology(checked, store, connection, options, metrics_host, metrics_port)
+    run_topology(
+        checked,
+        store,
+        connection,
+        options,
+        metrics_host,
+        metrics_port,
+        create_topics=not no_create_topics,
+    )
 
 
 def _max_wait(max_wait: str | None, until_caught_up: bool) -> float | None:

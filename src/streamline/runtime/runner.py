@@ -16,6 +16,7 @@ from streamline.kafka.admin import (
 from streamline.kafka.connection import Connection
 from streamline.observability.http import MetricsServer
 from streamline.observability.metrics import Metrics
+from streamline.runtime.internal_topics import create_internal_topics
 from streamline.runtime.pipeline import Pipeline
 from streamline.runtime.processor import Processor, RunOptions
 from streamline.serde import SchemaStore
@@ -32,11 +33,17 @@ def run_topology(
     metrics_host: str = "127.0.0.1",
     metrics_port: int = 9400,
     stop: threading.Event | None = None,
+    create_topics: bool = True,
 ) -> None:
-    """Runs until SIGTERM/SIGINT (or `stop`), then commits or aborts and leaves the group cleanly."""
+    """Runs until SIGTERM/SIGINT (or `stop`), then commits or aborts and leaves the group cleanly.
+
+    With `create_topics`, missing internal topics are created first (`internal_topics.py`).
+    """
     topology = checked.topology
     connection.check_reachable()
     pipeline = Pipeline.from_checked(checked, store)
+    if create_topics:
+        create_internal_topics(connection, pipeline.resources)
     counts = require_topics(connection, [*pipeline.source_topics, *pipeline.owned_topics])
     if pipeline.windowed:
         require_state_partitions(counts, pipeline.window_input_topic, pipeline.changelog_topic)
