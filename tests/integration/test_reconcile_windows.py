@@ -43,7 +43,7 @@ def test_windowed_reconcile_balances_after_crashes_and_names_deleted_results(
     kafka: Connection, unique: str, tmp_path: Path
 ) -> None:
     scenario = Scenario(kafka, tmp_path, unique, "tumbling")
-    evts = events(4000, keys=40, step_ms=20, disorder_ms=1000)
+    evts = events(2500, keys=30, step_ms=30, disorder_ms=1000)
     pending = {i for i in range(len(evts)) if i % 13 == 0}
     bad = {i for i in range(len(evts)) if i % 97 == 5}
     produce(kafka, scenario.source, evts, pending, bad)
