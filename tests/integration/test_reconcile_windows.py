@@ -14,7 +14,7 @@ from confluent_kafka.admin import AdminClient
 from streamline.kafka.connection import Connection
 from tests.helpers import read_all, run_cli
 from tests.integration.test_windows import ORDER, REVENUE, Scenario
-from tests.support.harness import crash_repeatedly
+from tests.support.harness import await_started, crash_repeatedly
 from tests.support.windows_oracle import Event, events
 
 pytestmark = pytest.mark.slow
@@ -49,6 +49,7 @@ def test_windowed_reconcile_balances_after_crashes_and_names_deleted_results(
     produce(kafka, scenario.source, evts, pending, bad)
     proc = scenario.process("a").start()
     crash_repeatedly(proc, random.Random(unique), times=2)
+    await_started(proc)
     assert proc.stop() == 0, proc.log()[-3000:]
     oldest = min(e.t for e in evts)  # far behind every partition's watermark: late
     late = [
