@@ -19,6 +19,7 @@ from streamline.observability.lineage import LINEAGE_TOPIC
 from streamline.serde import AvroCodec, DecodeError, SchemaStore
 from streamline.serde.codec import writer_schema
 from streamline.serde.convert import to_json_value
+from streamline.topology.resources import AUDIT_TOPIC
 
 
 def _text_or_base64(data: bytes | None) -> Any:
@@ -30,7 +31,7 @@ def _text_or_base64(data: bytes | None) -> Any:
         return {"base64": base64.b64encode(data).decode()}
 
 
-JSON_TOPICS = frozenset({HEARTBEATS_TOPIC, LINEAGE_TOPIC, "streamline.audit"})
+JSON_TOPICS = frozenset({HEARTBEATS_TOPIC, LINEAGE_TOPIC, AUDIT_TOPIC})
 """The shared topics whose values are JSON documents, printed as JSON (not base64)."""
 
 

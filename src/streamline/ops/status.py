@@ -28,9 +28,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Message
 
 from streamline.kafka.connection import Connection
+from streamline.kafka.scan import scan_consumer, scan_since
 from streamline.observability.heartbeats import HEARTBEATS_TOPIC
 from streamline.observability.lineage import LINEAGE_TOPIC
 
@@ -292,57 +293,6 @@ def graph_edges(rows: list[TopologyStatus]) -> list[tuple[str, str]]:
 # --- reading the topics ---------------------------------------------------------------------
 
 
-def read_since(
-    connection: Connection, topic: str, since_ms: int, timeout: float = 30.0
-) -> Iterator[Message]:
-    """Committed records of `topic` with a timestamp from `since_ms`, up to the end offsets
-    taken when the read began; nothing if the topic does not exist."""
-    consumer = Consumer(
-        connection.config(
-            **{
-                "group.id": f"streamline-status-{uuid.uuid4().hex[:8]}",
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-                "enable.partition.eof": True,
-            },
-            log_level=0,
-        )
-    )
-    try:
-        metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
-        if metadata is None or metadata.error is not None:
-            return
-        wanted = [TopicPartition(topic, p, since_ms) for p in metadata.partitions]
-        starts = consumer.offsets_for_times(wanted, timeout=timeout)
-        ends: dict[int, int] = {}
-        assignment = []
-        for tp in starts:
-            _low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, tp.partition), timeout=timeout
-            )
-            if tp.offset >= 0 and tp.offset < high:
-                ends[tp.partition] = high
-                assignment.append(TopicPartition(topic, tp.partition, tp.offset))
-        if not assignment:
-            return
-        consumer.assign(assignment)
-        pending = set(ends)
-        deadline = time.monotonic() + timeout
-        while pending and time.monotonic() < deadline:
-            for msg in consumer.consume(1000, timeout=0.2):
-                p = msg.partition() or 0
-                error = msg.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        pending.discard(p)
-                    continue
-                if (msg.offset() or 0) >= ends[p] - 1:
-                    pending.discard(p)
-                yield msg
-    finally:
-        consumer.close()
-
-
 def _documents(messages: Iterable[Message]) -> Iterator[dict[str, Any]]:
     for msg in messages:
         try:
@@ -361,10 +311,15 @@ def read_status(
 ) -> list[TopologyStatus]:
     """`summarize` over the heartbeats and lineage events of the last `since_ms`."""
     now = now_ms if now_ms is not None else int(time.time() * 1000)
-    beats = [
-        b
-        for d in _documents(read_since(connection, HEARTBEATS_TOPIC, now - since_ms))
-        if (b := parse_beat(d)) is not None
-    ]
-    activity = lineage_activity(_documents(read_since(connection, LINEAGE_TOPIC, now - since_ms)))
+    consumer = scan_consumer(connection, f"streamline-status-{uuid.uuid4().hex[:8]}")
+    try:
+        beats = [
+            b
+            for d in _documents(scan_since(consumer, HEARTBEATS_TOPIC, now - since_ms))
+            if (b := parse_beat(d)) is not None
+        ]
+        events = _documents(scan_since(consumer, LINEAGE_TOPIC, now - since_ms))
+        activity = lineage_activity(events)
+    finally:
+        consumer.close()
     return summarize(beats, activity, now, only)
