@@ -136,7 +136,7 @@ def test_instances_get_time_to_commit_when_stopped() -> None:
 
 def test_prometheus_scrapes_both_instances_on_their_metrics_port() -> None:
     prometheus = SERVICES["prometheus"]
-    [(source, target)] = bind_mounts(prometheus)
+    [(source, target)] = [m for m in bind_mounts(prometheus) if m[1].endswith("prometheus.yml")]
     assert f"--config.file={target}" in prometheus["command"]
     config = yaml.safe_load((ROOT / source).read_text())
     [job] = config["scrape_configs"]
@@ -175,3 +175,11 @@ def test_compose_runs_a_schema_registry_on_a_loopback_port() -> None:
     assert registry["image"].startswith("apicurio/apicurio-registry:3.")
     assert registry["ports"] == ["127.0.0.1:8081:8080"]
     assert registry["environment"]["APICURIO_STORAGE_SQL_KIND"] == "h2"
+
+
+def test_prometheus_loads_the_alerting_rules() -> None:
+    prometheus = SERVICES["prometheus"]
+    mounts = dict((target, source) for source, target in bind_mounts(prometheus))
+    config = yaml.safe_load((ROOT / mounts["/etc/prometheus/prometheus.yml"]).read_text())
+    [rules] = config["rule_files"]
+    assert (ROOT / mounts[rules]).resolve() == (ROOT / "deploy/prometheus/alerts.yml").resolve()

@@ -17,6 +17,7 @@ from streamline.cli import (
     broker,
     demo,
     dlq,
+    evidence,
     lag,
     lineage,
     reconcile,
@@ -24,6 +25,7 @@ from streamline.cli import (
     registry,
     replay,
     schema,
+    status,
     testing,
     topics,
     topologies,
@@ -48,6 +50,7 @@ for command in (
     demo.demo,
     replay.replay,
     lag.lag,
+    status.status,
     reconcile.reconcile,
     acls.acls,
 ):
@@ -58,6 +61,7 @@ app.add_typer(schema.schema_app, name="schema")
 app.add_typer(topics.topics_app, name="topics")
 app.add_typer(dlq.dlq_app, name="dlq")
 app.add_typer(lineage.lineage_app, name="lineage")
+app.add_typer(evidence.evidence_app, name="evidence")
 
 
 def main() -> None:
