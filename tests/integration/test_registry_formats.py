@@ -329,7 +329,9 @@ def test_produce_and_consume_json_and_confluent_avro(  # type: ignore[no-untyped
         if fmt == "json":
             assert [json.loads(v) for v in raw] == expected
         else:  # confluent-kafka's own deserializer reads what produce wrote
-            deserialize = AvroDeserializer(SchemaRegistryClient({"url": schema_registry.url, "timeout": 30}))
+            deserialize = AvroDeserializer(
+                SchemaRegistryClient({"url": schema_registry.url, "timeout": 30})
+            )
             ctx = SerializationContext(topic, MessageField.VALUE)
             assert [as_millis(deserialize(v, ctx)) for v in raw] == expected
 
