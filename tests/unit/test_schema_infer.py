@@ -81,7 +81,38 @@ def test_cli_prints_the_draft_and_refuses_what_it_cannot_read(tmp_path: Path) ->
     (tmp_path / "t.parquet").write_bytes(b"PAR1")
     refused = runner.invoke(app, ["schema", "infer", str(tmp_path / "t.parquet")])
     assert isinstance(refused.exception, UsageError)  # main() prints it, exit 2
-    assert "Parquet is not supported by schema infer yet" in str(refused.exception)
+    assert "not a readable Parquet file" in str(refused.exception)
     (tmp_path / "bad.jsonl").write_text('{"a": 1}\n{nope\n')
     bad = runner.invoke(app, ["schema", "infer", str(tmp_path / "bad.jsonl")])
     assert "bad.jsonl:2: not valid JSON" in str(bad.exception)
+
+
+def test_parquet_columns_keep_their_types(tmp_path: Path) -> None:
+    from datetime import UTC, date, datetime
+    from decimal import Decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table(
+        {
+            "id": pa.array([1, 2, 3], pa.int64()),
+            "at": pa.array([datetime(2026, 1, 1, tzinfo=UTC)] * 3, pa.timestamp("ms", tz="UTC")),
+            "day": pa.array([date(2026, 1, 1), None, date(2026, 1, 3)], pa.date32()),
+            "price": pa.array([Decimal("1.50"), Decimal("2.00"), Decimal("3.25")]),
+            "name": pa.array(["a", "b", None]),
+            "blob": pa.array([b"x", b"y", b"z"]),
+        }
+    )
+    path = tmp_path / "orders.parquet"
+    pq.write_table(table, path)
+    done = CliRunner().invoke(app, ["schema", "infer", str(path)])
+    assert done.exit_code == 0, done.output
+    assert fields(json.loads(done.stdout)) == {
+        "id": "long",
+        "at": TS,
+        "day": ["null", {"type": "int", "logicalType": "date"}],
+        "price": "double",
+        "name": ["null", "string"],
+        "blob": "bytes",
+    }

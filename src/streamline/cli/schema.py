@@ -1,4 +1,4 @@
-"""`streamline schema infer FILE`: a draft `.avsc` from sample data."""
+"""`streamline schema infer FILE`: a draft `.avsc` from sample data (JSON lines, CSV, Parquet)."""
 
 from __future__ import annotations
 
@@ -36,9 +36,28 @@ def _csv_records(path: Path) -> Iterator[dict[str, Any]]:
         yield from csv.DictReader(stream)
 
 
+def _parquet_records(path: Path, limit: int) -> Iterator[dict[str, Any]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise UsageError(f"{path}: not a readable Parquet file: {exc}") from None
+    seen = 0
+    for batch in parquet.iter_batches(batch_size=min(limit, 10_000)):
+        for row in batch.to_pylist():
+            yield row
+            seen += 1
+            if seen >= limit:
+                return
+
+
 @schema_app.command("infer")
 def infer(
-    file: Annotated[Path, typer.Argument(help="JSON lines (.jsonl, .json) or CSV (.csv).")],
+    file: Annotated[
+        Path, typer.Argument(help="JSON lines (.jsonl, .json), CSV (.csv) or Parquet (.parquet).")
+    ],
     name: Annotated[
         str | None, typer.Option("--name", help="Record name (default: from the file name).")
     ] = None,
@@ -54,14 +73,16 @@ def infer(
     if not file.is_file():
         raise UsageError(f"cannot read {file}: no such file")
     suffix = file.suffix.lower()
-    if suffix == ".parquet":
-        raise UsageError(
-            f"{file}: Parquet is not supported by schema infer yet; give JSON lines or CSV"
-        )
-    if suffix not in (".jsonl", ".json", ".ndjson", ".csv"):
-        raise UsageError(f"{file}: expected .jsonl, .json, .ndjson or .csv")
+    if suffix not in (".jsonl", ".json", ".ndjson", ".csv", ".parquet"):
+        raise UsageError(f"{file}: expected .jsonl, .json, .ndjson, .csv or .parquet")
     text = suffix == ".csv"
-    records = _csv_records(file) if text else _json_records(file)
+    records = (
+        _parquet_records(file, limit)
+        if suffix == ".parquet"
+        else _csv_records(file)
+        if text
+        else _json_records(file)
+    )
     record_name = name or "".join(
         part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", file.stem) if part
     )

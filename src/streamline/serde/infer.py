@@ -1,5 +1,8 @@
 """A draft Avro schema from sample records (`streamline schema infer`): for a user to edit.
 
+Records come from JSON lines, CSV rows (strings, `text=True`) or Parquet rows (as pyarrow
+gives them: datetimes, dates, bytes and decimals keep their kind).
+
 Each value widens what a field is known to hold: booleans, whole numbers (`long`), numbers
 (`double`), strings, nested objects (records, named after their field) and lists (arrays).
 Strings that are all ISO-8601 date-times become `timestamp-millis`, all dates `date`;
@@ -15,6 +18,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -25,7 +29,9 @@ _TIME_NAME = re.compile(r"(_at|_ts|_time|_timestamp|_date)$|^(ts|time|timestamp|
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_]")
 # epoch milliseconds between 2001-09-09 and 2286-11-20
 EPOCH_MS = (10**12, 10**13)
-ORDER = ("null", "boolean", "long", "double", "timestamp", "date", "string", "record", "array")
+ORDER = (
+    "null", "boolean", "long", "double", "timestamp", "date", "string", "bytes", "record", "array",
+)  # fmt: skip
 
 
 def _is_datetime(text: str) -> bool:
@@ -68,6 +74,14 @@ class Shape:
             self.kinds.add("long")
             self.whole_in_epoch_range &= EPOCH_MS[0] <= value < EPOCH_MS[1]
         elif isinstance(value, float):
+            self.kinds.add("double")
+        elif isinstance(value, datetime):
+            self.kinds.add("timestamp")
+        elif isinstance(value, date):
+            self.kinds.add("date")
+        elif isinstance(value, bytes):
+            self.kinds.add("bytes")
+        elif isinstance(value, Decimal):
             self.kinds.add("double")
         elif isinstance(value, str):
             self.kinds.add(
