@@ -1,8 +1,8 @@
 """`streamline consume`: read_committed records decoded into JSON lines.
 
-A value is read in the format given, else the one its first byte names: single-object Avro
-(`C3 01`, the writer schema from the store by fingerprint), Confluent Avro (`00`, the writer
-schema from the Schema Registry by id) or JSON.
+A value is read in the format given (`--format`), else as single-object Avro (`C3 01`, the
+writer schema from the store by fingerprint), or as Confluent Avro (`00`, the writer schema
+from the Schema Registry by id) when a registry is given.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from streamline.kafka.registry import Registry
 from streamline.observability.heartbeats import HEARTBEATS_TOPIC
 from streamline.observability.lineage import LINEAGE_TOPIC
 from streamline.serde import AvroCodec, DecodeError, SchemaStore
-from streamline.serde.codec import MAGIC, writer_schema
+from streamline.serde.codec import writer_schema
 from streamline.serde.convert import to_json_value
 from streamline.serde.formats import CONFLUENT_HEADER, ConfluentAvroCodec, schema_reader
 from streamline.serde.json_codec import JsonCodec
@@ -63,17 +63,11 @@ class RecordPrinter:
 
     def _format_of(self, value: bytes) -> str:
         """The given format; else `confluent-avro` for a `00` byte when a registry is given,
-        `json` for a value that parses as JSON, and single-object Avro otherwise."""
+        and single-object Avro otherwise (JSON values are read as JSON with `--format json`)."""
         if self.format:
             return self.format
         if value[:1] == b"\x00" and self.registry is not None:
             return "confluent-avro"
-        if value[:2] != MAGIC and value.lstrip()[:1] in (b"{", b"["):
-            try:
-                json.loads(value)
-                return "json"
-            except ValueError:
-                pass
         return "avro"
 
     def _decode(self, value: bytes | None) -> dict[str, Any]:
