@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from streamline.observability.metrics import Metrics
 from streamline.reliability.dead_letter import Failure
 from streamline.reliability.retry import RetryPolicy
+from streamline.runtime.calls import map_stage
 from streamline.runtime.record import Record
 from streamline.runtime.stages import (
     Decode,
@@ -16,7 +17,6 @@ from streamline.runtime.stages import (
     EventTime,
     Filter,
     KeyBy,
-    Map,
     Stage,
     TrackNulls,
     Validate,
@@ -107,7 +107,7 @@ class Pipeline:
                 stages.append(Filter(cs.path, cs.expressions["filter"]))
             elif isinstance(stage, MapStage):
                 assert cs.function is not None
-                stages.append(Map(cs.path, cs.function, policy))
+                stages.append(map_stage(cs.path, cs.function, stage.spec, policy))
             elif isinstance(stage, KeyByStage):
                 key = stage.key_by
                 if isinstance(key, str):

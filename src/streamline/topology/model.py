@@ -374,10 +374,18 @@ def callable_name(function: Callable[..., Any]) -> str:
 class MapSpec(StrictModel):
     """`- map: {fn: module:function, ...}`: the mapping form of a map stage.
 
-    `fn` is the only setting so far; `- map: module:function` is its shorthand.
+    `- map: module:function` is the shorthand of `{fn: module:function}`. `concurrency`
+    bounds the calls in flight (an `async def` fn, or a plain fn with `threads`).
     """
 
     fn: Annotated[str | Callable[..., Any], BeforeValidator(_callable_ref)]
+    concurrency: Annotated[int, Field(ge=1, le=4096)] | None = None  # calls: in flight at once
+    threads: Annotated[int, Field(ge=1, le=256)] | None = None  # calls: a plain fn's thread pool
+
+    @property
+    def in_flight(self) -> int:
+        """Calls in flight at once: `concurrency`, else `threads`, else 1."""
+        return self.concurrency or self.threads or 1
 
     @field_serializer("fn")
     def _fn_as_text(self, value: str | Callable[..., Any]) -> str:

@@ -265,7 +265,30 @@ def _check_map(checker: _Checker, path: str, stage: MapStage) -> MapFunction | N
         return None
     except ValueError:
         pass  # builtins without a signature: trust them
+    if not _calls_fit(checker, path, stage, function):
+        return None
     return function
+
+
+def _calls_fit(checker: _Checker, path: str, stage: MapStage, function: MapFunction) -> bool:
+    """`threads` runs a plain function; a plain function runs concurrently only in threads."""
+    spec = stage.spec
+    if inspect.iscoroutinefunction(function):
+        if spec.threads is not None:
+            checker.problem(
+                f"{path}.threads",
+                f"{stage.reference} is async def: its calls share the event loop, "
+                "threads run plain functions; remove threads",
+            )
+            return False
+    elif (spec.concurrency or 1) > 1 and spec.threads is None:
+        checker.problem(
+            f"{path}.concurrency",
+            f"{stage.reference} is a plain function: set threads: N to run "
+            f"{spec.concurrency} calls at once in a thread pool, or make it async def",
+        )
+        return False
+    return True
 
 
 def _check_key(

@@ -1,0 +1,140 @@
+"""A map whose calls run concurrently: an `async def` function, or a plain one in threads.
+
+A batch's calls run on one event loop per processing thread, at most `concurrency`
+at once. Records with the same key form a chain whose calls run one after another, in
+offset order; different keys run side by side. The stage returns when every call of the
+batch has completed (or exhausted its in-line attempts), with its outputs in input
+order, so the batch is written and committed in source-offset order per partition and
+the commit holds only completed calls. A slow call holds back the batch it is in (the
+transaction waits for it), not the calls of other keys.
+
+Calls may run again after a crash (the batch's offsets were not committed): side
+effects in a map are at-least-once; its outputs are exactly-once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from streamline.reliability.dead_letter import MAP, Failure
+from streamline.reliability.retry import AttemptsExhausted, RetryPolicy
+from streamline.runtime.record import Record
+from streamline.runtime.stages import Dropped, Failed, Map
+from streamline.topology.model import MapSpec
+
+_local = threading.local()
+
+
+def event_loop() -> asyncio.AbstractEventLoop:
+    """The processing thread's event loop, shared by its concurrent maps across batches.
+
+    One loop for the thread's lifetime, so clients user code keeps (an aiohttp session,
+    an httpx.AsyncClient) stay bound to the loop they were made on.
+    """
+    loop: asyncio.AbstractEventLoop | None = getattr(_local, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = _local.loop = asyncio.new_event_loop()
+    return loop
+
+
+class ConcurrentMap(Map):
+    """User code `dict -> dict | None` with up to `concurrency` calls in flight, per-key ordered."""
+
+    def __init__(
+        self,
+        name: str,
+        fn: Callable[[dict[str, Any]], Any],
+        policy: RetryPolicy,
+        concurrency: int,
+        threads: int | None = None,
+        on_retry: Callable[[], None] = lambda: None,
+    ) -> None:
+        super().__init__(name, fn, policy, on_retry)
+        self.concurrency = concurrency
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self._executor = (
+            ThreadPoolExecutor(threads, thread_name_prefix=f"map-{name}") if threads else None
+        )
+        self.inflight = 0
+
+    def process(self, batch: list[Record], failed: Failed, dropped: Dropped) -> list[Record]:
+        results = event_loop().run_until_complete(self._calls(batch))
+        out = []
+        for record, result in zip(batch, results, strict=True):
+            if isinstance(result, AttemptsExhausted):
+                failed(record, Failure(MAP, str(result), self.name, attempts=result.attempts))
+            elif result is None:
+                dropped(self.name, "map", 1)
+            elif isinstance(result, dict):
+                record.value = result
+                out.append(record)
+            else:
+                failed(
+                    record,
+                    Failure(
+                        MAP, f"returned {type(result).__name__}, expected dict or None", self.name
+                    ),
+                )
+        return out
+
+    async def _calls(self, batch: list[Record]) -> list[Any]:
+        """Every record's result (or AttemptsExhausted), in batch order."""
+        results: list[Any] = [None] * len(batch)
+        chains: dict[object, list[int]] = {}
+        for i, record in enumerate(batch):
+            key = record.out_key
+            # a record without a key has nothing to keep order with: a chain of its own
+            chains.setdefault(key if key is not None else (i,), []).append(i)
+        slots = asyncio.Semaphore(self.concurrency)
+
+        async def chain(indexes: list[int]) -> None:
+            for i in indexes:
+                async with slots:
+                    results[i] = await self._with_retries(batch[i].value)
+
+        await asyncio.gather(*(chain(indexes) for indexes in chains.values()))
+        return results
+
+    async def _with_retries(self, value: dict[str, Any]) -> Any:
+        policy = self.policy
+        attempt = 1
+        while True:
+            self.inflight += 1
+            try:
+                result = await self._call(value)
+            except Exception as exc:
+                self.progressed_at = time.monotonic()
+                if attempt >= policy.attempts:
+                    exhausted = AttemptsExhausted(exc, attempt)
+                    exhausted.__cause__ = exc
+                    return exhausted
+                self._retried(attempt, exc)
+                await asyncio.sleep(policy.backoff_ms(attempt) / 1000.0)
+                attempt += 1
+                continue
+            finally:
+                self.inflight -= 1
+            self.progressed_at = time.monotonic()
+            return result
+
+    async def _call(self, value: dict[str, Any]) -> Any:
+        if self.is_async:
+            return await self.fn(value)  # type: ignore[misc]
+        if self._executor is not None:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, self.fn, value)
+        return self.fn(value)
+
+
+def map_stage(
+    name: str, fn: Callable[[dict[str, Any]], Any], spec: MapSpec, policy: RetryPolicy
+) -> Map:
+    """A plain `Map` for a plain function run one call at a time; else a `ConcurrentMap`."""
+    if spec.in_flight == 1 and spec.threads is None and not inspect.iscoroutinefunction(fn):
+        return Map(name, fn, policy)
+    return ConcurrentMap(name, fn, policy, spec.in_flight, spec.threads)

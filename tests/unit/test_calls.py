@@ -1,0 +1,150 @@
+"""Concurrent maps: bounded calls in flight, per-key order, outputs in input order, retries."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streamline.reliability.dead_letter import Failure
+from streamline.reliability.retry import RetryPolicy
+from streamline.runtime.calls import ConcurrentMap, map_stage
+from streamline.runtime.record import Record
+from streamline.runtime.stages import Map
+from streamline.topology.model import MapSpec
+
+POLICY = RetryPolicy(attempts=3, initial_ms=1, multiplier=1.0, max_ms=1, jitter=False)
+
+
+def batch(n: int, keys: int) -> list[Record]:
+    records = []
+    for i in range(n):
+        record = Record("t", i % 2, i, f"k{i % keys}".encode(), b"", None)
+        record.value = {"i": i, "key": f"k{i % keys}"}
+        records.append(record)
+    return records
+
+
+def run(stage: Map, records: list[Record]) -> tuple[list[Record], list[Failure]]:
+    failures: list[Failure] = []
+    out = stage.process(records, lambda r, f: failures.append(f), lambda *a: None)
+    return out, failures
+
+
+def test_async_calls_run_concurrently_bounded_with_per_key_order_and_outputs_in_input_order() -> (
+    None
+):
+    rng = random.Random(7)
+    started: dict[str, list[int]] = {}
+    live = peak = 0
+
+    async def call(value: dict[str, Any]) -> dict[str, Any]:
+        nonlocal live, peak
+        started.setdefault(value["key"], []).append(value["i"])
+        live += 1
+        peak = max(peak, live)
+        await asyncio.sleep(rng.uniform(0, 0.01))
+        live -= 1
+        return {**value, "done": True}
+
+    records = batch(400, keys=37)
+    stage = ConcurrentMap("stages[0].map", call, POLICY, concurrency=16)
+    began = time.monotonic()
+    out, failures = run(stage, records)
+    assert time.monotonic() - began < 400 * 0.005 / 4  # far from one call at a time
+    assert failures == []
+    assert [r.value["i"] for r in out] == list(range(400))
+    assert all(r.value["done"] for r in out)
+    assert peak == 16
+    for key, order in started.items():  # the oracle: each key's calls in offset order
+        assert order == [r.value["i"] for r in records if r.value["key"] == key]
+
+
+def test_threads_run_a_plain_function_concurrently_and_exhausted_calls_fail_in_place() -> None:
+    lock = threading.Lock()
+    attempts: dict[int, int] = {}
+    live = peak = 0
+
+    def call(value: dict[str, Any]) -> dict[str, Any] | None:
+        nonlocal live, peak
+        with lock:
+            attempts[value["i"]] = attempts.get(value["i"], 0) + 1
+            live += 1
+            peak = max(peak, live)
+        time.sleep(0.005)
+        with lock:
+            live -= 1
+        if value["i"] % 10 == 3:
+            raise RuntimeError(f"down for {value['i']}")
+        if value["i"] % 10 == 4:
+            return None
+        return value
+
+    retried = []
+    stage = ConcurrentMap("stages[1].map", call, POLICY, concurrency=8, threads=8)
+    stage.on_retry = lambda: retried.append(1)
+    dropped: list[int] = []
+    failures: list[tuple[int, Failure]] = []
+    out = stage.process(
+        batch(50, keys=50),
+        lambda r, f: failures.append((r.value["i"], f)),
+        lambda stage, reason, n: dropped.append(n),
+    )
+    assert [r.value["i"] for r in out] == [i for i in range(50) if i % 10 not in (3, 4)]
+    assert [i for i, _ in failures] == [3, 13, 23, 33, 43]
+    assert all(f.attempts == 3 and "down for" in f.message for _, f in failures)
+    assert all(attempts[i] == 3 for i in (3, 13, 23, 33, 43))
+    assert len(retried) == 5 * 2
+    assert sum(dropped) == 5
+    assert 1 < peak <= 8
+
+
+def test_a_plain_map_without_settings_keeps_the_one_at_a_time_stage() -> None:
+    def plain(value: dict[str, Any]) -> dict[str, Any]:
+        return value
+
+    async def coro(value: dict[str, Any]) -> dict[str, Any]:
+        return value
+
+    assert type(map_stage("m", plain, MapSpec(fn="m:f"), POLICY)) is Map
+    assert isinstance(map_stage("m", coro, MapSpec(fn="m:f"), POLICY), ConcurrentMap)
+    threaded = map_stage("m", plain, MapSpec(fn="m:f", threads=4), POLICY)
+    assert isinstance(threaded, ConcurrentMap) and threaded.concurrency == 4
+
+
+@pytest.mark.parametrize(
+    ("settings", "fn", "message"),
+    [
+        ("concurrency: 8", "paid_order", "set threads: N"),
+        ("threads: 4", "enrich_async", "is async def"),
+    ],
+)
+def test_validate_refuses_settings_that_do_not_fit_the_function(
+    settings: str, fn: str, message: str, tmp_path: Path
+) -> None:
+    from streamline.serde import SchemaStore
+    from streamline.topology import check_topology, load_topology
+    from tests.support.harness import SCHEMAS
+
+    text = f"""\
+apiVersion: streamline/v1
+name: calls
+version: "1"
+sources:
+  - {{name: o, topic: o, schema: com.example.Order, event_time: created_at,
+     watermark: {{max_out_of_orderness: 1s}}}}
+stages:
+  - map: {{fn: "tests.support.maps:{fn}", {settings}}}
+sink: {{topic: p, schema: com.example.PaidOrder}}
+"""
+    with pytest.raises(Exception) as info:
+        path = tmp_path / "t.yaml"
+        path.write_text(text)
+        check_topology(load_topology(path), SchemaStore(SCHEMAS))
+    assert message in str(info.value)
+    assert "stages[0].map." in str(info.value)
