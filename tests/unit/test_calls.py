@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from streamline.observability.metrics import Metrics
 from streamline.reliability.dead_letter import Failure
 from streamline.reliability.retry import RetryPolicy
 from streamline.runtime.calls import ConcurrentMap, map_stage
@@ -148,3 +149,83 @@ sink: {{topic: p, schema: com.example.PaidOrder}}
         check_topology(load_topology(path), SchemaStore(SCHEMAS))
     assert message in str(info.value)
     assert "stages[0].map." in str(info.value)
+
+
+def test_a_call_past_its_timeout_is_retried_then_fails_without_holding_the_others() -> None:
+    async def call(value: dict[str, Any]) -> dict[str, Any]:
+        if value["i"] == 0:
+            await asyncio.sleep(10)  # a dependency that never answers
+        return value
+
+    stage = map_stage(
+        "stages[0].map",
+        call,
+        MapSpec(fn="m:f", concurrency=4, timeout="50ms", retry={"attempts": 2}),  # type: ignore[arg-type]
+        POLICY,
+    )
+    began = time.monotonic()
+    out, failures = run(stage, batch(6, keys=6))
+    took = time.monotonic() - began
+    assert [r.value["i"] for r in out] == [1, 2, 3, 4, 5]
+    assert len(failures) == 1 and failures[0].attempts == 2
+    assert "longer than 50 ms" in failures[0].message
+    assert took < 1.0  # 2 x 50 ms + one backoff (jittered, at most 100 ms), not 10 s
+    metrics = Metrics("t")
+    stage.report(metrics)
+    assert metrics.value("streamline_retries_total", stage="stages[0].map") == 1
+
+
+def test_a_plain_function_with_a_timeout_runs_in_a_thread_the_loop_stops_waiting_for() -> None:
+    def call(value: dict[str, Any]) -> dict[str, Any]:
+        if value["i"] == 1:
+            time.sleep(0.5)
+        return value
+
+    stage = map_stage(
+        "stages[0].map",
+        call,
+        MapSpec(fn="m:f", timeout="50ms", retry={"attempts": 1}),  # type: ignore[arg-type]
+        POLICY,
+    )
+    assert isinstance(stage, ConcurrentMap)
+    out, failures = run(stage, batch(3, keys=1))
+    assert [r.value["i"] for r in out] == [0, 2]
+    assert [f.attempts for f in failures] == [1]
+
+
+def test_validate_refuses_a_retry_budget_that_does_not_fit_the_transaction_timeout(
+    tmp_path: Path,
+) -> None:
+    from streamline.serde import SchemaStore
+    from streamline.topology import check_topology, load_topology
+    from tests.support.harness import SCHEMAS
+
+    def check(settings: str) -> str:
+        path = tmp_path / "t.yaml"
+        path.write_text(TEXT.format(settings=settings))
+        try:
+            check_topology(load_topology(path), SchemaStore(SCHEMAS))
+        except Exception as exc:
+            return str(exc)
+        return ""
+
+    problem = check("concurrency: 8, timeout: 4s, retry: {attempts: 3, backoff: {max: 2s}}")
+    assert "stages[0].map.timeout" in problem
+    assert "3 attempts x (4000 ms timeout + 2000 ms longest backoff) = 18000 ms" in problem
+    assert "transaction timeout (30000 ms)" in problem and "within 15000 ms" in problem
+    # the topology's retry counts when the stage has none: 3 x (5 s + 5 s)
+    assert "= 30000 ms" in check("concurrency: 8, timeout: 5s")
+    assert check("concurrency: 8, timeout: 2s, retry: {attempts: 3, backoff: {max: 1s}}") == ""
+
+
+TEXT = """\
+apiVersion: streamline/v1
+name: calls
+version: "1"
+sources:
+  - {{name: o, topic: o, schema: com.example.Order, event_time: created_at,
+     watermark: {{max_out_of_orderness: 1s}}}}
+stages:
+  - map: {{fn: "tests.support.maps:enrich_async", {settings}}}
+sink: {{topic: p, schema: com.example.PaidOrder}}
+"""

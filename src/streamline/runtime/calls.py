@@ -43,6 +43,10 @@ def event_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
+class CallTimedOut(Exception):
+    """A call ran past the stage's `timeout` (a thread's call runs on, its result unused)."""
+
+
 class ConcurrentMap(Map):
     """User code `dict -> dict | None` with up to `concurrency` calls in flight, per-key ordered."""
 
@@ -53,10 +57,12 @@ class ConcurrentMap(Map):
         policy: RetryPolicy,
         concurrency: int,
         threads: int | None = None,
+        timeout_ms: int | None = None,
         on_retry: Callable[[], None] = lambda: None,
     ) -> None:
         super().__init__(name, fn, policy, on_retry)
         self.concurrency = concurrency
+        self.timeout_s = timeout_ms / 1000 if timeout_ms is not None else None
         self.is_async = inspect.iscoroutinefunction(fn)
         self._executor = (
             ThreadPoolExecutor(threads, thread_name_prefix=f"map-{name}") if threads else None
@@ -124,6 +130,38 @@ class ConcurrentMap(Map):
             return result
 
     async def _call(self, value: dict[str, Any]) -> Any:
+        if self.timeout_s is None:
+            return await self._run(value)
+        if self._executor is not None:
+            return await self._in_thread_with_timeout(value, self.timeout_s)
+        try:
+            return await asyncio.wait_for(self._run(value), self.timeout_s)
+        except TimeoutError:
+            raise CallTimedOut(
+                f"the call took longer than {self.timeout_s * 1000:.0f} ms"
+            ) from None
+
+    async def _in_thread_with_timeout(self, value: dict[str, Any], timeout_s: float) -> Any:
+        """The timeout runs from when a thread takes the call, not from the wait for a thread.
+
+        A call past its timeout goes on in its thread (Python cannot stop it); its result
+        is dropped, and the thread is busy until the function returns.
+        """
+        loop = asyncio.get_running_loop()
+        started = loop.create_future()
+
+        def run() -> Any:
+            loop.call_soon_threadsafe(started.set_result, None)
+            return self.fn(value)
+
+        future = loop.run_in_executor(self._executor, run)
+        await asyncio.wait({started, future}, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            return await asyncio.wait_for(future, timeout_s)
+        except TimeoutError:
+            raise CallTimedOut(f"the call took longer than {timeout_s * 1000:.0f} ms") from None
+
+    async def _run(self, value: dict[str, Any]) -> Any:
         if self.is_async:
             return await self.fn(value)  # type: ignore[misc]
         if self._executor is not None:
@@ -134,7 +172,23 @@ class ConcurrentMap(Map):
 def map_stage(
     name: str, fn: Callable[[dict[str, Any]], Any], spec: MapSpec, policy: RetryPolicy
 ) -> Map:
-    """A plain `Map` for a plain function run one call at a time; else a `ConcurrentMap`."""
-    if spec.in_flight == 1 and spec.threads is None and not inspect.iscoroutinefunction(fn):
+    """A plain `Map` for a plain function run one call at a time, else a `ConcurrentMap`.
+
+    `policy` is the topology's; the stage's own `retry` replaces it. A plain function
+    with a `timeout` runs in a thread (of one, unless `threads` says more), so the
+    loop stops waiting for it.
+    """
+    if spec.retry is not None:
+        backoff = spec.retry.backoff
+        policy = RetryPolicy(
+            attempts=spec.retry.attempts,
+            initial_ms=backoff.initial,
+            multiplier=backoff.multiplier,
+            max_ms=backoff.max,
+            jitter=backoff.jitter,
+        )
+    is_async = inspect.iscoroutinefunction(fn)
+    if spec.in_flight == 1 and spec.threads is None and spec.timeout is None and not is_async:
         return Map(name, fn, policy)
-    return ConcurrentMap(name, fn, policy, spec.in_flight, spec.threads)
+    threads = spec.threads or (1 if spec.timeout is not None and not is_async else None)
+    return ConcurrentMap(name, fn, policy, spec.in_flight, threads, spec.timeout)

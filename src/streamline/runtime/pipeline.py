@@ -17,6 +17,7 @@ from streamline.runtime.stages import (
     EventTime,
     Filter,
     KeyBy,
+    Map,
     Stage,
     TrackNulls,
     Validate,
@@ -56,7 +57,7 @@ class Pipeline:
     """Outputs carry `streamline.checksum` (`sink.checksum: true`)."""
     warns: bool = False
     """Some validate stage has warn rules: outputs may carry `streamline.quality.warnings`."""
-    reporting: list[Validate | TrackNulls] = field(default_factory=list)
+    reporting: list[Validate | TrackNulls | Map] = field(default_factory=list)
     """Stages with counts for the metrics, reported once per batch."""
 
     @classmethod
@@ -131,7 +132,7 @@ class Pipeline:
             repartition=resources.needs_repartition,
             sink_checksum=topology.sink.checksum,
             warns=warns,
-            reporting=[s for s in stages if isinstance(s, Validate | TrackNulls)],
+            reporting=[s for s in stages if isinstance(s, Validate | TrackNulls | Map)],
         )
 
     @property

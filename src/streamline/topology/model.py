@@ -381,6 +381,8 @@ class MapSpec(StrictModel):
     fn: Annotated[str | Callable[..., Any], BeforeValidator(_callable_ref)]
     concurrency: Annotated[int, Field(ge=1, le=4096)] | None = None  # calls: in flight at once
     threads: Annotated[int, Field(ge=1, le=256)] | None = None  # calls: a plain fn's thread pool
+    timeout: PositiveDuration | None = None  # calls: the longest one call may take
+    retry: StageRetry | None = None  # calls: in-line attempts, instead of the topology's `retry`
 
     @property
     def in_flight(self) -> int:
@@ -557,6 +559,17 @@ class Backoff(StrictModel):
                 },
             )
         return self
+
+
+DEFAULT_TRANSACTION_TIMEOUT_MS = 30_000
+"""The producer's `transaction.timeout.ms` that `streamline run` sets."""
+
+
+class StageRetry(StrictModel):
+    """A map's own in-line attempts and backoff (`stages[].map.retry`), instead of `retry`'s."""
+
+    attempts: Annotated[int, Field(ge=1)] = 3
+    backoff: Backoff = Backoff()
 
 
 class Retry(StrictModel):

@@ -28,6 +28,7 @@ from streamline.topology.durations import format_duration
 from streamline.topology.errors import Problem, TopologyError
 from streamline.topology.expressions import Expression, ExpressionError, compile_expression
 from streamline.topology.model import (
+    DEFAULT_TRANSACTION_TIMEOUT_MS,
     WINDOW_BOUNDS,
     AggregateCall,
     FilterStage,
@@ -288,7 +289,29 @@ def _calls_fit(checker: _Checker, path: str, stage: MapStage, function: MapFunct
             f"{spec.concurrency} calls at once in a thread pool, or make it async def",
         )
         return False
-    return True
+    return _retry_budget_fits(checker, path, stage)
+
+
+def _retry_budget_fits(checker: _Checker, path: str, stage: MapStage) -> bool:
+    """With a `timeout`, a record's in-line attempts end well inside the transaction timeout."""
+    spec = stage.spec
+    if spec.timeout is None:
+        return True
+    retry = spec.retry or checker.topology.retry
+    budget = retry.attempts * (spec.timeout + retry.backoff.max)
+    limit = DEFAULT_TRANSACTION_TIMEOUT_MS // 2
+    if budget <= limit:
+        return True
+    where = f"{path}.retry" if spec.retry else "retry"
+    checker.problem(
+        f"{path}.timeout",
+        f"the in-line retry budget, {retry.attempts} attempts x ({spec.timeout} ms timeout + "
+        f"{retry.backoff.max} ms longest backoff) = {budget} ms, does not fit well inside the "
+        f"transaction timeout ({DEFAULT_TRANSACTION_TIMEOUT_MS} ms): keep it within {limit} ms "
+        f"(fewer attempts in {where}, a shorter timeout or backoff.max); a record that "
+        "exhausts its attempts goes to the retry topic",
+    )
+    return False
 
 
 def _check_key(
