@@ -6,21 +6,33 @@ of the outputs against the input, and SIGKILLs with calls in flight.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 from confluent_kafka import Producer
 
+from streamline.dev.broker import free_port
 from streamline.kafka.admin import create_topics
 from streamline.kafka.connection import Connection
+from streamline.ops.topics import topology_topics
 from streamline.serde import AvroCodec, SchemaStore
+from streamline.topology import load_topology
 from tests.helpers import read_all
 from tests.support.dependency import Dependency, tier_of
-from tests.support.harness import SCHEMAS, StreamlineProcess, await_started, process_env
+from tests.support.harness import (
+    SCHEMAS,
+    InputFeeder,
+    StreamlineProcess,
+    await_started,
+    process_env,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -209,3 +221,96 @@ def test_sigkill_with_64_calls_in_flight_three_times_still_gives_exact_output(
     # calls ran again after each kill (at-least-once side effects), outputs did not
     assert len(calls) > n
     assert_per_key_order(batch, [v["order_id"] for v in values], "outputs")
+
+
+CIRCUIT_MAP = (
+    '{fn: "tests.support.maps:enrich_async", concurrency: 16, timeout: 500ms, '
+    "retry: {attempts: 2, backoff: {initial: 50ms, max: 100ms}}, "
+    "circuit: {failure_rate: 50%, min_calls: 10, window: 5s, open_for: 2s}}"
+)
+
+
+def _get(port: int, path: str, accept: str = "") -> tuple[int, str]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", headers={"Accept": accept} if accept else {}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status), response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read().decode()
+
+
+def _metric(port: int, name: str) -> float:
+    _, text = _get(port, "/metrics")
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name + "{") or line.startswith(name + " ")
+    )
+
+
+@pytest.mark.slow
+def test_a_dependency_down_mid_stream_opens_the_circuit_and_loses_nothing(
+    kafka: Connection, unique: str, tmp_path: Path
+) -> None:
+    outage_s = 30.0 if FULL else 8.0
+    n, rate = (12_000, 300.0) if FULL else (3000, 200.0)
+    name, source, sink = f"calls-{unique}", f"orders-{unique}", f"enriched-{unique}"
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(
+        TOPOLOGY.format(name=name, source=source, sink=sink, map=CIRCUIT_MAP).replace(
+            "retry:\n  attempts: 3", "retry:\n  topic_attempts: 3\n  attempts: 3"
+        )
+    )
+    create_topics(kafka, topology_topics(load_topology(path), 3))
+    create_topics(kafka, {"streamline.lineage": (3, {}), "streamline.heartbeats": (1, {})})
+    batch = orders(n, keys=300)
+    stream = [(o["customer_id"].encode(), ORDER.encode(o)) for o in batch]
+    port = free_port()
+    with Dependency(latency=0.01) as dependency:
+        proc = StreamlineProcess(
+            path, "circuit", env(kafka, dependency), tmp_path, metrics_port=port
+        ).start()
+        try:
+            await_started(proc)
+            feeder = InputFeeder(kafka, source, stream, rate=rate)
+            feeder.start()
+            await_calls(dependency, n // 4, 60)
+            dependency.down = True
+            down_at = time.monotonic()
+            opened_after = None
+            health: set[int] = set()
+            while time.monotonic() - down_at < outage_s:
+                health.add(_get(port, "/healthz")[0])
+                status, body = _get(port, "/readyz", "application/json")
+                if opened_after is None and json.loads(body)["circuits"] == {
+                    "stages[0].map": "open"
+                }:
+                    opened_after = time.monotonic() - down_at
+                    assert status == 200  # an open circuit is not a readiness failure
+                time.sleep(0.1)
+            dependency.down = False
+            feeder.join(120)
+            outputs = read_all(kafka, sink, timeout=120, expected=n)
+            dead = read_all(kafka, f"{name}.dlq", timeout=2)
+            aborts = _metric(port, "streamline_transaction_aborts_total")
+            _, text = _get(port, "/metrics")
+            opened = sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("streamline_circuit_transitions_total{") and 'to="open"' in line
+            )
+        finally:
+            proc.kill()
+
+    print(f"circuit open {opened_after} s after the outage began; {opened:.0f} openings")
+    # the failure rate is over `window` (5 s): the successes before the outage leave it
+    # within the window, plus the 500 ms call timeout and the probe's polling
+    assert opened_after is not None and opened_after <= 5.0 + 0.5 + 1.0
+    assert health == {200}
+    values = [PAID.decode(m.value()) for m in outputs]
+    assert len(values) == n
+    assert {v["order_id"]: v for v in values} == {o["order_id"]: oracle(o) for o in batch}
+    assert dead == []
+    assert aborts == 0

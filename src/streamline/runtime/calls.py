@@ -16,18 +16,22 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from streamline.reliability.dead_letter import MAP, Failure
+from streamline.observability.metrics import Metrics
+from streamline.reliability.dead_letter import CIRCUIT_OPEN, MAP, Failure
 from streamline.reliability.retry import AttemptsExhausted, RetryPolicy
+from streamline.runtime.circuit import STATE_VALUES, CircuitBreaker
 from streamline.runtime.record import Record
 from streamline.runtime.stages import Dropped, Failed, Map
-from streamline.topology.model import MapSpec
+from streamline.topology.model import CircuitSpec, MapSpec
 
+log = logging.getLogger("streamline.runtime")
 _local = threading.local()
 
 
@@ -41,6 +45,30 @@ def event_loop() -> asyncio.AbstractEventLoop:
     if loop is None or loop.is_closed():
         loop = _local.loop = asyncio.new_event_loop()
     return loop
+
+
+class CircuitOpen:
+    """The result of a record the open circuit let no call through for."""
+
+    __slots__ = ("attempts", "reopens_in_s")
+
+    def __init__(self, attempts: int, reopens_in_s: float) -> None:
+        self.attempts = attempts
+        self.reopens_in_s = reopens_in_s
+
+    def failure(self, stage: str) -> Failure:
+        wait_ms = max(int(self.reopens_in_s * 1000), MIN_CIRCUIT_WAIT_MS)
+        return Failure(
+            CIRCUIT_OPEN,
+            f"the circuit of {stage} is open: no call made; waits {wait_ms} ms in the retry topic",
+            stage,
+            attempts=self.attempts,
+            retry_after_ms=wait_ms,
+        )
+
+
+MIN_CIRCUIT_WAIT_MS = 500
+"""The shortest wait in the retry topic (a half-open circuit with all its probes out)."""
 
 
 class CallTimedOut(Exception):
@@ -58,9 +86,25 @@ class ConcurrentMap(Map):
         concurrency: int,
         threads: int | None = None,
         timeout_ms: int | None = None,
+        circuit: CircuitSpec | None = None,
         on_retry: Callable[[], None] = lambda: None,
     ) -> None:
         super().__init__(name, fn, policy, on_retry)
+        self.circuit = (
+            CircuitBreaker(
+                circuit.failure_rate,
+                circuit.min_calls,
+                circuit.window / 1000,
+                circuit.open_for / 1000,
+                circuit.probes,
+                on_transition=self._circuit_moved,
+            )
+            if circuit is not None
+            else None
+        )
+        self._metrics: Metrics | None = None  # bound at the first report
+        self._moves: list[str] = []  # circuit transitions not yet in the metrics
+        self._durations: list[float] = []  # call times not yet in the metrics
         self.concurrency = concurrency
         self.timeout_s = timeout_ms / 1000 if timeout_ms is not None else None
         self.is_async = inspect.iscoroutinefunction(fn)
@@ -75,6 +119,8 @@ class ConcurrentMap(Map):
         for record, result in zip(batch, results, strict=True):
             if isinstance(result, AttemptsExhausted):
                 failed(record, Failure(MAP, str(result), self.name, attempts=result.attempts))
+            elif isinstance(result, CircuitOpen):
+                failed(record, result.failure(self.name))
             elif result is None:
                 dropped(self.name, "map", 1)
             elif isinstance(result, dict):
@@ -108,14 +154,17 @@ class ConcurrentMap(Map):
         return results
 
     async def _with_retries(self, value: dict[str, Any]) -> Any:
-        policy = self.policy
+        policy, circuit = self.policy, self.circuit
         attempt = 1
         while True:
-            self.inflight += 1
+            if circuit is not None and not circuit.allow():
+                return CircuitOpen(attempt - 1, circuit.reopens_in_s())
+            self._in_flight(1)
+            started = time.perf_counter()
             try:
                 result = await self._call(value)
             except Exception as exc:
-                self.progressed_at = time.monotonic()
+                self._done(started, False)
                 if attempt >= policy.attempts:
                     exhausted = AttemptsExhausted(exc, attempt)
                     exhausted.__cause__ = exc
@@ -125,9 +174,41 @@ class ConcurrentMap(Map):
                 attempt += 1
                 continue
             finally:
-                self.inflight -= 1
-            self.progressed_at = time.monotonic()
+                self._in_flight(-1)
+            self._done(started, True)
             return result
+
+    def _in_flight(self, change: int) -> None:
+        self.inflight += change
+        if self._metrics is not None:
+            self._metrics.calls.inflight(self.name, self.inflight)
+
+    def _done(self, started: float, ok: bool) -> None:
+        self.progressed_at = time.monotonic()
+        self._durations.append(time.perf_counter() - started)
+        if self.circuit is not None:
+            self.circuit.record(ok)
+
+    def _circuit_moved(self, to: str) -> None:
+        log.warning("%s: the circuit is %s", self.name, to.replace("_", "-"))
+        if self._metrics is not None:
+            self._metrics.calls.circuit(self.name, to, STATE_VALUES[to])
+        else:
+            self._moves.append(to)
+
+    def report(self, metrics: Metrics) -> None:
+        """In-line retries, call times and circuit changes since the last report."""
+        super().report(metrics)
+        if self._metrics is None:
+            self._metrics = metrics
+            if self.circuit is not None:
+                metrics.calls.circuit_state(self.name, STATE_VALUES[self.circuit.state])
+        for to in self._moves:
+            metrics.calls.circuit(self.name, to, STATE_VALUES[to])
+        self._moves.clear()
+        if self._durations:
+            metrics.calls.observe(self.name, self._durations)
+            self._durations = []
 
     async def _call(self, value: dict[str, Any]) -> Any:
         if self.timeout_s is None:
@@ -188,7 +269,13 @@ def map_stage(
             jitter=backoff.jitter,
         )
     is_async = inspect.iscoroutinefunction(fn)
-    if spec.in_flight == 1 and spec.threads is None and spec.timeout is None and not is_async:
+    plain = spec.threads is None and spec.timeout is None and spec.circuit is None
+    if spec.in_flight == 1 and plain and not is_async:
         return Map(name, fn, policy)
-    threads = spec.threads or (1 if spec.timeout is not None and not is_async else None)
-    return ConcurrentMap(name, fn, policy, spec.in_flight, threads, spec.timeout)
+    threads = spec.threads or (1 if not is_async else None)
+    return ConcurrentMap(name, fn, policy, spec.in_flight, threads, spec.timeout, spec.circuit)
+
+
+def circuits(stages: list[Any]) -> dict[str, str]:
+    """The state of each map stage's circuit, by stage path (for /readyz)."""
+    return {s.name: s.circuit.state for s in stages if isinstance(s, ConcurrentMap) and s.circuit}

@@ -383,6 +383,7 @@ class MapSpec(StrictModel):
     threads: Annotated[int, Field(ge=1, le=256)] | None = None  # calls: a plain fn's thread pool
     timeout: PositiveDuration | None = None  # calls: the longest one call may take
     retry: StageRetry | None = None  # calls: in-line attempts, instead of the topology's `retry`
+    circuit: CircuitSpec | None = None  # calls: the stage's circuit breaker
 
     @property
     def in_flight(self) -> int:
@@ -561,17 +562,6 @@ class Backoff(StrictModel):
         return self
 
 
-DEFAULT_TRANSACTION_TIMEOUT_MS = 30_000
-"""The producer's `transaction.timeout.ms` that `streamline run` sets."""
-
-
-class StageRetry(StrictModel):
-    """A map's own in-line attempts and backoff (`stages[].map.retry`), instead of `retry`'s."""
-
-    attempts: Annotated[int, Field(ge=1)] = 3
-    backoff: Backoff = Backoff()
-
-
 class Retry(StrictModel):
     """How often a failing map stage is retried in line, then via `<name>.retry`, before the DLQ."""
 
@@ -647,6 +637,42 @@ def _without_unused_options(data: dict[str, Any]) -> dict[str, Any]:
     if data.get("quality") == {"track_nulls": []}:
         del data["quality"]
     return data
+
+
+# --- Calls: a map's timeout, retry and circuit (`stages[].map.*`) ------------------------
+
+DEFAULT_TRANSACTION_TIMEOUT_MS = 30_000
+"""The producer's `transaction.timeout.ms` that `streamline run` sets."""
+
+
+class StageRetry(StrictModel):
+    """A map's own in-line attempts and backoff (`stages[].map.retry`), instead of `retry`'s."""
+
+    attempts: Annotated[int, Field(ge=1)] = 3
+    backoff: Backoff = Backoff()
+
+
+def _rate(value: object) -> object:
+    """`50%` or `0.5`: a share of calls."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            return float(value.strip()[:-1]) / 100
+        except ValueError:
+            raise ValueError(
+                f"expected a percentage like 50% or a share like 0.5, got {value!r}"
+            ) from None
+    return value
+
+
+class CircuitSpec(StrictModel):
+    """`circuit:` on a map: stop calling a dependency that mostly fails, and wait in the retry topic."""
+
+    failure_rate: Annotated[float, BeforeValidator(_rate), Field(gt=0, le=1)] = 0.5
+    min_calls: Annotated[int, Field(ge=1)] = 20
+    window: PositiveDuration = 30_000
+    open_for: PositiveDuration = 10_000
+    probes: Annotated[int, Field(ge=1)] = 3
+    on_open: Literal["retry_topic", "pause"] = "retry_topic"
 
 
 class Topology(StrictModel):

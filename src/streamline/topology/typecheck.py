@@ -289,6 +289,21 @@ def _calls_fit(checker: _Checker, path: str, stage: MapStage, function: MapFunct
             f"{spec.concurrency} calls at once in a thread pool, or make it async def",
         )
         return False
+    circuit = spec.circuit
+    if circuit is not None and circuit.on_open == "pause":
+        checker.problem(
+            f"{path}.circuit.on_open",
+            "pause is not supported yet; on_open: retry_topic sends the records to the retry "
+            "topic while the circuit is open",
+        )
+        return False
+    if circuit is not None and checker.topology.retry.topic_attempts < 1:
+        checker.problem(
+            f"{path}.circuit",
+            "an open circuit sends its records to the retry topic to wait: set "
+            "retry.topic_attempts to 1 or more",
+        )
+        return False
     return _retry_budget_fits(checker, path, stage)
 
 
