@@ -314,3 +314,32 @@ def test_a_dependency_down_mid_stream_opens_the_circuit_and_loses_nothing(
     assert {v["order_id"]: v for v in values} == {o["order_id"]: oracle(o) for o in batch}
     assert dead == []
     assert aborts == 0
+
+
+def test_a_rate_limit_holds_the_call_rate_within_10_percent_over_10_s(
+    kafka: Connection, unique: str, tmp_path: Path
+) -> None:
+    per_second = 50
+    path, source, _sink = setup(
+        tmp_path,
+        kafka,
+        unique,
+        '{fn: "tests.support.maps:enrich_async", concurrency: 16, '
+        f"rate_limit: {{per_second: {per_second}, burst: 5}}}}",
+    )
+    batch = orders(1200, keys=300)
+    with Dependency(latency=0.01) as dependency:
+        proc = StreamlineProcess(path, "rate", env(kafka, dependency), tmp_path).start()
+        try:
+            await_started(proc)
+            produce(kafka, source, batch)  # a backlog: the limit is all that holds the calls
+            await_calls(dependency, 50, 60)
+            begin = time.monotonic()
+            time.sleep(10)
+            end = time.monotonic()
+            calls = [c.started for c in dependency.calls if begin <= c.started < end]
+        finally:
+            proc.kill()
+    rate = len(calls) / (end - begin)
+    print(f"rate limit {per_second}/s: measured {rate:.1f} calls/s over 10 s")
+    assert abs(rate - per_second) <= 0.1 * per_second

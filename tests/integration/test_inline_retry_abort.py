@@ -11,6 +11,7 @@ every call that times out counts as progress.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import urllib.error
@@ -32,7 +33,15 @@ from tests.helpers import read_all
 from tests.support.dependency import Dependency
 from tests.support.harness import SCHEMAS
 
-pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.kafka,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        os.environ.get("STREAMLINE_ACCEPTANCE_SCALE") != "full",
+        reason="~45 s, most of it the broker's 10 s check of timed-out transactions: "
+        "runs with STREAMLINE_ACCEPTANCE_SCALE=full",
+    ),
+]
 
 TOPOLOGY = """\
 apiVersion: streamline/v1
@@ -137,7 +146,7 @@ def test_inline_retries_past_the_transaction_timeout_abort_the_transaction_while
             fenced_after = len(before_fence) * 0.25
             # what follows the fencing: the run goes on (a rewind) or the loop ends
             after: list[int] = []
-            until = time.monotonic() + 15
+            until = time.monotonic() + 8
             while time.monotonic() < until:
                 after.append(_healthz(port))
                 time.sleep(0.5)

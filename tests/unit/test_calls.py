@@ -229,3 +229,48 @@ stages:
   - map: {{fn: "tests.support.maps:enrich_async", {settings}}}
 sink: {{topic: p, schema: com.example.PaidOrder}}
 """
+
+
+def test_a_rate_limit_spaces_the_calls_and_counts_the_wait() -> None:
+    starts: list[float] = []
+
+    async def call(value: dict[str, Any]) -> dict[str, Any]:
+        starts.append(time.monotonic())
+        return value
+
+    spec = MapSpec(fn="m:f", concurrency=8, rate_limit={"per_second": 200, "burst": 2})  # type: ignore[arg-type]
+    stage = map_stage("stages[0].map", call, spec, POLICY)
+    out, _ = run(stage, batch(101, keys=101))
+    assert len(out) == 101
+    rate = 100 / (starts[-1] - starts[0])
+    assert 160 <= rate <= 220, rate
+    metrics = Metrics("t")
+    stage.report(metrics)
+    throttled = metrics.value("streamline_throttled_seconds_total", stage="stages[0].map")
+    assert throttled is not None and throttled > 0.3  # 8 calls waiting ~0.5 s between them
+
+
+@pytest.mark.parametrize(
+    ("settings", "topology_retry", "where", "message"),
+    [
+        (
+            "circuit: {on_open: pause}",
+            "retry: {topic_attempts: 1}",
+            "circuit.on_open",
+            "not supported yet",
+        ),
+        ("circuit: {min_calls: 5}", "", "circuit", "set retry.topic_attempts to 1 or more"),
+    ],
+)
+def test_validate_refuses_a_circuit_it_cannot_honour(
+    settings: str, topology_retry: str, where: str, message: str, tmp_path: Path
+) -> None:
+    from streamline.serde import SchemaStore
+    from streamline.topology import check_topology, load_topology
+    from tests.support.harness import SCHEMAS
+
+    path = tmp_path / "t.yaml"
+    path.write_text(TEXT.format(settings=settings) + topology_retry + "\n")
+    with pytest.raises(Exception) as info:
+        check_topology(load_topology(path), SchemaStore(SCHEMAS))
+    assert f"stages[0].map.{where}" in str(info.value) and message in str(info.value)

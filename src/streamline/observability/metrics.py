@@ -575,6 +575,12 @@ class CallMetrics:
         self._transitions = counter(
             "circuit_transitions_total", "Changes of a map's circuit, by new state.", "stage", "to"
         )
+        self._throttled = counter(
+            "throttled_seconds_total", "Time a map's calls waited for its rate limit.", "stage"
+        )
+
+    def throttled(self, stage: str, seconds: float) -> None:
+        self._throttled.child(stage).inc(seconds)
 
     def inflight(self, stage: str, n: int) -> None:
         self._inflight.child(stage).set(n)

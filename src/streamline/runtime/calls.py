@@ -23,13 +23,15 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from aiolimiter import AsyncLimiter
+
 from streamline.observability.metrics import Metrics
 from streamline.reliability.dead_letter import CIRCUIT_OPEN, MAP, Failure
 from streamline.reliability.retry import AttemptsExhausted, RetryPolicy
 from streamline.runtime.circuit import STATE_VALUES, CircuitBreaker
 from streamline.runtime.record import Record
 from streamline.runtime.stages import Dropped, Failed, Map
-from streamline.topology.model import CircuitSpec, MapSpec
+from streamline.topology.model import CircuitSpec, MapSpec, RateLimitSpec
 
 log = logging.getLogger("streamline.runtime")
 _local = threading.local()
@@ -87,9 +89,17 @@ class ConcurrentMap(Map):
         threads: int | None = None,
         timeout_ms: int | None = None,
         circuit: CircuitSpec | None = None,
+        rate_limit: RateLimitSpec | None = None,
         on_retry: Callable[[], None] = lambda: None,
     ) -> None:
         super().__init__(name, fn, policy, on_retry)
+        # a leaky bucket of `burst` calls draining at `per_second`: a token bucket's behaviour
+        self._limiter = (
+            AsyncLimiter(rate_limit.burst, rate_limit.burst / rate_limit.per_second)
+            if rate_limit is not None
+            else None
+        )
+        self._throttled = 0.0  # seconds spent waiting for the rate limit, not yet in the metrics
         self.circuit = (
             CircuitBreaker(
                 circuit.failure_rate,
@@ -157,6 +167,8 @@ class ConcurrentMap(Map):
         policy, circuit = self.policy, self.circuit
         attempt = 1
         while True:
+            if self._limiter is not None:
+                await self._acquire(self._limiter)
             if circuit is not None and not circuit.allow():
                 return CircuitOpen(attempt - 1, circuit.reopens_in_s())
             self._in_flight(1)
@@ -177,6 +189,14 @@ class ConcurrentMap(Map):
                 self._in_flight(-1)
             self._done(started, True)
             return result
+
+    async def _acquire(self, limiter: AsyncLimiter) -> None:
+        if limiter.has_capacity():
+            await limiter.acquire()
+            return
+        waited = time.perf_counter()
+        await limiter.acquire()
+        self._throttled += time.perf_counter() - waited
 
     def _in_flight(self, change: int) -> None:
         self.inflight += change
@@ -209,6 +229,9 @@ class ConcurrentMap(Map):
         if self._durations:
             metrics.calls.observe(self.name, self._durations)
             self._durations = []
+        if self._throttled:
+            metrics.calls.throttled(self.name, self._throttled)
+            self._throttled = 0.0
 
     async def _call(self, value: dict[str, Any]) -> Any:
         if self.timeout_s is None:
@@ -270,10 +293,13 @@ def map_stage(
         )
     is_async = inspect.iscoroutinefunction(fn)
     plain = spec.threads is None and spec.timeout is None and spec.circuit is None
+    plain = plain and spec.rate_limit is None
     if spec.in_flight == 1 and plain and not is_async:
         return Map(name, fn, policy)
     threads = spec.threads or (1 if not is_async else None)
-    return ConcurrentMap(name, fn, policy, spec.in_flight, threads, spec.timeout, spec.circuit)
+    return ConcurrentMap(
+        name, fn, policy, spec.in_flight, threads, spec.timeout, spec.circuit, spec.rate_limit
+    )
 
 
 def circuits(stages: list[Any]) -> dict[str, str]:

@@ -384,6 +384,7 @@ class MapSpec(StrictModel):
     timeout: PositiveDuration | None = None  # calls: the longest one call may take
     retry: StageRetry | None = None  # calls: in-line attempts, instead of the topology's `retry`
     circuit: CircuitSpec | None = None  # calls: the stage's circuit breaker
+    rate_limit: RateLimitSpec | None = None  # calls: at most per_second, per instance
 
     @property
     def in_flight(self) -> int:
@@ -673,6 +674,13 @@ class CircuitSpec(StrictModel):
     open_for: PositiveDuration = 10_000
     probes: Annotated[int, Field(ge=1)] = 3
     on_open: Literal["retry_topic", "pause"] = "retry_topic"
+
+
+class RateLimitSpec(StrictModel):
+    """`rate_limit:` on a map: a token bucket per instance, `per_second` calls, `burst` at once."""
+
+    per_second: Annotated[float, Field(gt=0)]
+    burst: Annotated[int, Field(ge=1)] = 1
 
 
 class Topology(StrictModel):
