@@ -75,6 +75,7 @@ class Dependency:
     async def _serve(self) -> None:
         app = web.Application()
         app.router.add_get("/enrich/{order_id}", self._enrich)
+        app.router.add_get("/customers/{order_id}", self._enrich)  # examples/enrich_http.py
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port, backlog=4096).start()

@@ -274,3 +274,27 @@ def test_validate_refuses_a_circuit_it_cannot_honour(
     with pytest.raises(Exception) as info:
         check_topology(load_topology(path), SchemaStore(SCHEMAS))
     assert f"stages[0].map.{where}" in str(info.value) and message in str(info.value)
+
+
+def test_the_enrich_http_example_enriches_through_a_real_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from examples.enrich_http import enrich
+
+    from tests.support.dependency import Dependency, tier_of
+
+    with Dependency(latency=0.0) as dependency:
+        monkeypatch.setenv("ENRICH_URL", dependency.url)
+        stage = map_stage("stages[1].map", enrich, MapSpec(fn="m:f", concurrency=8), POLICY)
+        records = []
+        for i in range(20):
+            record = Record("orders", 0, i, f"c-{i % 3}".encode(), b"", None)
+            record.value = {
+                "order_id": f"o-{i}", "customer_id": f"c-{i % 3}", "amount": 10.0,
+                "currency": "EUR", "country": "DE", "created_at": i,
+            }  # fmt: skip
+            records.append(record)
+        out, failures = run(stage, records)
+    assert failures == []
+    assert [r.value["country"] for r in out] == [f"DE/{tier_of(f'c-{i % 3}')}" for i in range(20)]
+    assert [c.order_id for c in dependency.calls if c.order_id == "c-0"] == ["c-0"] * 7
