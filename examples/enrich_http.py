@@ -1,6 +1,6 @@
 """An async enrichment map: each paid order gets its customer's tier from an HTTP service.
 
-Used by topologies/enrich-http.yaml:
+Used by examples/enrich-http.yaml:
 
     - map:
         fn: examples.enrich_http:enrich

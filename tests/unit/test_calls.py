@@ -298,3 +298,14 @@ def test_the_enrich_http_example_enriches_through_a_real_server(
     assert failures == []
     assert [r.value["country"] for r in out] == [f"DE/{tier_of(f'c-{i % 3}')}" for i in range(20)]
     assert [c.order_id for c in dependency.calls if c.order_id == "c-0"] == ["c-0"] * 7
+
+
+def test_the_enrich_http_example_topology_validates() -> None:
+    from streamline.serde import SchemaStore
+    from streamline.topology import check_topology, load_topology
+    from tests.support.harness import ROOT, SCHEMAS
+
+    checked = check_topology(
+        load_topology(ROOT / "examples" / "enrich-http.yaml"), SchemaStore(SCHEMAS)
+    )
+    assert checked.topology.stages[1].spec.concurrency == 64  # type: ignore[union-attr]
