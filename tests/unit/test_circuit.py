@@ -89,3 +89,35 @@ def test_an_open_circuit_makes_no_calls_and_sends_records_to_wait_with_the_reope
         metrics.value("streamline_circuit_transitions_total", stage="stages[0].map", to=OPEN) == 1
     )
     assert metrics.value("streamline_call_seconds_count", stage="stages[0].map") == 5
+
+
+def test_readyz_shows_the_circuits_as_json_when_asked_and_stays_text_otherwise() -> None:
+    import json
+    import urllib.request
+
+    from streamline.observability.http import MetricsServer
+
+    server = MetricsServer(
+        Metrics("t"),
+        port=0,
+        ready=lambda: True,
+        details=lambda: {"circuits": {"stages[1].map": OPEN}},
+    )
+    server.start()
+    try:
+        json_request = urllib.request.Request(
+            f"{server.url}/readyz", headers={"Accept": "application/json"}
+        )
+        with urllib.request.urlopen(json_request, timeout=5) as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"] == "application/json"
+            assert json.loads(response.read()) == {
+                "ready": True,
+                "circuits": {"stages[1].map": "open"},
+            }
+        with urllib.request.urlopen(f"{server.url}/readyz?format=json", timeout=5) as response:
+            assert json.loads(response.read())["circuits"] == {"stages[1].map": "open"}
+        with urllib.request.urlopen(f"{server.url}/readyz", timeout=5) as response:
+            assert response.read() == b"ready\n"
+    finally:
+        server.stop()
