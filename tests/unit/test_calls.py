@@ -295,6 +295,13 @@ def test_the_enrich_http_example_enriches_through_a_real_server(
             }  # fmt: skip
             records.append(record)
         out, failures = run(stage, records)
+        from examples.enrich_http import _sessions
+
+        from streamline.runtime.calls import event_loop
+
+        for session in _sessions.values():
+            event_loop().run_until_complete(session.close())
+        _sessions.clear()
     assert failures == []
     assert [r.value["country"] for r in out] == [f"DE/{tier_of(f'c-{i % 3}')}" for i in range(20)]
     assert [c.order_id for c in dependency.calls if c.order_id == "c-0"] == ["c-0"] * 7
@@ -309,3 +316,21 @@ def test_the_enrich_http_example_topology_validates() -> None:
         load_topology(ROOT / "examples" / "enrich-http.yaml"), SchemaStore(SCHEMAS)
     )
     assert checked.topology.stages[1].spec.concurrency == 64  # type: ignore[union-attr]
+
+
+def test_a_plain_maps_in_line_retries_are_counted_with_its_stage_path() -> None:
+    calls: dict[int, int] = {}
+
+    def flaky(value: dict[str, Any]) -> dict[str, Any]:
+        calls[value["i"]] = calls.get(value["i"], 0) + 1
+        if calls[value["i"]] == 1:
+            raise RuntimeError("first call fails")
+        return value
+
+    stage = Map("stages[2].map", flaky, POLICY)
+    out, failures = run(stage, batch(4, keys=4))
+    assert len(out) == 4 and failures == []
+    metrics = Metrics("t")
+    stage.report(metrics)
+    stage.report(metrics)  # counted once
+    assert metrics.value("streamline_retries_total", stage="stages[2].map") == 4
