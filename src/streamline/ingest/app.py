@@ -124,6 +124,8 @@ class _Ingest:
         wait = self.limiter.retry_after(token)
         if wait:
             return _error(429, "rate limit exceeded", **{"Retry-After": str(wait)})
+        if not self.writer.ready:  # refuse before reading: nothing is buffered while down
+            return _error(503, "the Kafka broker is not reachable", **{"Retry-After": "5"})
         body = await self._read_body(request)
         if body is None:
             return _error(413, f"the body is larger than {self.settings.max_body_bytes} bytes")
