@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from streamline.errors import UsageError
-from streamline.ingest.body import Encoded, body_format, parse_body
+from streamline.ingest.body import BodyParser, Encoded, body_format
 from streamline.ingest.keys import (
     DEFAULT_WINDOW_MS,
     KeyIndex,
@@ -79,7 +79,7 @@ class _Ingest:
             raise UsageError(
                 f"--key-field {settings.key_field} is not a field of {self.schema.name}"
             )
-        self.codec = AvroCodec(store, self.schema)
+        self.parser = BodyParser(self.schema, AvroCodec(store, self.schema), settings.key_field)
         self.auth = Authenticator(list(settings.tokens))
         self.limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
         self.metrics = IngestMetrics()
@@ -133,7 +133,7 @@ class _Ingest:
         if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_KEY_LENGTH:
             return _error(400, f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters")
         fmt = body_format(request.headers.get("content-type"), self.settings.format)
-        parsed = parse_body(body, fmt, self.schema, self.codec, self.settings.key_field)
+        parsed = self.parser.parse(body, fmt)
         if not isinstance(parsed, Encoded):
             return JSONResponse(
                 {

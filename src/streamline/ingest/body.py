@@ -16,7 +16,10 @@ from typing import Any
 from fastavro.validation import ValidationError, validate
 
 from streamline.serde import AvroCodec, Schema
-from streamline.serde.convert import convert_csv_row, convert_json_record
+from streamline.serde.codec import MAGIC
+from streamline.serde.convert import TIMESTAMP_TYPES, convert_csv_row, parse_timestamp_ms
+from streamline.serde.fastcodec import compile_writer
+from streamline.serde.schema_store import logical_type_of
 
 FORMATS = ("json", "jsonl", "csv")
 # Content-Type (without parameters) -> body format; anything else falls back to the default
@@ -106,43 +109,93 @@ def _type_name(avro_type: Any) -> str:
     return str(avro_type)
 
 
+class BodyParser:
+    """Parses bodies for one schema; what it can work out once (timestamp fields, the
+    generated encoder) it works out at construction, so each record costs little."""
+
+    def __init__(self, schema: Schema, codec: AvroCodec, key_field: str | None) -> None:
+        self.schema = schema
+        self.codec = codec
+        self.key_field = key_field
+        self._timestamps = [
+            name for name, t in schema.fields.items() if logical_type_of(t)[1] in TIMESTAMP_TYPES
+        ]
+        # the generated writer refuses anything fastavro's validation would refuse (and a
+        # few it accepts, e.g. 3 for a double): those get the full check before an error
+        self._write = compile_writer(schema.parsed, MAGIC + schema.fingerprint, schema.name)
+
+    def parse(self, body: bytes, fmt: str) -> Encoded | list[RecordError]:
+        """The body's records encoded, or every error found (at most MAX_ERRORS)."""
+        errors: list[RecordError] = []
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return [RecordError(0, "", f"body is not UTF-8: {exc.reason} at byte {exc.start}")]
+        records: list[tuple[bytes | None, bytes]] = []
+        key_field = self.key_field
+        for index, (item, problem) in enumerate(_records(text, fmt, self.schema)):
+            if len(errors) >= MAX_ERRORS:
+                break
+            if problem is not None:
+                errors.append(RecordError(index, *_field_and_reason(problem)))
+                continue
+            if not isinstance(item, dict):
+                errors.append(RecordError(index, "", "expected a JSON object"))
+                continue
+            try:
+                record = item if fmt == "csv" else self._timestamps_converted(item)
+                value = self._encode(index, record)
+            except ValueError as exc:
+                errors.append(RecordError(index, *_field_and_reason(str(exc))))
+                continue
+            except _Invalid as invalid:
+                errors.extend(invalid.errors)
+                continue
+            if errors:
+                continue  # the body is refused already: only look for more errors
+            key = record.get(key_field) if key_field is not None else None
+            records.append((None if key is None else str(key).encode(), value))
+        if not errors and not records:
+            return [RecordError(0, "", "the body holds no records")]
+        return errors[:MAX_ERRORS] if errors else Encoded(records)
+
+    def _timestamps_converted(self, record: dict[str, Any]) -> dict[str, Any]:
+        out = record
+        for name in self._timestamps:
+            value = record.get(name)
+            if isinstance(value, str):
+                if out is record:
+                    out = dict(record)
+                try:
+                    out[name] = parse_timestamp_ms(value)
+                except ValueError:
+                    raise ValueError(
+                        f"field {name}: {value!r} is not an ISO-8601 timestamp"
+                    ) from None
+        return out
+
+    def _encode(self, index: int, record: dict[str, Any]) -> bytes:
+        if self._write is not None:
+            try:
+                return bytes(self._write(record))
+            except Exception:
+                pass  # not necessarily invalid: the full check below decides
+        found = _field_errors(index, record, self.schema)
+        if found:
+            raise _Invalid(found)
+        return self.codec.encode(record, check=False)
+
+
+class _Invalid(Exception):
+    def __init__(self, errors: list[RecordError]) -> None:
+        self.errors = errors
+
+
 def parse_body(
     body: bytes, fmt: str, schema: Schema, codec: AvroCodec, key_field: str | None
 ) -> Encoded | list[RecordError]:
-    """The body's records encoded with `codec`, or every error found (at most MAX_ERRORS)."""
-    errors: list[RecordError] = []
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return [RecordError(0, "", f"body is not UTF-8: {exc.reason} at byte {exc.start}")]
-    records: list[tuple[bytes | None, bytes]] = []
-    for index, (item, problem) in enumerate(_records(text, fmt, schema)):
-        if len(errors) >= MAX_ERRORS:
-            break
-        if problem is not None:
-            errors.append(RecordError(index, *_field_and_reason(problem)))
-            continue
-        if not isinstance(item, dict):
-            errors.append(RecordError(index, "", "expected a JSON object"))
-            continue
-        try:
-            record = item if fmt == "csv" else convert_json_record(item, schema)
-        except ValueError as exc:
-            errors.append(RecordError(index, *_field_and_reason(str(exc))))
-            continue
-        found = _field_errors(index, record, schema)
-        if found:
-            errors.extend(found)
-            continue
-        if errors:
-            continue  # the body is refused already: only look for more errors
-        key = record.get(key_field) if key_field is not None else None
-        records.append(
-            (None if key is None else str(key).encode(), codec.encode(record, check=False))
-        )
-    if not errors and not records:
-        return [RecordError(0, "", "the body holds no records")]
-    return errors[:MAX_ERRORS] if errors else Encoded(records)
+    """`BodyParser(schema, codec, key_field).parse(body, fmt)`, for one body."""
+    return BodyParser(schema, codec, key_field).parse(body, fmt)
 
 
 def _field_and_reason(message: str) -> tuple[str, str]:
