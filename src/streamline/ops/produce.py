@@ -34,7 +34,9 @@ from streamline.ops.ingest_log import (
 )
 from streamline.reliability.checksum import value_checksum
 from streamline.serde import AvroCodec, EncodeError, Schema, SchemaStore
+from streamline.serde.codec import MAGIC
 from streamline.serde.convert import convert_csv_row, convert_json_record
+from streamline.serde.fastcodec import compile_writer
 
 # opened with the number of input lines (None: unknown); its value is called once per line
 Progress = Callable[[int | None], AbstractContextManager[Callable[[], None]]]
@@ -156,6 +158,13 @@ def produce(
     file_headers: list[tuple[str, str | bytes | None]] = (
         [(INGEST_FILE, str(source)), (INGEST_SHA256, sha256)] if sha256 is not None else []
     )
+    # Parquet rows of nested, nullable types make fastavro's validation slow: the generated
+    # writer (which refuses whatever validation would) goes first, validation explains
+    write = (
+        compile_writer(schema.parsed, MAGIC + schema.fingerprint, schema.name)
+        if is_parquet
+        else None
+    )
     started = time.monotonic()
     total = None if source is None else _count_rows(source, is_parquet)
     tracked = progress(total) if progress else nullcontext(_ignore)
@@ -172,7 +181,7 @@ def produce(
                     on_invalid(number, row)
                 continue
             try:
-                value = codec.encode(row)
+                value = _fast_encode(write, codec, row)
             except EncodeError as exc:
                 report.invalid.append((number, str(exc)))
                 if on_invalid:
@@ -218,6 +227,15 @@ def produce(
         producer.produce(INGEST_TOPIC, key=report.run.key(), value=report.run.encode())
         producer.commit_transaction(60)
     return report
+
+
+def _fast_encode(write: Any, codec: AvroCodec, row: dict[str, Any]) -> bytes:
+    if write is not None:
+        try:
+            return bytes(write(row))
+        except Exception:
+            pass  # not necessarily invalid: the checked encoder decides, naming the field
+    return codec.encode(row)
 
 
 def _parquet_rows(source: Path, schema: Schema) -> Iterator[tuple[int, dict[str, Any] | str]]:
