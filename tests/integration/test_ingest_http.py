@@ -107,7 +107,7 @@ def test_retried_requests_are_written_once_across_two_sigkills(
         "--instance-id",
         uuid.uuid4().hex[:8],
     ).start()
-    total = 100_000 if FULL else 8_000
+    total = 100_000 if FULL else 5_000
     records = orders(total)
     batches = [records[i : i + 500] for i in range(0, total, 500)]
     done = Counter[str]()
