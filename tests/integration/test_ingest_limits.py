@@ -98,6 +98,38 @@ def test_operations_endpoints_report_health_readiness_metrics_and_the_api(guarde
     assert set(post["responses"]) >= {"200", "400", "401", "403", "413", "429", "503"}
 
 
+def test_tls_serves_https_with_the_given_certificate(kafka, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from streamline.dev.broker import make_certificates
+
+    ca_pem, key_pem, cert_pem = make_certificates()
+    for name, pem in (("ca.pem", ca_pem), ("key.pem", key_pem), ("cert.pem", cert_pem)):
+        (tmp_path / name).write_bytes(pem)
+    topic = f"ingest-tls-{uuid.uuid4().hex[:8]}"
+    create_topics(kafka, {topic: (1, {})})
+    env = {
+        **os.environ,
+        "STREAMLINE_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "STREAMLINE_SCHEMAS": str(ROOT / "schemas"),
+    }
+    server = IngestServer(
+        env,
+        tmp_path / "ingest.log",
+        *("--topic", topic, "--schema", SCHEMA),
+        *("--tls-cert", str(tmp_path / "cert.pem"), "--tls-key", str(tmp_path / "key.pem")),
+        tls_ca=tmp_path / "ca.pem",
+    ).start()
+    try:
+        url = f"{server.url}/v1/topics/{topic}"
+        answer = httpx.post(url, content=jsonl(orders(2)), headers=NDJSON, verify=server.verify)
+        assert answer.json() == {"topic": topic, "records": 2, "replayed": False}
+        with pytest.raises(httpx.ConnectError):  # not a CA the client trusts
+            httpx.post(url, content=jsonl(orders(2)), headers=NDJSON)
+        with pytest.raises(httpx.RemoteProtocolError):  # plain HTTP is not served
+            httpx.post(url.replace("https", "http"), content=b"{}", headers=NDJSON)
+    finally:
+        server.stop()
+
+
 @pytest.mark.slow
 def test_with_the_broker_stopped_requests_get_503_promptly_and_succeed_after_it_restarts(
     tmp_path, bootstrap_env

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -31,8 +32,15 @@ def jsonl(records: list[dict[str, Any]]) -> bytes:
 class IngestServer:
     """One `streamline ingest http` process; `restart()` keeps its port and instance id."""
 
-    def __init__(self, env: dict[str, str], log: Path, *args: str) -> None:
+    def __init__(
+        self, env: dict[str, str], log: Path, *args: str, tls_ca: Path | None = None
+    ) -> None:
         self.port = free_port()
+        # with --tls-cert/--tls-key: verify the server against this CA
+        self.verify: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=str(tls_ca)) if tls_ca else True
+        )
+        self.scheme = "https" if tls_ca else "http"
         self.env = env
         self.log = log
         self.args = args
@@ -40,7 +48,7 @@ class IngestServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 90.0) -> IngestServer:
         with open(self.log, "ab") as out:
@@ -63,7 +71,8 @@ class IngestServer:
                     f"ingest exited {self.proc.returncode}: {self.log.read_text()}"
                 )
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                ready = httpx.get(f"{self.url}/readyz", timeout=1, verify=self.verify)
+                if ready.status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
