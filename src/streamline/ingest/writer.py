@@ -13,6 +13,7 @@ unreachable `ready` is false and `submit` refuses at once.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -24,6 +25,7 @@ from confluent_kafka import KafkaException, Producer
 from streamline.ingest.keys import KEYS_TOPIC, KeyEntry, KeyIndex
 from streamline.kafka.connection import Connection
 
+log = logging.getLogger("streamline.ingest")
 COMMIT_TIMEOUT_S = 10.0
 INIT_TIMEOUT_S = 5.0
 PROBE_INTERVAL_S = 2.0
@@ -147,7 +149,15 @@ class TransactionalWriter:
                     self._lock.wait(0.2)
                 batch = self._take()
             if batch:
-                self._commit(batch)
+                try:
+                    self._commit(batch)
+                except Exception as exc:  # never leave a request unanswered, nor the thread dead
+                    log.exception("ingest transaction failed")
+                    if self._producer is not None:
+                        self._drop_producer(self._producer)
+                    for pending in batch:
+                        if not pending.result.done():
+                            pending.result.set_exception(Unavailable(f"not written: {exc}", 5))
             elif self._producer is None and not self._init_producer():
                 time.sleep(1.0)
             elif time.monotonic() >= next_probe:
