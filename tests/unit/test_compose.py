@@ -21,7 +21,7 @@ from tests.support.invocation import assert_streamline_invocation, option
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 INSTANCES = ["streamline-1", "streamline-2"]
-STREAMLINE_SERVICES = ["topics", *INSTANCES, "sample-orders"]
+STREAMLINE_SERVICES = ["topics", *INSTANCES, "sample-orders", "ingest"]
 WORKDIR = PurePosixPath("/app")  # the Dockerfile's WORKDIR
 SHUTDOWN_FLUSH_S = 15  # producer.flush(10) + heartbeats flush(5) after the commit (Processor.run)
 

@@ -18,6 +18,7 @@ from streamline.cli import (
     demo,
     dlq,
     evidence,
+    ingest,
     lag,
     lineage,
     reconcile,
@@ -62,6 +63,7 @@ app.add_typer(topics.topics_app, name="topics")
 app.add_typer(dlq.dlq_app, name="dlq")
 app.add_typer(lineage.lineage_app, name="lineage")
 app.add_typer(evidence.evidence_app, name="evidence")
+app.add_typer(ingest.ingest_app, name="ingest")
 
 
 def main() -> None:

@@ -45,7 +45,9 @@ def produce(
     ],
     file: Annotated[
         Path | None,
-        typer.Option("--file", "-f", help="JSON lines, or CSV by extension; default stdin."),
+        typer.Option(
+            "--file", "-f", help="JSON lines, or CSV / Parquet by extension; default stdin."
+        ),
     ] = None,
     key_field: Annotated[
         str | None, typer.Option("--key-field", help="Field whose value becomes the record key.")
@@ -58,13 +60,21 @@ def produce(
         typer.Option("--checksum", help="Stamp streamline.checksum: the sha256 hex of each value."),
     ] = False,
     format: FormatOpt = "avro",
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Produce a file again that was produced to the topic before."),
+    ] = False,
     bootstrap_servers: BootstrapOpt = None,
     kafka_config: KafkaConfigOpt = None,
     schemas: SchemasOpt = None,
     schema_registry_url: SchemaRegistryOpt = None,
 ) -> None:
-    """Validate JSON lines or CSV against a schema and produce them in a format (default
-    single-object Avro)."""
+    """Validate JSON lines, CSV or Parquet against a schema and produce them in a format
+    (default single-object Avro).
+
+    A file is produced in one transaction with its record on streamline.ingest (sha256,
+    count, offsets); the same file again to the same topic is refused (exit 2) unless --force.
+    """
     from streamline.kafka.registry import open_registry
     from streamline.ops.produce import produce as run_produce
 
@@ -83,6 +93,7 @@ def produce(
         checksum=checksum,
         format=format,
         registry=registry,
+        force=force,
         progress=progress_bar(topic) if sys.stderr.isatty() else None,
         on_invalid=lambda n, reason: err.print(f"line {n}: {reason}", markup=False),
     )
@@ -91,6 +102,8 @@ def produce(
         f"sent {report.sent} records to {topic}"
         + (f"; {invalid} invalid lines not sent" if invalid else "")
     )
+    if report.run is not None:
+        err.print(f"recorded on streamline.ingest: sha256 {report.run.sha256}", markup=False)
     if invalid:
         raise typer.Exit(2)
 
