@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from streamline.observability.metrics import Metrics
 from streamline.reliability.dead_letter import Failure
 from streamline.reliability.retry import RetryPolicy
+from streamline.runtime.join_operator import Join
 from streamline.runtime.record import Record
 from streamline.runtime.stages import (
     Decode,
@@ -24,8 +26,11 @@ from streamline.runtime.stages import (
 )
 from streamline.serde import AvroCodec, SchemaStore
 from streamline.topology import CheckedTopology
+from streamline.runtime.table_operator import TableState
+from streamline.runtime.tables import table_state
 from streamline.topology.model import (
     FilterStage,
+    JoinStage,
     KeyByStage,
     MapStage,
     Topology,
@@ -58,11 +63,23 @@ class Pipeline:
     """Some validate stage has warn rules: outputs may carry `streamline.quality.warnings`."""
     reporting: list[Validate | TrackNulls] = field(default_factory=list)
     """Stages with counts for the metrics, reported once per batch."""
+    tables: TableState = field(default_factory=lambda: TableState([]))
+    """The table partitions the join stages look up in (filled by the table manager)."""
 
     @classmethod
-    def from_checked(cls, checked: CheckedTopology, store: SchemaStore) -> Pipeline:
-        """The runnable form of `checked`; `store` resolves writer schemas by fingerprint."""
+    def from_checked(
+        cls,
+        checked: CheckedTopology,
+        store: SchemaStore,
+        metrics: Metrics | None = None,
+        state_dir: Path = Path(".streamline/state"),
+    ) -> Pipeline:
+        """The runnable form of `checked`; `store` resolves writer schemas by fingerprint.
+
+        `metrics` counts join misses and `state_dir` holds the tables (topologies with joins).
+        """
         topology = checked.topology
+        tables = table_state(checked, store, state_dir)
         resources = resources_of(topology)
         source_codec = AvroCodec(store, checked.source_schema)
         retry = topology.retry
@@ -108,6 +125,10 @@ class Pipeline:
             elif isinstance(stage, MapStage):
                 assert cs.function is not None
                 stages.append(Map(cs.path, cs.function, policy))
+            elif isinstance(stage, JoinStage):
+                stages.append(
+                    Join(cs.path, stage.join, tables, topology.retry_topic, metrics or Metrics("-"))
+                )
             elif isinstance(stage, KeyByStage):
                 key = stage.key_by
                 if isinstance(key, str):
@@ -132,6 +153,7 @@ class Pipeline:
             sink_checksum=topology.sink.checksum,
             warns=warns,
             reporting=[s for s in stages if isinstance(s, Validate | TrackNulls)],
+            tables=tables,
         )
 
     @property

@@ -36,6 +36,7 @@ from streamline.runtime.record import Record
 from streamline.runtime.repartition import Repartitioner
 from streamline.runtime.retry_gate import RetryGate
 from streamline.runtime.stages import Map
+from streamline.runtime.table_manager import TableManager
 from streamline.runtime.task import TaskOutputs
 from streamline.runtime.task_manager import TaskManager
 from streamline.runtime.windowed import SourceWatermarks
@@ -138,6 +139,8 @@ class _Loop:
             pipeline, options.state_dir, connection, consumer, offsets,
             self.source_watermarks, liveness, metrics, outputs, sources,
         )  # fmt: skip
+        self.tables = TableManager(pipeline.tables, connection, metrics, liveness.progressed)
+        self.tasks.tables = self.tables if pipeline.tables else None
         self.commit = CommitCycle(
             pipeline, options.instance_id, options.max_records_per_transaction, connection,
             consumer, collector, offsets, self.tasks, self.repartitioner,
@@ -250,6 +253,8 @@ class _Loop:
         pipeline, metrics = self.pipeline, self.metrics
         failures: list[tuple[Record, Failure]] = []
         try:
+            if self.tasks.tables is not None:
+                self.tables.follow(failures)  # rows written before the batch was read
             process_batch(
                 pipeline, batch, txn, failures, metrics, self.collector, self.source_watermarks,
                 self.repartitioner, self.tasks, self.commit.open, _wall_ms,

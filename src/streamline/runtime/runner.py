@@ -12,6 +12,7 @@ from streamline.kafka.admin import (
     require_state_partitions,
     require_topics,
 )
+from streamline.errors import StreamlineError
 from streamline.kafka.connection import Connection
 from streamline.observability.http import MetricsServer
 from streamline.observability.metrics import Metrics
@@ -35,13 +36,18 @@ def run_topology(
     """Runs until SIGTERM/SIGINT (or `stop`), then commits or aborts and leaves the group cleanly."""
     topology = checked.topology
     connection.check_reachable()
-    pipeline = Pipeline.from_checked(checked, store)
+    metrics = Metrics(topology.name)
+    pipeline = Pipeline.from_checked(checked, store, metrics, options.state_dir)
     counts = require_topics(connection, [*pipeline.source_topics, *pipeline.owned_topics])
+    tables = pipeline.resources.table_topics
+    if tables:
+        counts = {**counts, **require_topics(connection, list(tables))}
+        for problem in pipeline.resources.copartitioning_problems(counts):
+            raise StreamlineError(problem)
     if pipeline.windowed:
         require_state_partitions(counts, pipeline.window_input_topic, pipeline.changelog_topic)
         if pipeline.retrying and not pipeline.repartition:
             require_copartitioned(counts, pipeline.window_input_topic, topology.retry_topic)
-    metrics = Metrics(topology.name)
     metrics.set_info(topology.version, topology.fingerprint)
     processor = Processor(pipeline, connection, options, metrics)
     server = MetricsServer(

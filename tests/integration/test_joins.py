@@ -1,0 +1,169 @@
+"""Stream-table joins against the real broker: as-of-event-time enrichment under SIGKILLs,
+readiness gated on the table load, and a replay that re-emits identical output.
+
+Sizes are small in the suite; STREAMLINE_ACCEPTANCE_SCALE=full runs the issue's sizes
+(100k orders, 10k customers; 200k table records for readiness).
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from streamline.dev.broker import free_port
+from streamline.kafka.connection import Connection
+from tests.helpers import run_cli
+from tests.integration.test_run import scrape, total
+from tests.support.harness import crash_repeatedly
+from tests.support.joins import (
+    FULL,
+    T0,
+    Feeder,
+    Scenario,
+    Stream,
+    await_outputs,
+    customer,
+    enriched,
+)
+
+pytestmark = pytest.mark.slow
+
+ORDERS, CUSTOMERS, UPDATES = (100_000, 10_000, 10_000) if FULL else (4_000, 300, 400)
+RATE = 2_000 if FULL else 300
+
+
+def by_order(outputs: list[dict]) -> dict[str, dict]:
+    return {o["order_id"]: o for o in outputs}
+
+
+@pytest.mark.parametrize("keep_state", [True, False], ids=["local-state-kept", "local-state-deleted"])
+def test_versioned_enrichment_equals_the_as_of_oracle_under_sigkills(
+    kafka: Connection, unique: str, tmp_path: Path, keep_state: bool
+) -> None:
+    scenario = Scenario(kafka, tmp_path, unique, versioned=True)
+    stream = Stream.make(ORDERS, CUSTOMERS, UPDATES)
+    scenario.produce_customers(stream.initial)
+    proc = scenario.process("a").start()
+    feeder = Feeder(scenario, stream, RATE)
+    feeder.start()
+
+    def wipe(_i: int) -> None:
+        if not keep_state:
+            shutil.rmtree(proc.state_dir, ignore_errors=True)
+
+    try:
+        crash_repeatedly(proc, random.Random(11), times=3, before_restart=wipe)
+        feeder.join(300)
+        assert feeder.error is None
+        outputs = await_outputs(scenario, ORDERS, timeout=240)
+    finally:
+        proc.stop()
+    ids = Counter(o["order_id"] for o in outputs)
+    assert [i for i, n in ids.items() if n > 1] == []  # exactly once
+    assert by_order(outputs) == stream.as_of()
+    assert scenario.dead_letters() == 0
+
+
+def test_plain_table_gives_exactly_one_output_per_order(
+    kafka: Connection, unique: str, tmp_path: Path
+) -> None:
+    scenario = Scenario(kafka, tmp_path, unique, versioned=False)
+    stream = Stream.make(ORDERS // 2, CUSTOMERS, UPDATES // 2, seed=3)
+    scenario.produce_customers(stream.initial)
+    proc = scenario.process("a").start()
+    feeder = Feeder(scenario, stream, RATE)
+    feeder.start()
+    try:
+        crash_repeatedly(proc, random.Random(5), times=1)
+        feeder.join(300)
+        assert feeder.error is None
+        outputs = await_outputs(scenario, len(stream.orders), timeout=240)
+    finally:
+        proc.stop()
+    ids = Counter(o["order_id"] for o in outputs)
+    assert sorted(ids) == sorted(o["order_id"] for o in stream.orders)
+    assert set(ids.values()) == {1}
+    # every segment is one the customer had at some point
+    had: dict[str, set[str]] = {}
+    for row in [*stream.initial, *stream.updates.values()]:
+        had.setdefault(row["customer_id"], set()).add(row["segment"])
+    assert all(o["segment"] in had[o["customer_id"]] for o in outputs)
+
+
+def test_readyz_waits_for_the_table_and_the_first_output_is_enriched(
+    kafka: Connection, unique: str, tmp_path: Path
+) -> None:
+    scenario = Scenario(kafka, tmp_path, unique, versioned=False)
+    rows = 200_000 if FULL else 30_000
+    customers = 5_000
+    # many versions of few customers: the table is its last one of each
+    scenario.produce_customers(
+        [customer(i % customers, i // customers, T0 - 1) for i in range(rows)]
+    )
+    last = {f"c-{i % customers}": customer(i % customers, i // customers, T0 - 1) for i in range(rows)}
+    stream = Stream.make(200, customers, 0 + 1)  # one update, produced after the orders
+    stream.updates.clear()
+    feeder = Feeder(scenario, stream, 10_000)
+    feeder.run()  # the orders are there before the topology starts
+    port = free_port()
+    proc = scenario.process("a", metrics_port=port).start()
+    statuses: list[tuple[float, int]] = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                    statuses.append((time.monotonic(), r.status))
+                    break
+            except urllib.error.HTTPError as exc:
+                statuses.append((time.monotonic(), exc.code))
+            except OSError:
+                pass
+            time.sleep(0.05)
+        assert statuses and statuses[-1][1] == 200, proc.log()[-3000:]
+        log = proc.current_log()
+        assert "loaded tables" in log  # before it answered 200: the load runs in the assignment
+        samples = scrape(port)
+        assert total(samples, "streamline_table_records", table="customers") >= customers * 0.9
+        assert total(samples, "streamline_table_lag", table="customers") == 0
+        outputs = await_outputs(scenario, len(stream.orders), timeout=60)
+    finally:
+        proc.stop()
+    assert 503 in {s for _, s in statuses}  # not ready while the table loaded
+    expected = {o["order_id"]: enriched(o, last[o["customer_id"]]) for o in stream.orders}
+    assert by_order(outputs) == expected
+
+
+def test_replay_to_earliest_re_emits_identical_enriched_output(
+    kafka: Connection, unique: str, tmp_path: Path
+) -> None:
+    scenario = Scenario(kafka, tmp_path, unique, versioned=True)
+    stream = Stream.make(2_000, 200, 300, seed=9)
+    scenario.produce_customers(stream.initial)
+    Feeder(scenario, stream, 50_000).run()
+    expected = stream.as_of()
+    proc = scenario.process("a").start()
+    try:
+        first = await_outputs(scenario, len(expected), timeout=120)
+    finally:
+        assert proc.stop() == 0
+    assert by_order(first) == expected
+    ends = scenario.sink_ends()
+    replayed = run_cli("replay", str(scenario.path), "--to-earliest", env=scenario.env)
+    assert replayed.returncode == 0, replayed.stderr
+    proc = scenario.process("a").start()
+    try:
+        second = await_outputs(scenario, len(expected), timeout=120, after=ends)
+        time.sleep(1)
+    finally:
+        assert proc.stop() == 0
+    second = scenario.outputs(ends)
+    assert len(second) == len(expected)
+    assert by_order(second) == expected  # the table was not truncated; as of event time
