@@ -43,7 +43,9 @@ def by_order(outputs: list[dict]) -> dict[str, dict]:
     return {o["order_id"]: o for o in outputs}
 
 
-@pytest.mark.parametrize("keep_state", [True, False], ids=["local-state-kept", "local-state-deleted"])
+@pytest.mark.parametrize(
+    "keep_state", [True, False], ids=["local-state-kept", "local-state-deleted"]
+)
 def test_versioned_enrichment_equals_the_as_of_oracle_under_sigkills(
     kafka: Connection, unique: str, tmp_path: Path, keep_state: bool
 ) -> None:
@@ -107,7 +109,9 @@ def test_readyz_waits_for_the_table_and_the_first_output_is_enriched(
     scenario.produce_customers(
         [customer(i % customers, i // customers, T0 - 1) for i in range(rows)]
     )
-    last = {f"c-{i % customers}": customer(i % customers, i // customers, T0 - 1) for i in range(rows)}
+    last = {
+        f"c-{i % customers}": customer(i % customers, i // customers, T0 - 1) for i in range(rows)
+    }
     stream = Stream.make(200, customers, 0 + 1)  # one update, produced after the orders
     stream.updates.clear()
     feeder = Feeder(scenario, stream, 10_000)

@@ -24,10 +24,10 @@ from streamline.runtime.stages import (
     Validate,
     VerifyChecksum,
 )
-from streamline.serde import AvroCodec, SchemaStore
-from streamline.topology import CheckedTopology
 from streamline.runtime.table_operator import TableState
 from streamline.runtime.tables import table_state
+from streamline.serde import AvroCodec, SchemaStore
+from streamline.topology import CheckedTopology
 from streamline.topology.model import (
     FilterStage,
     JoinStage,

@@ -7,12 +7,12 @@ import signal
 import threading
 from types import FrameType
 
+from streamline.errors import StreamlineError
 from streamline.kafka.admin import (
     require_copartitioned,
     require_state_partitions,
     require_topics,
 )
-from streamline.errors import StreamlineError
 from streamline.kafka.connection import Connection
 from streamline.observability.http import MetricsServer
 from streamline.observability.metrics import Metrics

@@ -100,7 +100,9 @@ class TablePartition:
         if checkpoint is not None and checkpoint.fingerprint != settings.layout:
             self.store.wipe()  # the rows hold other fields: load the table again
         self.stores = [
-            OperatorStore(StoreSpec(settings.store_name, settings.topic, changelog=False), self.store)
+            OperatorStore(
+                StoreSpec(settings.store_name, settings.topic, changelog=False), self.store
+            )
         ]
         self.applied = 0
 

@@ -7,13 +7,14 @@ from pathlib import Path
 from streamline.runtime.table_operator import TableSettings, TableState
 from streamline.serde import AvroCodec, SchemaStore
 from streamline.topology import CheckedTopology
+from streamline.topology.model import joins_of
 
 
 def table_state(checked: CheckedTopology, store: SchemaStore, state_dir: Path) -> TableState:
     """An empty `TableState` for the topology's tables, each row keeping the fields joins read."""
     topology = checked.topology
     read: dict[str, list[str]] = {t.name: [] for t in topology.tables}
-    for _index, spec in topology.joins:
+    for _index, spec in joins_of(topology):
         if spec.table is not None:
             for table_field in spec.fields.values():
                 if table_field not in read[spec.table]:

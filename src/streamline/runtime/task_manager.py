@@ -71,7 +71,6 @@ class TaskManager:
         self._outputs = outputs
         self._source_partitions = source_partitions
         self._retry_topic = pipeline.topology.retry_topic
-        self._sources = frozenset(pipeline.source_topics)
         self.window_settings = (
             WindowSettings.of(pipeline.topology, state_dir, pipeline.repartition)
             if pipeline.windowed
@@ -163,7 +162,8 @@ class TaskManager:
         if self.window_settings is not None:
             self._open_tasks(self.window_settings, partitions, rewound)
         if self.tables is not None:  # loaded before the instance is ready
-            self.tables.assign(tp.partition for tp in partitions if tp.topic in self._sources)
+            sources = self._pipeline.source_topics
+            self.tables.assign(tp.partition for tp in partitions if tp.topic in sources)
         wall_ms = int(time.time() * 1000)  # idleness counts from when processing can start
         for tp in partitions:
             if tp.topic in self._pipeline.source_topics:
@@ -190,7 +190,8 @@ class TaskManager:
                     self._metrics.stores.remove_store_partition(bound.spec.name, tp.partition)
         self._metrics.set_assigned_partitions(len(self._offsets.assignment))
         if self.tables is not None:
-            self.tables.revoke(tp.partition for tp in partitions if tp.topic in self._sources)
+            sources = self._pipeline.source_topics
+            self.tables.revoke(tp.partition for tp in partitions if tp.topic in sources)
 
     def close(self) -> None:
         for task in self.tasks.values():

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from streamline.serde.schema_store import Schema
 from streamline.topology import avro_types
-from streamline.topology.model import JoinSpec, Table, Topology
+from streamline.topology.model import JoinSpec, Table, Topology, table_named
 
 
 class Checker(Protocol):
@@ -55,9 +55,7 @@ def check_tables(checker: Checker) -> dict[str, Schema]:
                 avro_types.is_millis_long(valid_type, named)
                 or avro_types.is_string(valid_type, named)
             ):
-                got = (
-                    "missing" if valid_type is None else avro_types.describe(valid_type, named)
-                )
+                got = "missing" if valid_type is None else avro_types.describe(valid_type, named)
                 checker.problem(
                     f"tables[{i}].valid_from",
                     f"field {table.valid_from!r} of {schema.name} is {got}; expected long "
@@ -85,7 +83,7 @@ def check_join(
     topology = checker.topology
     if spec.table is None or spec.table not in tables or records is None:
         return records
-    table = topology.table(spec.table)
+    table = table_named(topology, spec.table)
     schema = tables[spec.table]
     named = {**avro_types.named_types(records), **avro_types.named_types(schema)}
     on_type = records.fields.get(spec.on)
@@ -137,9 +135,7 @@ def check_join(
         *records.definition.get("fields", []),
         *({"name": name, "type": t} for name, t in added.items()),
     ]
-    return dataclasses.replace(
-        records, name=f"{records.name}+{table.name}", definition=definition
-    )
+    return dataclasses.replace(records, name=f"{records.name}+{table.name}", definition=definition)
 
 
 def _base(field_type: Any, named: Any) -> Any:

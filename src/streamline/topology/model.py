@@ -702,6 +702,15 @@ STAGE_MODELS["join"] = JoinStage
 TAGGED_TYPES[f"{TAG_PREFIX}join"] = JoinStage
 
 
+def joins_of(topology: Topology) -> list[tuple[int, JoinSpec]]:
+    """(stage index, spec) of each join stage."""
+    return [(i, s.join) for i, s in enumerate(topology.stages) if isinstance(s, JoinStage)]
+
+
+def table_named(topology: Topology, name: str) -> Table:
+    return next(t for t in topology.tables if t.name == name)
+
+
 def _join_problems(topology: Topology) -> list[tuple[str, str]]:
     """Tables and joins that the file gets wrong, or asks for what is not supported yet."""
     problems: list[tuple[str, str]] = []
@@ -712,7 +721,9 @@ def _join_problems(topology: Topology) -> list[tuple[str, str]]:
             problems.append((f"tables[{i}].name", f"duplicate table name {table.name!r}"))
         names.setdefault(table.name, i)
         if table.topic in taken:
-            problems.append((f"tables[{i}].topic", f"topic {table.topic!r} is a source or the sink"))
+            problems.append(
+                (f"tables[{i}].topic", f"topic {table.topic!r} is a source or the sink")
+            )
         if table.global_:
             problems.append(
                 (
@@ -740,9 +751,7 @@ def _join_problems(topology: Topology) -> list[tuple[str, str]]:
             problems.append((path, "a join needs table: <name of a tables: item>"))
         elif spec.table not in names:
             known = ", ".join(names) or "none"
-            problems.append(
-                (f"{path}.table", f"unknown table {spec.table!r}; tables: {known}")
-            )
+            problems.append((f"{path}.table", f"unknown table {spec.table!r}; tables: {known}"))
         if topology.key_by is not None and i > topology.stages.index(topology.key_by):
             problems.append((path, "a join must come before the key_by stage"))
     return problems
@@ -971,14 +980,6 @@ class Topology(StrictModel):
     @property
     def key_by(self) -> KeyByStage | None:
         return next((s for s in self.stages if isinstance(s, KeyByStage)), None)
-
-    @property
-    def joins(self) -> list[tuple[int, JoinSpec]]:
-        """(stage index, spec) of each join stage."""
-        return [(i, s.join) for i, s in enumerate(self.stages) if isinstance(s, JoinStage)]
-
-    def table(self, name: str) -> Table:
-        return next(t for t in self.tables if t.name == name)
 
     @property
     def window(self) -> WindowSpec | None:
