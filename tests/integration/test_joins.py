@@ -35,8 +35,9 @@ from tests.support.joins import (
 
 pytestmark = pytest.mark.slow
 
-ORDERS, CUSTOMERS, UPDATES = (100_000, 10_000, 10_000) if FULL else (4_000, 300, 400)
+ORDERS, CUSTOMERS, UPDATES = (100_000, 10_000, 10_000) if FULL else (3_000, 300, 300)
 RATE = 2_000 if FULL else 300
+KILLS = 3 if FULL else 2
 
 
 def by_order(outputs: list[dict]) -> dict[str, dict]:
@@ -61,7 +62,7 @@ def test_versioned_enrichment_equals_the_as_of_oracle_under_sigkills(
             shutil.rmtree(proc.state_dir, ignore_errors=True)
 
     try:
-        crash_repeatedly(proc, random.Random(11), times=3, before_restart=wipe)
+        crash_repeatedly(proc, random.Random(11), times=KILLS, before_restart=wipe)
         feeder.join(300)
         assert feeder.error is None
         outputs = await_outputs(scenario, ORDERS, timeout=240)
@@ -112,8 +113,7 @@ def test_readyz_waits_for_the_table_and_the_first_output_is_enriched(
     last = {
         f"c-{i % customers}": customer(i % customers, i // customers, T0 - 1) for i in range(rows)
     }
-    stream = Stream.make(200, customers, 0 + 1)  # one update, produced after the orders
-    stream.updates.clear()
+    stream = Stream.make(400, customers, 0)
     feeder = Feeder(scenario, stream, 10_000)
     feeder.run()  # the orders are there before the topology starts
     port = free_port()
