@@ -138,8 +138,13 @@ def test_readyz_waits_for_the_table_and_the_first_output_is_enriched(
         assert total(samples, "streamline_table_records", table="customers") >= customers * 0.9
         assert total(samples, "streamline_table_lag", table="customers") == 0
         outputs = await_outputs(scenario, len(stream.orders), timeout=60)
+        lag = run_cli("lag", str(scenario.path), env=scenario.env)
     finally:
         proc.stop()
+    assert lag.returncode == 0, lag.stderr
+    table_rows = [line for line in lag.stdout.splitlines() if scenario.customers in line]
+    assert len(table_rows) == scenario.partitions  # each table partition, read to its end
+    assert all(line.split()[-1] == "0" or " 0 " in line for line in table_rows), lag.stdout
     assert 503 in {s for _, s in statuses}  # not ready while the table loaded
     expected = {o["order_id"]: enriched(o, last[o["customer_id"]]) for o in stream.orders}
     assert by_order(outputs) == expected

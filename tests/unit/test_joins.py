@@ -340,6 +340,15 @@ def test_a_table_topic_is_read_compacted_copartitioned_and_checked() -> None:
     assert "recreate customers with 6 partitions" in problem
 
 
+def test_acls_let_the_instances_read_tables_and_publish_their_positions() -> None:
+    from streamline.ops.acls import topology_acls
+
+    acls = {(a.resource, a.name, a.operation) for a in topology_acls(load_topology(EXAMPLE))}
+    assert ("TOPIC", "customers", "READ") in acls
+    assert ("GROUP", "orders-enriched.tables", "READ") in acls
+    assert not any(a[1] == "customers" and a[2] != "READ" for a in acls)
+
+
 def test_model_copy_keeps_tables() -> None:
     topology = load_topology(EXAMPLE)
     assert copy.deepcopy(topology).tables == topology.tables

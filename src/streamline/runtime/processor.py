@@ -139,7 +139,13 @@ class _Loop:
             pipeline, options.state_dir, connection, consumer, offsets,
             self.source_watermarks, liveness, metrics, outputs, sources,
         )  # fmt: skip
-        self.tables = TableManager(pipeline.tables, connection, metrics, liveness.progressed)
+        self.tables = TableManager(
+            pipeline.tables,
+            connection,
+            metrics,
+            liveness.progressed,
+            pipeline.resources.tables_group,
+        )
         self.tasks.tables = self.tables if pipeline.tables else None
         self.commit = CommitCycle(
             pipeline, options.instance_id, options.max_records_per_transaction, connection,

@@ -18,11 +18,10 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from streamline.errors import StreamlineError
 from streamline.kafka.connection import Connection
-from streamline.kafka.consumers import restore_consumer
 from streamline.observability.metrics import Metrics
 from streamline.reliability.dead_letter import Failure
 from streamline.runtime.record import Record
@@ -38,6 +37,25 @@ FOLLOW_TIMEOUT_S = 10.0
 CHECKPOINT_INTERVAL_S = 1.0
 
 
+def table_consumer(connection: Connection, group: str) -> Consumer:
+    """A read_committed reader of assigned table partitions; `group` (no membership) only
+    holds the positions it publishes."""
+    return Consumer(
+        connection.config(
+            **{
+                "group.id": group,
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "auto.offset.reset": "earliest",
+                "fetch.max.bytes": 52428800,
+                "fetch.wait.max.ms": 10,
+            },
+            log_level=0,
+        )
+    )
+
+
 class TableManager:
     """The table partitions of this instance: opened, loaded, followed and closed."""
 
@@ -47,8 +65,10 @@ class TableManager:
         connection: Connection,
         metrics: Metrics,
         progressed: Callable[[], None],
+        group: str,
     ) -> None:
         self.state = state
+        self._group = group
         self._connection = connection
         self._metrics = metrics
         self._progressed = progressed
@@ -60,7 +80,7 @@ class TableManager:
 
     def _client(self) -> Consumer:
         if self._consumer is None:
-            self._consumer = restore_consumer(self._connection)
+            self._consumer = table_consumer(self._connection, self._group)
         return self._consumer
 
     # --- rebalances --------------------------------------------------------------------
@@ -89,6 +109,7 @@ class TableManager:
             table = self._open[tp]
             table.checkpoint(self._positions[tp])
             self._metrics.stores.restored(table.settings.store_name, tp[1], loaded.get(tp, 0))
+        self._commit_positions()
         log.info(
             "loaded tables %s: %d records in %.2fs",
             ", ".join(f"{t}/{p}" for t, p in opened),
@@ -131,6 +152,17 @@ class TableManager:
                 table.checkpoint(self._positions[tp])
             self._checkpointed_at = time.monotonic()
             self._report()
+            self._commit_positions()
+
+    def _commit_positions(self) -> None:
+        """Publishes how far each table partition is read, for `streamline lag` (not a restore
+        point: a restore starts from the local checkpoint)."""
+        offsets = [TopicPartition(t, p, self._positions[(t, p)]) for t, p in self._open]
+        if offsets:
+            try:
+                self._client().commit(offsets=offsets, asynchronous=True)
+            except KafkaException as exc:
+                log.warning("could not publish table positions: %s", exc)
 
     def _ends(self, partitions: list[TP]) -> dict[TP, int]:
         consumer = self._client()

@@ -164,6 +164,11 @@ class TopologyResources:
         return tuple(t for t in self.topics if t.role not in ("source", "table"))
 
     @property
+    def tables_group(self) -> str:
+        """`<group>.tables`: where the instances publish how far their tables are read."""
+        return self.side_group("tables")
+
+    @property
     def table_topics(self) -> tuple[str, ...]:
         """The topics read as tables (co-partitioned with the sources)."""
         return tuple(t.name for t in self.topics if t.role == "table")
