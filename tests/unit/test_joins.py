@@ -209,6 +209,18 @@ def test_a_versioned_table_answers_as_of_event_time_and_tombstones_end_a_row(
     assert table.lookup("c-2", 5_000) is None
 
 
+def test_a_lookup_sees_a_change_applied_after_it(tmp_path: Path) -> None:
+    for versioned in (True, False):
+        table = TablePartition(settings(tmp_path / str(versioned), versioned=versioned), 0)
+        table.apply([table_record(0, row("c-1", "bronze", 1_000))], [])
+        assert table.lookup("c-1", 9_000)["segment"] == "bronze"  # type: ignore[index]
+        table.apply([table_record(1, row("c-1", "gold", 2_000))], [])
+        assert table.lookup("c-1", 9_000)["segment"] == "gold"  # type: ignore[index]
+        table.apply([table_record(2, None, key="c-1")], [])
+        assert table.lookup("c-1", 9_000) is None
+        table.close()
+
+
 def test_versions_older_than_history_behind_the_newest_are_forgotten(tmp_path: Path) -> None:
     table = TablePartition(settings(tmp_path, history_ms=1_000), 0)
     table.apply(

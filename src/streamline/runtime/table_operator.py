@@ -13,13 +13,15 @@ offset ends in the same state, so the table needs no transaction.
   A tombstone is a version with an empty value (no row from then on). Versions older
   than `history` behind the newest one are forgotten, except the one in force then.
 
-Rows are stored as JSON of the table fields the joins read. `TableState` holds the
+Rows are stored as JSON of the table fields the joins read; lookups go through a bounded
+cache of decoded rows (a key's entry is dropped when the table changes it). `TableState` holds the
 partitions this instance has, for the join stages to look up in. Nothing here talks to
 Kafka (`table_manager.py` does).
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import struct
@@ -39,6 +41,8 @@ TABLE_DECODE = "table_decode"
 
 _SHIFT = 1 << 63
 _VERSION = struct.Struct(">Q")
+CACHE_KEYS = 100_000
+"""Decoded keys a table partition keeps in memory for lookups (then the cache starts over)."""
 _TABLE_GENERATION = 0
 """Tables do not follow the topology's state generation: a replay of the stream never
 invalidates them (their history is their own topic)."""
@@ -105,6 +109,7 @@ class TablePartition:
             )
         ]
         self.applied = 0
+        self._cache: dict[str, Any] = {}  # key -> row (plain) or (times, rows) (versioned)
 
     def start_offset(self, end: int) -> int:
         """The offset to read the topic from: the checkpoint's, else 0 (the store is wiped)."""
@@ -121,6 +126,7 @@ class TablePartition:
             except ValueError as exc:
                 failures.append((record, Failure(TABLE_DECODE, str(exc), settings.stage)))
                 continue
+            self._cache.pop(key.decode(), None)
             if settings.versioned:
                 self._put_version(key, row, valid_from)
             elif row is None:
@@ -177,20 +183,37 @@ class TablePartition:
 
     def lookup(self, key: str, as_of: int) -> dict[str, Any] | None:
         """The row of `key` (as of event time `as_of` for a versioned table), or None."""
+        cache = self._cache
+        entry = cache.get(key, _MISSING)
+        if entry is _MISSING:
+            if len(cache) >= CACHE_KEYS:
+                cache.clear()
+            entry = cache[key] = self._load(key)
+        if not self.settings.versioned:
+            return entry  # type: ignore[no-any-return]
+        times, rows = entry
+        at = bisect.bisect_right(times, as_of)
+        return rows[at - 1] if at else None
+
+    def _load(self, key: str) -> Any:
         if not self.settings.versioned:
             row = self.store.get(key.encode())
             return json.loads(row) if row is not None else None
         prefix = key.encode() + b"\x00"
-        found: bytes | None = None
-        for _k, value in self.store.items(prefix, prefix + _encode_time(as_of + 1)):
-            found = value
-        return json.loads(found) if found else None
+        times, rows = [], []
+        for k, value in self.store.items(prefix=prefix):
+            times.append(_decode_time(k[len(prefix) :]))
+            rows.append(json.loads(value) if value else None)
+        return times, rows
 
     def keys(self) -> int:
         return self.store.approx_keys()
 
     def close(self) -> None:
         self.store.close()
+
+
+_MISSING = object()
 
 
 def _timestamp(value: object, settings: TableSettings) -> int:
