@@ -18,7 +18,8 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, IsolationLevel, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
 from streamline.errors import StreamlineError
 from streamline.kafka.connection import Connection
@@ -73,6 +74,7 @@ class TableManager:
         self._metrics = metrics
         self._progressed = progressed
         self._consumer: Consumer | None = None
+        self._admin: AdminClient | None = None
         self._open: dict[TP, TablePartition] = {}  # (table topic, partition) -> partition
         self._positions: dict[TP, int] = {}
         self._pending: Failures = []  # table_decode failures found while loading
@@ -165,14 +167,15 @@ class TableManager:
                 log.warning("could not publish table positions: %s", exc)
 
     def _ends(self, partitions: list[TP]) -> dict[TP, int]:
-        consumer = self._client()
-        ends = {}
-        for topic, p in partitions:
-            _low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, p), timeout=30, cached=False
-            )
-            ends[(topic, p)] = int(high)
-        return ends
+        """The offset up to which each partition can be read (read_committed), in one request."""
+        if self._admin is None:
+            self._admin = AdminClient(self._connection.config(log_level=0))
+        futures = self._admin.list_offsets(
+            {TopicPartition(t, p): OffsetSpec.latest() for t, p in partitions},  # type: ignore[no-untyped-call]
+            isolation_level=IsolationLevel.READ_COMMITTED,
+            request_timeout=30,
+        )
+        return {(tp.topic, tp.partition): int(f.result().offset) for tp, f in futures.items()}
 
     def _reassign(self) -> None:
         consumer = self._client()
