@@ -153,6 +153,40 @@ def test_readyz_waits_for_the_table_and_the_first_output_is_enriched(
     assert by_order(outputs) == expected
 
 
+def test_a_global_table_is_held_whole_by_each_of_two_instances(
+    kafka: Connection, unique: str, tmp_path: Path
+) -> None:
+    # orders keyed by order id over 4 partitions, the table in 1: nothing is co-partitioned
+    scenario = Scenario(
+        kafka, tmp_path, unique, versioned=True, partitions=4, global_table=True, table_partitions=1
+    )
+    stream = Stream.make(ORDERS // 2, CUSTOMERS, UPDATES // 2, seed=13)
+    scenario.produce_customers(stream.initial)
+    ports = {name: free_port() for name in ("a", "b")}
+    procs = [scenario.process(name, metrics_port=port).start() for name, port in ports.items()]
+    try:
+        Feeder(scenario, stream, RATE * 2, key="order_id").run()
+        outputs = await_outputs(scenario, len(stream.orders), timeout=180)
+        time.sleep(1.5)  # a table's row count is reported every second
+        held = {
+            name: total(scrape(port), "streamline_table_records", table="customers")
+            for name, port in ports.items()
+        }
+        assigned = {
+            name: total(scrape(port), "streamline_assigned_partitions")
+            for name, port in ports.items()
+        }
+    finally:
+        for proc in procs:
+            proc.stop()
+    assert all(n > 0 for n in assigned.values()), assigned  # both instances took partitions
+    versions = len(stream.initial) + len(stream.updates)
+    assert held == {"a": versions, "b": versions}  # each holds every version of every key
+    ids = Counter(o["order_id"] for o in outputs)
+    assert set(ids.values()) == {1}
+    assert by_order(outputs) == stream.as_of()
+
+
 def test_replay_to_earliest_re_emits_identical_enriched_output(
     kafka: Connection, unique: str, tmp_path: Path
 ) -> None:

@@ -43,14 +43,13 @@ sources:
     topic: {orders}
     schema: com.example.Order
     event_time: created_at
-    partitioned_by: customer_id
-    watermark: {{max_out_of_orderness: 5s}}
+{partitioned_by}    watermark: {{max_out_of_orderness: 5s}}
 tables:
   - name: customers
     topic: {customers}
     schema: com.example.Customer
     key: customer_id
-{versioned}stages:
+{global_}{versioned}stages:
   - join:
       table: customers
       on: customer_id
@@ -139,6 +138,8 @@ class Scenario:
     unique: str
     versioned: bool = True
     partitions: int = 3
+    global_table: bool = False
+    table_partitions: int = 0  # 0: like the orders
     name: str = ""
     orders: str = ""
     customers: str = ""
@@ -160,6 +161,8 @@ class Scenario:
                 customers=self.customers,
                 sink=self.sink,
                 versioned=VERSIONED if self.versioned else "",
+                global_="    global: true\n" if self.global_table else "",
+                partitioned_by="" if self.global_table else "    partitioned_by: customer_id\n",
             )
         )
         n = self.partitions
@@ -167,7 +170,7 @@ class Scenario:
             self.kafka,
             {
                 self.orders: (n, {}),
-                self.customers: (n, {"cleanup.policy": "compact"}),
+                self.customers: (self.table_partitions or n, {"cleanup.policy": "compact"}),
                 self.sink: (n, {}),
                 f"{self.name}.dlq": (n, {}),
                 "streamline.lineage": (3, {}),
@@ -213,8 +216,11 @@ class Feeder(threading.Thread):
     """Produces the orders at a steady rate, and each update at its stream position, flushing
     every 100 orders so that an update is on the broker before the orders it applies to."""
 
-    def __init__(self, scenario: Scenario, stream: Stream, rate: float) -> None:
+    def __init__(
+        self, scenario: Scenario, stream: Stream, rate: float, key: str = "customer_id"
+    ) -> None:
         super().__init__(daemon=True)
+        self.key = key
         self.scenario = scenario
         self.stream = stream
         self.rate = rate
@@ -233,9 +239,7 @@ class Feeder(threading.Thread):
                         key=update["customer_id"].encode(),
                         value=CUSTOMER.encode(update),
                     )
-                producer.produce(
-                    scenario.orders, key=o["customer_id"].encode(), value=ORDER.encode(o)
-                )
+                producer.produce(scenario.orders, key=o[self.key].encode(), value=ORDER.encode(o))
                 if i % 100 == 99:
                     assert producer.flush(30) == 0
                     ahead = i / self.rate - (time.monotonic() - started)

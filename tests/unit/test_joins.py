@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -81,7 +82,6 @@ def test_a_topology_without_tables_keeps_its_fingerprint() -> None:
             {"stages__0__join": {"stream": "payments", "on": "order_id", "fields": {"a": "b"}}},
             "stages[0].join.stream: stream-stream joins are not supported yet",
         ),
-        ({"tables__0__global": True}, "tables[0].global: global tables are not supported yet"),
         (
             {"tables__0__versioned": None},
             "tables[0].valid_from: valid_from is for versioned tables",
@@ -148,6 +148,33 @@ def test_a_stream_not_partitioned_by_the_join_key_is_refused_with_the_fix() -> N
         and "partitioned_by: customer_id" in p
         for p in found
     ), found
+
+
+def test_a_global_table_needs_no_copartitioning() -> None:
+    topology = Topology.model_validate(
+        example(sources__0__partitioned_by=None, tables__0__global=True)
+    )
+    check_topology(topology, STORE)
+    resources = resources_of(topology)
+    assert resources.topic("table").partitions == "requested"  # type: ignore[union-attr]
+    assert resources.copartitioning_problems({"orders": 6, "customers": 1}) == []
+
+
+def test_a_global_join_finds_the_key_in_whichever_partition_holds_it(tmp_path: Path) -> None:
+    shared = dataclasses.replace(settings(tmp_path), global_=True)
+    state = TableState([shared])
+    for p in range(3):
+        state.of("customers")[p] = TablePartition(shared, p)
+    state.of("customers")[2].apply([table_record(0, row("c-1", "gold", 1_000))], [])
+    spec = JoinSpec.model_validate(
+        {"table": "customers", "on": "customer_id", "fields": {"seg": "segment"}}
+    )
+    join = Join("stages[0].join", spec, state, "t.retry", Metrics("t"))
+    hit, miss = order("c-1", 2_000, partition=0), order("c-2", 2_000, partition=0)
+    failed: list[Any] = []
+    assert join.process([hit, miss], lambda r, f: failed.append((r, f)), lambda *a: None) == [hit]
+    assert hit.value["seg"] == "gold"
+    assert "no row in table customers" in failed[0][1].message
 
 
 def test_missing_null_makes_the_new_fields_nullable() -> None:

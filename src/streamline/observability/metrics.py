@@ -507,7 +507,11 @@ class TableMetrics:
     """Tables and joins: rows held, how far each table partition is behind its topic, misses."""
 
     def __init__(self, gauge: _GaugeFactory, counter: _CounterFactory) -> None:
-        self._records = gauge("table_records", "Keys a table holds on this instance.", "table")
+        self._records = gauge(
+            "table_records",
+            "Rows a table holds on this instance (of a versioned table: versions), estimated.",
+            "table",
+        )
         self._lag = gauge(
             "table_lag",
             "Offsets of a table partition's topic not yet read into the table.",

@@ -10,6 +10,8 @@ as `missing` says; every miss is counted in `streamline_join_misses_total`.
 
 from __future__ import annotations
 
+from typing import Any
+
 from streamline.observability.metrics import Metrics
 from streamline.reliability.dead_letter import Failure
 from streamline.runtime.record import Record
@@ -34,6 +36,7 @@ class Join:
         self.missing = spec.missing
         self.table = spec.table
         self.partitions = tables.of(spec.table)
+        self.global_ = tables.settings[spec.table].global_
         self.retry_topic = retry_topic
         self.metrics = metrics
 
@@ -47,13 +50,16 @@ class Join:
             partition = record.partition
             if record.topic == retry_topic:
                 partition = record.origin()[1]
-            table = partitions.get(partition)
             key = value.get(on)
-            row = (
-                table.lookup(str(key), record.event_time)
-                if table is not None and key is not None
-                else None
-            )
+            if self.global_:
+                table, row = self._global_lookup(key, record.event_time)
+            else:
+                table = partitions.get(partition)
+                row = (
+                    table.lookup(str(key), record.event_time)
+                    if table is not None and key is not None
+                    else None
+                )
             if row is not None:
                 for new, table_field in fields:
                     value[new] = row.get(table_field)
@@ -76,3 +82,14 @@ class Join:
             if self.missing == "drop":
                 dropped(self.name, "join_miss", misses)
         return out
+
+    def _global_lookup(self, key: object, as_of: int) -> tuple[object, dict[str, Any] | None]:
+        """A global table's row of `key`: in whichever of its partitions holds the key."""
+        if key is None:
+            return self.partitions, None
+        text = str(key)
+        for table in self.partitions.values():
+            row = table.lookup(text, as_of)
+            if row is not None:
+                return table, row
+        return self.partitions, None

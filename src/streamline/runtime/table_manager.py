@@ -88,10 +88,13 @@ class TableManager:
     # --- rebalances --------------------------------------------------------------------
 
     def assign(self, numbers: Iterable[int]) -> None:
-        """Opens the table partitions of these partition numbers and loads each to its end."""
+        """Opens the table partitions of these partition numbers (of a global table: all of
+        them) and loads each to its end."""
         opened: list[TP] = []
+        wanted = sorted(set(numbers))
         for settings in self.state.settings.values():
-            for p in sorted(set(numbers)):
+            every = self._partitions(settings.topic) if settings.global_ else wanted
+            for p in every:
                 tp = (settings.topic, p)
                 if tp in self._open:
                     continue
@@ -123,21 +126,30 @@ class TableManager:
     def revoke(self, numbers: Iterable[int]) -> None:
         """Checkpoints and closes the table partitions of these partition numbers."""
         gone = set(numbers)
-        closed = [tp for tp in self._open if tp[1] in gone]
+        closed = [tp for tp, t in self._open.items() if tp[1] in gone and not t.settings.global_]
+        self._close(closed)
+
+    def close(self) -> None:
+        self._close(list(self._open))
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+    def _partitions(self, topic: str) -> list[int]:
+        metadata = self._client().list_topics(topic, timeout=30).topics.get(topic)
+        if metadata is None or metadata.error is not None or not metadata.partitions:
+            raise StreamlineError(f"table topic {topic} does not exist")
+        return sorted(metadata.partitions)
+
+    def _close(self, closed: list[TP]) -> None:
         for tp in closed:
             table = self._open.pop(tp)
             table.checkpoint(self._positions.pop(tp))
             table.close()
             self.state.of(table.settings.name).pop(tp[1], None)
             self._metrics.tables.remove_partition(table.settings.name, tp[1])
-        if closed:
+        if closed and self._consumer is not None:
             self._reassign()
-
-    def close(self) -> None:
-        self.revoke({p for _, p in self._open})
-        if self._consumer is not None:
-            self._consumer.close()
-            self._consumer = None
 
     # --- following ---------------------------------------------------------------------
 

@@ -71,6 +71,8 @@ class TableSettings:
     """The table fields the joins read: what a row keeps."""
     topology: str
     state_dir: Path
+    global_: bool = False
+    """Every instance holds every partition of the table."""
 
     @property
     def store_name(self) -> str:

@@ -30,6 +30,7 @@ def table_state(checked: CheckedTopology, store: SchemaStore, state_dir: Path) -
             fields=tuple(read[table.name]),
             topology=topology.name,
             state_dir=state_dir,
+            global_=table.global_,
         )
         for table in topology.tables
     ]

@@ -103,13 +103,13 @@ def check_join(
                 f"table {table.name!r} ({key_name}) is {avro_types.describe(key_type, named)}",
             )
     partitioned_by = topology.source.partitioned_by
-    if partitioned_by != spec.on:
+    if partitioned_by != spec.on and not table.global_:
         checker.problem(
             f"{path}.on",
             f"the stream must be partitioned by the join key {spec.on!r} (sources[0]."
             f"partitioned_by is {partitioned_by!r}): set partitioned_by: {spec.on} and key the "
             "source records by it, with the same partitioner as the table's topic; "
-            "repartitioning before a join is not supported yet",
+            "repartitioning before a join is not supported yet (a global table needs neither)",
         )
     added: dict[str, Any] = {}
     for new, table_field in spec.fields.items():

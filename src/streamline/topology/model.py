@@ -656,7 +656,7 @@ class Table(StrictModel):
     key: FieldName | None = None
     """The value field holding the table key; without it, the record key (UTF-8)."""
     global_: bool = Field(False, alias="global")
-    """Every instance holds all partitions (not supported yet: validate refuses it)."""
+    """Every instance holds all partitions: no co-partitioning (small reference data)."""
     versioned: Versioned | None = None
     valid_from: FieldName | None = None
     """The event-time field of a version (default: the record timestamp); versioned only."""
@@ -723,14 +723,6 @@ def _join_problems(topology: Topology) -> list[tuple[str, str]]:
         if table.topic in taken:
             problems.append(
                 (f"tables[{i}].topic", f"topic {table.topic!r} is a source or the sink")
-            )
-        if table.global_:
-            problems.append(
-                (
-                    f"tables[{i}].global",
-                    "global tables are not supported yet; use a table co-partitioned with the "
-                    "stream (global: false)",
-                )
             )
         if table.valid_from is not None and table.versioned is None:
             problems.append(

@@ -150,6 +150,7 @@ class TopologyResources:
     group_id: str
     transactional_id_prefix: str  # `<name>-`; an instance's id is the prefix + instance id
     restore_group_prefix: str = RESTORE_GROUP_PREFIX
+    global_tables: tuple[str, ...] = ()  # table topics every instance reads whole
 
     @property
     def window_input_topic(self) -> str | None:
@@ -206,7 +207,9 @@ class TopologyResources:
             f"so both need the same count (and keys placed by the same partitioner); recreate "
             f"{table} with {counts[source]} partitions and produce its records again"
             for table in self.table_topics
-            if table in counts and counts[table] != counts[source]
+            if table in counts
+            and counts[table] != counts[source]
+            and table not in self.global_tables
         ]
 
     def transactional_id(self, instance_id: str) -> str:
@@ -237,13 +240,13 @@ class TopologyResources:
 
 def table_topics(topology: Topology) -> list[TopicResource]:
     """Each table's topic: read (never written, never truncated by a replay), compacted, and
-    co-partitioned with the sources (created with their partition count)."""
+    co-partitioned with the sources (created with their partition count) unless global."""
     return [
         TopicResource(
             table.topic,
             "table",
             read=True,
-            partitions="like_sources",
+            partitions="requested" if table.global_ else "like_sources",
             config={"cleanup.policy": "compact"},
         )
         for table in topology.tables
@@ -347,4 +350,5 @@ def resources_of(topology: Topology) -> TopologyResources:
         topics=tuple(topics),
         group_id=topology.group_id,
         transactional_id_prefix=topology.transactional_id(""),
+        global_tables=tuple(t.topic for t in topology.tables if t.global_),
     )
