@@ -391,3 +391,23 @@ def test_acls_let_the_instances_read_tables_and_publish_their_positions() -> Non
 def test_model_copy_keeps_tables() -> None:
     topology = load_topology(EXAMPLE)
     assert copy.deepcopy(topology).tables == topology.tables
+
+
+def test_the_test_driver_pipes_table_rows_and_joins_as_of_event_time() -> None:
+    from streamline.testing import TopologyDriver
+
+    with TopologyDriver(load_topology(EXAMPLE), STORE, partitions=3) as driver:
+        driver.pipe_table("customers", [row("c-1", "bronze", 1_000), row("c-2", "gold", 1_000)])
+        driver.pipe_table("customers", row("c-1", "silver", 5_000))
+        orders = [
+            {"order_id": f"{c}@{t}", "customer_id": c, "amount": 1.0, "currency": "EUR",
+             "status": "PAID", "country": "DE", "created_at": t}
+            for c, t in (("c-1", 2_000), ("c-1", 6_000), ("c-2", 6_000), ("c-3", 6_000))
+        ]  # fmt: skip
+        driver.pipe("orders", orders, key=lambda o: o["customer_id"])
+        got = {r.value["order_id"]: r.value["segment"] for r in driver.output()}
+        assert got == {"c-1@2000": "bronze", "c-1@6000": "silver", "c-2@6000": "gold"}
+        (dead,) = driver.dead_letters()
+        assert dead.header("streamline.error.type") == b"join"
+        with pytest.raises(ValueError, match="not a table"):
+            driver.pipe_table("suppliers", [])
