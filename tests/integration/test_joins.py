@@ -20,7 +20,7 @@ import pytest
 
 from streamline.dev.broker import free_port
 from streamline.kafka.connection import Connection
-from tests.helpers import run_cli
+from tests.helpers import read_all, run_cli
 from tests.integration.test_run import scrape, total
 from tests.support.harness import crash_repeatedly
 from tests.support.joins import (
@@ -192,7 +192,11 @@ def test_replay_to_earliest_re_emits_identical_enriched_output(
 ) -> None:
     scenario = Scenario(kafka, tmp_path, unique, versioned=True)
     stream = Stream.make(2_000, 200, 300, seed=9)
-    scenario.produce_customers(stream.initial)
+    scenario.produce_customers(stream.initial[:100])
+    producer = scenario.producer()  # a table record that does not decode
+    producer.produce(scenario.customers, key=b"c-0", value=b"not avro")
+    assert producer.flush(30) == 0
+    scenario.produce_customers(stream.initial[100:])
     Feeder(scenario, stream, 50_000).run()
     expected = stream.as_of()
     proc = scenario.process("a").start()
@@ -200,7 +204,15 @@ def test_replay_to_earliest_re_emits_identical_enriched_output(
         first = await_outputs(scenario, len(expected), timeout=120)
     finally:
         assert proc.stop() == 0
-    assert by_order(first) == expected
+    assert by_order(first) == expected  # the table kept loading past the bad record
+    (letter,) = read_all(kafka, f"{scenario.name}.dlq")
+    headers = dict(letter.headers() or [])
+    assert headers["streamline.error.type"] == b"table_decode"
+    assert headers["streamline.error.stage"] == b"tables.customers"
+    refused = run_cli("dlq", "replay", str(scenario.path), "--error-type", "table_decode",
+                      env=scenario.env)  # fmt: skip
+    assert refused.returncode != 0
+    assert "write the row to the table's topic again" in refused.stderr
     ends = scenario.sink_ends()
     replayed = run_cli("replay", str(scenario.path), "--to-earliest", env=scenario.env)
     assert replayed.returncode == 0, replayed.stderr
@@ -213,3 +225,4 @@ def test_replay_to_earliest_re_emits_identical_enriched_output(
     second = scenario.outputs(ends)
     assert len(second) == len(expected)
     assert by_order(second) == expected  # the table was not truncated; as of event time
+    assert len(read_all(kafka, f"{scenario.name}.dlq")) == 1  # loaded from its checkpoint
