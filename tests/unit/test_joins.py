@@ -411,3 +411,11 @@ def test_the_test_driver_pipes_table_rows_and_joins_as_of_event_time() -> None:
         assert dead.header("streamline.error.type") == b"join"
         with pytest.raises(ValueError, match="not a table"):
             driver.pipe_table("suppliers", [])
+
+
+def test_dlq_replay_refuses_table_decode_dead_letters() -> None:
+    from streamline.errors import StreamlineError
+    from streamline.ops.dlq import replay_dead_letters
+
+    with pytest.raises(StreamlineError, match="write the row to the table's topic again"):
+        replay_dead_letters(None, load_topology(EXAMPLE), "table_decode")  # type: ignore[arg-type]
