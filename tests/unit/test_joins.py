@@ -397,8 +397,8 @@ def test_the_test_driver_pipes_table_rows_and_joins_as_of_event_time() -> None:
     from streamline.testing import TopologyDriver
 
     with TopologyDriver(load_topology(EXAMPLE), STORE, partitions=3) as driver:
-        driver.pipe_table("customers", [row("c-1", "bronze", 1_000), row("c-2", "gold", 1_000)])
-        driver.pipe_table("customers", row("c-1", "silver", 5_000))
+        driver.tables.pipe("customers", [row("c-1", "bronze", 1_000), row("c-2", "gold", 1_000)])
+        driver.tables.pipe("customers", row("c-1", "silver", 5_000))
         orders = [
             {"order_id": f"{c}@{t}", "customer_id": c, "amount": 1.0, "currency": "EUR",
              "status": "PAID", "country": "DE", "created_at": t}
@@ -410,7 +410,7 @@ def test_the_test_driver_pipes_table_rows_and_joins_as_of_event_time() -> None:
         (dead,) = driver.dead_letters()
         assert dead.header("streamline.error.type") == b"join"
         with pytest.raises(ValueError, match="not a table"):
-            driver.pipe_table("suppliers", [])
+            driver.tables.pipe("suppliers", [])
 
 
 def test_dlq_replay_refuses_table_decode_dead_letters() -> None:

@@ -39,13 +39,13 @@ from streamline.runtime.operators import (
 from streamline.runtime.pipeline import Pipeline
 from streamline.runtime.record import Record
 from streamline.runtime.repartition import Repartitioner
-from streamline.runtime.table_operator import TablePartition
 from streamline.runtime.task import Task, TaskOutputs, partition_runs
 from streamline.runtime.transaction import Transaction
 from streamline.runtime.windowed import SourceWatermarks, WindowSettings, window_stage
 from streamline.serde import AvroCodec, SchemaStore
 from streamline.serde.codec import DecodeError
-from streamline.testing.memory import Entry, MemoryProducer, Topics, partition_for
+from streamline.testing.memory import Entry, MemoryProducer, Topics
+from streamline.testing.tables import TableFeeder
 from streamline.topology import CheckedTopology, Topology, TopologyBuilder, check_topology
 from streamline.topology.loader import load_topology
 
@@ -179,10 +179,8 @@ class TopologyDriver:
         self.auto_commit = auto_commit
         self.batch_size = batch_size
         self._wall_ms = wall_clock_ms
-        self._table_offsets: dict[TP, int] = {}
-        for settings in pipeline.tables.settings.values():  # the tables' topics, read whole
-            for p in range(partitions):
-                pipeline.tables.of(settings.name)[p] = TablePartition(settings, p)
+        self.tables = TableFeeder(self.topology.name, pipeline.tables, partitions)
+        """`driver.tables.pipe(table, rows)` writes rows to a table's topic."""
         self.topics = Topics(partitions)
         self._source_codec = AvroCodec(self.schemas, self.checked.source_schema)
         self._sink_codec = AvroCodec(self.schemas, self.checked.sink_schema)
@@ -389,40 +387,6 @@ class TopologyDriver:
         self.topics.extend(topic, keyed(), headers, -1 if partition is None else partition)
         self._run()
 
-    def pipe_table(
-        self,
-        table: str,
-        rows: Iterable[dict[str, Any] | tuple[str | bytes | None, dict[str, Any] | None]]
-        | dict[str, Any],
-        *,
-        timestamp: int = 0,
-    ) -> None:
-        """Writes rows to a table's topic, which the table reads at once.
-
-        A row's key is its `key` field (else give `(key, row)`); `(key, None)` is a tombstone.
-        `timestamp` is the record timestamp: a versioned table's `valid_from` without its
-        own field. A row that does not fit the table's schema raises `EncodeError`.
-        """
-        settings = self.pipeline.tables.settings.get(table)
-        if settings is None:
-            names = ", ".join(self.pipeline.tables.settings) or "none"
-            raise ValueError(f"{table!r} is not a table of {self.topology.name} (tables: {names})")
-        failures: list[tuple[Record, Failure]] = []
-        for item in [rows] if isinstance(rows, dict) else rows:
-            key, value = item if isinstance(item, tuple) else (None, item)
-            if key is None and value is not None and settings.key_field is not None:
-                key = str(value[settings.key_field])
-            k = key.encode() if isinstance(key, str) else key
-            p = partition_for(k, self.partitions)
-            offset = self._table_offsets.get((settings.topic, p), 0)
-            self._table_offsets[(settings.topic, p)] = offset + 1
-            raw = settings.codec.encode(value, check=False) if value is not None else None
-            record = Record(settings.topic, p, offset, k, raw, None)
-            record.event_time = timestamp
-            self.pipeline.tables.of(table)[p].apply([record], failures)
-        for _record, failure in failures:
-            raise ValueError(f"{failure.error_type}: {failure.message}")
-
     def commit(self) -> None:
         """Commits the open transaction: its outputs become visible, its state durable.
 
@@ -473,9 +437,7 @@ class TopologyDriver:
     def close(self) -> None:
         """Closes the stores and removes the driver's temporary state folder."""
         self.tasks.close(clean=False)
-        for partitions in self.pipeline.tables.partitions.values():
-            for part in partitions.values():
-                part.close()
+        self.tables.close()
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
