@@ -419,3 +419,35 @@ def test_dlq_replay_refuses_table_decode_dead_letters() -> None:
 
     with pytest.raises(StreamlineError, match="write the row to the table's topic again"):
         replay_dead_letters(None, load_topology(EXAMPLE), "table_decode")  # type: ignore[arg-type]
+
+
+def test_the_builder_makes_the_example() -> None:
+    from streamline.topology.builder import TopologyBuilder
+
+    built = (
+        TopologyBuilder("orders-enriched", version="1")
+        .source(
+            name="orders",
+            topic="orders",
+            schema="com.example.Order",
+            event_time="created_at",
+            partitioned_by="customer_id",
+            max_out_of_orderness="5s",
+        )
+        .table(
+            "customers",
+            topic="customers",
+            schema="com.example.Customer",
+            key="customer_id",
+            history="7d",
+            valid_from="updated_at",
+        )
+        .join(
+            "customers",
+            on="customer_id",
+            fields={"segment": "segment", "customer_country": "country"},
+            missing="dead_letter",
+        )
+        .to(topic="orders-enriched", schema="com.example.EnrichedOrder")
+    )
+    assert built.fingerprint == load_topology(EXAMPLE).fingerprint
