@@ -17,6 +17,7 @@ from streamline.cli import (
     broker,
     demo,
     dlq,
+    evidence,
     lag,
     lineage,
     reconcile,
@@ -54,6 +55,7 @@ app.add_typer(broker.broker_app, name="dev-broker")
 app.add_typer(topics.topics_app, name="topics")
 app.add_typer(dlq.dlq_app, name="dlq")
 app.add_typer(lineage.lineage_app, name="lineage")
+app.add_typer(evidence.evidence_app, name="evidence")
 
 
 def main() -> None:

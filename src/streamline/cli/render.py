@@ -149,12 +149,21 @@ def reconcile_table(result: Reconciliation) -> Table:
         f"from {result.as_dict()['since']} to {result.as_dict()['until']}",
         show_footer=True,
     )
+    windowed = result.windowed
     columns = [
         ("topic", "total"),
         ("partition", ""),
         ("offsets", ""),
         ("inputs", str(totals["inputs"])),
-        ("outputs", str(totals["outputs"])),
+        ("window results" if windowed else "outputs", str(totals["outputs"])),
+        *(
+            [
+                ("in windows", str(totals["in_windows"])),
+                ("open windows", str(totals["open_windows"])),
+            ]
+            if windowed
+            else []
+        ),
         ("dead letters", str(totals["dead_letters"])),
         ("late", str(totals["late"])),
         ("dropped", str(totals["dropped"])),
@@ -173,6 +182,7 @@ def reconcile_table(result: Reconciliation) -> Table:
             f"{p.first}-{p.last}",
             str(p.inputs),
             str(p.outputs),
+            *([str(p.in_windows), str(p.open_windows)] if windowed else []),
             f"{dead} ({detail})" if detail else "0",
             str(p.late),
             str(p.dropped),

@@ -240,7 +240,7 @@ class CommitCycle:
         event = run_event(
             topology.name,
             topology.version,
-            topology.fingerprint,
+            self._pipeline.fingerprint,
             self._transactional_id,
             self._connection.bootstrap_servers,
             {tp: (a, b) for tp, (a, b) in txn.inputs.items()},

@@ -100,8 +100,10 @@ class Heartbeats:
         source_watermarks: SourceWatermarks,
         stores: Callable[[], Iterable[tuple[int, OperatorStore]]],
         metrics: Metrics,
+        fingerprint: str | None = None,  # the run fingerprint; else the definition's
     ) -> None:
         self._topology = topology
+        self._fingerprint = fingerprint or topology.fingerprint
         self._instance_id = instance_id
         self._connection = connection
         self._consumer = consumer
@@ -165,7 +167,7 @@ class Heartbeats:
         document = heartbeat(
             topology.name,
             topology.version,
-            topology.fingerprint,
+            self._fingerprint,
             self._instance_id,
             wall_ms,
             partitions,
