@@ -35,12 +35,17 @@ class Join:
         self.fields = list(spec.fields.items())
         self.missing = spec.missing
         self.table = spec.table
+        self.tables = tables
         self.partitions = tables.of(spec.table)
         self.global_ = tables.settings[spec.table].global_
         self.retry_topic = retry_topic
         self.metrics = metrics
 
     def process(self, batch: list[Record], failed: Failed, dropped: Dropped) -> list[Record]:
+        table_failures: list[tuple[Record, Failure]] = []
+        self.tables.sync(table_failures)  # rows written before the batch was read are in
+        for record, failure in table_failures:
+            failed(record, failure)
         out: list[Record] = []
         on, fields, partitions = self.on, self.fields, self.partitions
         retry_topic = self.retry_topic

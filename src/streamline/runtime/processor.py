@@ -37,7 +37,6 @@ from streamline.runtime.record import Record
 from streamline.runtime.repartition import Repartitioner
 from streamline.runtime.retry_gate import RetryGate
 from streamline.runtime.stages import Map
-from streamline.runtime.table_manager import TableManager
 from streamline.runtime.task import TaskOutputs
 from streamline.runtime.task_manager import TaskManager
 from streamline.runtime.windowed import SourceWatermarks
@@ -146,14 +145,6 @@ class _Loop:
             pipeline, options.state_dir, connection, consumer, offsets,
             self.source_watermarks, liveness, metrics, outputs, sources,
         )  # fmt: skip
-        self.tables = TableManager(
-            pipeline.tables,
-            connection,
-            metrics,
-            liveness.progressed,
-            pipeline.resources.tables_group,
-        )
-        self.tasks.tables = self.tables if pipeline.tables else None
         self.commit = CommitCycle(
             pipeline, options.instance_id, options.max_records_per_transaction, connection,
             consumer, collector, offsets, self.tasks, self.repartitioner,
@@ -269,8 +260,6 @@ class _Loop:
         pipeline, metrics = self.pipeline, self.metrics
         failures: list[tuple[Record, Failure]] = []
         try:
-            if self.tasks.tables is not None:
-                self.tables.follow(failures)  # rows written before the batch was read
             process_batch(
                 pipeline, batch, txn, failures, metrics, self.collector, self.source_watermarks,
                 self.repartitioner, self.tasks, self.commit.open, _wall_ms,

@@ -3,7 +3,8 @@
 On assignment (inside the rebalance callback, before the instance reports ready) each
 table partition of the numbers assigned is opened and read from its checkpoint to the
 end offset its topic had then: the first lookups never miss because a table was still
-loading. While the topology runs, before each batch, every table partition is read up
+loading. While the topology runs, before each batch is joined (the join stage calls
+`TableState.sync`, which is `follow`), every table partition is read up
 to its topic's current end, so a row written before a record was read is there when
 the record is joined. One consumer, without a group, reads every table partition.
 
@@ -69,6 +70,7 @@ class TableManager:
         group: str,
     ) -> None:
         self.state = state
+        state.sync = self.follow
         self._group = group
         self._connection = connection
         self._metrics = metrics

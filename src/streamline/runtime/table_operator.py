@@ -25,6 +25,7 @@ import bisect
 import hashlib
 import json
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -235,6 +236,9 @@ class TableState:
     def __init__(self, settings: list[TableSettings]) -> None:
         self.settings = {s.name: s for s in settings}
         self.partitions: dict[str, dict[int, TablePartition]] = {s.name: {} for s in settings}
+        self.sync: Callable[[list[tuple[Record, Failure]]], None] = lambda _failures: None
+        """Reads the tables up to their topics' current ends (the table manager's `follow`),
+        adding the table records that failed; a join calls it before each batch."""
 
     def __bool__(self) -> bool:
         return bool(self.settings)

@@ -77,7 +77,17 @@ class TaskManager:
             else None
         )
         self.tasks: dict[int, Task] = {}
-        self.tables: TableManager | None = None  # set by the loop when the topology has tables
+        self.tables = (  # the tables' partitions of the assigned numbers, loaded on assignment
+            TableManager(
+                pipeline.tables,
+                connection,
+                metrics,
+                liveness.progressed,
+                pipeline.resources.tables_group,
+            )
+            if pipeline.tables
+            else None
+        )
         self._restore_consumer: Consumer | None = None  # one for every restore of this process
         self._skip_to: dict[TP, int] = {}
 
