@@ -181,6 +181,10 @@ def exercised_metrics(topology: str = "t") -> Metrics:
     m.tables.set_records("customers", 10)
     m.tables.set_lag("customers", 0, 0)
     m.tables.missed("stages[0].join", 1)
+    m.calls.inflight("stages[1].map", 3)
+    m.calls.observe("stages[1].map", [0.02])
+    m.calls.circuit("stages[1].map", "open", 2)
+    m.calls.throttled("stages[1].map", 0.5)
     return m
 
 

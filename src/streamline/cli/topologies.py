@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -93,20 +91,13 @@ def run(
     schemas: SchemasOpt = None,
 ) -> None:
     """Run a topology until SIGTERM/SIGINT; then commit or abort and leave the group cleanly."""
-    import logging
     import socket
 
-    from streamline.kafka.redaction import RedactingFilter
+    from streamline.cli.logs import configure_logging
     from streamline.runtime.processor import RunOptions
     from streamline.runtime.runner import run_topology
 
-    logging.basicConfig(
-        level=os.environ.get("STREAMLINE_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(RedactingFilter())
+    configure_logging()
     checked, store = load_checked(topology, schemas)
     connection = connect(bootstrap_servers, kafka_config)
     refuse_unsafe_settings(checked, connection)

@@ -10,6 +10,7 @@ from streamline.observability.metrics import Metrics
 from streamline.reliability.dead_letter import Failure
 from streamline.reliability.retry import RetryPolicy
 from streamline.runtime.join_operator import Join
+from streamline.runtime.calls import map_stage
 from streamline.runtime.record import Record
 from streamline.runtime.stages import (
     Decode,
@@ -61,7 +62,7 @@ class Pipeline:
     """Outputs carry `streamline.checksum` (`sink.checksum: true`)."""
     warns: bool = False
     """Some validate stage has warn rules: outputs may carry `streamline.quality.warnings`."""
-    reporting: list[Validate | TrackNulls] = field(default_factory=list)
+    reporting: list[Validate | TrackNulls | Map] = field(default_factory=list)
     """Stages with counts for the metrics, reported once per batch."""
     tables: TableState = field(default_factory=lambda: TableState([]))
     """The table partitions the join stages look up in (filled by the table manager)."""
@@ -124,7 +125,7 @@ class Pipeline:
                 stages.append(Filter(cs.path, cs.expressions["filter"]))
             elif isinstance(stage, MapStage):
                 assert cs.function is not None
-                stages.append(Map(cs.path, cs.function, policy))
+                stages.append(map_stage(cs.path, cs.function, stage.spec, policy))
             elif isinstance(stage, JoinStage):
                 stages.append(
                     Join(cs.path, stage.join, tables, topology.retry_topic, metrics or Metrics("-"))
@@ -152,7 +153,7 @@ class Pipeline:
             repartition=resources.needs_repartition,
             sink_checksum=topology.sink.checksum,
             warns=warns,
-            reporting=[s for s in stages if isinstance(s, Validate | TrackNulls)],
+            reporting=[s for s in stages if isinstance(s, Validate | TrackNulls | Map)],
             tables=tables,
         )
 

@@ -334,7 +334,7 @@ class TopologyDriver:
         for topic, partition, changes in self.tasks.prepare_commit():
             collector.send_changelog(topic, partition, changes)
         topology = self.topology
-        if topology.lineage and (self.txn.inputs or self.txn.outputs):
+        if topology.lineage and self.txn.describes_data:
             collector.flush(0)  # the delivery reports: the output offset ranges
             event = run_event(
                 topology.name, topology.version, self.pipeline.fingerprint,
