@@ -9,8 +9,8 @@ from pathlib import Path
 from streamline.observability.metrics import Metrics
 from streamline.reliability.dead_letter import Failure
 from streamline.reliability.retry import RetryPolicy
-from streamline.runtime.join_operator import Join
 from streamline.runtime.calls import map_stage
+from streamline.runtime.join_operator import Join
 from streamline.runtime.record import Record
 from streamline.runtime.stages import (
     Decode,
