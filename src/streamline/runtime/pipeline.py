@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from streamline.errors import UsageError
 from streamline.observability.metrics import Metrics
 from streamline.reliability.dead_letter import Failure
 from streamline.reliability.retry import RetryPolicy
 from streamline.runtime.calls import map_stage
+from streamline.runtime.join_operator import Join
 from streamline.runtime.record import Record
 from streamline.runtime.stages import (
     Decode,
@@ -24,11 +26,14 @@ from streamline.runtime.stages import (
     Validate,
     VerifyChecksum,
 )
-from streamline.serde import SchemaStore
+from streamline.runtime.table_operator import TableState
+from streamline.runtime.tables import table_state
+from streamline.serde import AvroCodec, SchemaStore
 from streamline.serde.formats import SchemaRegistry, codec_for, subject_name
 from streamline.topology import CheckedTopology
 from streamline.topology.model import (
     FilterStage,
+    JoinStage,
     KeyByStage,
     MapStage,
     Topology,
@@ -61,14 +66,25 @@ class Pipeline:
     """Some validate stage has warn rules: outputs may carry `streamline.quality.warnings`."""
     reporting: list[Validate | TrackNulls | Map] = field(default_factory=list)
     """Stages with counts for the metrics, reported once per batch."""
+    tables: TableState = field(default_factory=lambda: TableState([]))
+    """The table partitions the join stages look up in (filled by the table manager)."""
 
     @classmethod
     def from_checked(
-        cls, checked: CheckedTopology, store: SchemaStore, registry: SchemaRegistry | None = None
+        cls,
+        checked: CheckedTopology,
+        store: SchemaStore,
+        metrics: Metrics | None = None,
+        state_dir: Path = Path(".streamline/state"),
+        registry: SchemaRegistry | None = None,
     ) -> Pipeline:
         """The runnable form of `checked`; `store` resolves writer schemas by fingerprint,
-        `registry` by Schema Registry id (needed by a `confluent-avro` source or sink)."""
+        `registry` by Schema Registry id (needed by a `confluent-avro` source or sink).
+
+        `metrics` counts join misses and `state_dir` holds the tables (topologies with joins).
+        """
         topology = checked.topology
+        tables = table_state(checked, store, state_dir)
         resources = resources_of(topology)
         source_codecs = {
             s.topic: codec_for(s.format, store, checked.source_schema, registry)
@@ -128,6 +144,10 @@ class Pipeline:
             elif isinstance(stage, MapStage):
                 assert cs.function is not None
                 stages.append(map_stage(cs.path, cs.function, stage.spec, policy))
+            elif isinstance(stage, JoinStage):
+                stages.append(
+                    Join(cs.path, stage.join, tables, topology.retry_topic, metrics or Metrics("-"))
+                )
             elif isinstance(stage, KeyByStage):
                 key = stage.key_by
                 if isinstance(key, str):
@@ -155,6 +175,7 @@ class Pipeline:
             sink_checksum=topology.sink.checksum,
             warns=warns,
             reporting=[s for s in stages if isinstance(s, Validate | TrackNulls | Map)],
+            tables=tables,
         )
 
     @property
