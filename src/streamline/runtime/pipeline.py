@@ -28,7 +28,7 @@ from streamline.runtime.stages import (
 )
 from streamline.runtime.table_operator import TableState
 from streamline.runtime.tables import table_state
-from streamline.serde import AvroCodec, SchemaStore
+from streamline.serde import SchemaStore
 from streamline.serde.formats import SchemaRegistry, codec_for, subject_name
 from streamline.topology import CheckedTopology
 from streamline.topology.model import (
