@@ -313,3 +313,29 @@ def test_a_confluent_avro_sink_without_a_registry_is_a_usage_error() -> None:
 
     with pytest.raises(UsageError, match="needs a schema registry"):
         TopologyDriver(json_topology("confluent-avro"), STORE)
+
+
+def test_a_table_in_json_is_read_with_the_json_codec(tmp_path: Path) -> None:
+    import yaml
+
+    from streamline.runtime.record import Record
+    from streamline.runtime.table_operator import TablePartition
+    from streamline.runtime.tables import table_state
+    from streamline.topology import Topology as TopologyModel
+    from streamline.topology import check_topology
+
+    data = yaml.safe_load((ROOT / "topologies" / "orders-enriched.yaml").read_text())
+    data["tables"][0]["format"] = "json"
+    checked = check_topology(TopologyModel.model_validate(data), STORE)
+    state = table_state(checked, STORE, tmp_path)
+    [settings] = [state.settings[name] for name in state.settings]
+    assert isinstance(settings.codec, JsonCodec)
+    row = {"customer_id": "c-1", "segment": "gold", "country": "DE", "updated_at": 1_000}
+    record = Record(settings.topic, 0, 0, b"c-1", json.dumps(row).encode(), None)
+    record.event_time = 1_000
+    partition = TablePartition(settings, 0)
+    failures: list[Any] = []
+    partition.apply([record], failures)
+    assert failures == []
+    assert partition.lookup("c-1", 2_000)["segment"] == "gold"  # type: ignore[index]
+    partition.close()

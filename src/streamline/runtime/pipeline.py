@@ -84,7 +84,7 @@ class Pipeline:
         `metrics` counts join misses and `state_dir` holds the tables (topologies with joins).
         """
         topology = checked.topology
-        tables = table_state(checked, store, state_dir)
+        tables = table_state(checked, store, state_dir, registry)
         resources = resources_of(topology)
         source_codecs = {
             s.topic: codec_for(s.format, store, checked.source_schema, registry)

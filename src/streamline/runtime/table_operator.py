@@ -33,8 +33,9 @@ from typing import Any
 from streamline.reliability.dead_letter import Failure
 from streamline.runtime.operators import OperatorStore, StoreSpec
 from streamline.runtime.record import Record
-from streamline.serde import AvroCodec, DecodeError
+from streamline.serde import DecodeError
 from streamline.serde.convert import parse_timestamp_ms
+from streamline.serde.formats import Codec
 from streamline.state.store import PartitionStore, partition_path
 
 TABLE_DECODE = "table_decode"
@@ -63,7 +64,7 @@ class TableSettings:
 
     name: str
     topic: str
-    codec: AvroCodec
+    codec: Codec
     key_field: str | None
     valid_from: str | None
     history_ms: int | None

@@ -5,12 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from streamline.runtime.table_operator import TableSettings, TableState
-from streamline.serde import AvroCodec, SchemaStore
+from streamline.serde import SchemaStore
+from streamline.serde.formats import SchemaRegistry, codec_for
 from streamline.topology import CheckedTopology
 from streamline.topology.model import joins_of
 
 
-def table_state(checked: CheckedTopology, store: SchemaStore, state_dir: Path) -> TableState:
+def table_state(
+    checked: CheckedTopology,
+    store: SchemaStore,
+    state_dir: Path,
+    registry: SchemaRegistry | None = None,
+) -> TableState:
     """An empty `TableState` for the topology's tables, each row keeping the fields joins read."""
     topology = checked.topology
     read: dict[str, list[str]] = {t.name: [] for t in topology.tables}
@@ -23,7 +29,7 @@ def table_state(checked: CheckedTopology, store: SchemaStore, state_dir: Path) -
         TableSettings(
             name=table.name,
             topic=table.topic,
-            codec=AvroCodec(store, checked.table_schemas[table.name]),
+            codec=codec_for(table.format, store, checked.table_schemas[table.name], registry),
             key_field=table.key,
             valid_from=table.valid_from,
             history_ms=table.versioned.history if table.versioned is not None else None,

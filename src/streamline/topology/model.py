@@ -668,7 +668,7 @@ def _without_unused_options(data: dict[str, Any]) -> dict[str, Any]:
                 del rule["severity"]
     if data["sink"].get("checksum") is False:
         del data["sink"]["checksum"]
-    for source in data["sources"]:  # formats
+    for source in [*data["sources"], *data.get("tables", [])]:  # formats
         if source.get("format") == "avro":
             del source["format"]
     for key, default in (
@@ -714,6 +714,12 @@ class Table(StrictModel):
     versioned: Versioned | None = None
     valid_from: FieldName | None = None
     """The event-time field of a version (default: the record timestamp); versioned only."""
+    format: SourceFormat = "avro"
+    """How the table topic's values are written (as a source's `format`)."""
+
+    @property
+    def formats(self) -> list[str]:
+        return [self.format] if isinstance(self.format, str) else list(self.format)
 
 
 class JoinSpec(StrictModel):
