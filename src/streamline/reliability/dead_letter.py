@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from streamline.headers import (
     ATTEMPTS,
+    ERROR_FIELD,
     ERROR_MESSAGE,
     ERROR_RULE,
     ERROR_STAGE,
@@ -36,6 +37,7 @@ FAILURE_HEADER_KEYS = frozenset(
         ERROR_MESSAGE,
         ERROR_STAGE,
         ERROR_RULE,
+        ERROR_FIELD,
         ATTEMPTS,
         SOURCE_TOPIC,
         SOURCE_PARTITION,
@@ -54,6 +56,8 @@ class Failure:
     stage: str
     rule: str | None = None
     attempts: int = 1
+    field: str | None = None
+    """The path of the field that does not fit, for a `schema` failure."""
 
 
 def failure_headers(
@@ -73,6 +77,8 @@ def failure_headers(
     ]
     if failure.rule is not None:
         headers.append((ERROR_RULE, failure.rule.encode()))
+    if failure.field is not None:
+        headers.append((ERROR_FIELD, failure.field.encode()))
     headers += [
         (ATTEMPTS, str(failure.attempts).encode()),
         (SOURCE_TOPIC, topic.encode()),

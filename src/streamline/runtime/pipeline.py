@@ -23,6 +23,7 @@ from streamline.runtime.stages import (
     VerifyChecksum,
 )
 from streamline.serde import AvroCodec, SchemaStore
+from streamline.serde.fit import RecordFit
 from streamline.topology import CheckedTopology
 from streamline.topology.model import (
     FilterStage,
@@ -107,7 +108,8 @@ class Pipeline:
                 stages.append(Filter(cs.path, cs.expressions["filter"]))
             elif isinstance(stage, MapStage):
                 assert cs.function is not None
-                stages.append(Map(cs.path, cs.function, policy))
+                fit = RecordFit(cs.output_schema) if cs.output_schema is not None else None
+                stages.append(Map(cs.path, cs.function, policy, fit=fit))
             elif isinstance(stage, KeyByStage):
                 key = stage.key_by
                 if isinstance(key, str):

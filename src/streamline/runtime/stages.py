@@ -21,6 +21,7 @@ from streamline.reliability.dead_letter import (
     EVENT_TIME,
     INTEGRITY,
     MAP,
+    SCHEMA,
     SINK,
     VALIDATION,
     Failure,
@@ -29,6 +30,7 @@ from streamline.reliability.retry import AttemptsExhausted, RetryPolicy, call_wi
 from streamline.runtime.record import Record
 from streamline.serde import AvroCodec, DecodeError, EncodeError
 from streamline.serde.convert import parse_timestamp_ms
+from streamline.serde.fit import RecordFit
 
 Failed = Callable[[Record, Failure], None]
 Dropped = Callable[[str, str, int], None]
@@ -258,7 +260,11 @@ class Filter:
 
 
 class Map:
-    """User code `dict -> dict | None`, retried in line; None drops, exhaustion dead-letters."""
+    """User code `dict -> dict | None`, retried in line; None drops, exhaustion dead-letters.
+
+    With `fit` (a map with `output:`), a result that is not a record of that schema is a
+    `schema` dead letter naming the field; one that is goes on shaped to the schema.
+    """
 
     def __init__(
         self,
@@ -266,11 +272,13 @@ class Map:
         fn: Callable[[dict[str, Any]], dict[str, Any] | None],
         policy: RetryPolicy,
         on_retry: Callable[[], None] = lambda: None,
+        fit: RecordFit | None = None,
     ) -> None:
         self.name = name
         self.fn = fn
         self.policy = policy
         self.on_retry = on_retry
+        self.fit = fit
         self.progressed_at = 0.0  # when the last call returned or failed (the loop's liveness)
 
     def process(self, batch: list[Record], failed: Failed, dropped: Dropped) -> list[Record]:
@@ -298,6 +306,27 @@ class Map:
                         MAP, f"returned {type(result).__name__}, expected dict or None", self.name
                     ),
                 )
+        return out if self.fit is None else self._fitted(out, self.fit, failed)
+
+    def _fitted(self, batch: list[Record], fit: RecordFit, failed: Failed) -> list[Record]:
+        out = []
+        for record in batch:
+            misfit = fit.misfit(record.value)
+            if misfit is None:
+                record.value = fit.shape(record.value)
+                out.append(record)
+                continue
+            path, problem = misfit
+            where = f"field {path}: " if path else ""
+            failed(
+                record,
+                Failure(
+                    SCHEMA,
+                    f"the result is not a {fit.schema.name}: {where}{problem}",
+                    self.name,
+                    field=path or None,
+                ),
+            )
         return out
 
     def _retried(self, attempt: int, error: BaseException) -> None:

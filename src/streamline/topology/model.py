@@ -374,10 +374,13 @@ def callable_name(function: Callable[..., Any]) -> str:
 class MapSpec(StrictModel):
     """`- map: {fn: module:function, ...}`: the mapping form of a map stage.
 
-    `fn` is the only setting so far; `- map: module:function` is its shorthand.
+    `- map: module:function` is its shorthand (no settings).
     """
 
     fn: Annotated[str | Callable[..., Any], BeforeValidator(_callable_ref)]
+    output: SchemaName | None = None
+    """The schema of what `fn` returns: later stages and the sink are checked against it,
+    and a result that does not fit is a `schema` dead letter."""
 
     @field_serializer("fn")
     def _fn_as_text(self, value: str | Callable[..., Any]) -> str:

@@ -6,11 +6,13 @@ listing them, each naming the stage path and the field. What it returns,
 expressions and imported map callables per stage, and the stage chain that
 `streamline validate` prints.
 
-Every stage is checked against the source schema's fields. A map stage returns
-whatever its code returns, which cannot be known statically: stages after a
-map are still checked against the source fields (so a map before a window must
-keep the fields the window reads), and the records a map sends to the sink are
-checked against the sink schema at run time.
+Every stage is checked against the schema of the records reaching it: the
+source schema, or the `output:` schema of the last map before it (a typed map;
+its results are checked against that schema at run time and a misfit is a
+`schema` dead letter). A map without `output:` returns whatever its code returns,
+which cannot be known statically: stages after it are still checked against the
+fields before it, the records it sends to the sink are fitted to the sink schema
+at run time, and `warnings` says so.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ class CheckedStage:
     output: str
     expressions: dict[str, Expression] = field(default_factory=dict)
     function: MapFunction | None = None
+    output_schema: Schema | None = None
+    """A typed map's `output:` schema, which its results are checked against at run time."""
 
     @property
     def path(self) -> str:
@@ -74,6 +78,8 @@ class CheckedTopology:
     stages: tuple[CheckedStage, ...]
     output_fields: dict[str, str]
     """Sink field -> type in words, for the records this topology writes (when known statically)."""
+    warnings: tuple[Problem, ...] = ()
+    """What validate warns about without refusing: maps without `output:`."""
 
     @property
     def fingerprint(self) -> str:
@@ -142,14 +148,32 @@ def check_topology(topology: Topology, store: SchemaStore) -> CheckedTopology:
     add_import_paths([*folders, Path.cwd()])
 
     stages: list[CheckedStage] = []
+    reaching: list[Schema | None] = []  # per stage, the schema of the records entering it
+    schema, untyped = source_schema, False
+    warnings: list[Problem] = []
     for index, stage in enumerate(topology.stages):
-        checked = _check_stage(checker, index, stage, source_schema)
+        reaching.append(schema)
+        checked = _check_stage(checker, index, stage, schema)
         if checked is not None:
             stages.append(checked)
+        if isinstance(stage, MapStage):
+            output = stage.spec.output
+            if output is None:
+                untyped = True
+                warnings.append(
+                    Problem(
+                        f"stages[{index}].map",
+                        "no output: schema, so the stages after it and the sink are checked "
+                        "at run time only; declare output: to check them here",
+                    )
+                )
+            else:
+                schema = checker.store.get(output) if output in checker.store else None
+                untyped = False
 
     output_fields: dict[str, str] = {}
-    if source_schema is not None and sink_schema is not None:
-        output_fields = _check_sink(checker, source_schema, sink_schema)
+    if schema is not None and sink_schema is not None and not untyped:
+        output_fields = _check_sink(checker, reaching, schema, sink_schema)
 
     if checker.problems or source_schema is None or sink_schema is None:
         raise TopologyError(topology.origin, checker.problems, topology.lines)
@@ -159,6 +183,7 @@ def check_topology(topology: Topology, store: SchemaStore) -> CheckedTopology:
         sink_schema=sink_schema,
         stages=tuple(stages),
         output_fields=output_fields,
+        warnings=tuple(warnings),
     )
 
 
@@ -219,6 +244,7 @@ def _check_stage(
     unchanged = schema.name if schema is not None else "records"
     expressions: dict[str, Expression] = {}
     function: MapFunction | None = None
+    output_schema: Schema | None = None
     output = unchanged
 
     if isinstance(stage, ValidateStage):
@@ -235,8 +261,16 @@ def _check_stage(
             expressions["filter"] = compiled
     elif isinstance(stage, MapStage):
         function = _check_map(checker, path, stage)
-        sink = checker.topology.sink.schema_name
-        output = f"dict returned by {stage.reference} (fitted to {sink} at run time)"
+        if stage.spec.output is not None:
+            output_schema = checker.schema(f"{path}.output", stage.spec.output)
+            if output_schema is not None:
+                named = avro_types.named_types(output_schema)
+                output = f"{output_schema.name} " + _fields_text(
+                    {n: avro_types.describe(t, named) for n, t in output_schema.fields.items()}
+                )
+        else:
+            sink = checker.topology.sink.schema_name
+            output = f"dict returned by {stage.reference} (fitted to {sink} at run time)"
     elif isinstance(stage, KeyByStage):
         key_expression, output = _check_key(checker, path, stage, schema)
         if key_expression is not None:
@@ -247,7 +281,9 @@ def _check_stage(
 
     if len(checker.problems) > before:
         return None
-    return CheckedStage(index, stage_kind(stage), stage, output, expressions, function)
+    return CheckedStage(
+        index, stage_kind(stage), stage, output, expressions, function, output_schema
+    )
 
 
 def _check_map(checker: _Checker, path: str, stage: MapStage) -> MapFunction | None:
@@ -342,22 +378,31 @@ def aggregate_output_type(call: AggregateCall, schema: Schema) -> Any | None:
     return input_type
 
 
-def _check_sink(checker: _Checker, source: Schema, sink: Schema) -> dict[str, str]:
+def _check_sink(
+    checker: _Checker, reaching: list[Schema | None], last: Schema, sink: Schema
+) -> dict[str, str]:
+    """Checks the sink against `last`, the schema of the records leaving the last stage
+    (the source's, or the last typed map's); `reaching` is each stage's input schema."""
     topology = checker.topology
     window, key = topology.window, topology.key_by
     if window is not None and key is not None:
-        return _check_window_sink(checker, source, sink, window, key)
-    if any(isinstance(s, MapStage) for s in topology.stages):
-        return {}  # the map's output is fitted to the sink schema record by record
-    return _check_stateless_sink(checker, source, sink)
+        return _check_window_sink(checker, reaching, sink, window, key)
+    return _check_stateless_sink(checker, last, sink)
 
 
 def _check_window_sink(
-    checker: _Checker, source: Schema, sink: Schema, window: WindowSpec, key: KeyByStage
+    checker: _Checker,
+    reaching: list[Schema | None],
+    sink: Schema,
+    window: WindowSpec,
+    key: KeyByStage,
 ) -> dict[str, str]:
     topology = checker.topology
     index = next(i for i, s in enumerate(topology.stages) if isinstance(s, WindowStage))
     key_index = next(i for i, s in enumerate(topology.stages) if isinstance(s, KeyByStage))
+    source, keyed = reaching[index], reaching[key_index]
+    if source is None or keyed is None:
+        return {}  # a missing output schema, reported at its map
     source_named = avro_types.named_types(source)
     sink_named = avro_types.named_types(sink)
     produced: dict[str, tuple[str, Any]] = {}  # sink field -> (stage path, type it gets)
@@ -365,10 +410,10 @@ def _check_window_sink(
     key_path = f"stages[{key_index}].key_by"
     key_type: Any = None
     if isinstance(key.key_by, str):
-        key_type = source.fields.get(key.key_by)
+        key_type = keyed.fields.get(key.key_by)
     else:
         key_path += ".name"
-        key_type = _key_expression_type(checker, key_index, source)
+        key_type = _key_expression_type(checker, key_index, keyed)
     produced[key.key_name] = (key_path, key_type)
     produced["window_start"] = (f"stages[{index}].window", "long")
     produced["window_end"] = (f"stages[{index}].window", "long")
