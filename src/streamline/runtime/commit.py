@@ -269,7 +269,10 @@ class CommitCycle:
         for (topic, partition), n in txn.consumed.items():
             m.records_in(topic, partition, n)
         if txn.outputs:
-            m.records_out(self._pipeline.sink_topic, txn.outputs)
+            for topic, n in (
+                txn.outputs_by_topic or {self._pipeline.sink_topic: txn.outputs}
+            ).items():
+                m.records_out(topic, n)
             now_ms = time.time() * 1000
             m.observe_latency([(now_ms - t) / 1000.0 for t in txn.event_times])
         for (error_type, stage), n in txn.dead_letters.items():

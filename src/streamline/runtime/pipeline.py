@@ -9,6 +9,7 @@ from streamline.observability.metrics import Metrics
 from streamline.reliability.dead_letter import Failure
 from streamline.reliability.retry import RetryPolicy
 from streamline.runtime.record import Record
+from streamline.runtime.route import Router, build_router
 from streamline.runtime.stages import (
     Decode,
     Encode,
@@ -29,6 +30,7 @@ from streamline.topology.model import (
     FilterStage,
     KeyByStage,
     MapStage,
+    RouteStage,
     Topology,
     ValidateStage,
 )
@@ -59,6 +61,8 @@ class Pipeline:
     """Some validate stage has warn rules: outputs may carry `streamline.quality.warnings`."""
     reporting: list[Validate | TrackNulls] = field(default_factory=list)
     """Stages with counts for the metrics, reported once per batch."""
+    router: Router | None = None
+    """The route stage, sending each output to its sinks (`sinks:`); None with one sink."""
 
     @classmethod
     def from_checked(cls, checked: CheckedTopology, store: SchemaStore) -> Pipeline:
@@ -89,6 +93,7 @@ class Pipeline:
             stages.append(TrackNulls("quality.track_nulls", list(topology.quality.track_nulls)))
         stages.append(EventTime("sources[0].event_time", topology.source.event_time))
         warns = False
+        router: Router | None = None
         for cs in checked.stages:
             stage = cs.stage
             if isinstance(stage, ValidateStage):
@@ -116,6 +121,21 @@ class Pipeline:
                     stages.append(KeyBy(cs.path, field=key))
                 else:
                     stages.append(KeyBy(cs.path, expr=cs.expressions["key_by"]))
+            elif isinstance(stage, RouteStage):
+                router = build_router(
+                    cs.path,
+                    [
+                        (cs.expressions.get(f"route[{b}]"), branch.targets)
+                        for b, branch in enumerate(stage.route)
+                    ],
+                    {
+                        name: (
+                            topology.outputs[name].topic,
+                            Encode(f"sinks.{name}", AvroCodec(store, checked.sink_schemas[name])),
+                        )
+                        for name in stage.sinks
+                    },
+                )
         return cls(
             group_id=topology.group_id,
             source_topics=[s.topic for s in topology.sources],
@@ -134,6 +154,7 @@ class Pipeline:
             sink_checksum=topology.sink.checksum,
             warns=warns,
             reporting=[s for s in stages if isinstance(s, Validate | TrackNulls)],
+            router=router,
         )
 
     @property

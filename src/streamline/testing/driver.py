@@ -179,6 +179,10 @@ class TopologyDriver:
         self.topics = Topics(partitions)
         self._source_codec = AvroCodec(self.schemas, self.checked.source_schema)
         self._sink_codec = AvroCodec(self.schemas, self.checked.sink_schema)
+        self._sink_codecs = {
+            sink.topic: AvroCodec(self.schemas, self.checked.sink_schemas[name])
+            for name, sink in self.topology.outputs.items()
+        }
         consumed = list(pipeline.source_topics)
         if pipeline.retrying:
             consumed.append(self.topology.retry_topic)
@@ -445,9 +449,14 @@ class TopologyDriver:
     # --- what the topology wrote ---------------------------------------------------------
 
     def output(self, sink: str | None = None) -> list[OutputRecord]:
-        """The committed sink records, decoded with the sink schema, in the order written."""
-        topic = sink or self.pipeline.sink_topic
-        decode = self._sink_codec.decode
+        """The committed sink records, decoded with the sink schema, in the order written.
+
+        `sink`: a sink's name (of `sinks:`) or topic; the default (first) sink without it.
+        """
+        outputs = self.topology.outputs
+        topic = outputs[sink].topic if sink in outputs else sink or self.pipeline.sink_topic
+        codec = self._sink_codecs.get(topic, self._sink_codec)
+        decode = codec.decode
         return [_output(e, decode(e.value)) for e in self.topics.visible(topic)]
 
     def dead_letters(self) -> list[OutputRecord]:

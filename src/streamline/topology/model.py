@@ -49,7 +49,7 @@ FIELD_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SCHEMA_NAME_PATTERN = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 CALLABLE_PATTERN = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
-STAGE_KINDS = ("validate", "filter", "map", "key_by", "window")
+STAGE_KINDS = ("validate", "filter", "map", "key_by", "window", "route")
 WINDOW_KINDS = ("tumbling", "hopping", "session")
 AGGREGATE_FUNCTIONS = ("count", "sum", "min", "max", "avg", "first", "last")
 WINDOW_BOUNDS = ("window_start", "window_end")
@@ -449,6 +449,78 @@ class WindowStage(StrictModel):
     window: WindowSpec
 
 
+# --- Outputs: the route stage (the named sinks it sends to are declared under `sinks:`) ---
+
+SinkName = Annotated[
+    str,
+    AfterValidator(
+        partial(
+            _pattern_checked, TOPIC_PATTERN, "a valid sink name (letters, digits, '.', '_', '-')"
+        )
+    ),
+]
+
+
+def _sink_names(value: Any) -> Any:
+    """`to: de` or `to: [de, audit]`, read as a list of sink names without repeats."""
+    names = [value] if isinstance(value, str) else value
+    if isinstance(names, list):
+        if not names:
+            raise ValueError("names no sink; expected a sink name or a list of them")
+        repeated = sorted({n for n in names if isinstance(n, str) and names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"sink {repeated[0]!r} is named twice")
+    return names
+
+
+SinkNames = Annotated[list[SinkName], BeforeValidator(_sink_names)]
+
+
+class RouteBranch(StrictModel):
+    """`{when: <CEL>, to: sink | [sinks]}`, or `{otherwise: sink | [sinks]}` (the last branch)."""
+
+    when: Expr | None = None
+    to: SinkNames | None = None
+    otherwise: SinkNames | None = None
+
+    @model_validator(mode="after")
+    def _when_to_or_otherwise(self) -> RouteBranch:
+        if self.otherwise is not None:
+            if self.when is not None or self.to is not None:
+                raise ValueError("a branch is {when, to} or {otherwise}, not both")
+        elif self.when is None or self.to is None:
+            raise ValueError(
+                "a branch needs when and to ({when: \"country == 'DE'\", to: de}), "
+                "or is {otherwise: rest}"
+            )
+        return self
+
+    @property
+    def targets(self) -> list[str]:
+        """The sinks a record taking this branch goes to."""
+        return list(self.otherwise if self.otherwise is not None else self.to or [])
+
+
+class RouteStage(StrictModel):
+    """`- route: [...]`: the last stage; each record goes to the sinks of the first branch
+    whose `when` holds, else to `otherwise`'s; with neither, it is dropped (`unrouted`)."""
+
+    route: Annotated[list[RouteBranch], Field(min_length=1)]
+
+    @field_validator("route")
+    @classmethod
+    def _otherwise_last(cls, branches: list[RouteBranch]) -> list[RouteBranch]:
+        for branch in branches[:-1]:
+            if branch.otherwise is not None:
+                raise ValueError("otherwise must be the last branch")
+        return branches
+
+    @property
+    def sinks(self) -> list[str]:
+        """Every sink some branch sends to, in order of first mention."""
+        return list(dict.fromkeys(name for b in self.route for name in b.targets))
+
+
 def _stage_tag(value: Any) -> str | None:
     if isinstance(value, dict) and len(value) == 1:
         return f"{TAG_PREFIX}{next(iter(value))}"
@@ -482,7 +554,8 @@ Stage = Annotated[
     | Annotated[FilterStage, Tag(f"{TAG_PREFIX}filter")]
     | Annotated[MapStage, Tag(f"{TAG_PREFIX}map")]
     | Annotated[KeyByStage, Tag(f"{TAG_PREFIX}key_by")]
-    | Annotated[WindowStage, Tag(f"{TAG_PREFIX}window")],
+    | Annotated[WindowStage, Tag(f"{TAG_PREFIX}window")]
+    | Annotated[RouteStage, Tag(f"{TAG_PREFIX}route")],
     Discriminator(
         _stage_tag,
         custom_error_type="stage",
@@ -497,6 +570,7 @@ STAGE_MODELS: dict[str, type[StrictModel]] = {
     "map": MapStage,
     "key_by": KeyByStage,
     "window": WindowStage,
+    "route": RouteStage,
 }
 
 TAGGED_TYPES: dict[str, Any] = {
@@ -510,7 +584,7 @@ TAGGED_TYPES: dict[str, Any] = {
 
 
 def stage_kind(stage: StrictModel) -> str:
-    """`validate`, `filter`, `map`, `key_by` or `window`."""
+    """`validate`, `filter`, `map`, `key_by`, `window` or `route`."""
     for kind, model in STAGE_MODELS.items():
         if isinstance(stage, model):
             return kind
@@ -614,6 +688,96 @@ def _owned_topic_defaults(data: Any) -> Any:
     return filled
 
 
+# --- Outputs: named sinks (`sinks:`), the long form of `sink:` that a route stage sends to ---
+
+
+def _sink_from_sinks(data: Any) -> Any:
+    """With `sinks:`, `sink` is filled with the first one: the runtime's default output, and
+    what stateless commands that read "the" output topic see. Both given is an error."""
+    if not isinstance(data, dict) or data.get("sinks") is None:
+        return data
+    sinks = data["sinks"]
+    first = next(iter(sinks.values()), None) if isinstance(sinks, dict) else None
+    if "sink" in data and not _same_sink(data["sink"], first):
+        raise PydanticCustomError(
+            "topology",
+            "{summary}",
+            {
+                "summary": "sink and sinks are both given",
+                "problems": [
+                    ("sinks", "give sink (one output) or sinks (named outputs), not both")
+                ],
+            },
+        )
+    if isinstance(first, dict | Sink):
+        return {**data, "sink": first}
+    return data
+
+
+def _same_sink(sink: Any, first: Any) -> bool:
+    """Whether `sink` is the one filled from `sinks` (a dump of the model holds both)."""
+    try:
+        return Sink.model_validate(sink) == Sink.model_validate(first)
+    except ValueError:
+        return False
+
+
+def route_of(stages: list[Any]) -> RouteStage | None:
+    """The route stage, if the topology has one (always the last stage)."""
+    return next((s for s in stages if isinstance(s, RouteStage)), None)
+
+
+def _route_problems(topology: Topology) -> list[tuple[str, str]]:
+    """Where the route stage and `sinks:` disagree, or a route is where it cannot be."""
+    problems: list[tuple[str, str]] = []
+    stages = topology.stages
+    routes = [i for i, s in enumerate(stages) if isinstance(s, RouteStage)]
+    for i in routes[1:]:
+        problems.append((f"stages[{i}].route", "a topology has at most one route stage"))
+    if routes and routes[0] != len(stages) - 1:
+        problems.append(
+            (f"stages[{routes[0] + 1}]", "nothing may follow the route stage: it is the last")
+        )
+    if routes and topology.window is not None:
+        problems.append(
+            (f"stages[{routes[0]}].route", "routing window results is not supported yet")
+        )
+    sinks = topology.sinks
+    if sinks is None:
+        if routes:
+            problems.append(
+                (f"stages[{routes[0]}].route", "a route sends to sinks declared in sinks:")
+            )
+        return problems
+    if not routes:
+        if len(sinks) > 1:
+            problems.append(
+                ("sinks", "several sinks need a route stage to say where each record goes")
+            )
+        return problems
+    if len({s.checksum for s in sinks.values()}) > 1:
+        problems.append(
+            ("sinks", "checksum: set it on every sink or on none (one setting per topology)")
+        )
+    index = routes[0]
+    route = stages[index]
+    assert isinstance(route, RouteStage)
+    for b, branch in enumerate(route.route):
+        key = "otherwise" if branch.otherwise is not None else "to"
+        for name in branch.targets:
+            if name not in sinks:
+                problems.append(
+                    (
+                        f"stages[{index}].route[{b}].{key}",
+                        f"unknown sink {name!r}; sinks: {', '.join(sinks)}",
+                    )
+                )
+    for name in sinks:
+        if name not in route.sinks:
+            problems.append((f"sinks.{name}", "no branch of the route sends records to it"))
+    return problems
+
+
 def _without_unused_options(data: dict[str, Any]) -> dict[str, Any]:
     """The dump without options added later while they hold their defaults, so a topology
     that doesn't use them keeps its fingerprint."""
@@ -624,8 +788,15 @@ def _without_unused_options(data: dict[str, Any]) -> dict[str, Any]:
         for rule in stage.get("validate", {}).get("rules", []):
             if rule.get("severity") == "error":
                 del rule["severity"]
-    if data["sink"].get("checksum") is False:
-        del data["sink"]["checksum"]
+        for i, branch in enumerate(stage.get("route", [])):
+            stage["route"][i] = {k: v for k, v in branch.items() if v is not None}
+    if data.get("sinks") is None:
+        data.pop("sinks", None)
+    else:
+        data.pop("sink", None)  # filled from sinks
+    for sink in [data["sink"]] if "sink" in data else data["sinks"].values():
+        if sink.get("checksum") is False:
+            del sink["checksum"]
     if data.get("quality") == {"track_nulls": []}:
         del data["quality"]
     return data
@@ -646,6 +817,8 @@ class Topology(StrictModel):
     sources: Annotated[list[Source], Field(min_length=1)]
     stages: list[Stage] = []
     sink: Sink
+    sinks: dict[SinkName, Sink] | None = None
+    """Named outputs, for a route stage; `sink` is then the first of them."""
     guarantee: Literal["exactly_once", "at_least_once"] = "exactly_once"
     commit_interval: PositiveDuration = 100
     retry: Retry = Retry()
@@ -662,13 +835,14 @@ class Topology(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _fill_owned_topics(cls, data: Any) -> Any:
-        return _owned_topic_defaults(data)
+        return _sink_from_sinks(_owned_topic_defaults(data))
 
     @model_validator(mode="after")
     def _structure(self) -> Topology:
         problems = [
             *self._source_problems(),
             *self._stage_order_problems(),
+            *_route_problems(self),
             *self._topic_problems(),
         ]
         if problems:
@@ -749,12 +923,19 @@ class Topology(StrictModel):
     def _topic_problems(self) -> list[tuple[str, str]]:
         problems: list[tuple[str, str]] = []
         source_topics = {s.topic for s in self.sources}
-        if self.sink.topic in source_topics:
-            problems.append(("sink.topic", f"topic {self.sink.topic!r} is also a source (a loop)"))
-        elif self.sink.topic in {self.retry_topic, self.repartition_topic}:
-            problems.append(
-                ("sink.topic", f"topic {self.sink.topic!r} is used by streamline itself")
-            )
+        sinks = self.sinks if self.sinks is not None else {"": self.sink}
+        written: dict[str, str] = {}
+        for name, sink in sinks.items():
+            path = f"sinks.{name}.topic" if name else "sink.topic"
+            if sink.topic in source_topics:
+                problems.append((path, f"topic {sink.topic!r} is also a source (a loop)"))
+            elif sink.topic in {self.retry_topic, self.repartition_topic}:
+                problems.append((path, f"topic {sink.topic!r} is used by streamline itself"))
+            elif sink.topic in written:
+                problems.append(
+                    (path, f"topic {sink.topic!r} is also the topic of {written[sink.topic]}")
+                )
+            written.setdefault(sink.topic, f"sinks.{name}")
         owned = {
             "dead_letter_topic": self.dead_letter_topic,
             "late_topic": self.late_topic,
@@ -762,7 +943,7 @@ class Topology(StrictModel):
         derived = {self.retry_topic, self.repartition_topic}
         seen: dict[str, str] = {}
         for key, topic in owned.items():
-            if topic in source_topics or topic == self.sink.topic:
+            if topic in source_topics or topic in written:
                 problems.append((key, f"topic {topic!r} is also a source or the sink"))
             elif topic in derived:
                 problems.append((key, f"topic {topic!r} is used by streamline itself"))
@@ -836,6 +1017,11 @@ class Topology(StrictModel):
     def source(self) -> Source:
         """The first source (the one whose schema the stages are checked against)."""
         return self.sources[0]
+
+    @property
+    def outputs(self) -> dict[str, Sink]:
+        """Every output by name: `sinks`, or `{"sink": sink}` for the one-sink shorthand."""
+        return dict(self.sinks) if self.sinks is not None else {"sink": self.sink}
 
     @property
     def key_by(self) -> KeyByStage | None:

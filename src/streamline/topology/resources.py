@@ -168,8 +168,8 @@ class TopologyResources:
     def required_topics(self) -> list[str]:
         """Owned topics `run` reads or writes and refuses to start without (heartbeats are
         optional: without the topic, `run` warns and goes on)."""
-        used = {t.role: t.name for t in self.owned if t.used and t.role != "heartbeats"}
-        return [used[role] for role in _RUN_ORDER if role in used]
+        used = [t for t in self.owned if t.used and t.role != "heartbeats"]
+        return [t.name for role in _RUN_ORDER for t in used if t.role == role]
 
     @property
     def lineage_outputs(self) -> frozenset[str]:
@@ -234,8 +234,9 @@ def resources_of(topology: Topology) -> TopologyResources:
     retrying = retries_through_topic(topology)
     week = {"retention.ms": str(WEEK_MS)}
     topics = [TopicResource(s.topic, "source", read=True) for s in topology.sources]
+    sink_topics = dict.fromkeys(s.topic for s in topology.outputs.values())
+    topics += [TopicResource(topic, "sink", write=True) for topic in sink_topics]
     topics += [
-        TopicResource(topology.sink.topic, "sink", write=True),
         TopicResource(
             topology.dead_letter_topic, "dead_letters", write=True, config={"retention.ms": "-1"}
         ),

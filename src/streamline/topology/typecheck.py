@@ -35,11 +35,13 @@ from streamline.topology.model import (
     FilterStage,
     KeyByStage,
     MapStage,
+    RouteStage,
     Stage,
     Topology,
     ValidateStage,
     WindowSpec,
     WindowStage,
+    route_of,
     stage_kind,
 )
 
@@ -75,11 +77,14 @@ class CheckedTopology:
     topology: Topology
     source_schema: Schema
     sink_schema: Schema
+    """The schema of `topology.sink`: the only output, or the first of `sinks`."""
     stages: tuple[CheckedStage, ...]
     output_fields: dict[str, str]
     """Sink field -> type in words, for the records this topology writes (when known statically)."""
     warnings: tuple[Problem, ...] = ()
     """What validate warns about without refusing: maps without `output:`."""
+    sink_schemas: dict[str, Schema] = field(default_factory=dict)
+    """Output name -> its schema, for every output (`topology.outputs`)."""
 
     @property
     def fingerprint(self) -> str:
@@ -104,6 +109,9 @@ class _Checker:
         self.store = store
         self.problems: list[Problem] = []
         self._samples: dict[str, dict[str, Any]] = {}
+        first = next(iter(topology.sinks)) if topology.sinks else None
+        self.sink_path = f"sinks.{first}.schema" if first is not None else "sink.schema"
+        """Where the default sink's schema is written, for errors about it."""
 
     def sample(self, schema: Schema) -> dict[str, Any]:
         """A made-up record of `schema` for probing expressions (built once per schema)."""
@@ -143,7 +151,13 @@ def check_topology(topology: Topology, store: SchemaStore) -> CheckedTopology:
     if source_schema is not None:
         for i, field in enumerate(topology.quality.track_nulls):
             checker.field_type(f"quality.track_nulls[{i}]", source_schema, field, "track_nulls")
-    sink_schema = checker.schema("sink.schema", topology.sink.schema_name)
+    sink_schemas: dict[str, Schema] = {}
+    for name, sink in topology.outputs.items():
+        path = f"sinks.{name}.schema" if topology.sinks is not None else "sink.schema"
+        found = checker.schema(path, sink.schema_name)
+        if found is not None:
+            sink_schemas[name] = found
+    sink_schema = sink_schemas.get(next(iter(topology.outputs)))
     folders = [topology.base_dir] if topology.base_dir is not None else []
     add_import_paths([*folders, Path.cwd()])
 
@@ -172,8 +186,17 @@ def check_topology(topology: Topology, store: SchemaStore) -> CheckedTopology:
                 untyped = False
 
     output_fields: dict[str, str] = {}
-    if schema is not None and sink_schema is not None and not untyped:
-        output_fields = _check_sink(checker, reaching, schema, sink_schema)
+    if schema is not None and not untyped:
+        route = route_of(topology.stages)
+        if route is not None:
+            for name in route.sinks:
+                if name in sink_schemas:
+                    fields = _check_stateless_sink(
+                        checker, schema, sink_schemas[name], f"sinks.{name}.schema"
+                    )
+                    output_fields = output_fields or fields
+        elif sink_schema is not None:
+            output_fields = _check_sink(checker, reaching, schema, sink_schema)
 
     if checker.problems or source_schema is None or sink_schema is None:
         raise TopologyError(topology.origin, checker.problems, topology.lines)
@@ -184,6 +207,7 @@ def check_topology(topology: Topology, store: SchemaStore) -> CheckedTopology:
         stages=tuple(stages),
         output_fields=output_fields,
         warnings=tuple(warnings),
+        sink_schemas=sink_schemas,
     )
 
 
@@ -275,6 +299,15 @@ def _check_stage(
         key_expression, output = _check_key(checker, path, stage, schema)
         if key_expression is not None:
             expressions["key_by"] = key_expression
+    elif isinstance(stage, RouteStage):
+        for b, branch in enumerate(stage.route):
+            if branch.when is not None:
+                compiled = _compile(
+                    checker, f"{path}[{b}].when", branch.when, schema, expect_bool=True
+                )
+                if compiled is not None:
+                    expressions[f"route[{b}]"] = compiled
+        output = "to " + ", ".join(stage.sinks)
     elif isinstance(stage, WindowStage) and schema is not None:
         _check_aggregates(checker, path, stage.window, schema)
         output = _fields_text(_window_fields(checker.topology, stage.window, schema))
@@ -387,7 +420,7 @@ def _check_sink(
     window, key = topology.window, topology.key_by
     if window is not None and key is not None:
         return _check_window_sink(checker, reaching, sink, window, key)
-    return _check_stateless_sink(checker, last, sink)
+    return _check_stateless_sink(checker, last, sink, checker.sink_path)
 
 
 def _check_window_sink(
@@ -431,7 +464,7 @@ def _check_window_sink(
         )  # fmt: skip
         if name not in sink.fields:
             checker.problem(
-                "sink.schema" if name in WINDOW_BOUNDS else path,
+                checker.sink_path if name in WINDOW_BOUNDS else path,
                 f"{sink.name} has no field {name!r} for {role}"
                 + (" (long timestamp-millis)" if name in WINDOW_BOUNDS else "")
                 + f"; its fields: {', '.join(sink.fields)}",
@@ -441,7 +474,7 @@ def _check_window_sink(
         if name in WINDOW_BOUNDS:
             if not avro_types.is_millis_long(sink_type, sink_named, nullable=True):
                 checker.problem(
-                    "sink.schema",
+                    checker.sink_path,
                     f"{sink.name} field {name!r} is {avro_types.describe(sink_type, sink_named)}; "
                     "expected long timestamp-millis",
                 )
@@ -459,7 +492,7 @@ def _check_window_sink(
     for name, sink_type in sink.fields.items():
         if name not in produced and not _has_default(sink, name):
             checker.problem(
-                "sink.schema",
+                checker.sink_path,
                 f"{sink.name} field {name!r} "
                 f"({avro_types.describe(sink_type, sink_named)}, no default) "
                 f"is not produced by the window; it writes: {', '.join(produced)}",
@@ -486,13 +519,15 @@ def _has_default(schema: Schema, name: str) -> bool:
     return any(f["name"] == name and "default" in f for f in schema.definition.get("fields", []))
 
 
-def _check_stateless_sink(checker: _Checker, source: Schema, sink: Schema) -> dict[str, str]:
+def _check_stateless_sink(
+    checker: _Checker, source: Schema, sink: Schema, path: str
+) -> dict[str, str]:
     named = {**avro_types.named_types(source), **avro_types.named_types(sink)}
     for name, sink_type in sink.fields.items():
         if name not in source.fields:
             if not _has_default(sink, name):
                 checker.problem(
-                    "sink.schema",
+                    path,
                     f"{sink.name} field {name!r} "
                     f"({avro_types.describe(sink_type, named)}, no default) "
                     f"is not in {source.name}, which reaches the sink unchanged; add a map stage "
@@ -501,7 +536,7 @@ def _check_stateless_sink(checker: _Checker, source: Schema, sink: Schema) -> di
             continue
         if not avro_types.fits(source.fields[name], sink_type, named):
             checker.problem(
-                "sink.schema",
+                path,
                 f"{sink.name} field {name!r} is {avro_types.describe(sink_type, named)}, but "
                 f"{source.name} gives {avro_types.describe(source.fields[name], named)}",
             )
@@ -541,6 +576,13 @@ def _stage_text(stage: Stage) -> str:
             stage.key_by
             if isinstance(stage.key_by, str)
             else f"{stage.key_by.name} = {stage.key_by.expr}"
+        )
+    if isinstance(stage, RouteStage):
+        return "; ".join(
+            f"{b.when} -> {', '.join(b.targets)}"
+            if b.when is not None
+            else f"otherwise -> {', '.join(b.targets)}"
+            for b in stage.route
         )
     return _window_text(stage.window)
 
@@ -585,8 +627,12 @@ def render_chain(checked: CheckedTopology) -> str:
     for stage in checked.stages:
         lines.append(f"  {stage.path} {_stage_text(stage.stage)}")
         lines.append(f"      -> {stage.output}")
-    sink = topology.sink
     written = f" {_fields_text(checked.output_fields)}" if checked.output_fields else ""
-    lines.append(f"  sink: topic {sink.topic} <- {sink.schema_name}{written}")
+    if topology.sinks is None:
+        sink = topology.sink
+        lines.append(f"  sink: topic {sink.topic} <- {sink.schema_name}{written}")
+    else:
+        for name, sink in topology.sinks.items():
+            lines.append(f"  sinks.{name}: topic {sink.topic} <- {sink.schema_name}")
     lines.append(f"  fingerprint {checked.fingerprint} (header {topology.header_value})")
     return "\n".join(lines)
