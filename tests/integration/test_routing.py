@@ -29,7 +29,7 @@ from tests.support.route_maps import misfits
 pytestmark = pytest.mark.slow
 
 FULL = os.environ.get("STREAMLINE_ACCEPTANCE_SCALE") == "full"
-N_RECORDS = 100_000 if FULL else 20_000
+N_RECORDS = 100_000 if FULL else 10_000
 PAID_ORDER = AvroCodec(SchemaStore(SCHEMAS), SchemaStore(SCHEMAS).get("com.example.PaidOrder"))
 SINKS = ("de", "fr", "audit", "big", "rest")
 

@@ -25,7 +25,10 @@ class FakeTask:
 
 def manager(*partitions: int) -> tuple[TaskManager, list[tuple[int, list[int]]]]:
     pipeline: Any = SimpleNamespace(
-        topology=SimpleNamespace(retry_topic="t.retry"), windowed=False, repartition=False
+        topology=SimpleNamespace(retry_topic="t.retry"),
+        windowed=False,
+        repartition=False,
+        files=None,
     )
     m = TaskManager(
         pipeline, Path("."), None, None, Offsets(), SourceWatermarks(0, 0),  # type: ignore[arg-type]

@@ -9,7 +9,8 @@ from streamline.observability.metrics import Metrics
 from streamline.reliability.dead_letter import Failure
 from streamline.reliability.retry import RetryPolicy
 from streamline.runtime.record import Record
-from streamline.runtime.route import Router, build_router
+from streamline.runtime.route import Router, router_of
+from streamline.runtime.sinks.files import FileSinks
 from streamline.runtime.stages import (
     Decode,
     Encode,
@@ -30,7 +31,6 @@ from streamline.topology.model import (
     FilterStage,
     KeyByStage,
     MapStage,
-    RouteStage,
     Topology,
     ValidateStage,
 )
@@ -63,6 +63,9 @@ class Pipeline:
     """Stages with counts for the metrics, reported once per batch."""
     router: Router | None = None
     """The route stage, sending each output to its sinks (`sinks:`); None with one sink."""
+    files: FileSinks | None = None
+    """The file sinks, whose files the commit cycle prepares, finalizes and recovers; their
+    `roll.every` is then the commit interval."""
 
     @classmethod
     def from_checked(cls, checked: CheckedTopology, store: SchemaStore) -> Pipeline:
@@ -93,7 +96,7 @@ class Pipeline:
             stages.append(TrackNulls("quality.track_nulls", list(topology.quality.track_nulls)))
         stages.append(EventTime("sources[0].event_time", topology.source.event_time))
         warns = False
-        router: Router | None = None
+        router, files = router_of(checked, store)
         for cs in checked.stages:
             stage = cs.stage
             if isinstance(stage, ValidateStage):
@@ -121,28 +124,15 @@ class Pipeline:
                     stages.append(KeyBy(cs.path, field=key))
                 else:
                     stages.append(KeyBy(cs.path, expr=cs.expressions["key_by"]))
-            elif isinstance(stage, RouteStage):
-                router = build_router(
-                    cs.path,
-                    [
-                        (cs.expressions.get(f"route[{b}]"), branch.targets)
-                        for b, branch in enumerate(stage.route)
-                    ],
-                    {
-                        name: (
-                            topology.outputs[name].topic,
-                            Encode(f"sinks.{name}", AvroCodec(store, checked.sink_schemas[name])),
-                        )
-                        for name in stage.sinks
-                    },
-                )
         return cls(
             group_id=topology.group_id,
             source_topics=[s.topic for s in topology.sources],
-            sink_topic=topology.sink.topic,
+            sink_topic=topology.sink.topic if topology.sink is not None else "",
             dead_letter_topic=topology.dead_letter_topic,
             exactly_once=topology.guarantee == "exactly_once",
-            commit_interval_ms=topology.commit_interval,
+            commit_interval_ms=(
+                topology.commit_interval if files is None else int(files.roll_every_s * 1000)
+            ),
             header_topology=topology.header_value.encode(),
             stages=stages,
             retry_policy=policy,
@@ -151,10 +141,11 @@ class Pipeline:
             resources=resources,
             windowed=resources.windowed,
             repartition=resources.needs_repartition,
-            sink_checksum=topology.sink.checksum,
+            sink_checksum=topology.sink is not None and topology.sink.checksum,
             warns=warns,
             reporting=[s for s in stages if isinstance(s, Validate | TrackNulls)],
             router=router,
+            files=files,
         )
 
     @property

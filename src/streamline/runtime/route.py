@@ -17,13 +17,18 @@ from typing import TYPE_CHECKING, Any
 
 from streamline.reliability.dead_letter import Failure
 from streamline.runtime.record import Record
+from streamline.runtime.sinks.files import FileSinks, FileSinkWriter
 from streamline.runtime.stages import Dropped, Encode, Evaluable, Failed
+from streamline.serde import AvroCodec
+from streamline.topology.model import FileSink, route_of
 
 if TYPE_CHECKING:
     from streamline.observability.metrics import Metrics
     from streamline.runtime.collector import RecordCollector
     from streamline.runtime.transaction import Transaction
     from streamline.runtime.windowed import SourceWatermarks
+    from streamline.serde import SchemaStore
+    from streamline.topology import CheckedTopology
 
 ROUTE = "route"  # error type of a record whose branch condition could not be evaluated
 UNROUTED = "unrouted"  # drop reason of a record no branch took
@@ -31,11 +36,12 @@ UNROUTED = "unrouted"  # drop reason of a record no branch took
 
 @dataclass(frozen=True)
 class RoutedSink:
-    """One named output: its topic and the encoder of its schema."""
+    """One named output: a topic and the encoder of its schema, or a file sink's writer."""
 
     name: str
-    topic: str
-    encode: Encode
+    topic: str | None
+    encode: Encode | None
+    writer: FileSinkWriter | None = None
 
 
 class Router:
@@ -108,6 +114,14 @@ def route_batch(
         if not batch:
             continue
         sink = router.sinks[name]
+        if sink.writer is not None:  # written at the commit, see sinks/files.py
+            added = sink.writer.add(batch, failed)
+            source_watermarks.observe_all(batch)
+            txn.outputs += added
+            slot = f"files:{name}"
+            txn.outputs_by_topic[slot] = txn.outputs_by_topic.get(slot, 0) + added
+            continue
+        assert sink.encode is not None and sink.topic is not None
         started = time.perf_counter()
         outputs = sink.encode.encode(batch, failed)
         metrics.observe_stage(sink.encode.name, time.perf_counter() - started, len(batch))
@@ -120,11 +134,56 @@ def route_batch(
 def build_router(
     name: str,
     branches: list[tuple[Evaluable | None, list[str]]],
-    sinks: dict[str, tuple[str, Encode]],
+    sinks: dict[str, tuple[str, Encode] | FileSinkWriter],
 ) -> Router:
-    """A Router over `sinks`: name -> (topic, encoder)."""
+    """A Router over `sinks`: name -> (topic, encoder), or a file sink's writer."""
     return Router(
         name,
         branches,
-        {n: RoutedSink(n, topic, encode) for n, (topic, encode) in sinks.items()},
+        {
+            n: RoutedSink(n, None, None, s) if not isinstance(s, tuple) else RoutedSink(n, *s)
+            for n, s in sinks.items()
+        },
     )
+
+
+def router_of(
+    checked: CheckedTopology, store: SchemaStore
+) -> tuple[Router | None, FileSinks | None]:
+    """The router of a topology with `sinks:` and its file sinks' writers.
+
+    With a route stage, its branches; with a single sink in `sinks:` that is a file sink,
+    every record goes to it. None for a topology with one topic sink.
+    """
+    topology = checked.topology
+    route = route_of(topology.stages)
+    if route is not None:
+        name = f"stages[{len(topology.stages) - 1}].route"
+        branches = [
+            (None, b.targets) if b.otherwise is not None else (b, b.targets) for b in route.route
+        ]
+        targets = route.sinks
+    elif topology.sink is None and topology.sinks:
+        name, targets = "sinks", list(topology.sinks)
+        branches = [(None, targets)]
+    else:
+        return None, None
+    compiled = {s.index: s.expressions for s in checked.stages}.get(len(topology.stages) - 1, {})
+    conditions: list[tuple[Evaluable | None, list[str]]] = [
+        (None if cond is None else compiled[f"route[{b}]"], names)
+        for b, (cond, names) in enumerate(branches)
+    ]
+    sinks: dict[str, tuple[str, Encode] | FileSinkWriter] = {}
+    writers: list[FileSinkWriter] = []
+    for target in targets:
+        sink, schema = topology.outputs[target], checked.sink_schemas[target]
+        if isinstance(sink, FileSink):
+            writer = FileSinkWriter(target, sink.files, schema, check=bool(checked.warnings))
+            sinks[target] = writer
+            writers.append(writer)
+        else:
+            sinks[target] = (sink.topic, Encode(f"sinks.{target}", AvroCodec(store, schema)))
+    files = None
+    if writers:
+        files = FileSinks(writers, min(w.spec.roll.every for w in writers))
+    return build_router(name, conditions, sinks), files

@@ -155,6 +155,9 @@ class TaskManager:
                     rewound.append((tp.topic, tp.partition))
                 else:
                     offsets.generation = max(offsets.generation, generation)
+        if self._pipeline.files is not None:  # settle files left by a crash, before reading
+            assigned = [(tp.topic, tp.partition) for tp in partitions]
+            self._pipeline.files.recover({tp: offsets.committed.get(tp, 0) for tp in assigned})
         metrics.set_assigned_partitions(len(offsets.assignment))
         log.info("assigned %s", sorted(f"{t}/{p}" for t, p in offsets.assignment))
         if self.window_settings is not None:

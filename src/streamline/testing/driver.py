@@ -47,6 +47,7 @@ from streamline.serde.codec import DecodeError
 from streamline.testing.memory import Entry, MemoryProducer, Topics
 from streamline.topology import CheckedTopology, Topology, TopologyBuilder, check_topology
 from streamline.topology.loader import load_topology
+from streamline.topology.model import FileSink
 
 TP = tuple[str, int]
 INSTANCE = "driver"
@@ -182,6 +183,7 @@ class TopologyDriver:
         self._sink_codecs = {
             sink.topic: AvroCodec(self.schemas, self.checked.sink_schemas[name])
             for name, sink in self.topology.outputs.items()
+            if not isinstance(sink, FileSink)
         }
         consumed = list(pipeline.source_topics)
         if pipeline.retrying:
@@ -342,9 +344,14 @@ class TopologyDriver:
                 {tp: (a, b) for tp, (a, b) in (collector.produced or {}).items()},
             )  # fmt: skip
             collector.produce(LINEAGE_TOPIC, topology.name.encode(), event, [])
+        files = self.pipeline.files
+        if files is not None:
+            files.prepare()
         collector.producer.commit()
         self.txn = None
         collector.end()
+        if files is not None:
+            files.finalize()
         self._committed_cursor = dict(self._cursor)
         self.tasks.post_commit(dict(collector.changelog_offsets))
 
@@ -410,6 +417,13 @@ class TopologyDriver:
         """
         self.collector.producer.purge()
         self.tasks.close(clean=False)
+        if self.pipeline.files is not None:  # buffers are lost; files settle as on assignment
+            self.pipeline.files.abort()
+            committed = {(t, p): 0 for t in self._consumed for p in range(self.partitions)}
+            for topic, cursor in self._committed_cursor.items():
+                for e in self.topics.visible(topic)[:cursor]:
+                    committed[(topic, e.partition)] = e.offset + 1
+            self.pipeline.files.recover(committed)
         if lose_local_state:
             shutil.rmtree(self.state_dir, ignore_errors=True)
         self._cursor = dict(self._committed_cursor)
@@ -453,8 +467,10 @@ class TopologyDriver:
 
         `sink`: a sink's name (of `sinks:`) or topic; the default (first) sink without it.
         """
-        outputs = self.topology.outputs
-        topic = outputs[sink].topic if sink in outputs else sink or self.pipeline.sink_topic
+        named = self.topology.outputs.get(sink or "")
+        if isinstance(named, FileSink):
+            raise ValueError(f"{sink!r} is a file sink: read its files")
+        topic = named.topic if named is not None else sink or self.pipeline.sink_topic
         codec = self._sink_codecs.get(topic, self._sink_codec)
         decode = codec.decode
         return [_output(e, decode(e.value)) for e in self.topics.visible(topic)]

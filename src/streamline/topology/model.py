@@ -690,6 +690,74 @@ def _owned_topic_defaults(data: Any) -> Any:
 
 # --- Outputs: named sinks (`sinks:`), the long form of `sink:` that a route stage sends to ---
 
+_BYTE_UNITS = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}
+_BYTE_SIZE = re.compile(r"\s*(\d+)\s*(B|KB|MB|GB)\s*")
+
+
+def _byte_size(value: object) -> int:
+    match = _BYTE_SIZE.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(
+            f"expected a size with a unit (B, KB, MB or GB, e.g. 128MB), got {value!r}"
+        )
+    size = int(match.group(1)) * _BYTE_UNITS[match.group(2)]
+    if size <= 0:
+        raise ValueError("must be more than 0 bytes")
+    return size
+
+
+ByteSize = Annotated[int, BeforeValidator(_byte_size)]
+"""A size string (`128MB`) held as bytes."""
+
+MAX_ROLL_MS = 5 * 60_000
+"""A file sink's files commit with the Kafka transaction, which must not outlive the broker's
+`transaction.max.timeout.ms` (15 minutes by default): rolls are at most this long."""
+
+
+def _local_path(value: str) -> str:
+    if "://" in value:
+        raise ValueError(
+            f"{value!r} is not a local path; object storage is not supported yet, give a "
+            "folder on the local filesystem (or a mounted one)"
+        )
+    return _not_blank(value)
+
+
+class Roll(StrictModel):
+    """When a file sink's open files are closed: every `every`, or once `max_bytes` are buffered."""
+
+    every: Annotated[
+        int,
+        BeforeValidator(partial(_duration, 1)),
+        Field(le=MAX_ROLL_MS),
+    ] = 60_000
+    max_bytes: ByteSize = 128 * 1024**2
+
+
+class FilesSpec(StrictModel):
+    """`files: {path, format, partition_by, roll}`: where and how a file sink writes."""
+
+    path: Annotated[str, AfterValidator(_local_path)]
+    format: Literal["parquet", "jsonl"] = "parquet"
+    partition_by: list[FieldName] = []
+    roll: Roll = Roll()
+
+
+class FileSink(StrictModel):
+    """A named output written as files, exactly once: `{files: {...}, schema: ...}`."""
+
+    files: FilesSpec
+    schema_name: SchemaName = Field(alias="schema")
+
+
+def _sink_form(value: Any) -> str:
+    """A mapping with `files` is a file sink; any other mapping a topic sink."""
+    is_files = isinstance(value, FileSink) or (isinstance(value, dict) and "files" in value)
+    return f"{TAG_PREFIX}file_sink" if is_files else f"{TAG_PREFIX}topic_sink"
+
+
+TAGGED_TYPES.update({f"{TAG_PREFIX}topic_sink": Sink, f"{TAG_PREFIX}file_sink": FileSink})
+
 
 def _sink_from_sinks(data: Any) -> Any:
     """With `sinks:`, `sink` is filled with the first one: the runtime's default output, and
@@ -697,7 +765,12 @@ def _sink_from_sinks(data: Any) -> Any:
     if not isinstance(data, dict) or data.get("sinks") is None:
         return data
     sinks = data["sinks"]
-    first = next(iter(sinks.values()), None) if isinstance(sinks, dict) else None
+    topic_sinks = [
+        s
+        for s in (sinks.values() if isinstance(sinks, dict) else [])
+        if _sink_form(s).endswith("topic_sink")
+    ]
+    first = topic_sinks[0] if topic_sinks else None
     if "sink" in data and not _same_sink(data["sink"], first):
         raise PydanticCustomError(
             "topology",
@@ -709,13 +782,13 @@ def _sink_from_sinks(data: Any) -> Any:
                 ],
             },
         )
-    if isinstance(first, dict | Sink):
-        return {**data, "sink": first}
-    return data
+    return {**data, "sink": first}
 
 
 def _same_sink(sink: Any, first: Any) -> bool:
     """Whether `sink` is the one filled from `sinks` (a dump of the model holds both)."""
+    if sink is None or first is None:
+        return sink is first
     try:
         return Sink.model_validate(sink) == Sink.model_validate(first)
     except ValueError:
@@ -743,6 +816,11 @@ def _route_problems(topology: Topology) -> list[tuple[str, str]]:
             (f"stages[{routes[0]}].route", "routing window results is not supported yet")
         )
     sinks = topology.sinks
+    if sinks is None and topology.sink is None:
+        problems.append(("sink", "required, but missing (or give sinks)"))
+    files = [n for n, s in (sinks or {}).items() if isinstance(s, FileSink)]
+    if files and topology.window is not None:
+        problems.append((f"sinks.{files[0]}", "a file sink after a window is not supported yet"))
     if sinks is None:
         if routes:
             problems.append(
@@ -755,7 +833,7 @@ def _route_problems(topology: Topology) -> list[tuple[str, str]]:
                 ("sinks", "several sinks need a route stage to say where each record goes")
             )
         return problems
-    if len({s.checksum for s in sinks.values()}) > 1:
+    if len({s.checksum for s in sinks.values() if isinstance(s, Sink)}) > 1:
         problems.append(
             ("sinks", "checksum: set it on every sink or on none (one setting per topology)")
         )
@@ -816,9 +894,20 @@ class Topology(StrictModel):
     version: Annotated[str, AfterValidator(_not_blank)]
     sources: Annotated[list[Source], Field(min_length=1)]
     stages: list[Stage] = []
-    sink: Sink
-    sinks: dict[SinkName, Sink] | None = None
-    """Named outputs, for a route stage; `sink` is then the first of them."""
+    sink: Sink | None
+    """The one output topic; with `sinks:`, the first topic sink among them (None without one)."""
+    sinks: (
+        dict[
+            SinkName,
+            Annotated[
+                Annotated[Sink, Tag(f"{TAG_PREFIX}topic_sink")]
+                | Annotated[FileSink, Tag(f"{TAG_PREFIX}file_sink")],
+                Discriminator(_sink_form),
+            ],
+        ]
+        | None
+    ) = None
+    """Named outputs (topics or files), for a route stage."""
     guarantee: Literal["exactly_once", "at_least_once"] = "exactly_once"
     commit_interval: PositiveDuration = 100
     retry: Retry = Retry()
@@ -923,9 +1012,11 @@ class Topology(StrictModel):
     def _topic_problems(self) -> list[tuple[str, str]]:
         problems: list[tuple[str, str]] = []
         source_topics = {s.topic for s in self.sources}
-        sinks = self.sinks if self.sinks is not None else {"": self.sink}
+        sinks = self.outputs if self.sinks is not None else {"": self.sink}
         written: dict[str, str] = {}
         for name, sink in sinks.items():
+            if not isinstance(sink, Sink):
+                continue
             path = f"sinks.{name}.topic" if name else "sink.topic"
             if sink.topic in source_topics:
                 problems.append((path, f"topic {sink.topic!r} is also a source (a loop)"))
@@ -1019,9 +1110,11 @@ class Topology(StrictModel):
         return self.sources[0]
 
     @property
-    def outputs(self) -> dict[str, Sink]:
+    def outputs(self) -> dict[str, Sink | FileSink]:
         """Every output by name: `sinks`, or `{"sink": sink}` for the one-sink shorthand."""
-        return dict(self.sinks) if self.sinks is not None else {"sink": self.sink}
+        if self.sinks is not None:
+            return dict(self.sinks)
+        return {"sink": self.sink} if self.sink is not None else {}
 
     @property
     def key_by(self) -> KeyByStage | None:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
-from streamline.topology.model import MapStage, Topology
+from streamline.topology.model import MapStage, Sink, Topology
 
 WINDOW_STORE = "windows"
 """The store of a topology's window stage (changelog `<name>.windows.changelog`)."""
@@ -234,7 +234,7 @@ def resources_of(topology: Topology) -> TopologyResources:
     retrying = retries_through_topic(topology)
     week = {"retention.ms": str(WEEK_MS)}
     topics = [TopicResource(s.topic, "source", read=True) for s in topology.sources]
-    sink_topics = dict.fromkeys(s.topic for s in topology.outputs.values())
+    sink_topics = dict.fromkeys(s.topic for s in topology.outputs.values() if isinstance(s, Sink))
     topics += [TopicResource(topic, "sink", write=True) for topic in sink_topics]
     topics += [
         TopicResource(

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from streamline.serde.arrow import parquet_problems
 from streamline.serde.schema_store import Schema, SchemaError, SchemaStore
 from streamline.topology import avro_types
 from streamline.topology.callables import CallableError, add_import_paths, import_callable
@@ -32,6 +33,7 @@ from streamline.topology.expressions import Expression, ExpressionError, compile
 from streamline.topology.model import (
     WINDOW_BOUNDS,
     AggregateCall,
+    FileSink,
     FilterStage,
     KeyByStage,
     MapStage,
@@ -157,6 +159,8 @@ def check_topology(topology: Topology, store: SchemaStore) -> CheckedTopology:
         found = checker.schema(path, sink.schema_name)
         if found is not None:
             sink_schemas[name] = found
+            if isinstance(sink, FileSink):
+                _check_file_sink(checker, name, sink, found)
     sink_schema = sink_schemas.get(next(iter(topology.outputs)))
     folders = [topology.base_dir] if topology.base_dir is not None else []
     add_import_paths([*folders, Path.cwd()])
@@ -209,6 +213,23 @@ def check_topology(topology: Topology, store: SchemaStore) -> CheckedTopology:
         warnings=tuple(warnings),
         sink_schemas=sink_schemas,
     )
+
+
+def _check_file_sink(checker: _Checker, name: str, sink: FileSink, schema: Schema) -> None:
+    """A Parquet sink's schema must be flat; `partition_by` fields must be simple values."""
+    if sink.files.format == "parquet":
+        for problem in parquet_problems(schema):
+            checker.problem(f"sinks.{name}.schema", problem)
+    named = avro_types.named_types(schema)
+    for i, key in enumerate(sink.files.partition_by):
+        path = f"sinks.{name}.files.partition_by[{i}]"
+        key_type = checker.field_type(path, schema, key, "partition_by")
+        if key_type is not None and not avro_types.can_be_key(key_type, named):
+            checker.problem(
+                path,
+                f"field {key!r} is {avro_types.describe(key_type, named)}; a folder name needs "
+                "a string, number, boolean or enum",
+            )
 
 
 def _check_sources(checker: _Checker) -> Schema | None:
@@ -293,7 +314,9 @@ def _check_stage(
                     {n: avro_types.describe(t, named) for n, t in output_schema.fields.items()}
                 )
         else:
-            sink = checker.topology.sink.schema_name
+            sink = ", ".join(
+                dict.fromkeys(s.schema_name for s in checker.topology.outputs.values())
+            )
             output = f"dict returned by {stage.reference} (fitted to {sink} at run time)"
     elif isinstance(stage, KeyByStage):
         key_expression, output = _check_key(checker, path, stage, schema)
@@ -628,11 +651,19 @@ def render_chain(checked: CheckedTopology) -> str:
         lines.append(f"  {stage.path} {_stage_text(stage.stage)}")
         lines.append(f"      -> {stage.output}")
     written = f" {_fields_text(checked.output_fields)}" if checked.output_fields else ""
-    if topology.sinks is None:
+    if topology.sinks is None and topology.sink is not None:
         sink = topology.sink
         lines.append(f"  sink: topic {sink.topic} <- {sink.schema_name}{written}")
-    else:
-        for name, sink in topology.sinks.items():
-            lines.append(f"  sinks.{name}: topic {sink.topic} <- {sink.schema_name}")
+    for name, output in (topology.sinks or {}).items():
+        if isinstance(output, FileSink):
+            files = output.files
+            by = f", partitioned by {', '.join(files.partition_by)}" if files.partition_by else ""
+            where = (
+                f"{files.format} files in {files.path}{by}, rolled every "
+                f"{format_duration(files.roll.every)} or at {files.roll.max_bytes} bytes"
+            )
+        else:
+            where = f"topic {output.topic}"
+        lines.append(f"  sinks.{name}: {where} <- {output.schema_name}")
     lines.append(f"  fingerprint {checked.fingerprint} (header {topology.header_value})")
     return "\n".join(lines)
