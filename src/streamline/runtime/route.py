@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from streamline.reliability.dead_letter import Failure
 from streamline.runtime.record import Record
 from streamline.runtime.sinks.files import FileSinks, FileSinkWriter
+from streamline.runtime.sinks.webhook import WebhookSender
 from streamline.runtime.stages import Dropped, Encode, Evaluable, Failed
 from streamline.serde import AvroCodec
-from streamline.topology.model import FileSink, route_of
+from streamline.topology.model import FileSink, WebhookSink, route_of
 
 if TYPE_CHECKING:
     from streamline.observability.metrics import Metrics
@@ -34,14 +35,21 @@ ROUTE = "route"  # error type of a record whose branch condition could not be ev
 UNROUTED = "unrouted"  # drop reason of a record no branch took
 
 
+class Writer(Protocol):
+    """A sink that is not a topic (`FileSinkWriter`, `WebhookSender`): takes routed records,
+    hands misfits to `failed` and returns how many it took."""
+
+    def add(self, records: list[Record], failed: Failed) -> int: ...
+
+
 @dataclass(frozen=True)
 class RoutedSink:
-    """One named output: a topic and the encoder of its schema, or a file sink's writer."""
+    """One named output: a topic and the encoder of its schema, or a file or webhook writer."""
 
     name: str
     topic: str | None
     encode: Encode | None
-    writer: FileSinkWriter | None = None
+    writer: Writer | None = None
 
 
 class Router:
@@ -114,11 +122,11 @@ def route_batch(
         if not batch:
             continue
         sink = router.sinks[name]
-        if sink.writer is not None:  # written at the commit, see sinks/files.py
+        if sink.writer is not None:  # files: at the commit (sinks/files.py); webhooks: now
             added = sink.writer.add(batch, failed)
             source_watermarks.observe_all(batch)
             txn.outputs += added
-            slot = f"files:{name}"
+            slot = f"{'files' if isinstance(sink.writer, FileSinkWriter) else 'webhook'}:{name}"
             txn.outputs_by_topic[slot] = txn.outputs_by_topic.get(slot, 0) + added
             continue
         assert sink.encode is not None and sink.topic is not None
@@ -134,7 +142,7 @@ def route_batch(
 def build_router(
     name: str,
     branches: list[tuple[Evaluable | None, list[str]]],
-    sinks: dict[str, tuple[str, Encode] | FileSinkWriter],
+    sinks: dict[str, tuple[str, Encode] | Writer],
 ) -> Router:
     """A Router over `sinks`: name -> (topic, encoder), or a file sink's writer."""
     return Router(
@@ -173,7 +181,7 @@ def router_of(
         (None if cond is None else compiled[f"route[{b}]"], names)
         for b, (cond, names) in enumerate(branches)
     ]
-    sinks: dict[str, tuple[str, Encode] | FileSinkWriter] = {}
+    sinks: dict[str, tuple[str, Encode] | Writer] = {}
     writers: list[FileSinkWriter] = []
     for target in targets:
         sink, schema = topology.outputs[target], checked.sink_schemas[target]
@@ -181,6 +189,10 @@ def router_of(
             writer = FileSinkWriter(target, sink.files, schema, check=bool(checked.warnings))
             sinks[target] = writer
             writers.append(writer)
+        elif isinstance(sink, WebhookSink):
+            sinks[target] = WebhookSender(
+                target, sink.webhook, schema, check=bool(checked.warnings)
+            )
         else:
             sinks[target] = (sink.topic, Encode(f"sinks.{target}", AvroCodec(store, schema)))
     files = None

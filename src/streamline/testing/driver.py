@@ -47,7 +47,7 @@ from streamline.serde.codec import DecodeError
 from streamline.testing.memory import Entry, MemoryProducer, Topics
 from streamline.topology import CheckedTopology, Topology, TopologyBuilder, check_topology
 from streamline.topology.loader import load_topology
-from streamline.topology.model import FileSink
+from streamline.topology.model import Sink as TopicSink
 
 TP = tuple[str, int]
 INSTANCE = "driver"
@@ -183,7 +183,7 @@ class TopologyDriver:
         self._sink_codecs = {
             sink.topic: AvroCodec(self.schemas, self.checked.sink_schemas[name])
             for name, sink in self.topology.outputs.items()
-            if not isinstance(sink, FileSink)
+            if isinstance(sink, TopicSink)
         }
         consumed = list(pipeline.source_topics)
         if pipeline.retrying:
@@ -468,8 +468,8 @@ class TopologyDriver:
         `sink`: a sink's name (of `sinks:`) or topic; the default (first) sink without it.
         """
         named = self.topology.outputs.get(sink or "")
-        if isinstance(named, FileSink):
-            raise ValueError(f"{sink!r} is a file sink: read its files")
+        if named is not None and not isinstance(named, TopicSink):
+            raise ValueError(f"{sink!r} is a file or webhook sink: read its files or receiver")
         topic = named.topic if named is not None else sink or self.pipeline.sink_topic
         codec = self._sink_codecs.get(topic, self._sink_codec)
         decode = codec.decode

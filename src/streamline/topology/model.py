@@ -750,13 +750,52 @@ class FileSink(StrictModel):
     schema_name: SchemaName = Field(alias="schema")
 
 
+def _http_url(value: str) -> str:
+    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+        raise ValueError(f"{value!r} is not an http:// or https:// URL")
+    return value
+
+
+class WebhookRetry(StrictModel):
+    """How often a batch is POSTed before its records become dead letters."""
+
+    attempts: Annotated[int, Field(ge=1)] = 5
+    backoff: Backoff = Backoff()
+
+
+class WebhookSpec(StrictModel):
+    """`webhook: {url, batch, timeout, headers, retry}`: where and how records are POSTed."""
+
+    url: Annotated[str, AfterValidator(_http_url)]
+    batch: Annotated[int, Field(ge=1, le=10_000)] = 100
+    timeout: PositiveDuration = 5_000
+    headers: dict[str, str] = {}
+    retry: WebhookRetry = WebhookRetry()
+
+
+class WebhookSink(StrictModel):
+    """A named output POSTed as JSON batches, at least once, with idempotency keys."""
+
+    webhook: WebhookSpec
+    schema_name: SchemaName = Field(alias="schema")
+
+
 def _sink_form(value: Any) -> str:
-    """A mapping with `files` is a file sink; any other mapping a topic sink."""
-    is_files = isinstance(value, FileSink) or (isinstance(value, dict) and "files" in value)
-    return f"{TAG_PREFIX}file_sink" if is_files else f"{TAG_PREFIX}topic_sink"
+    """A mapping with `files` is a file sink, with `webhook` a webhook; else a topic sink."""
+    if isinstance(value, FileSink) or (isinstance(value, dict) and "files" in value):
+        return f"{TAG_PREFIX}file_sink"
+    if isinstance(value, WebhookSink) or (isinstance(value, dict) and "webhook" in value):
+        return f"{TAG_PREFIX}webhook_sink"
+    return f"{TAG_PREFIX}topic_sink"
 
 
-TAGGED_TYPES.update({f"{TAG_PREFIX}topic_sink": Sink, f"{TAG_PREFIX}file_sink": FileSink})
+TAGGED_TYPES.update(
+    {
+        f"{TAG_PREFIX}topic_sink": Sink,
+        f"{TAG_PREFIX}file_sink": FileSink,
+        f"{TAG_PREFIX}webhook_sink": WebhookSink,
+    }
+)
 
 
 def _sink_from_sinks(data: Any) -> Any:
@@ -818,9 +857,11 @@ def _route_problems(topology: Topology) -> list[tuple[str, str]]:
     sinks = topology.sinks
     if sinks is None and topology.sink is None:
         problems.append(("sink", "required, but missing (or give sinks)"))
-    files = [n for n, s in (sinks or {}).items() if isinstance(s, FileSink)]
-    if files and topology.window is not None:
-        problems.append((f"sinks.{files[0]}", "a file sink after a window is not supported yet"))
+    others = [n for n, s in (sinks or {}).items() if not isinstance(s, Sink)]
+    if others and topology.window is not None:
+        problems.append(
+            (f"sinks.{others[0]}", "a file or webhook sink after a window is not supported yet")
+        )
     if sinks is None:
         if routes:
             problems.append(
@@ -901,7 +942,8 @@ class Topology(StrictModel):
             SinkName,
             Annotated[
                 Annotated[Sink, Tag(f"{TAG_PREFIX}topic_sink")]
-                | Annotated[FileSink, Tag(f"{TAG_PREFIX}file_sink")],
+                | Annotated[FileSink, Tag(f"{TAG_PREFIX}file_sink")]
+                | Annotated[WebhookSink, Tag(f"{TAG_PREFIX}webhook_sink")],
                 Discriminator(_sink_form),
             ],
         ]
@@ -1110,7 +1152,7 @@ class Topology(StrictModel):
         return self.sources[0]
 
     @property
-    def outputs(self) -> dict[str, Sink | FileSink]:
+    def outputs(self) -> dict[str, Sink | FileSink | WebhookSink]:
         """Every output by name: `sinks`, or `{"sink": sink}` for the one-sink shorthand."""
         if self.sinks is not None:
             return dict(self.sinks)

@@ -41,6 +41,7 @@ from streamline.topology.model import (
     Stage,
     Topology,
     ValidateStage,
+    WebhookSink,
     WindowSpec,
     WindowStage,
     route_of,
@@ -662,6 +663,8 @@ def render_chain(checked: CheckedTopology) -> str:
                 f"{files.format} files in {files.path}{by}, rolled every "
                 f"{format_duration(files.roll.every)} or at {files.roll.max_bytes} bytes"
             )
+        elif isinstance(output, WebhookSink):
+            where = f"webhook {output.webhook.url}, batches of {output.webhook.batch}"
         else:
             where = f"topic {output.topic}"
         lines.append(f"  sinks.{name}: {where} <- {output.schema_name}")
