@@ -122,7 +122,7 @@ class Context:
                 "STREAMLINE_BOOTSTRAP_SERVERS": self.bootstrap,
                 "STREAMLINE_SCHEMAS": str(self.schemas),
                 "PYTHONUNBUFFERED": "1",
-                "PYTHONPATH": str(ROOT),
+                "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}",  # this tree's streamline
             }
         )
         return env

@@ -220,3 +220,16 @@ def test_record_fit_names_the_path_and_shapes_to_the_schema(project: Path) -> No
     )
     assert fit.misfit({**good, "country": None}) == ("country", "None is not a valid string")
     assert fit.misfit([1]) == ("", "[1] is not a test.typed.Extracted record")
+
+
+def test_flat_schemas_take_the_quick_check_and_still_name_the_field() -> None:
+    fit = RecordFit(SchemaStore(PROJECT / "schemas").get("com.example.PaidOrder"))
+    good = {"order_id": "o", "customer_id": "c", "amount_eur": 2, "country": "DE", "created_at": 1}
+    assert fit.misfit(good) is None
+    assert fit.misfit({**good, "created_at": True}) == ("created_at", "True is not a valid long")
+    assert fit.misfit({**good, "created_at": 2**63}) is not None
+    assert fit.misfit({**good, "amount_eur": None}) == ("amount_eur", "None is not a valid double")
+    assert fit.misfit({k: v for k, v in good.items() if k != "country"}) == (
+        "country",
+        "missing (string, no default)",
+    )
