@@ -10,6 +10,8 @@
   `transaction`: what the open transaction holds;
 - `failures`: retry, dead-letter and late records; `retry_gate`: holding retry partitions;
 - `repartition`: keyed records and watermark markers upstream of a repartition;
+- `route`: the route stage and the named sinks it writes to; `sinks/`: sinks that are
+  not topics (`files`: the exactly-once file sink's two phases, `webhook`: POSTed batches);
 - `health`: liveness, readiness, heartbeats and lag; `offsets`: assignment and offsets;
 - pure logic: `pipeline`/`stages` (stateless stages), `record`, `windows`, `watermark`,
   `aggregates`, `window_operator`/`window_state` (windowed aggregation over a store);
