@@ -195,9 +195,10 @@ class CommitCycle:
         1. watermark markers to every repartition partition;
         2. the stores' changes to their changelogs;
         3. the lineage event (after a flush, so the delivered output ranges are known);
-        4. the consumed offsets: into the transaction and commit it (`exactly_once`), or
-           flush, check every write was delivered, and commit them (`at_least_once`);
-        5. the stores commit, checkpointed at their changelogs' delivered offsets;
+        4. the file sinks' in-progress files (`prepare`); the consumed offsets: into the
+           transaction and commit it (`exactly_once`), or flush, check every write was
+           delivered, and commit them (`at_least_once`);
+        5. the file sinks' files renamed to their final names (`finalize`); the stores commit, checkpointed at their changelogs' delivered offsets;
            the committed offsets and the transaction's counts go to the metrics.
         """
         started = time.monotonic()
