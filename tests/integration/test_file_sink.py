@@ -25,7 +25,7 @@ from tests.support.harness import (
 pytestmark = pytest.mark.slow
 
 FULL = os.environ.get("STREAMLINE_ACCEPTANCE_SCALE") == "full"
-N_RECORDS = 100_000 if FULL else 15_000
+N_RECORDS = 100_000 if FULL else 10_000
 ROLL_S = 10 if FULL else 2
 ROLL = f"{ROLL_S}s"
 
