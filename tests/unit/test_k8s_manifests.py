@@ -356,3 +356,15 @@ def test_kafka_settings_come_from_a_configmap_and_credentials_from_a_secret(
         "security.protocol": "SASL_SSL",
         "sasl.mechanism": "SCRAM-SHA-512",
     }
+
+
+def test_the_prometheus_rule_carries_the_alerts_and_the_monitors_label() -> None:
+    rule = one("PrometheusRule")
+    alerts = yaml.safe_load((ROOT / "deploy" / "prometheus" / "alerts.yml").read_text())
+    assert rule["apiVersion"] == one("PodMonitor")["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["spec"]["groups"] == alerts["groups"]
+    name_label = "app.kubernetes.io/name"
+    assert (
+        rule["metadata"]["labels"][name_label]
+        == one("PodMonitor")["metadata"]["labels"][name_label]
+    )

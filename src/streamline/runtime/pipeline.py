@@ -133,7 +133,7 @@ class Pipeline:
             commit_interval_ms=(
                 topology.commit_interval if files is None else int(files.roll_every_s * 1000)
             ),
-            header_topology=topology.header_value.encode(),
+            header_topology=checked.header_value.encode(),
             stages=stages,
             retry_policy=policy,
             encode=Encode("sink", AvroCodec(store, checked.sink_schema)),
@@ -156,6 +156,11 @@ class Pipeline:
     def owned_topics(self) -> list[str]:
         """Topics this topology reads or writes besides its sources, which must exist before it runs."""
         return self.resources.required_topics
+
+    @property
+    def fingerprint(self) -> str:
+        """The run fingerprint (definition, schema files, map code, streamline version)."""
+        return self.checked.fingerprint
 
     @property
     def retrying(self) -> bool:

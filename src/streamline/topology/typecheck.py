@@ -20,6 +20,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ from streamline.topology.model import (
     route_of,
     stage_kind,
 )
+from streamline.topology.pinning import run_fingerprint
 
 MapFunction = Callable[[dict[str, Any]], dict[str, Any] | None]
 
@@ -89,9 +91,19 @@ class CheckedTopology:
     sink_schemas: dict[str, Schema] = field(default_factory=dict)
     """Output name -> its schema, for every output (`topology.outputs`)."""
 
-    @property
+    schemas: tuple[Schema, ...] = ()
+    """Every schema the topology names (its sources', its sinks' and typed maps' outputs)."""
+
+    @cached_property
     def fingerprint(self) -> str:
-        return self.topology.fingerprint
+        """The run fingerprint: the definition, schema files, map code, streamline version."""
+        functions = [s.function for s in self.stages if s.function is not None]
+        return run_fingerprint(self.topology, self.schemas, functions)
+
+    @property
+    def header_value(self) -> str:
+        """The `streamline.topology` header: `name@version#<run fingerprint, 12 digits>`."""
+        return f"{self.topology.name}@{self.topology.version}#{self.fingerprint[:12]}"
 
     @property
     def expressions(self) -> dict[int, dict[str, Expression]]:
@@ -213,6 +225,16 @@ def check_topology(topology: Topology, store: SchemaStore) -> CheckedTopology:
         output_fields=output_fields,
         warnings=tuple(warnings),
         sink_schemas=sink_schemas,
+        schemas=tuple(
+            {
+                s.name: s
+                for s in [
+                    *(store.get(x.schema_name) for x in topology.sources),
+                    *sink_schemas.values(),
+                    *(c.output_schema for c in stages if c.output_schema is not None),
+                ]
+            }.values()
+        ),
     )
 
 
@@ -668,5 +690,5 @@ def render_chain(checked: CheckedTopology) -> str:
         else:
             where = f"topic {output.topic}"
         lines.append(f"  sinks.{name}: {where} <- {output.schema_name}")
-    lines.append(f"  fingerprint {checked.fingerprint} (header {topology.header_value})")
+    lines.append(f"  fingerprint {checked.fingerprint} (header {checked.header_value})")
     return "\n".join(lines)
