@@ -29,6 +29,9 @@ MAP = "map"
 SINK = "sink"
 LATE = "late"
 INTEGRITY = "integrity"  # the value bytes don't match their streamline.checksum header
+CIRCUIT_OPEN = (
+    "circuit_open"  # a map's circuit was open: no call, the record waits in the retry topic
+)
 
 MAX_MESSAGE = 2000
 FAILURE_HEADER_KEYS = frozenset(
@@ -58,6 +61,7 @@ class Failure:
     attempts: int = 1
     field: str | None = None
     """The path of the field that does not fit, for a `schema` failure."""
+    retry_after_ms: int = 0  # circuit_open: when the circuit may let calls through again
 
 
 def failure_headers(

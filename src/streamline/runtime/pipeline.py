@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from streamline.observability.metrics import Metrics
 from streamline.reliability.dead_letter import Failure
 from streamline.reliability.retry import RetryPolicy
+from streamline.runtime.calls import map_stage
 from streamline.runtime.record import Record
 from streamline.runtime.route import Router, router_of
 from streamline.runtime.sinks.files import FileSinks
@@ -17,6 +18,7 @@ from streamline.runtime.stages import (
     Evaluable,
     EventTime,
     Filter,
+    FitOutput,
     KeyBy,
     Map,
     Stage,
@@ -59,7 +61,7 @@ class Pipeline:
     """Outputs carry `streamline.checksum` (`sink.checksum: true`)."""
     warns: bool = False
     """Some validate stage has warn rules: outputs may carry `streamline.quality.warnings`."""
-    reporting: list[Validate | TrackNulls] = field(default_factory=list)
+    reporting: list[Validate | TrackNulls | Map] = field(default_factory=list)
     """Stages with counts for the metrics, reported once per batch."""
     router: Router | None = None
     """The route stage, sending each output to its sinks (`sinks:`); None with one sink."""
@@ -116,8 +118,9 @@ class Pipeline:
                 stages.append(Filter(cs.path, cs.expressions["filter"]))
             elif isinstance(stage, MapStage):
                 assert cs.function is not None
-                fit = RecordFit(cs.output_schema) if cs.output_schema is not None else None
-                stages.append(Map(cs.path, cs.function, policy, fit=fit))
+                stages.append(map_stage(cs.path, cs.function, stage.spec, policy))
+                if cs.output_schema is not None:
+                    stages.append(FitOutput(cs.path, RecordFit(cs.output_schema)))
             elif isinstance(stage, KeyByStage):
                 key = stage.key_by
                 if isinstance(key, str):
@@ -143,7 +146,7 @@ class Pipeline:
             repartition=resources.needs_repartition,
             sink_checksum=topology.sink is not None and topology.sink.checksum,
             warns=warns,
-            reporting=[s for s in stages if isinstance(s, Validate | TrackNulls)],
+            reporting=[s for s in stages if isinstance(s, Validate | TrackNulls | Map)],
             router=router,
             files=files,
         )

@@ -260,11 +260,7 @@ class Filter:
 
 
 class Map:
-    """User code `dict -> dict | None`, retried in line; None drops, exhaustion dead-letters.
-
-    With `fit` (a map with `output:`), a result that is not a record of that schema is a
-    `schema` dead letter naming the field; one that is goes on shaped to the schema.
-    """
+    """User code `dict -> dict | None`, retried in line; None drops, exhaustion dead-letters."""
 
     def __init__(
         self,
@@ -272,14 +268,13 @@ class Map:
         fn: Callable[[dict[str, Any]], dict[str, Any] | None],
         policy: RetryPolicy,
         on_retry: Callable[[], None] = lambda: None,
-        fit: RecordFit | None = None,
     ) -> None:
         self.name = name
         self.fn = fn
         self.policy = policy
         self.on_retry = on_retry
-        self.fit = fit
         self.progressed_at = 0.0  # when the last call returned or failed (the loop's liveness)
+        self.retries = 0  # in-line retries since the last report
 
     def process(self, batch: list[Record], failed: Failed, dropped: Dropped) -> list[Record]:
         out = []
@@ -306,14 +301,38 @@ class Map:
                         MAP, f"returned {type(result).__name__}, expected dict or None", self.name
                     ),
                 )
-        return out if self.fit is None else self._fitted(out, self.fit, failed)
+        return out
 
-    def _fitted(self, batch: list[Record], fit: RecordFit, failed: Failed) -> list[Record]:
+    def _retried(self, attempt: int, error: BaseException) -> None:
+        self.progressed_at = time.monotonic()
+        self.retries += 1
+        self.on_retry()
+
+    def report(self, metrics: Metrics) -> None:
+        """Counts the in-line retries since the last report in `streamline_retries_total`."""
+        if self.retries:
+            metrics.retry(self.name, self.retries)
+            self.retries = 0
+
+
+class FitOutput:
+    """After a typed map (`output:`): a result that is not a record of that schema is a
+    `schema` dead letter of the map's stage naming the field; one that is goes on shaped
+    to the schema. `name` (`stages[N].map.output`) times it; failures name the map."""
+
+    def __init__(self, map_stage: str, fit: RecordFit) -> None:
+        self.name = f"{map_stage}.output"
+        self.map_stage = map_stage
+        self.fit = fit
+
+    def process(self, batch: list[Record], failed: Failed, dropped: Dropped) -> list[Record]:
         out = []
+        fit = self.fit
+        misfit_of, shape = fit.misfit, fit.shape
         for record in batch:
-            misfit = fit.misfit(record.value)
+            misfit = misfit_of(record.value)
             if misfit is None:
-                record.value = fit.shape(record.value)
+                record.value = shape(record.value)
                 out.append(record)
                 continue
             path, problem = misfit
@@ -323,15 +342,11 @@ class Map:
                 Failure(
                     SCHEMA,
                     f"the result is not a {fit.schema.name}: {where}{problem}",
-                    self.name,
+                    self.map_stage,
                     field=path or None,
                 ),
             )
         return out
-
-    def _retried(self, attempt: int, error: BaseException) -> None:
-        self.progressed_at = time.monotonic()
-        self.on_retry()
 
 
 class KeyBy:
