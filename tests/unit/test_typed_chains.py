@@ -233,3 +233,17 @@ def test_flat_schemas_take_the_quick_check_and_still_name_the_field() -> None:
         "country",
         "missing (string, no default)",
     )
+
+
+def test_a_typed_map_run_in_threads_is_checked_too(project: Path) -> None:
+    path = write(
+        project,
+        "amount_eur > 10.0",
+        **{"output: test.typed.Extracted}": "output: test.typed.Extracted, threads: 2}"},
+    )
+    orders = [order(i, status) for i, status in enumerate(["PAID", "BAD_TYPE", "PAID"])]
+    with TopologyDriver(path, SchemaStore(project / "schemas")) as driver:
+        driver.pipe("orders", orders)
+        assert [r.value["order_id"] for r in driver.output()] == ["o-0", "o-2"]
+        (dead,) = driver.dead_letters()
+    assert dead.header(ERROR_FIELD) == b"amount_eur" and dead.header(ERROR_TYPE) == b"schema"
