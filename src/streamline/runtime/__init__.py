@@ -13,6 +13,9 @@
 - `repartition`: keyed records and watermark markers upstream of a repartition;
 - `route`: the route stage and the named sinks it writes to; `sinks/`: sinks that are
   not topics (`files`: the exactly-once file sink's two phases, `webhook`: POSTed batches);
+- `table_manager`: loading and following tables (`tables:`); `table_operator`: one table
+  partition in RocksDB, plain or versioned (pure); `tables`: a topology's table settings;
+  `join_operator`: the stream-table join stage;
 - `health`: liveness, readiness, heartbeats and lag; `offsets`: assignment and offsets;
 - pure logic: `pipeline`/`stages` (stateless stages), `record`, `windows`, `watermark`,
   `aggregates`, `window_operator`/`window_state` (windowed aggregation over a store);

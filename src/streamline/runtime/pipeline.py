@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from streamline.observability.metrics import Metrics
 from streamline.reliability.dead_letter import Failure
 from streamline.reliability.retry import RetryPolicy
 from streamline.runtime.calls import map_stage
+from streamline.runtime.join_operator import Join
 from streamline.runtime.record import Record
 from streamline.runtime.route import Router, router_of
 from streamline.runtime.sinks.files import FileSinks
@@ -26,11 +28,14 @@ from streamline.runtime.stages import (
     Validate,
     VerifyChecksum,
 )
+from streamline.runtime.table_operator import TableState
+from streamline.runtime.tables import table_state
 from streamline.serde import AvroCodec, SchemaStore
 from streamline.serde.fit import RecordFit
 from streamline.topology import CheckedTopology
 from streamline.topology.model import (
     FilterStage,
+    JoinStage,
     KeyByStage,
     MapStage,
     Topology,
@@ -68,11 +73,23 @@ class Pipeline:
     files: FileSinks | None = None
     """The file sinks, whose files the commit cycle prepares, finalizes and recovers; their
     `roll.every` is then the commit interval."""
+    tables: TableState = field(default_factory=lambda: TableState([]))
+    """The table partitions the join stages look up in (filled by the table manager)."""
 
     @classmethod
-    def from_checked(cls, checked: CheckedTopology, store: SchemaStore) -> Pipeline:
-        """The runnable form of `checked`; `store` resolves writer schemas by fingerprint."""
+    def from_checked(
+        cls,
+        checked: CheckedTopology,
+        store: SchemaStore,
+        metrics: Metrics | None = None,
+        state_dir: Path = Path(".streamline/state"),
+    ) -> Pipeline:
+        """The runnable form of `checked`; `store` resolves writer schemas by fingerprint.
+
+        `metrics` counts join misses and `state_dir` holds the tables (topologies with joins).
+        """
         topology = checked.topology
+        tables = table_state(checked, store, state_dir)
         resources = resources_of(topology)
         source_codec = AvroCodec(store, checked.source_schema)
         retry = topology.retry
@@ -121,6 +138,10 @@ class Pipeline:
                 stages.append(map_stage(cs.path, cs.function, stage.spec, policy))
                 if cs.output_schema is not None:
                     stages.append(FitOutput(cs.path, RecordFit(cs.output_schema)))
+            elif isinstance(stage, JoinStage):
+                stages.append(
+                    Join(cs.path, stage.join, tables, topology.retry_topic, metrics or Metrics("-"))
+                )
             elif isinstance(stage, KeyByStage):
                 key = stage.key_by
                 if isinstance(key, str):
@@ -149,6 +170,7 @@ class Pipeline:
             reporting=[s for s in stages if isinstance(s, Validate | TrackNulls | Map)],
             router=router,
             files=files,
+            tables=tables,
         )
 
     @property

@@ -27,6 +27,7 @@ from streamline.runtime.offsets import Offsets
 from streamline.runtime.operators import Changes, OperatorStore, StatefulOperator, restore_store
 from streamline.runtime.pipeline import Pipeline
 from streamline.runtime.record import Record
+from streamline.runtime.table_manager import TableManager
 from streamline.runtime.task import Task, TaskOutputs, partition_runs
 from streamline.runtime.transaction import Transaction
 from streamline.runtime.windowed import (
@@ -76,6 +77,17 @@ class TaskManager:
             else None
         )
         self.tasks: dict[int, Task] = {}
+        self.tables = (  # the tables' partitions of the assigned numbers, loaded on assignment
+            TableManager(
+                pipeline.tables,
+                connection,
+                metrics,
+                liveness.progressed,
+                pipeline.resources.tables_group,
+            )
+            if pipeline.tables
+            else None
+        )
         self._restore_consumer: Consumer | None = None  # one for every restore of this process
         self._skip_to: dict[TP, int] = {}
 
@@ -168,6 +180,9 @@ class TaskManager:
         log.info("assigned %s", sorted(f"{t}/{p}" for t, p in offsets.assignment))
         if self.window_settings is not None:
             self._open_tasks(self.window_settings, partitions, rewound)
+        if self.tables is not None:  # loaded before the instance is ready
+            sources = self._pipeline.source_topics
+            self.tables.assign(tp.partition for tp in partitions if tp.topic in sources)
         wall_ms = int(time.time() * 1000)  # idleness counts from when processing can start
         for tp in partitions:
             if tp.topic in self._pipeline.source_topics:
@@ -193,11 +208,16 @@ class TaskManager:
                 for bound in task.stores:
                     self._metrics.stores.remove_store_partition(bound.spec.name, tp.partition)
         self._metrics.set_assigned_partitions(len(self._offsets.assignment))
+        if self.tables is not None:
+            sources = self._pipeline.source_topics
+            self.tables.revoke(tp.partition for tp in partitions if tp.topic in sources)
 
     def close(self) -> None:
         for task in self.tasks.values():
             task.close()
         self.tasks.clear()
+        if self.tables is not None:
+            self.tables.close()
         if self._restore_consumer is not None:
             self._restore_consumer.close()
             self._restore_consumer = None

@@ -31,12 +31,14 @@ from streamline.topology.callables import CallableError, add_import_paths, impor
 from streamline.topology.durations import format_duration
 from streamline.topology.errors import Problem, TopologyError
 from streamline.topology.expressions import Expression, ExpressionError, compile_expression
+from streamline.topology.join_check import check_join, check_tables
 from streamline.topology.model import (
     DEFAULT_TRANSACTION_TIMEOUT_MS,
     WINDOW_BOUNDS,
     AggregateCall,
     FileSink,
     FilterStage,
+    JoinStage,
     KeyByStage,
     MapStage,
     RouteStage,
@@ -91,6 +93,8 @@ class CheckedTopology:
     """What validate warns about without refusing: maps without `output:`."""
     sink_schemas: dict[str, Schema] = field(default_factory=dict)
     """Output name -> its schema, for every output (`topology.outputs`)."""
+    table_schemas: dict[str, Schema] = field(default_factory=dict)
+    """The schema of each table, by table name."""
 
     schemas: tuple[Schema, ...] = ()
     """Every schema the topology names (its sources', its sinks' and typed maps' outputs)."""
@@ -179,12 +183,20 @@ def check_topology(topology: Topology, store: SchemaStore) -> CheckedTopology:
     folders = [topology.base_dir] if topology.base_dir is not None else []
     add_import_paths([*folders, Path.cwd()])
 
+    table_schemas = check_tables(checker)
     stages: list[CheckedStage] = []
     reaching: list[Schema | None] = []  # per stage, the schema of the records entering it
-    schema, untyped = source_schema, False
+    schema, untyped = source_schema, False  # with the fields the joins so far add
     warnings: list[Problem] = []
     for index, stage in enumerate(topology.stages):
         reaching.append(schema)
+        before = len(checker.problems)
+        if isinstance(stage, JoinStage):
+            path = f"stages[{index}].join"
+            schema = check_join(checker, path, stage.join, schema, table_schemas)
+            if len(checker.problems) == before:
+                stages.append(CheckedStage(index, "join", stage, _join_output(stage, schema)))
+            continue
         checked = _check_stage(checker, index, stage, schema)
         if checked is not None:
             stages.append(checked)
@@ -226,6 +238,7 @@ def check_topology(topology: Topology, store: SchemaStore) -> CheckedTopology:
         output_fields=output_fields,
         warnings=tuple(warnings),
         sink_schemas=sink_schemas,
+        table_schemas=table_schemas,
         schemas=tuple(
             {
                 s.name: s
@@ -233,6 +246,7 @@ def check_topology(topology: Topology, store: SchemaStore) -> CheckedTopology:
                     *(store.get(x.schema_name) for x in topology.sources),
                     *sink_schemas.values(),
                     *(c.output_schema for c in stages if c.output_schema is not None),
+                    *table_schemas.values(),
                 ]
             }.values()
         ),
@@ -254,6 +268,15 @@ def _check_file_sink(checker: _Checker, name: str, sink: FileSink, schema: Schem
                 f"field {key!r} is {avro_types.describe(key_type, named)}; a folder name needs "
                 "a string, number, boolean or enum",
             )
+
+
+def _join_output(stage: JoinStage, records: Schema | None) -> str:
+    spec = stage.join
+    if records is None:
+        return "records"
+    named = avro_types.named_types(records)
+    added = {name: avro_types.describe(records.fields[name], named) for name in spec.fields}
+    return f"the record plus {_fields_text(added)} (no match: {spec.missing.replace('_', ' ')})"
 
 
 def _check_sources(checker: _Checker) -> Schema | None:
@@ -691,6 +714,8 @@ def _stage_text(stage: Stage) -> str:
             else f"otherwise -> {', '.join(b.targets)}"
             for b in stage.route
         )
+    if isinstance(stage, JoinStage):
+        return f"table {stage.join.table} on {stage.join.on}"
     return _window_text(stage.window)
 
 
