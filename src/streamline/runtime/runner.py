@@ -111,7 +111,7 @@ def _bounded_outcome(processor: Processor) -> None:
 def uses_registry(topology: Topology) -> bool:
     """Whether a source, a table or the sink is in the `confluent-avro` format."""
     return (
-        topology.sink.format == "confluent-avro"
+        (topology.sink is not None and topology.sink.format == "confluent-avro")
         or any("confluent-avro" in s.formats for s in topology.sources)
         or any("confluent-avro" in t.formats for t in topology.tables)
     )
