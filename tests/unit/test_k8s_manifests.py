@@ -356,3 +356,24 @@ def test_kafka_settings_come_from_a_configmap_and_credentials_from_a_secret(
         "security.protocol": "SASL_SSL",
         "sasl.mechanism": "SCRAM-SHA-512",
     }
+
+
+# --- failover: static membership and the session timeout ---------------------------------
+
+ROLLING_UPDATE_RESTART_S = 20  # delete, recreate and start a pod (its restore follows the rejoin)
+BROKER_SESSION_TIMEOUT_RANGE_S = (6, 1800)  # group.min/max.session.timeout.ms defaults
+
+
+def test_pods_are_static_members_whose_session_outlasts_a_rolling_update() -> None:
+    """The pod name is the group.instance.id (static membership is run's default); the
+    session timeout lets a replaced pod rejoin before the group gives its partitions away,
+    within what a broker accepts by default."""
+    args = [str(a) for a in CONTAINER["args"]]
+    assert "--dynamic-membership" not in args
+    assert option(CONTAINER, "--instance-id") == "$(POD_NAME)"
+    env = {e["name"]: e.get("value") for e in CONTAINER["env"]}
+    session_s = int(env["STREAMLINE_KAFKA_SESSION_TIMEOUT_MS"]) / 1000
+    assert session_s > ROLLING_UPDATE_RESTART_S
+    low, high = BROKER_SESSION_TIMEOUT_RANGE_S
+    assert low <= session_s <= high
+    assert session_s <= 60  # a lost pod's partitions wait that long before they move

@@ -65,11 +65,21 @@ def run(
             "answers 503, so a liveness probe restarts the process; 0: never.",
         ),
     ] = 120.0,
+    static_membership: Annotated[
+        bool,
+        typer.Option(
+            "--static-membership/--dynamic-membership",
+            help="Join the group as a static member known by the instance id "
+            "(group.instance.id): a restart within the session timeout takes its partitions "
+            "back without a rebalance; a stopped instance's partitions wait for the session "
+            "timeout. --dynamic-membership leaves the group on stop, and rebalances on restart.",
+        ),
+    ] = True,
     bootstrap_servers: BootstrapOpt = None,
     kafka_config: KafkaConfigOpt = None,
     schemas: SchemasOpt = None,
 ) -> None:
-    """Run a topology until SIGTERM/SIGINT; then commit or abort and leave the group cleanly."""
+    """Run a topology until SIGTERM/SIGINT; then commit or abort and close the consumer cleanly."""
     import logging
     import socket
 
@@ -91,5 +101,6 @@ def run(
         instance_id=instance_id or socket.gethostname(),
         state_dir=state_dir,
         stall_timeout_s=stall_timeout,
+        static_membership=static_membership,
     )
     run_topology(checked, store, connection, options, metrics_host, metrics_port)

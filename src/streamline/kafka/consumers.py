@@ -25,13 +25,25 @@ RESTORE_TIMEOUT_S = 600.0
 
 
 def group_consumer(
-    connection: Connection, group_id: str, instance_id: str, session_timeout_ms: int
+    connection: Connection,
+    group_id: str,
+    instance_id: str,
+    session_timeout_ms: int,
+    static_membership: bool = True,
 ) -> Consumer:
-    """The loop's consumer: a member of the topology's group, whose rebalances drive tasks."""
+    """The loop's consumer: a member of the topology's group, whose rebalances drive tasks.
+
+    With `static_membership` the member is known by its instance id (KIP-345): a
+    restart within the session timeout gets the same partitions back without a
+    rebalance, and a clean stop does not leave the group (its partitions wait for the
+    session timeout, unless it comes back first).
+    """
+    static = {"group.instance.id": instance_id} if static_membership else {}
     conf = connection.config(
         **{
             "group.id": group_id,
             "client.id": f"{group_id}-{instance_id}",
+            **static,
             "isolation.level": "read_committed",
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,

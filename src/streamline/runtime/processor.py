@@ -51,6 +51,8 @@ class RunOptions:
     batch_size: int = 2000
     max_records_per_transaction: int = 20000
     session_timeout_ms: int = 10000
+    # group.instance.id = instance_id: a restart within the session timeout keeps the partitions
+    static_membership: bool = True
     transaction_timeout_ms: int = 30000
     state_dir: Path = Path(".streamline/state")
     # /healthz answers 503 once the loop has made no progress for this long (0: never)
@@ -80,7 +82,7 @@ class Processor:
         return self.liveness.ready
 
     def run(self, stop: threading.Event) -> None:
-        """Consumes, processes and commits until `stop` is set; then commits and leaves the group."""
+        """Consumes, processes and commits until `stop` is set; then commits and closes the consumer."""
         _Loop(self).run(stop)
 
 
@@ -108,8 +110,9 @@ class _Loop:
             warnings=pipeline.warns,
         )
         self.consumer = consumer = group_consumer(
-            connection, pipeline.group_id, options.instance_id, options.session_timeout_ms
-        )
+            connection, pipeline.group_id, options.instance_id, options.session_timeout_ms,
+            options.static_membership,
+        )  # fmt: skip
         self.offsets = offsets = Offsets()
         watermark = topology.source.watermark
         self.source_watermarks = SourceWatermarks(
@@ -173,7 +176,7 @@ class _Loop:
         finally:
             self.liveness.alive = False
             self.metrics.set_ready(False)
-            self.consumer.close()  # leaves the group; the revoke callback sees no open transaction
+            self.consumer.close()  # a dynamic member leaves the group; no transaction is open
             self.collector.flush(10)
             heartbeats.close()
             self.tasks.close()

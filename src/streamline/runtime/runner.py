@@ -32,7 +32,7 @@ def run_topology(
     metrics_port: int = 9400,
     stop: threading.Event | None = None,
 ) -> None:
-    """Runs until SIGTERM/SIGINT (or `stop`), then commits or aborts and leaves the group cleanly."""
+    """Runs until SIGTERM/SIGINT (or `stop`), then commits or aborts and closes the consumer cleanly."""
     topology = checked.topology
     connection.check_reachable()
     pipeline = Pipeline.from_checked(checked, store)
