@@ -336,7 +336,7 @@ class Bench:
         trigger()
         deadline = time.monotonic() + self.args.settle_timeout
         while True:
-            owner = self.assignments(scenario.triggered_at - 60)
+            owner = self.assignments(0.0)
             last_assigned = max(
                 (at for inst in self.instances.values() if inst.alive()
                  for at, m in inst.lines(scenario.triggered_at) if m.startswith("assigned ")),
