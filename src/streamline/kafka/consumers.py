@@ -82,6 +82,27 @@ def restore_consumer(connection: Connection) -> Consumer:
     )
 
 
+def standby_consumer(connection: Connection, group_id: str) -> Consumer:
+    """A read_committed consumer for standby replicas: it tails assigned changelog partitions
+    and reads the group's committed offsets (`committed`), never joining the group."""
+    return Consumer(
+        connection.config(
+            **{
+                "group.id": group_id,
+                "client.id": f"{group_id}-standby",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "enable.partition.eof": False,
+                "auto.offset.reset": "earliest",
+                "fetch.wait.max.ms": 100,
+            },
+            log_level=3,
+        ),
+        logger=log,
+    )
+
+
 class ChangelogReader:
     """The committed records of one changelog partition from an offset to its end.
 

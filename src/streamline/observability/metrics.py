@@ -267,6 +267,7 @@ class Metrics:
         rebalances = counter("rebalances_total", "Rebalance callbacks, by kind.", "kind")
         self._rebalances = {kind: rebalances.child(kind) for kind in REBALANCE_KINDS}
         self.stores: Final[StoreMetrics] = StoreMetrics(gauge, counter)
+        self.standby: Final[StandbyMetrics] = StandbyMetrics(gauge)
         self._assigned = gauge("assigned_partitions", "Input partitions held.").child()
         self._ready_gauge = gauge("ready", "1 while the topology is processing, else 0.").child()
         self._ready_gauge.set(0)
@@ -500,6 +501,24 @@ class StoreMetrics:
         """Stops exporting the gauges of a closed ``store``/``partition`` (counters are kept)."""
         self._state_keys.remove(store, partition)
         self._restore_remaining.remove(store, partition)
+
+
+class StandbyMetrics:
+    """The gauge of the standby replicas: how far each one is behind its changelog."""
+
+    def __init__(self, gauge: _GaugeFactory) -> None:
+        self._lag = gauge(
+            "standby_lag",
+            "Changelog records a standby replica of a window partition has not read yet.",
+            "partition",
+        )
+
+    def set_lag(self, partition: int, lag: int) -> None:
+        self._lag.child(partition).set(lag)
+
+    def remove(self, partition: int) -> None:
+        """Stops exporting the lag of a standby this instance no longer keeps."""
+        self._lag.remove(partition)
 
 
 class QualityMetrics:

@@ -139,7 +139,7 @@ class _Loop:
         )  # fmt: skip
         self.tasks = TaskManager(
             pipeline, options.state_dir, connection, consumer, offsets,
-            self.source_watermarks, liveness, metrics, outputs, sources,
+            self.source_watermarks, liveness, metrics, outputs, sources, options.instance_id,
         )  # fmt: skip
         self.commit = CommitCycle(
             pipeline, options.instance_id, options.max_records_per_transaction, connection,

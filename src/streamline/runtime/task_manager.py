@@ -25,8 +25,10 @@ from streamline.reliability.dead_letter import Failure
 from streamline.runtime.health import Liveness
 from streamline.runtime.offsets import Offsets
 from streamline.runtime.operators import Changes, OperatorStore, StatefulOperator, restore_store
+from streamline.runtime.parked import ParkedTasks
 from streamline.runtime.pipeline import Pipeline
 from streamline.runtime.record import Record
+from streamline.runtime.standby import StandbyReplicas
 from streamline.runtime.task import Task, TaskOutputs, partition_runs
 from streamline.runtime.transaction import Transaction
 from streamline.runtime.windowed import (
@@ -59,6 +61,7 @@ class TaskManager:
         metrics: Metrics,
         outputs: TaskOutputs,
         source_partitions: list[TP] | None,
+        instance_id: str = "",
     ) -> None:
         self._pipeline = pipeline
         self._connection = connection
@@ -78,6 +81,15 @@ class TaskManager:
         self.tasks: dict[int, Task] = {}
         self._restore_consumer: Consumer | None = None  # one for every restore of this process
         self._skip_to: dict[TP, int] = {}
+        self._parked = ParkedTasks()  # revoked cleanly, open until the next assignment
+        replicas = pipeline.topology.standby_replicas
+        self._standby = None
+        if self.window_settings is not None and replicas:
+            self._standby = StandbyReplicas(
+                self.window_settings, connection, pipeline.group_id, instance_id, replicas,
+                metrics.standby,
+            )  # fmt: skip
+            self._standby.start()
 
     def _operators(
         self, settings: WindowSettings, partition: int, wall_ms: int
@@ -157,8 +169,13 @@ class TaskManager:
                     offsets.generation = max(offsets.generation, generation)
         metrics.set_assigned_partitions(len(offsets.assignment))
         log.info("assigned %s", sorted(f"{t}/{p}" for t, p in offsets.assignment))
+        if self._standby is not None:  # their standby stores become the tasks' stores
+            self._standby.release(tp.partition for tp in partitions)
         if self.window_settings is not None:
             self._open_tasks(self.window_settings, partitions, rewound)
+        self._parked.close_except(set(self.tasks))  # their partitions moved away
+        if self._standby is not None:
+            self._standby.hold(self.tasks)
         wall_ms = int(time.time() * 1000)  # idleness counts from when processing can start
         for tp in partitions:
             if tp.topic in self._pipeline.source_topics:
@@ -180,15 +197,21 @@ class TaskManager:
             self._source_watermarks.revoke(key)
             if tp.topic == stateful and tp.partition in self.tasks:
                 task = self.tasks.pop(tp.partition)
-                task.close(clean)
+                if clean:  # kept open: the partition usually comes back in the next assignment
+                    self._parked.park(task, self._offsets.generation)
+                else:
+                    task.close(clean)
                 for bound in task.stores:
                     self._metrics.stores.remove_store_partition(bound.spec.name, tp.partition)
         self._metrics.set_assigned_partitions(len(self._offsets.assignment))
 
     def close(self) -> None:
+        if self._standby is not None:
+            self._standby.stop()
         for task in self.tasks.values():
             task.close()
         self.tasks.clear()
+        self._parked.close()
         if self._restore_consumer is not None:
             self._restore_consumer.close()
             self._restore_consumer = None
@@ -214,7 +237,7 @@ class TaskManager:
         """Opens the partition's task and restores each of its stores before processing."""
         if partition in self.tasks:
             return
-        task = Task(
+        task = self._parked.take(partition, self._offsets.generation) or Task(
             topic,
             partition,
             self._operators(settings, partition, int(time.time() * 1000)),

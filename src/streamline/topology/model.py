@@ -30,6 +30,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    NonNegativeInt,
     PrivateAttr,
     Tag,
     field_serializer,
@@ -625,7 +626,18 @@ def _without_unused_options(data: dict[str, Any]) -> dict[str, Any]:
         del data["sink"]["checksum"]
     if data.get("quality") == {"track_nulls": []}:
         del data["quality"]
+    # where state is kept, not what is computed: the same results with or without standbys
+    data.pop("standby_replicas", None)
     return data
+
+
+# --- standby replicas ------------------------------------------------------------------
+
+
+def _standby_problems(topology: Topology) -> list[tuple[str, str]]:
+    if topology.standby_replicas and topology.window is None:
+        return [("standby_replicas", "standby replicas copy window state: add a window stage")]
+    return []
 
 
 class Topology(StrictModel):
@@ -651,6 +663,7 @@ class Topology(StrictModel):
     freshness: Freshness = Freshness()
     lineage: bool = True
     quality: Quality = Quality()
+    standby_replicas: NonNegativeInt = 0
 
     _path: Path | None = PrivateAttr(default=None)
     _base_dir: Path | None = PrivateAttr(default=None)
@@ -667,6 +680,7 @@ class Topology(StrictModel):
             *self._source_problems(),
             *self._stage_order_problems(),
             *self._topic_problems(),
+            *_standby_problems(self),
         ]
         if problems:
             raise PydanticCustomError(
