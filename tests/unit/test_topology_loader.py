@@ -136,7 +136,7 @@ comit_interval: 100ms
         f"{path}:10: sink.key: unknown key; expected one of: topic, schema, checksum",
         f"{path}:11: comit_interval: unknown key (did you mean 'commit_interval'?); expected one "
         "of: apiVersion, name, version, sources, stages, sink, guarantee, commit_interval, retry, "
-        "dead_letter_topic, late_topic, freshness, lineage, quality",
+        "dead_letter_topic, late_topic, freshness, lineage, quality, standby_replicas",
     ]
 
 

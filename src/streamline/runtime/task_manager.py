@@ -82,9 +82,8 @@ class TaskManager:
         self._restore_consumer: Consumer | None = None  # one for every restore of this process
         self._skip_to: dict[TP, int] = {}
         self._parked = ParkedTasks()  # revoked cleanly, open until the next assignment
-        replicas = pipeline.topology.standby_replicas
         self._standby = None
-        if self.window_settings is not None and replicas:
+        if self.window_settings is not None and (replicas := pipeline.topology.standby_replicas):
             self._standby = StandbyReplicas(
                 self.window_settings, connection, pipeline.group_id, instance_id, replicas,
                 metrics.standby,
