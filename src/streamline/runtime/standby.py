@@ -14,7 +14,7 @@ every few seconds; a partition without an owner (a rebalance in flight, a lost m
 keeps its standbys where they are. The state generation comes from the group's
 committed offsets, as the task manager's does, so a standby checkpoint is one the
 active task trusts. Standbys never block readiness: the loop and `/readyz` do not wait
-for them.
+for them, and they start after the instance's first assignment is restored.
 """
 
 from __future__ import annotations
@@ -100,6 +100,7 @@ class StandbyReplicas:
         self._generation = 0
         self._reassign = False
         self._halt = threading.Event()
+        self._assigned = threading.Event()  # standbys wait for the first assignment's restore
         self._thread = threading.Thread(target=self._run, name="standby", daemon=True)
 
     def start(self) -> None:
@@ -126,9 +127,11 @@ class StandbyReplicas:
                 if partition in self._held:
                     self._close(partition)
             self._reassign = True
+        self._assigned.set()
 
     def stop(self) -> None:
         self._halt.set()
+        self._assigned.set()
         if self._thread.is_alive():
             self._thread.join(30)
         with self._lock:
@@ -138,6 +141,9 @@ class StandbyReplicas:
     # --- the thread ------------------------------------------------------------------
 
     def _run(self) -> None:
+        # the instance's own partitions first: opening standby stores (a RocksDB recovery
+        # after a crash can take a while) must not delay the restore of the first assignment
+        self._assigned.wait()
         consumer = standby_consumer(self._connection, self._group_id)
         refreshed = checkpointed = 0.0
         try:
