@@ -191,7 +191,8 @@ def test_five_kills_and_restarts_with_standbys_while_input_flows_stay_exact(
     """
     rng = random.Random(20)
     cycles = 10 if FULL else 5
-    with cluster(kafka, unique, tmp_path, ["a", "b"], 1000, "standby_replicas: 1\n") as c:
+    # the default session timeout: a restart of a few seconds on a busy machine stays within it
+    with cluster(kafka, unique, tmp_path, ["a", "b"], 1000, "standby_replicas: 1\n", 10_000) as c:
         for m in c.procs:
             c.start(m)
         await_condition("two members hold the partitions", lambda: c.holding(["a", "b"]), 60)

@@ -44,7 +44,7 @@ from streamline.state.store import PartitionStore, partition_path
 
 log = logging.getLogger("streamline.runtime")
 
-REFRESH_S = 2.0  # how often placement and generation are read again
+REFRESH_S = 2.0  # how often placement and generation are read (and one more standby opened)
 CHECKPOINT_S = 1.0  # how often a standby store checkpoints what it has read
 CHUNK = 5000
 
@@ -192,7 +192,9 @@ class StandbyReplicas:
                 self._generation = generation
             for partition in [p for p in self._stores if p not in wanted]:
                 self._close(partition)
-            for partition in sorted(wanted - set(self._stores)):
+            # one store per refresh: opening a store (a RocksDB recovery after a crash) holds
+            # the interpreter, so the loop would otherwise pause for all of them at once
+            for partition in sorted(wanted - set(self._stores))[:1]:
                 self._open(consumer, partition)
             if wanted != self._wanted:
                 log.info("standby for partitions %s", sorted(wanted))
