@@ -20,6 +20,7 @@ is exact to ~0.1 s plus the commit interval (200 ms). In (d) the pause is given
 apart for the partitions that moved and those that stayed.
 
     python -m bench.failover [--keys 1000000] [--rate 2000] [--scenarios abcd]
+        [--membership static|dynamic] [--topology-line "standby_replicas: 1"]
 
 Results go to ``bench/results/failover.json``; the instances' logs to a temporary
 directory printed at the start (kept with ``--keep``).
@@ -101,8 +102,10 @@ ASSIGNED = re.compile(r"'([^']+)/(\d+)'")
 class Instance:
     """`streamline run` as a child process with its own state directory and log."""
 
-    def __init__(self, topology: Path, name: str, workdir: Path, env: dict[str, str]) -> None:
-        self.topology, self.name, self.env = topology, name, env
+    def __init__(
+        self, topology: Path, name: str, workdir: Path, env: dict[str, str], extra: list[str]
+    ) -> None:
+        self.topology, self.name, self.env, self.extra = topology, name, env, extra
         self.state_dir = workdir / "state" / name
         self.log_path = workdir / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -111,7 +114,8 @@ class Instance:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child writes it for its lifetime
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streamline", "run", str(self.topology),
-             "--instance-id", self.name, "--state-dir", str(self.state_dir), "--metrics-port", "0"],
+             "--instance-id", self.name, "--state-dir", str(self.state_dir), "--metrics-port", "0",
+             *self.extra],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
 
@@ -262,7 +266,10 @@ class Bench:
             "STREAMLINE_KAFKA_SESSION_TIMEOUT_MS": str(args.session_timeout_ms),
             "PYTHONUNBUFFERED": "1",
         })  # fmt: skip
-        self.instances = {n: Instance(self.path, n, workdir, self.env) for n in ("a", "b", "c")}
+        membership = [f"--{args.membership}-membership"]
+        self.instances = {
+            n: Instance(self.path, n, workdir, self.env, membership) for n in ("a", "b", "c")
+        }
         self.progress = Progress(connection, self.topology.group_id, self.source, args.partitions)
         self.owner: dict[int, str] = {}
 
@@ -450,6 +457,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scenarios", default="abcd")
     parser.add_argument("--session-timeout-ms", type=int, default=10000)
     parser.add_argument(
+        "--membership", choices=["static", "dynamic"], default="static", help="of the instances"
+    )
+    parser.add_argument(
         "--topology-line", action="append", default=[], help="a line added to the topology"
     )
     parser.add_argument(
@@ -484,6 +494,7 @@ def main(argv: list[str] | None = None) -> None:
         "rate": args.rate,
         "partitions": args.partitions,
         "session_timeout_ms": args.session_timeout_ms,
+        "membership": args.membership,
         "topology_lines": args.topology_line,
         "scenarios": [s.summary() for s in results],
     }

@@ -131,7 +131,10 @@ def cluster(
     feeder = ContinuousOrders(kafka, source, ORDER, rate, keys, STEP_MS, OOO_MS - 1000, False)
     sampler = Sampler(source)
     procs = {
-        m: StreamlineProcess(path, m, env, tmp_path, metrics_port=free_port()) for m in members
+        m: StreamlineProcess(
+            path, m, env, tmp_path, metrics_port=free_port(), extra_args=["--static-membership"]
+        )
+        for m in members
     }
     c = Cluster(kafka, topology, source, sink, feeder, sampler, procs)
     try:

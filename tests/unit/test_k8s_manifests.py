@@ -369,7 +369,7 @@ def test_pods_are_static_members_whose_session_outlasts_a_rolling_update() -> No
     session timeout lets a replaced pod rejoin before the group gives its partitions away,
     within what a broker accepts by default."""
     args = [str(a) for a in CONTAINER["args"]]
-    assert "--dynamic-membership" not in args
+    assert "--static-membership" in args
     assert option(CONTAINER, "--instance-id") == "$(POD_NAME)"
     env = {e["name"]: e.get("value") for e in CONTAINER["env"]}
     session_s = int(env["STREAMLINE_KAFKA_SESSION_TIMEOUT_MS"]) / 1000

@@ -69,12 +69,13 @@ def run(
         bool,
         typer.Option(
             "--static-membership/--dynamic-membership",
-            help="Join the group as a static member known by the instance id "
-            "(group.instance.id): a restart within the session timeout takes its partitions "
-            "back without a rebalance; a stopped instance's partitions wait for the session "
-            "timeout. --dynamic-membership leaves the group on stop, and rebalances on restart.",
+            help="--static-membership: join the group as a static member known by the "
+            "instance id (group.instance.id): a restart within the session timeout takes its "
+            "partitions back without a rebalance, and a stopped instance stays in the group "
+            "(its partitions wait) for the session timeout. Default: dynamic, a stopped "
+            "instance leaves the group at once.",
         ),
-    ] = True,
+    ] = False,
     bootstrap_servers: BootstrapOpt = None,
     kafka_config: KafkaConfigOpt = None,
     schemas: SchemasOpt = None,

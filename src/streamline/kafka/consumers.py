@@ -29,7 +29,7 @@ def group_consumer(
     group_id: str,
     instance_id: str,
     session_timeout_ms: int,
-    static_membership: bool = True,
+    static_membership: bool = False,
 ) -> Consumer:
     """The loop's consumer: a member of the topology's group, whose rebalances drive tasks.
 

@@ -52,7 +52,7 @@ class RunOptions:
     max_records_per_transaction: int = 20000
     session_timeout_ms: int = 10000
     # group.instance.id = instance_id: a restart within the session timeout keeps the partitions
-    static_membership: bool = True
+    static_membership: bool = False
     transaction_timeout_ms: int = 30000
     state_dir: Path = Path(".streamline/state")
     # /healthz answers 503 once the loop has made no progress for this long (0: never)
