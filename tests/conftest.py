@@ -17,14 +17,15 @@ SCHEMAS = ROOT / "schemas"
 
 @pytest.fixture(scope="session")
 def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Connection]:
-    """The broker tests run against: STREAMLINE_BOOTSTRAP_SERVERS, the running dev broker, or a new one."""
+    """The broker tests run against: STREAMLINE_BOOTSTRAP_SERVERS, this checkout's dev broker, a
+    streamline dev broker of another checkout on the default port, or a private new one."""
     address = os.environ.get("STREAMLINE_BOOTSTRAP_SERVERS")
     if address:
         yield Connection(address)
         return
-    from streamline.dev.broker import DevBroker, free_port
+    from streamline.dev.broker import DevBroker, default_port, dev_broker_on, free_port
 
-    running = DevBroker(ROOT / ".streamline" / "broker").info()
+    running = DevBroker(ROOT / ".streamline" / "broker").info() or dev_broker_on(default_port())
     if running is not None:
         yield Connection(running.bootstrap)
         return

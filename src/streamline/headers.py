@@ -15,6 +15,13 @@ QUALITY_WARNINGS = "streamline.quality.warnings"  # comma-separated warn rules t
 # on records whose value bytes are vouched for: `produce --checksum`, `sink.checksum: true`
 CHECKSUM = "streamline.checksum"  # sha256 hex of the value bytes
 
+# on records `streamline produce` read from a file: lineage back to the file and line
+INGEST_FILE = "streamline.ingest.file"  # the file as given on the command line
+INGEST_SHA256 = "streamline.ingest.sha256"  # sha256 hex of the whole file
+INGEST_LINE = (
+    "streamline.ingest.line"  # line number (CSV, JSON lines) or row number (Parquet), from 1
+)
+
 # on dead-letter, retry and late records: why the record failed, and where it came from
 ERROR_PREFIX = "streamline.error."
 ERROR_TYPE = "streamline.error.type"

@@ -52,3 +52,45 @@ def test_read_committed_sees_only_committed_transactions(kafka: Connection, make
     assert [m.value() for m in committed] == [b"committed-1"]
     uncommitted = read_all(kafka, topic, "read_uncommitted")
     assert [m.value() for m in uncommitted] == [b"aborted-1", b"aborted-2", b"committed-1"]
+
+
+def test_a_second_checkout_reuses_a_dev_broker_on_its_port_or_picks_a_free_one(
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    import os
+    import socket
+
+    first_dir = tmp_path / "first" / "broker"
+    with socket.socket() as squatter:  # the default port, held by something else
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        env = dict(os.environ, STREAMLINE_DEV_BROKER_PORT=str(taken))
+        first = run_cli("dev-broker", "start", "--data-dir", str(first_dir), env=env)
+    try:
+        assert first.returncode == 0, first.stderr
+        assert f"port {taken} is taken by another process; chose a free port" in first.stderr
+        address = first.stdout.strip()
+        port = int(address.rsplit(":", 1)[1])
+        assert address.startswith("127.0.0.1:") and port != taken
+        Producer({"bootstrap.servers": address}).list_topics(timeout=30)
+
+        env["STREAMLINE_DEV_BROKER_PORT"] = str(port)  # a second checkout, same default port
+        second_dir = tmp_path / "second" / "broker"
+        second = run_cli("dev-broker", "start", "--data-dir", str(second_dir), env=env, timeout=30)
+        assert second.returncode == 0, second.stderr
+        assert second.stdout.strip() == address
+        assert f"reusing the dev broker of {first_dir} on {address}" in second.stderr
+        assert not (second_dir / "broker.json").exists()  # nothing of its own was started
+        chosen = run_cli(
+            "dev-broker", "start", "--port", str(port), "--data-dir", str(second_dir), env=env
+        )
+        assert chosen.returncode == 1
+        assert f"port {port} on 127.0.0.1 is taken by the streamline dev broker of {first_dir}" in (
+            chosen.stderr
+        )
+        stop = run_cli("dev-broker", "stop", "--data-dir", str(second_dir), env=env)
+        assert stop.stdout.strip() == "no dev broker running"  # the first one is not its own
+    finally:
+        stopped = run_cli("dev-broker", "stop", "--data-dir", str(first_dir), timeout=60)
+    assert stopped.stdout.strip() == "dev broker stopped"

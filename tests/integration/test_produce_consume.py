@@ -157,3 +157,35 @@ def test_read_all_helper_agrees_with_consume(kafka: Connection, bootstrap_env, m
     topic = make_topic("orders")
     run_cli("produce", topic, "--schema", "com.example.Order", "--file", str(ORDERS))
     assert len(read_all(kafka, topic)) == 200
+
+
+def test_a_file_carries_its_lineage_headers_and_is_refused_a_second_time_unless_forced(
+    bootstrap_env, make_topic, kafka, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    import hashlib
+
+    topic = make_topic("orders")
+    source = tmp_path / "three.jsonl"
+    source.write_text("\n".join(ORDERS.read_text().splitlines()[:3]) + "\n")
+    args = ("produce", topic, "--schema", "com.example.Order", "--file", str(source))
+    assert run_cli(*args).returncode == 0
+    again = run_cli(*args)
+    assert again.returncode == 2
+    assert f"was produced to {topic} at" in again.stderr
+    assert "3 records (partition 0 offsets 0-2); pass --force" in again.stderr
+    assert run_cli(*args, "--force").returncode == 0
+
+    records = read_all(kafka, topic, expected=6)
+    digest = hashlib.sha256(source.read_bytes()).hexdigest().encode()
+    assert [dict(m.headers() or [])["streamline.ingest.line"] for m in records] == [
+        b"1",
+        b"2",
+        b"3",
+        b"1",
+        b"2",
+        b"3",
+    ]
+    assert {dict(m.headers() or [])["streamline.ingest.sha256"] for m in records} == {digest}
+    assert {dict(m.headers() or [])["streamline.ingest.file"] for m in records} == {
+        str(source).encode()
+    }

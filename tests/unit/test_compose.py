@@ -21,7 +21,7 @@ from tests.support.invocation import assert_streamline_invocation, option
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 INSTANCES = ["streamline-1", "streamline-2"]
-STREAMLINE_SERVICES = ["topics", *INSTANCES, "sample-orders"]
+STREAMLINE_SERVICES = ["topics", *INSTANCES, "sample-orders", "ingest"]
 WORKDIR = PurePosixPath("/app")  # the Dockerfile's WORKDIR
 SHUTDOWN_FLUSH_S = 15  # producer.flush(10) + heartbeats flush(5) after the commit (Processor.run)
 
@@ -136,7 +136,7 @@ def test_instances_get_time_to_commit_when_stopped() -> None:
 
 def test_prometheus_scrapes_both_instances_on_their_metrics_port() -> None:
     prometheus = SERVICES["prometheus"]
-    [(source, target)] = bind_mounts(prometheus)
+    [(source, target)] = [m for m in bind_mounts(prometheus) if m[1].endswith("prometheus.yml")]
     assert f"--config.file={target}" in prometheus["command"]
     config = yaml.safe_load((ROOT / source).read_text())
     [job] = config["scrape_configs"]
@@ -168,3 +168,11 @@ def test_grafana_provisions_the_prometheus_datasource_and_the_dashboard() -> Non
     [(dashboard, target)] = dashboards
     assert json.loads((ROOT / dashboard).read_text())["uid"] == "streamline"
     assert grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"] == target
+
+
+def test_prometheus_loads_the_alerting_rules() -> None:
+    prometheus = SERVICES["prometheus"]
+    mounts = dict((target, source) for source, target in bind_mounts(prometheus))
+    config = yaml.safe_load((ROOT / mounts["/etc/prometheus/prometheus.yml"]).read_text())
+    [rules] = config["rule_files"]
+    assert (ROOT / mounts[rules]).resolve() == (ROOT / "deploy/prometheus/alerts.yml").resolve()

@@ -358,6 +358,18 @@ def test_kafka_settings_come_from_a_configmap_and_credentials_from_a_secret(
     }
 
 
+def test_the_prometheus_rule_carries_the_alerts_and_the_monitors_label() -> None:
+    rule = one("PrometheusRule")
+    alerts = yaml.safe_load((ROOT / "deploy" / "prometheus" / "alerts.yml").read_text())
+    assert rule["apiVersion"] == one("PodMonitor")["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["spec"]["groups"] == alerts["groups"]
+    name_label = "app.kubernetes.io/name"
+    assert (
+        rule["metadata"]["labels"][name_label]
+        == one("PodMonitor")["metadata"]["labels"][name_label]
+    )
+
+
 # --- failover: static membership and the session timeout ---------------------------------
 
 ROLLING_UPDATE_RESTART_S = 20  # delete, recreate and start a pod (its restore follows the rejoin)
@@ -365,7 +377,7 @@ BROKER_SESSION_TIMEOUT_RANGE_S = (6, 1800)  # group.min/max.session.timeout.ms d
 
 
 def test_pods_are_static_members_whose_session_outlasts_a_rolling_update() -> None:
-    """The pod name is the group.instance.id (static membership is run's default); the
+    """The pods run as static members whose group.instance.id is the pod name; the
     session timeout lets a replaced pod rejoin before the group gives its partitions away,
     within what a broker accepts by default."""
     args = [str(a) for a in CONTAINER["args"]]

@@ -339,13 +339,16 @@ def test_reconcile_times_are_durations_back_or_iso_times() -> None:
         parse_time("yesterday", 0)
 
 
-def test_reconcile_refuses_a_windowed_topology_before_connecting() -> None:
+def test_reconcile_refuses_windowed_topologies_it_does_not_support_yet_before_connecting() -> None:
     from streamline.errors import UsageError
     from streamline.ops.reconcile import reconcile
 
-    windowed = load_topology(PROJECT / "topologies" / "revenue-per-minute.yaml")
-    with pytest.raises(UsageError, match=r"stateless topologies; .* has a window stage"):
-        reconcile(None, windowed, 0, 1)  # type: ignore[arg-type]
+    sessions = load_topology(PROJECT / "topologies" / "click-sessions.yaml")
+    with pytest.raises(UsageError, match=r"not supported yet: windowed topologies with session"):
+        reconcile(None, sessions, 0, 1)  # type: ignore[arg-type]
+    repartitioned = load_topology(PROJECT / "topologies" / "revenue-per-minute.yaml")
+    with pytest.raises(UsageError, match=r"not supported yet: .*with repartitioning"):
+        reconcile(None, repartitioned, 0, 1)  # type: ignore[arg-type]
 
 
 # --- the same through the test driver (the runtime's stages and collector, in memory) --

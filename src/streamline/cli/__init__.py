@@ -17,11 +17,14 @@ from streamline.cli import (
     broker,
     demo,
     dlq,
+    evidence,
+    ingest,
     lag,
     lineage,
     reconcile,
     records,
     replay,
+    status,
     testing,
     topics,
     topologies,
@@ -46,6 +49,7 @@ for command in (
     demo.demo,
     replay.replay,
     lag.lag,
+    status.status,
     reconcile.reconcile,
     acls.acls,
 ):
@@ -54,6 +58,8 @@ app.add_typer(broker.broker_app, name="dev-broker")
 app.add_typer(topics.topics_app, name="topics")
 app.add_typer(dlq.dlq_app, name="dlq")
 app.add_typer(lineage.lineage_app, name="lineage")
+app.add_typer(evidence.evidence_app, name="evidence")
+app.add_typer(ingest.ingest_app, name="ingest")
 
 
 def main() -> None:

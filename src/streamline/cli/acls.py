@@ -35,7 +35,19 @@ def acls(
     for line in acl_lines(wanted, principal):
         out.print(line, markup=False)
     if apply:
+        from dataclasses import asdict
+
+        from streamline.ops.audit import AuditLog
+
         connection = connect(bootstrap_servers, kafka_config)
         connection.check_reachable()
-        create_acls(connection, wanted, principal)
+        model = checked.topology
+        audit = AuditLog(connection)
+        plan = {"principal": principal, "acls": [asdict(a) for a in wanted]}
+        try:
+            create_acls(connection, wanted, principal)
+        except Exception as exc:
+            audit.record("acls-apply", model.name, checked.fingerprint, plan, "failed", str(exc))
+            raise
+        audit.record("acls-apply", model.name, checked.fingerprint, plan, "applied", None)
         out.print(f"created {len(wanted)} ACLs for {principal}", markup=False)

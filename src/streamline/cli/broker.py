@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -15,7 +16,14 @@ broker_app = typer.Typer(help="The local single-node Apache Kafka broker (KRaft,
 
 @broker_app.command("start")
 def broker_start(
-    port: Annotated[int | None, typer.Option(help="Listener port (default 9092).")] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            help="Listener port (default 9092, or STREAMLINE_DEV_BROKER_PORT). Without it, "
+            "a streamline dev broker of another folder on the default port is reused, and a "
+            "port taken by anything else is replaced by a free one."
+        ),
+    ] = None,
     data_dir: DataDirOpt = None,
     sasl: Annotated[
         bool,
@@ -65,8 +73,15 @@ def broker_start(
     if already is None:
         err.print(f"starting Apache Kafka (KRaft) from {broker.data_dir} ...")
     info = broker.start(port, security=security)
-    note = "already running" if already else f"started (pid {info.pid})"
-    err.print(f"dev broker {note}; logs in {broker.log_file}")
+    if broker.note:
+        err.print(broker.note, markup=False)
+    if Path(info.data_dir) != broker.data_dir:  # another checkout's broker, reused
+        err.print(
+            f"dev broker of {info.data_dir}; logs in {info.data_dir}/server.log", markup=False
+        )
+    else:
+        note = "already running" if already else f"started (pid {info.pid})"
+        err.print(f"dev broker {note}; logs in {broker.log_file}", markup=False)
     if info.client:
         shown: dict[str, str] = {}
         for key, value in info.client.items():

@@ -83,10 +83,22 @@ def dlq_replay(
     schemas: SchemasOpt = None,
 ) -> None:
     """Re-produce dead letters not replayed before to the source topic, original bytes, replay headers."""
+    from streamline.ops.audit import AuditLog
     from streamline.ops.dlq import replay_dead_letters
 
     checked, connection = checked_and_connected(topology, schemas, bootstrap_servers, kafka_config)
-    report = replay_dead_letters(connection, checked.topology, error_type, dry_run)
+    model = checked.topology
+    audit = None if dry_run else AuditLog(connection)
+    plan = {"dead_letter_topic": model.dead_letter_topic, "error_type": error_type or "all"}
+    try:
+        report = replay_dead_letters(connection, model, error_type, dry_run)
+    except Exception as exc:
+        if audit is not None:
+            audit.record("dlq-replay", model.name, checked.fingerprint, plan, "failed", str(exc))
+        raise
+    if audit is not None:
+        result = {"sent": dict(report.sent), "skipped_already_replayed": dict(report.skipped)}
+        audit.record("dlq-replay", model.name, checked.fingerprint, plan, "applied", result)
 
     def by_type(counts: Any) -> str:
         return ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items()))

@@ -10,7 +10,13 @@ from typing import Annotated
 import typer
 
 from streamline.cli.console import err, out
-from streamline.cli.options import BootstrapOpt, KafkaConfigOpt, SchemasOpt, checked_and_connected
+from streamline.cli.options import (
+    BootstrapOpt,
+    KafkaConfigOpt,
+    SchemasOpt,
+    checked_and_connected,
+    load_store,
+)
 from streamline.cli.render import reconcile_table
 
 UNBALANCED = 3
@@ -44,7 +50,18 @@ def reconcile(
     now_ms = int(time.time() * 1000)
     since_ms = parse_time(since, now_ms)
     until_ms = parse_time(until, now_ms) if until else now_ms
-    result = run_reconcile(connection, checked.topology, since_ms, until_ms)
+    readers = None
+    if checked.topology.window is not None:
+        from streamline.ops.reconcile_windows import window_readers
+        from streamline.serde import AvroCodec
+
+        store = load_store(schemas, topology)
+        readers = window_readers(
+            AvroCodec(store, checked.source_schema).decode,
+            AvroCodec(store, checked.sink_schema).decode,
+            checked.topology.source.event_time,
+        )
+    result = run_reconcile(connection, checked.topology, since_ms, until_ms, readers)
     if as_json:
         print(json.dumps(result.as_dict(), indent=2))
     else:

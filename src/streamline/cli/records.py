@@ -28,7 +28,9 @@ def produce(
     ],
     file: Annotated[
         Path | None,
-        typer.Option("--file", "-f", help="JSON lines, or CSV by extension; default stdin."),
+        typer.Option(
+            "--file", "-f", help="JSON lines, or CSV / Parquet by extension; default stdin."
+        ),
     ] = None,
     key_field: Annotated[
         str | None, typer.Option("--key-field", help="Field whose value becomes the record key.")
@@ -40,11 +42,19 @@ def produce(
         bool,
         typer.Option("--checksum", help="Stamp streamline.checksum: the sha256 hex of each value."),
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Produce a file again that was produced to the topic before."),
+    ] = False,
     bootstrap_servers: BootstrapOpt = None,
     kafka_config: KafkaConfigOpt = None,
     schemas: SchemasOpt = None,
 ) -> None:
-    """Validate JSON lines or CSV against a schema and produce them as single-object Avro."""
+    """Validate JSON lines, CSV or Parquet against a schema and produce them as single-object Avro.
+
+    A file is produced in one transaction with its record on streamline.ingest (sha256,
+    count, offsets); the same file again to the same topic is refused (exit 2) unless --force.
+    """
     from streamline.ops.produce import produce as run_produce
 
     store = load_store(schemas)
@@ -58,6 +68,7 @@ def produce(
         key_field=key_field,
         rate=rate,
         checksum=checksum,
+        force=force,
         progress=progress_bar(topic) if sys.stderr.isatty() else None,
         on_invalid=lambda n, reason: err.print(f"line {n}: {reason}", markup=False),
     )
@@ -66,6 +77,8 @@ def produce(
         f"sent {report.sent} records to {topic}"
         + (f"; {invalid} invalid lines not sent" if invalid else "")
     )
+    if report.run is not None:
+        err.print(f"recorded on streamline.ingest: sha256 {report.run.sha256}", markup=False)
     if invalid:
         raise typer.Exit(2)
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from streamline.ops.lag import PartitionLag
     from streamline.ops.reconcile import Reconciliation
     from streamline.ops.replay import ReplayPlan
+    from streamline.ops.status import TopologyStatus
 
 
 def results_table(title: str, rows: list[dict[str, Any]]) -> Table:
@@ -80,7 +81,7 @@ def lag_table(group: str, rows: list[PartitionLag]) -> Table:
             str(r.partition),
             committed,
             str(r.end),
-            str(r.lag),
+            "-" if r.lag is None else str(r.lag),
             watermark,
             staleness,
             r.status or "-",
@@ -90,7 +91,7 @@ def lag_table(group: str, rows: list[PartitionLag]) -> Table:
         "",
         "",
         str(sum(r.end for r in rows)),
-        str(sum(r.lag for r in rows)),
+        str(sum(r.lag for r in rows if r.lag is not None)),
         "",
         "",
         "",
@@ -149,12 +150,21 @@ def reconcile_table(result: Reconciliation) -> Table:
         f"from {result.as_dict()['since']} to {result.as_dict()['until']}",
         show_footer=True,
     )
+    windowed = result.windowed
     columns = [
         ("topic", "total"),
         ("partition", ""),
         ("offsets", ""),
         ("inputs", str(totals["inputs"])),
-        ("outputs", str(totals["outputs"])),
+        ("window results" if windowed else "outputs", str(totals["outputs"])),
+        *(
+            [
+                ("in windows", str(totals["in_windows"])),
+                ("open windows", str(totals["open_windows"])),
+            ]
+            if windowed
+            else []
+        ),
         ("dead letters", str(totals["dead_letters"])),
         ("late", str(totals["late"])),
         ("dropped", str(totals["dropped"])),
@@ -173,11 +183,67 @@ def reconcile_table(result: Reconciliation) -> Table:
             f"{p.first}-{p.last}",
             str(p.inputs),
             str(p.outputs),
+            *([str(p.in_windows), str(p.open_windows)] if windowed else []),
             f"{dead} ({detail})" if detail else "0",
             str(p.late),
             str(p.dropped),
             str(p.retry_waiting),
             str(p.unexplained),
             "ok" if p.balanced else "NOT BALANCED",
+        )
+    return table
+
+
+# --- status -----------------------------------------------------------------------------------
+
+STATE_STYLES = {"ok": "green", "late": "yellow", "breached": "red", "down": "red"}
+
+
+def ago(ms: int | None, now_ms: float) -> str:
+    """`12s ago`, `3m ago`, `2h ago`; `-` for None."""
+    if ms is None:
+        return "-"
+    seconds = max(0.0, (now_ms - ms) / 1000)
+    if seconds < 120:
+        return f"{seconds:.0f}s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m ago"
+    return f"{seconds / 3600:.0f}h ago"
+
+
+def utc_time(ms: int | None) -> str:
+    """Epoch ms as `YYYY-mm-dd HH:MM:SS` UTC; `-` for None."""
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def status_table(rows: list[TopologyStatus]) -> Table:
+    """The `status` table: one row per topology, its SLA state first."""
+    now_ms = time.time() * 1000
+    bad = sum(1 for r in rows if r.state != "ok")
+    table = Table(title=f"{len(rows)} topologies, {bad} not ok")
+    columns = (
+        "topology", "state", "instances", "version", "fingerprint", "lag", "watermark",
+        "staleness", "dead letters 1h", "late 1h", "last commit", "ready", "upstream",
+    )  # fmt: skip
+    for column in columns:
+        numeric = column in ("lag", "staleness", "dead letters 1h", "late 1h")
+        table.add_column(column, justify="right" if numeric else "left")
+    for r in rows:
+        table.add_row(
+            Text(r.name),
+            Text(r.label, style=STATE_STYLES.get(r.state, "")),
+            str(len(r.instances)),
+            ", ".join(r.versions),
+            ", ".join(f[:12] for f in r.fingerprints),
+            "-" if r.lag is None else str(r.lag),
+            utc_time(r.watermark),
+            "-" if r.staleness_ms is None else f"{r.staleness_ms / 1000:.1f}s",
+            str(r.dead_letters_last_hour),
+            str(r.late_last_hour),
+            ago(r.last_commit, now_ms),
+            "yes" if r.ready else "no",
+            ", ".join(r.upstreams) or "-",
         )
     return table

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -76,25 +74,41 @@ def run(
             "instance leaves the group at once.",
         ),
     ] = False,
+    until_caught_up: Annotated[
+        bool,
+        typer.Option(
+            "--until-caught-up",
+            help="Stop (exit 0) once the end offsets seen at start are committed and every "
+            "window that can close has closed: for backfills and batch jobs.",
+        ),
+    ] = False,
+    max_wait: Annotated[
+        str | None,
+        typer.Option(
+            "--max-wait",
+            help="With --until-caught-up: give up (exit 1) after this long, e.g. 30m.",
+        ),
+    ] = None,
+    no_create_topics: Annotated[
+        bool,
+        typer.Option(
+            "--no-create-topics",
+            help="Do not create missing internal topics (dead letters, retry, late, changelog, "
+            "repartition, lineage, heartbeats): for locked-down clusters.",
+        ),
+    ] = False,
     bootstrap_servers: BootstrapOpt = None,
     kafka_config: KafkaConfigOpt = None,
     schemas: SchemasOpt = None,
 ) -> None:
     """Run a topology until SIGTERM/SIGINT; then commit or abort and close the consumer cleanly."""
-    import logging
     import socket
 
-    from streamline.kafka.redaction import RedactingFilter
+    from streamline.cli.logs import configure_logging
     from streamline.runtime.processor import RunOptions
     from streamline.runtime.runner import run_topology
 
-    logging.basicConfig(
-        level=os.environ.get("STREAMLINE_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(RedactingFilter())
+    configure_logging()
     checked, store = load_checked(topology, schemas)
     connection = connect(bootstrap_servers, kafka_config)
     refuse_unsafe_settings(checked, connection)
@@ -103,5 +117,29 @@ def run(
         state_dir=state_dir,
         stall_timeout_s=stall_timeout,
         static_membership=static_membership,
+        until_caught_up=until_caught_up,
+        max_wait_s=_max_wait(max_wait, until_caught_up),
     )
-    run_topology(checked, store, connection, options, metrics_host, metrics_port)
+    run_topology(
+        checked,
+        store,
+        connection,
+        options,
+        metrics_host,
+        metrics_port,
+        create_topics=not no_create_topics,
+    )
+
+
+def _max_wait(max_wait: str | None, until_caught_up: bool) -> float | None:
+    from streamline.errors import UsageError
+    from streamline.topology.durations import parse_duration
+
+    if max_wait is None:
+        return None
+    if not until_caught_up:
+        raise UsageError("--max-wait goes with --until-caught-up")
+    try:
+        return parse_duration(max_wait) / 1000
+    except ValueError as exc:
+        raise UsageError(f"--max-wait {max_wait}: {exc}") from None

@@ -138,6 +138,40 @@ class BrokerInfo:
 CLIENT_PROPERTIES = "client.properties"
 
 
+def default_port() -> int:
+    """`$STREAMLINE_DEV_BROKER_PORT`, else 9092: the port a new dev broker listens on."""
+    env = os.environ.get("STREAMLINE_DEV_BROKER_PORT")
+    return int(env) if env and env.isdigit() else DEFAULT_PORT
+
+
+def dev_broker_on(port: int) -> BrokerInfo | None:
+    """The running streamline dev broker, of any data folder, that serves 127.0.0.1:`port`.
+
+    Found from the command lines of this machine's processes (Linux `/proc`): a dev broker
+    runs `kafka.Kafka DATA_DIR/server.properties`, and its folder's `broker.json` says
+    which port it serves. None elsewhere, or when no such broker serves the port.
+    """
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return None
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"kafka.Kafka" not in args or not args[-2:]:
+            continue
+        props = Path(os.fsdecode(next((a for a in reversed(args) if a), b"")))
+        if props.name != "server.properties":
+            continue
+        info = DevBroker(props.parent).info()
+        if info is not None and info.port == port and info.pid == int(entry.name):
+            return info
+    return None
+
+
 def default_data_dir() -> Path:
     """`$STREAMLINE_HOME/broker`, else `./.streamline/broker`."""
     home = os.environ.get("STREAMLINE_HOME")
@@ -226,6 +260,8 @@ class DevBroker:
         self.data_dir = (data_dir or default_data_dir()).resolve()
         self.info_file = self.data_dir / "broker.json"
         self.log_file = self.data_dir / "server.log"
+        self.note: str | None = None
+        """What `start` did besides starting this folder's broker (reused another, moved port)."""
 
     def info(self) -> BrokerInfo | None:
         """The running broker of this folder, or None."""
@@ -260,13 +296,26 @@ class DevBroker:
         formatted = (self.data_dir / "data" / "meta.properties").exists()
         if formatted:
             self._require_same_security(previous.security if previous else "PLAINTEXT", security)
-        port = port or (previous.port if previous else DEFAULT_PORT)
+        chosen = port is not None
+        port = port or (previous.port if previous else default_port())
         controller_port = previous.controller_port if previous else free_port()
-        for p in (port, controller_port):
-            if port_open(p):
+        if port_open(port):
+            other = dev_broker_on(port)
+            if other is not None and not chosen and other.security == security.protocol:
+                self.note = f"reusing the dev broker of {other.data_dir} on 127.0.0.1:{port}"
+                return other
+            taken = f"the streamline dev broker of {other.data_dir}" if other else "another process"
+            if chosen:
                 raise BrokerError(
-                    f"port {p} on 127.0.0.1 is taken by another process; choose another with --port"
+                    f"port {port} on 127.0.0.1 is taken by {taken}; choose another with --port"
                 )
+            self.note = f"port {port} is taken by {taken}; chose a free port"
+            port = free_port()
+        if port_open(controller_port):
+            raise BrokerError(
+                f"controller port {controller_port} on 127.0.0.1 (kept in {self.data_dir}) is "
+                "taken by another process; free it, or use another --data-dir"
+            )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         password = self._admin_password(security, formatted)
         client = self._client_settings(security, password)

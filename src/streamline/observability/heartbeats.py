@@ -9,6 +9,7 @@ owns. Staleness is wall-clock time minus the partition's watermark; the status i
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -74,8 +75,14 @@ def heartbeat(
     instance: str,
     wall_ms: int,
     partitions: list[PartitionFreshness],
+    details: Mapping[str, Any] | None = None,
 ) -> bytes:
-    """The JSON document of one heartbeat."""
+    """The JSON document of one heartbeat.
+
+    `details` adds what `streamline status` reads besides freshness: `ready`,
+    `last_commit` (epoch ms), `sla` (the freshness settings, ms) and `topics` (`sources`,
+    `sink`, `dead_letters`), from which it draws the dependency graph.
+    """
     document: dict[str, Any] = {
         "topology": topology,
         "version": version,
@@ -84,4 +91,6 @@ def heartbeat(
         "time": wall_ms,
         "partitions": [asdict(p) for p in partitions],
     }
+    if details:
+        document.update(details)
     return json.dumps(document, separators=(",", ":")).encode()

@@ -396,11 +396,15 @@ class PartitionMetrics:
             "watermark_ms", "Event-time watermark, epoch milliseconds.", "topic", "partition"
         )
         self._watermark_lag = gauge(
-            "watermark_lag_seconds", "Wall-clock time minus the watermark.", "topic", "partition"
+            "watermark_lag_seconds",
+            "Wall-clock time minus the watermark: the staleness the SLA status is judged on.",
+            "topic",
+            "partition",
         )
         self._staleness = gauge(
             "staleness_seconds",
-            "Wall-clock time minus the newest event time seen.",
+            "Wall-clock time minus the newest event time seen (less than watermark_lag_seconds "
+            "by up to max_out_of_orderness).",
             "topic",
             "partition",
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -13,9 +14,12 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, Message, Top
 from streamline.kafka.access import GROUP_AUTHORIZATION_FAILED
 from streamline.kafka.admin import require_topics
 from streamline.kafka.connection import Connection
+from streamline.observability.heartbeats import HEARTBEATS_TOPIC
+from streamline.observability.lineage import LINEAGE_TOPIC
 from streamline.serde import AvroCodec, DecodeError, SchemaStore
 from streamline.serde.codec import writer_schema
 from streamline.serde.convert import to_json_value
+from streamline.topology.resources import AUDIT_TOPIC
 
 
 def _text_or_base64(data: bytes | None) -> Any:
@@ -25,6 +29,10 @@ def _text_or_base64(data: bytes | None) -> Any:
         return data.decode()
     except UnicodeDecodeError:
         return {"base64": base64.b64encode(data).decode()}
+
+
+JSON_TOPICS = frozenset({HEARTBEATS_TOPIC, LINEAGE_TOPIC, AUDIT_TOPIC})
+"""The shared topics whose values are JSON documents, printed as JSON (not base64)."""
 
 
 class RecordPrinter:
@@ -57,7 +65,14 @@ class RecordPrinter:
             "timestamp": msg.timestamp()[1],
             "key": _text_or_base64(msg.key()),
         }
-        out.update(self._decode(msg.value()))
+        value = msg.value()
+        if msg.topic() in JSON_TOPICS and value is not None:
+            try:
+                out["value"] = json.loads(value)
+            except ValueError:
+                out.update(self._decode(value))
+        else:
+            out.update(self._decode(value))
         if headers:
             pairs = cast(list[tuple[str, bytes | None]], msg.headers() or [])
             out["headers"] = {k: _text_or_base64(v) for k, v in pairs}

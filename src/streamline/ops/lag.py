@@ -1,7 +1,9 @@
 """`streamline lag`: how far a topology's consumer group is behind, per source partition.
 
 Lag is `end offset - committed offset`, the same computation as the runtime's
-`streamline_consumer_lag` gauge and Kafka's `kafka-consumer-groups --describe`.
+`streamline_consumer_lag` gauge and Kafka's `kafka-consumer-groups --describe`. A
+partition the group has not committed has no lag (`-`, as Kafka's tool shows it), and the
+total counts only the partitions that have one.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ class PartitionLag:
     status: str | None = None
 
     @property
-    def lag(self) -> int:
-        return self.end - (self.committed if self.committed is not None else 0)
+    def lag(self) -> int | None:
+        """End minus committed; None (shown `-`, as Kafka's tool shows it) before a commit."""
+        return None if self.committed is None else self.end - self.committed
 
 
 def topology_lag(connection: Connection, topology: Topology) -> list[PartitionLag]:

@@ -15,8 +15,9 @@ checks, per source partition:
 - every committed output range is still readable (nothing deleted from an output log).
 
 Memory is one byte per source offset in the range's span plus the lineage events; the
-records themselves are streamed. Stateless topologies only: a window's outputs stand for
-many inputs, so a windowed topology is refused.
+records themselves are streamed. A windowed topology's outputs stand for many inputs:
+`reconcile_windows.py` says how its inputs are accounted for instead (eight more bytes per
+offset, for the event times).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from streamline import headers as h
 from streamline.errors import StreamlineError, UsageError
 from streamline.kafka.connection import Connection
 from streamline.observability.lineage import COUNTS_FACET, LINEAGE_TOPIC, ranges_of
+from streamline.ops.reconcile_windows import WindowCoverage, WindowReaders, window_shape
 from streamline.topology.durations import parse_duration
 from streamline.topology.model import Topology
 
@@ -68,6 +70,8 @@ class PartitionBalance:
     unexplained: int = 0
     unexplained_offsets: list[int] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    in_windows: int = 0  # windowed: inside a fired window's range
+    open_windows: int = 0  # windowed: in a window that has not fired yet
 
     @property
     def balanced(self) -> bool:
@@ -85,6 +89,8 @@ class PartitionBalance:
             "late": self.late,
             "retry_waiting": self.retry_waiting,
             "dropped": self.dropped,
+            "in_windows": self.in_windows,
+            "open_windows": self.open_windows,
             "unexplained": self.unexplained,
             "unexplained_offsets": self.unexplained_offsets,
             "problems": self.problems,
@@ -103,13 +109,19 @@ class Reconciliation:
     partitions: list[PartitionBalance]
     output_problems: list[str] = field(default_factory=list)
     drops_by_reason: dict[str, int] = field(default_factory=dict)
+    windowed: bool = False
+    """Outputs are window results: inputs = in windows + open windows + dead letters + late
+    + dropped + in retry + unexplained."""
 
     @property
     def balanced(self) -> bool:
         return not self.output_problems and all(p.balanced for p in self.partitions)
 
     def totals(self) -> dict[str, int]:
-        keys = ("inputs", "outputs", "late", "retry_waiting", "dropped", "unexplained")
+        keys = (
+            "inputs", "outputs", "late", "retry_waiting", "dropped", "unexplained",
+            "in_windows", "open_windows",
+        )  # fmt: skip
         out = {k: sum(getattr(p, k) for p in self.partitions) for k in keys}
         out["dead_letters"] = sum(sum(p.dead_letters.values()) for p in self.partitions)
         return out
@@ -117,6 +129,7 @@ class Reconciliation:
     def as_dict(self) -> dict[str, Any]:
         return {
             "topology": self.topology,
+            "windowed": self.windowed,
             "since": _iso(self.since_ms),
             "until": _iso(self.until_ms),
             "transactions": self.transactions,
@@ -155,20 +168,25 @@ def parse_time(text: str, now_ms: int) -> int:
 
 
 def reconcile(
-    connection: Connection, topology: Topology, since_ms: int, until_ms: int
+    connection: Connection,
+    topology: Topology,
+    since_ms: int,
+    until_ms: int,
+    readers: WindowReaders | None = None,
 ) -> Reconciliation:
-    """Balances the inputs of `topology`'s transactions committed in [since, until]."""
-    if topology.window is not None:
-        raise UsageError(
-            f"reconcile supports stateless topologies; {topology.name} has a window stage, "
-            "whose outputs stand for many inputs"
-        )
+    """Balances the inputs of `topology`'s transactions committed in [since, until].
+
+    A windowed topology needs `readers` (`reconcile_windows.window_readers`).
+    """
+    shape = window_shape(topology) if topology.window is not None else None
     if until_ms < since_ms:
         raise UsageError("--until is before --since")
     connection.check_reachable()
     events = _read_events(connection, topology.name, since_ms, until_ms)
     sources = {s.topic for s in topology.sources}
-    result = Reconciliation(topology.name, since_ms, until_ms, len(events), [])
+    result = Reconciliation(
+        topology.name, since_ms, until_ms, len(events), [], windowed=shape is not None
+    )
     for event in events:
         for reason, n in event.drops_by_reason.items():
             result.drops_by_reason[reason] = result.drops_by_reason.get(reason, 0) + n
@@ -181,6 +199,10 @@ def reconcile(
                 span[0], span[1] = min(span[0], first), max(span[1], last)
     balances = {tp: PartitionBalance(tp[0], tp[1], a, b) for tp, (a, b) in sorted(spans.items())}
     flags = {tp: bytearray(b - a + 1) for tp, (a, b) in spans.items()}
+    windows = None
+    if shape is not None:
+        assert readers is not None, "a windowed topology needs its window readers"
+        windows = WindowCoverage(shape, readers, spans)
 
     consumer = _consumer(connection)
     try:
@@ -188,6 +210,8 @@ def reconcile(
             marks = flags[tp]
             for msg in _read(consumer, tp, first, last):
                 marks[cast(int, msg.offset()) - first] |= REAL
+                if windows is not None:
+                    windows.saw(tp, cast(int, msg.offset()), msg.value())
         for event in events:  # which were read by a committed transaction, and how often
             for tp, (first, last) in event.inputs.items():
                 if tp not in flags:
@@ -201,6 +225,8 @@ def reconcile(
             topology.late_topic: "late",
             topology.retry_topic: "retry",
         }
+        if windows is not None:
+            kinds[topology.sink.topic] = "window"
         out_spans: dict[TP, list[int]] = {}
         for event in events:
             for tp, (first, last) in event.outputs.items():
@@ -218,12 +244,20 @@ def reconcile(
                 )
             kind = kinds[tp[0]]
             for msg in _read(consumer, tp, max(first, low), last):
-                _mark(msg, kind, spans, flags, balances, retried)
+                if windows is not None and kind == "window":
+                    _mark_window(msg, windows, balances)
+                else:
+                    _mark(msg, kind, spans, flags, balances, retried)
     finally:
         consumer.close()
 
-    for event in events:
-        _balance_event(event, spans, flags, balances)
+    if windows is not None:
+        covered = {tp: windows.covered(tp) for tp in spans}
+        for event in events:
+            _balance_windowed_event(event, flags, balances, windows, covered)
+    else:
+        for event in events:
+            _balance_event(event, spans, flags, balances)
     for tp, balance in balances.items():
         marks = flags[tp]
         base = spans[tp][0]
@@ -267,6 +301,56 @@ def _balance_event(
     for tp, offsets in unnamed.items():
         balance = balances[tp]
         if total == event.drops:
+            balance.dropped += len(offsets)
+        else:
+            balance.unexplained += len(offsets)
+            balance.unexplained_offsets.extend(offsets[: SHOWN - len(balance.unexplained_offsets)])
+
+
+def _mark_window(
+    msg: Message, windows: WindowCoverage, balances: dict[TP, PartitionBalance]
+) -> None:
+    """Records the input range a window result names."""
+    headers = dict(cast(list[tuple[str, bytes]], msg.headers() or []))
+    source = headers.get(h.SOURCE)
+    if source is None:
+        return
+    topic, partition, span = source.decode().rsplit("/", 2)
+    first, last = (int(x) for x in span.split("-"))
+    tp = (topic, int(partition))
+    if windows.add(tp, first, last, msg.value()):
+        balances[tp].outputs += 1
+
+
+def _balance_windowed_event(
+    event: _Event,
+    flags: dict[TP, bytearray],
+    balances: dict[TP, PartitionBalance],
+    windows: WindowCoverage,
+    covered: dict[TP, bytearray],
+) -> None:
+    """The event's inputs nothing names: in a fired window's range, in a window not fired
+    yet, or else at most as many as its counted drops (a drop may lie inside a range)."""
+    outside: dict[TP, list[int]] = {}
+    for tp, (first, last) in event.inputs.items():
+        if tp not in flags:
+            continue
+        marks, base, inside = flags[tp], windows.spans[tp][0], covered[tp]
+        balance = balances[tp]
+        rest = outside.setdefault(tp, [])
+        for i in range(first - base, last - base + 1):
+            if not marks[i] & REAL or marks[i] & (DONE | RETRY):
+                continue
+            if windows.open(tp, base + i):  # no fired window can hold it, range or not
+                balance.open_windows += 1
+            elif inside[i]:
+                balance.in_windows += 1
+            else:
+                rest.append(base + i)
+    total = sum(len(v) for v in outside.values())
+    for tp, offsets in outside.items():
+        balance = balances[tp]
+        if total <= event.drops:
             balance.dropped += len(offsets)
         else:
             balance.unexplained += len(offsets)

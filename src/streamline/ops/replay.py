@@ -12,8 +12,9 @@ wipe local state of older generations and restore what the changelog still holds
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -33,6 +34,7 @@ from streamline.topology.durations import parse_duration
 from streamline.topology.resources import resources_of
 
 PLAN_GROUP = "replay-plan"  # reads end offsets and offsets by time; commits nothing
+PLAN_KIND = "streamline.replay-plan"
 
 
 @dataclass
@@ -195,3 +197,83 @@ def apply_replay(connection: Connection, topology: Topology, plan: ReplayPlan) -
     admin.alter_consumer_group_offsets(request, request_timeout=15)[topology.group_id].result(15)
     for topic, partitions in plan.reset.to_delete(with_skipped=True).items():
         delete_all_records(connection, topic, partitions)
+
+
+def plan_document(
+    topology: Topology, fingerprint: str, plan: ReplayPlan, request: dict[str, Any]
+) -> dict[str, Any]:
+    """The plan as JSON data: what `--plan-out` writes, `--apply` reads and the audit event holds.
+
+    `request` is how the target was asked for (e.g. `{"to_earliest": true}`); `current` of
+    each partition is the group's committed offset when the plan was made, and
+    `generation` the state generation the replay commits (one past the committed one).
+    """
+    return {
+        "kind": PLAN_KIND,
+        "topology": topology.name,
+        "fingerprint": fingerprint,  # the run fingerprint: definition, schemas, code, version
+        "group": topology.group_id,
+        "made_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "request": request,
+        "generation": plan.generation,
+        "records": plan.total,
+        "partitions": [asdict(p) for p in plan.partitions],
+        "state_reset": {
+            "truncate": [list(t) for t in plan.reset.truncate],
+            "skip": [list(t) for t in plan.reset.skip],
+            "new_generation": plan.reset.new_generation,
+        },
+    }
+
+
+def plan_from_document(topology: Topology, fingerprint: str, document: Any) -> ReplayPlan:
+    """The plan a reviewed `--plan-out` file holds, for this topology; UsageError otherwise."""
+    if not isinstance(document, dict) or document.get("kind") != PLAN_KIND:
+        raise UsageError(f'not a replay plan (no "kind": "{PLAN_KIND}")')
+    if document.get("topology") != topology.name or document.get("group") != topology.group_id:
+        raise UsageError(
+            f"the plan is for topology {document.get('topology')} "
+            f"(group {document.get('group')}), not {topology.name}"
+        )
+    if document.get("fingerprint") != fingerprint:
+        raise UsageError(
+            "the topology changed since the plan was made (its fingerprint differs: the file, "
+            "its schemas, its map code or the streamline version); "
+            "make a new plan with --plan-out"
+        )
+    try:
+        reset = document["state_reset"]
+        return ReplayPlan(
+            [PartitionPlan(**p) for p in document["partitions"]],
+            int(document["generation"]),
+            StateReset(
+                [(str(t), int(p), int(e)) for t, p, e in reset["truncate"]],
+                [(str(t), int(p), int(e)) for t, p, e in reset["skip"]],
+                bool(reset["new_generation"]),
+            ),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UsageError(f"the replay plan is malformed: {exc}") from None
+
+
+def moved_since(connection: Connection, topology: Topology, plan: ReplayPlan) -> list[str]:
+    """The partitions whose committed offset (or state generation) is no longer the one the
+    plan was made from, as `topic/partition: planned -> now`; empty when none moved."""
+    committed = committed_offsets(
+        connection,
+        topology.group_id,
+        [TopicPartition(p.topic, p.partition) for p in plan.partitions],
+        stable=True,
+    )
+    moved = []
+    generations = set()
+    for p in plan.partitions:
+        tp = committed.get((p.topic, p.partition))
+        now = tp.offset if tp is not None and tp.offset >= 0 else None
+        if tp is not None and now is not None:
+            generations.add(generation_of(tp.metadata) or 0)
+        if now != p.current:
+            moved.append(f"{p.topic}/{p.partition}: {p.current} -> {now}")
+    if generations and max(generations) != plan.generation - 1:
+        moved.append(f"state generation: {plan.generation - 1} -> {max(generations)}")
+    return moved

@@ -16,5 +16,6 @@
 - `health`: liveness, readiness, heartbeats and lag; `offsets`: assignment and offsets;
 - pure logic: `pipeline`/`stages` (stateless stages), `record`, `windows`, `watermark`,
   `aggregates`, `window_operator`/`window_state` (windowed aggregation over a store);
-- `runner`: `streamline run`.
+- `runner`: `streamline run`; `internal_topics`: the missing internal topics it creates;
+  `bounded`: when `run --until-caught-up` is done.
 """

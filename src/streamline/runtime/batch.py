@@ -54,6 +54,8 @@ def process_batch(
     if not pipeline.windowed:
         outputs = pipeline.process(batch, failures, metrics, txn.drops)
         source_watermarks.observe_all(r for r, _ in outputs)
+        if len(outputs) != len(batch):  # the stages dropped or failed some: they count too
+            source_watermarks.observe_consumed(batch)
         collector.send_outputs(
             outputs, pipeline.sink_topic, pipeline.header_topology, txn.event_times
         )
@@ -65,10 +67,14 @@ def process_batch(
         keyed = pipeline.run_stages(sources, failures, metrics, txn.drops)
         wall_ms = wall_clock()
         repartitioner.send(keyed, wall_ms)
+        if len(keyed) != len(sources):
+            source_watermarks.observe_consumed(sources)
         stateful = [r for r in batch if r.topic == topic]
     else:
         stateful = pipeline.run_stages(batch, failures, metrics, txn.drops)
         wall_ms = wall_clock()
         source_watermarks.observe_all(stateful)
+        if len(stateful) != len(batch):
+            source_watermarks.observe_consumed(batch)
     tasks.process(stateful, wall_ms, txn, failures)
     tasks.punctuate(wall_clock(), open_txn, failures)

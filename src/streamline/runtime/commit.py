@@ -200,7 +200,7 @@ class CommitCycle:
             self._markers.write_markers()
         for topic, partition, changes in self._tasks.prepare_commit():
             collector.send_changelog(topic, partition, changes)
-        if self._pipeline.topology.lineage and (txn.inputs or txn.outputs):
+        if self._pipeline.topology.lineage and txn.describes_data:
             self._write_lineage(txn)
         offsets = self._offsets
         metadata = commit_metadata(offsets.generation)
@@ -227,6 +227,7 @@ class CommitCycle:
         self.txn = None
         collector.end()
         offsets.committed.update(offsets.positions)
+        offsets.committed_at_ms = int(time.time() * 1000)
         collector.poll(0)  # serve the changelog delivery reports that are ready
         self._tasks.post_commit({**offsets.committed, **collector.changelog_offsets})
         self._committed_metrics(txn, time.monotonic() - started)
@@ -240,7 +241,7 @@ class CommitCycle:
         event = run_event(
             topology.name,
             topology.version,
-            topology.fingerprint,
+            self._pipeline.fingerprint,
             self._transactional_id,
             self._connection.bootstrap_servers,
             {tp: (a, b) for tp, (a, b) in txn.inputs.items()},

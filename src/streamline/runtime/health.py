@@ -14,11 +14,15 @@ from collections.abc import Callable, Iterable
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from streamline.kafka.connection import Connection
-from streamline.observability.heartbeats import HEARTBEATS_TOPIC, heartbeat, partition_freshness
+from streamline.observability.heartbeats import (
+    HEARTBEATS_TOPIC,
+    PartitionFreshness,
+    heartbeat,
+    partition_freshness,
+)
 from streamline.observability.metrics import Metrics
 from streamline.runtime.offsets import Offsets
 from streamline.runtime.operators import OperatorStore
-from streamline.runtime.watermark import NO_WATERMARK
 from streamline.runtime.windowed import SourceWatermarks
 from streamline.topology.model import Topology
 
@@ -87,6 +91,20 @@ def caught_up(consumer: Consumer, offsets: Offsets, tp: TP) -> bool:
     return high >= 0 and position is not None and position >= high
 
 
+def export_freshness(metrics: Metrics, state: PartitionFreshness, wall_ms: int) -> None:
+    """The freshness gauges of one partition: `watermark_lag_seconds` is wall-clock time
+    minus the watermark (the heartbeat's `staleness_ms`, which the SLA status judges);
+    `staleness_seconds` is wall-clock time minus the newest event time seen, smaller by up
+    to `max_out_of_orderness` (how old the freshest record is)."""
+    topic, partition, gauges = state.topic, state.partition, metrics.partitions
+    if state.watermark is not None:
+        gauges.set_watermark(topic, partition, state.watermark)
+        gauges.set_watermark_lag(topic, partition, (wall_ms - state.watermark) / 1000)
+    if state.last_event_time is not None:
+        gauges.set_staleness(topic, partition, (wall_ms - state.last_event_time) / 1000)
+    gauges.set_sla_status(topic, partition, state.status)
+
+
 class Heartbeats:
     """Freshness per source partition (heartbeats and gauges), state sizes and lag."""
 
@@ -100,8 +118,10 @@ class Heartbeats:
         source_watermarks: SourceWatermarks,
         stores: Callable[[], Iterable[tuple[int, OperatorStore]]],
         metrics: Metrics,
+        fingerprint: str | None = None,  # the run fingerprint; else the definition's
     ) -> None:
         self._topology = topology
+        self._fingerprint = fingerprint or topology.fingerprint
         self._instance_id = instance_id
         self._connection = connection
         self._consumer = consumer
@@ -112,6 +132,18 @@ class Heartbeats:
         self._interval_s = topology.freshness.heartbeat_interval / 1000
         self._at = 0.0
         self._producer: Producer | None = None  # made at the first heartbeat sent
+        self._details: dict[str, object] = {
+            "sla": {
+                "max_staleness": topology.freshness.max_staleness,
+                "breach_after": topology.freshness.breach_after,
+                "heartbeat_interval": topology.freshness.heartbeat_interval,
+            },
+            "topics": {
+                "sources": [s.topic for s in topology.sources],
+                "sink": topology.sink.topic,
+                "dead_letters": topology.dead_letter_topic,
+            },
+        }
         self.enabled = HEARTBEATS_TOPIC in consumer.list_topics(timeout=30).topics
         if not self.enabled:
             log.warning(
@@ -131,19 +163,19 @@ class Heartbeats:
         metrics = self._metrics
         wall_ms = int(time.time() * 1000)
         partitions = []
-        for (topic, partition), tracker in sorted(self._watermarks.trackers.items()):
+        for topic, partition in sorted(self._watermarks.trackers):
             try:
                 _low, high = self._consumer.get_watermark_offsets(
                     TopicPartition(topic, partition), cached=True
                 )
             except KafkaException:
                 high = -1
-            known = tracker.max_event_time_ms != NO_WATERMARK
+            fresh = self._watermarks.freshness((topic, partition))
             state = partition_freshness(
                 topic,
                 partition,
-                tracker.watermark if known else None,
-                tracker.max_event_time_ms if known else None,
+                fresh[0] if fresh else None,
+                fresh[1] if fresh else None,
                 self._offsets.committed.get((topic, partition)),
                 high,
                 wall_ms,
@@ -151,24 +183,23 @@ class Heartbeats:
                 freshness.breach_after,
             )
             partitions.append(state)
-            if state.watermark is not None and state.staleness_ms is not None:
-                metrics.partitions.set_watermark(topic, partition, state.watermark)
-                metrics.partitions.set_watermark_lag(topic, partition, state.staleness_ms / 1000)
-                metrics.partitions.set_staleness(topic, partition, state.staleness_ms / 1000)
-            metrics.partitions.set_sla_status(topic, partition, state.status)
+            export_freshness(metrics, state, wall_ms)
         for partition, bound in self._stores():
             metrics.stores.set_state_keys(bound.spec.name, partition, bound.store.approx_keys())
         if not self.enabled:
             return
         if self._producer is None:
             self._producer = Producer(self._connection.config(log_level=3), logger=log)
+        self._details["ready"] = metrics.is_ready
+        self._details["last_commit"] = self._offsets.committed_at_ms
         document = heartbeat(
             topology.name,
             topology.version,
-            topology.fingerprint,
+            self._fingerprint,
             self._instance_id,
             wall_ms,
             partitions,
+            self._details,
         )
         try:
             self._producer.produce(HEARTBEATS_TOPIC, key=topology.name.encode(), value=document)

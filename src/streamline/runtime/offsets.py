@@ -19,6 +19,8 @@ class Offsets:
         """Next offset to read per partition, as processed (in the open transaction)."""
         self.committed: dict[TP, int] = {}
         """Next offset per partition as last committed: where an abort rewinds to."""
+        self.committed_at_ms: int | None = None
+        """Wall-clock time of this process's last commit (for heartbeats)."""
         self.generation = 0
         """The state generation, kept in the committed offsets' metadata."""
 

@@ -121,7 +121,7 @@ class Pipeline:
             dead_letter_topic=topology.dead_letter_topic,
             exactly_once=topology.guarantee == "exactly_once",
             commit_interval_ms=topology.commit_interval,
-            header_topology=topology.header_value.encode(),
+            header_topology=checked.header_value.encode(),
             stages=stages,
             retry_policy=policy,
             encode=Encode("sink", AvroCodec(store, checked.sink_schema)),
@@ -142,6 +142,11 @@ class Pipeline:
     def owned_topics(self) -> list[str]:
         """Topics this topology reads or writes besides its sources, which must exist before it runs."""
         return self.resources.required_topics
+
+    @property
+    def fingerprint(self) -> str:
+        """The run fingerprint (definition, schema files, map code, streamline version)."""
+        return self.checked.fingerprint
 
     @property
     def retrying(self) -> bool:

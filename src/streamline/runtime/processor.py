@@ -26,6 +26,7 @@ from streamline.kafka.consumers import group_consumer
 from streamline.observability.metrics import Metrics
 from streamline.reliability.dead_letter import Failure
 from streamline.runtime.batch import process_batch
+from streamline.runtime.bounded import UntilCaughtUp
 from streamline.runtime.collector import RecordCollector
 from streamline.runtime.commit import CommitCycle, TransactionAborted, transactional_producer
 from streamline.runtime.failures import FailedRecords
@@ -51,12 +52,13 @@ class RunOptions:
     batch_size: int = 2000
     max_records_per_transaction: int = 20000
     session_timeout_ms: int = 10000
-    # group.instance.id = instance_id: a restart within the session timeout keeps the partitions
-    static_membership: bool = False
+    static_membership: bool = False  # group.instance.id = instance_id (run --static-membership)
     transaction_timeout_ms: int = 30000
     state_dir: Path = Path(".streamline/state")
     # /healthz answers 503 once the loop has made no progress for this long (0: never)
     stall_timeout_s: float = 120.0
+    until_caught_up: bool = False  # stop once the end offsets seen at start are processed
+    max_wait_s: float | None = None
 
 
 class Processor:
@@ -71,6 +73,7 @@ class Processor:
         self.metrics = metrics
         maps = [stage for stage in pipeline.stages if isinstance(stage, Map)]
         self.liveness = Liveness(options.stall_timeout_s, lambda: [m.progressed_at for m in maps])
+        self.bound: UntilCaughtUp | None = None  # made when the run starts
 
     def healthy(self) -> bool:
         """Whether the loop runs and has made progress within the stall timeout (/healthz)."""
@@ -83,6 +86,8 @@ class Processor:
 
     def run(self, stop: threading.Event) -> None:
         """Consumes, processes and commits until `stop` is set; then commits and closes the consumer."""
+        if self.options.until_caught_up:
+            self.bound = UntilCaughtUp(self.pipeline, self.connection, self.options.max_wait_s)
         _Loop(self).run(stop)
 
 
@@ -94,6 +99,7 @@ class _Loop:
     """One run: the clients and the objects wired around them."""
 
     def __init__(self, processor: Processor) -> None:
+        self.bound = processor.bound  # `run --until-caught-up`: when the run is done
         self.pipeline = pipeline = processor.pipeline
         self.connection = connection = processor.connection
         self.options = options = processor.options
@@ -111,8 +117,7 @@ class _Loop:
         )
         self.consumer = consumer = group_consumer(
             connection, pipeline.group_id, options.instance_id, options.session_timeout_ms,
-            options.static_membership,
-        )  # fmt: skip
+            options.static_membership)  # fmt: skip
         self.offsets = offsets = Offsets()
         watermark = topology.source.watermark
         self.source_watermarks = SourceWatermarks(
@@ -165,6 +170,7 @@ class _Loop:
         heartbeats = Heartbeats(
             pipeline.topology, self.options.instance_id, self.connection, self.consumer,
             self.offsets, self.source_watermarks, self.tasks.stores, self.metrics,
+            pipeline.fingerprint,
         )  # fmt: skip
         self.liveness.progressed()
         self.liveness.alive = True
@@ -172,6 +178,8 @@ class _Loop:
         try:
             while not stop.is_set():
                 self._step(heartbeats)
+                if self.bound is not None and self.bound.reached(self.commit.txn is not None):
+                    stop.set()
             self.commit.commit_or_abort()
         finally:
             self.liveness.alive = False

@@ -7,6 +7,7 @@ import signal
 import threading
 from types import FrameType
 
+from streamline.errors import StreamlineError
 from streamline.kafka.admin import (
     require_copartitioned,
     require_state_partitions,
@@ -15,6 +16,7 @@ from streamline.kafka.admin import (
 from streamline.kafka.connection import Connection
 from streamline.observability.http import MetricsServer
 from streamline.observability.metrics import Metrics
+from streamline.runtime.internal_topics import create_internal_topics
 from streamline.runtime.pipeline import Pipeline
 from streamline.runtime.processor import Processor, RunOptions
 from streamline.serde import SchemaStore
@@ -31,18 +33,24 @@ def run_topology(
     metrics_host: str = "127.0.0.1",
     metrics_port: int = 9400,
     stop: threading.Event | None = None,
+    create_topics: bool = True,
 ) -> None:
-    """Runs until SIGTERM/SIGINT (or `stop`), then commits or aborts and closes the consumer cleanly."""
+    """Runs until SIGTERM/SIGINT (or `stop`), then commits or aborts and closes the consumer cleanly.
+
+    With `create_topics`, missing internal topics are created first (`internal_topics.py`).
+    """
     topology = checked.topology
     connection.check_reachable()
     pipeline = Pipeline.from_checked(checked, store)
+    if create_topics:
+        create_internal_topics(connection, pipeline.resources)
     counts = require_topics(connection, [*pipeline.source_topics, *pipeline.owned_topics])
     if pipeline.windowed:
         require_state_partitions(counts, pipeline.window_input_topic, pipeline.changelog_topic)
         if pipeline.retrying and not pipeline.repartition:
             require_copartitioned(counts, pipeline.window_input_topic, topology.retry_topic)
     metrics = Metrics(topology.name)
-    metrics.set_info(topology.version, topology.fingerprint)
+    metrics.set_info(topology.version, checked.fingerprint)
     processor = Processor(pipeline, connection, options, metrics)
     server = MetricsServer(
         metrics,
@@ -58,7 +66,7 @@ def run_topology(
         "running %s@%s (%s) as instance %s; metrics on http://%s:%d/metrics",
         topology.name,
         topology.version,
-        topology.fingerprint[:12],
+        checked.fingerprint[:12],
         options.instance_id,
         metrics_host,
         server.port,
@@ -68,7 +76,21 @@ def run_topology(
     finally:
         server.stop()
         _restore_signal_handlers(previous)
+        if processor.bound is not None:
+            processor.bound.close()
     log.info("stopped cleanly")
+    _bounded_outcome(processor)
+
+
+def _bounded_outcome(processor: Processor) -> None:
+    """A bounded run that stopped before its work was done fails (exit 1), saying why."""
+    bound = processor.bound
+    if bound is None:
+        return
+    if bound.failure is not None:
+        raise StreamlineError(bound.failure)
+    if not bound.done:
+        raise StreamlineError("stopped by a signal before the run caught up")
 
 
 def _install_signal_handlers(stop: threading.Event) -> dict[int, object]:

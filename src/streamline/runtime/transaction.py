@@ -36,6 +36,18 @@ class Transaction:
     consumed: dict[TP, int] = field(default_factory=dict)
     inputs: dict[TP, list[int]] = field(default_factory=dict)
 
+    @property
+    def describes_data(self) -> bool:
+        """Whether it consumed or produced records, and so gets a lineage event.
+
+        A transaction that only writes watermark markers (a repartitioned topology's
+        keepalives and watermark changes while no record comes in) gets none: markers are
+        control records that carry no data, and a keepalive every few seconds would fill
+        `streamline.lineage` with empty events. The transaction that reads the markers
+        downstream lists their offsets among its inputs.
+        """
+        return bool(self.inputs or self.outputs)
+
     def read(self, batch: list[Record], positions: dict[TP, int]) -> None:
         """The batch went through: its partitions' positions move past it, counted here."""
         self.records += len(batch)

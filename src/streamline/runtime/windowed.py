@@ -292,9 +292,14 @@ class SourceWatermarks:
         self.ooo = max_out_of_orderness_ms
         self.idle = idle_timeout_ms
         self.trackers: dict[tuple[str, int], WatermarkTracker] = {}
+        self.consumed: dict[tuple[str, int], int] = {}
+        """Largest event time of every record consumed per source partition, including the
+        ones a filter, a validation or a map dropped or dead-lettered (heartbeats only: the
+        trackers, which drive windows and markers, see the records that pass the stages)."""
 
     def assign(self, tp: tuple[str, int], wall_ms: int) -> None:
         self.trackers[tp] = WatermarkTracker(self.ooo, self.idle, start_wall_ms=wall_ms)
+        self.consumed.pop(tp, None)
 
     def reset(self, wall_ms: int) -> None:
         """Starts every partition's watermark over (the records that moved it were aborted)."""
@@ -303,6 +308,34 @@ class SourceWatermarks:
 
     def revoke(self, tp: tuple[str, int]) -> None:
         self.trackers.pop(tp, None)
+        self.consumed.pop(tp, None)
+
+    def observe_consumed(self, records: Iterable[Record]) -> None:
+        """Every consumed record that has an event time (a record that failed before the
+        event-time stage has none: 0) moves its partition's freshness. The loop calls it
+        only for batches the stages dropped or failed records of: else `observe_all` has
+        seen them all."""
+        consumed, trackers = self.consumed, self.trackers
+        for record in records:
+            event_time = record.event_time
+            if event_time:
+                tp = (record.topic, record.partition)
+                if event_time > consumed.get(tp, NO_WATERMARK) and tp in trackers:
+                    consumed[tp] = event_time
+
+    def freshness(self, tp: tuple[str, int]) -> tuple[int, int] | None:
+        """(watermark, last event time) of a source partition for heartbeats: the tracker's,
+        moved on by the consumed records the stages dropped; None before any event time."""
+        tracker = self.trackers.get(tp)
+        seen = self.consumed.get(tp)
+        if tracker is None:
+            return None
+        known = tracker.max_event_time_ms != NO_WATERMARK
+        if seen is None:
+            return (tracker.watermark, tracker.max_event_time_ms) if known else None
+        if not known:
+            return seen - self.ooo, seen
+        return max(tracker.watermark, seen - self.ooo), max(tracker.max_event_time_ms, seen)
 
     def observe(self, tp: tuple[str, int], event_time: int, wall_ms: int) -> None:
         tracker = self.trackers.get(tp)

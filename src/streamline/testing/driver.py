@@ -329,10 +329,10 @@ class TopologyDriver:
         for topic, partition, changes in self.tasks.prepare_commit():
             collector.send_changelog(topic, partition, changes)
         topology = self.topology
-        if topology.lineage and (self.txn.inputs or self.txn.outputs):
+        if topology.lineage and self.txn.describes_data:
             collector.flush(0)  # the delivery reports: the output offset ranges
             event = run_event(
-                topology.name, topology.version, topology.fingerprint,
+                topology.name, topology.version, self.pipeline.fingerprint,
                 self.pipeline.transactional_id(INSTANCE), MEMORY,
                 {tp: (a, b) for tp, (a, b) in self.txn.inputs.items()},
                 {tp: (a, b) for tp, (a, b) in (collector.produced or {}).items()},

@@ -25,6 +25,10 @@ LINEAGE_TOPIC = "streamline.lineage"
 HEARTBEATS_TOPIC = "streamline.heartbeats"
 """Shared by every topology: freshness heartbeats, written outside transactions."""
 
+AUDIT_TOPIC = "streamline.audit"
+"""Shared by every topology: one JSON event per operator action that changes something
+(`replay`, `dlq replay`, `acls --apply`); created by the first command that writes one."""
+
 RESTORE_GROUP_PREFIX = "streamline-restore-"
 """The changelog readers that restore state use throwaway groups with this prefix."""
 

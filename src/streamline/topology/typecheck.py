@@ -18,6 +18,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from streamline.topology.model import (
     WindowStage,
     stage_kind,
 )
+from streamline.topology.pinning import run_fingerprint
 
 MapFunction = Callable[[dict[str, Any]], dict[str, Any] | None]
 
@@ -75,9 +77,19 @@ class CheckedTopology:
     output_fields: dict[str, str]
     """Sink field -> type in words, for the records this topology writes (when known statically)."""
 
-    @property
+    schemas: tuple[Schema, ...] = ()
+    """Every schema the topology names (its sources' and its sink's)."""
+
+    @cached_property
     def fingerprint(self) -> str:
-        return self.topology.fingerprint
+        """The run fingerprint: the definition, schema files, map code, streamline version."""
+        functions = [s.function for s in self.stages if s.function is not None]
+        return run_fingerprint(self.topology, self.schemas, functions)
+
+    @property
+    def header_value(self) -> str:
+        """The `streamline.topology` header: `name@version#<run fingerprint, 12 digits>`."""
+        return f"{self.topology.name}@{self.topology.version}#{self.fingerprint[:12]}"
 
     @property
     def expressions(self) -> dict[int, dict[str, Expression]]:
@@ -159,6 +171,12 @@ def check_topology(topology: Topology, store: SchemaStore) -> CheckedTopology:
         sink_schema=sink_schema,
         stages=tuple(stages),
         output_fields=output_fields,
+        schemas=tuple(
+            {
+                s.name: s
+                for s in [*(store.get(x.schema_name) for x in topology.sources), sink_schema]
+            }.values()
+        ),
     )
 
 
@@ -543,5 +561,5 @@ def render_chain(checked: CheckedTopology) -> str:
     sink = topology.sink
     written = f" {_fields_text(checked.output_fields)}" if checked.output_fields else ""
     lines.append(f"  sink: topic {sink.topic} <- {sink.schema_name}{written}")
-    lines.append(f"  fingerprint {checked.fingerprint} (header {topology.header_value})")
+    lines.append(f"  fingerprint {checked.fingerprint} (header {checked.header_value})")
     return "\n".join(lines)
