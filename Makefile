@@ -54,6 +54,7 @@ bench-setup: $(VENV)/.bench-installed
 
 bench: broker bench-setup
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+	$(BIN)/python -m bench.enrich $(W5_ARGS)
 
 clean:
 	-$(BIN)/streamline dev-broker stop

@@ -71,3 +71,56 @@ def stalls(order: dict[str, Any]) -> dict[str, Any]:
         while True:
             time.sleep(3600)
     return paid_order(order)
+
+
+def _dependency_url(order: dict[str, Any]) -> str:
+    import os
+
+    base = os.environ["STREAMLINE_TEST_DEPENDENCY"]
+    return f"{base}/enrich/{order['order_id']}"
+
+
+def _dependency_timeout() -> float:
+    import os
+
+    return float(os.environ.get("STREAMLINE_TEST_DEPENDENCY_TIMEOUT", "5"))
+
+
+def _enriched(order: dict[str, Any], tier: str) -> dict[str, Any]:
+    return {**paid_order(order), "country": f"{order['country']}/{tier}"}
+
+
+def enrich_sync(order: dict[str, Any]) -> dict[str, Any]:
+    """A PaidOrder whose country carries the tier the HTTP dependency answers (blocking call)."""
+    import httpx
+
+    response = httpx.get(
+        _dependency_url(order),
+        params={"key": order["customer_id"]},
+        timeout=_dependency_timeout(),
+    )
+    response.raise_for_status()
+    return _enriched(order, response.json()["tier"])
+
+
+_sessions: dict[int, Any] = {}
+
+
+async def enrich_async(order: dict[str, Any]) -> dict[str, Any]:
+    """`enrich_sync` as an `async def` map, through one aiohttp session per event loop."""
+    import asyncio
+
+    import aiohttp
+
+    loop = id(asyncio.get_running_loop())
+    session = _sessions.get(loop)
+    if session is None:
+        session = _sessions[loop] = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0),
+            timeout=aiohttp.ClientTimeout(total=_dependency_timeout()),
+        )
+    params = {"key": order["customer_id"]}
+    async with session.get(_dependency_url(order), params=params) as response:
+        response.raise_for_status()
+        body = await response.json()
+    return _enriched(order, body["tier"])

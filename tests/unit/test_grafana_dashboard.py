@@ -21,6 +21,11 @@ from tests.support.dashboard import (
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
 COVERED = {
+    "streamline_stage_inflight",
+    "streamline_call_seconds",
+    "streamline_circuit_state",
+    "streamline_circuit_transitions",
+    "streamline_throttled_seconds",
     "streamline_records_in",
     "streamline_records_out",
     "streamline_consumer_lag",

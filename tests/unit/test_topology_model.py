@@ -261,5 +261,9 @@ def test_map_mapping_form_names_the_bad_key() -> None:
     problems = {(p.path, p.message) for p in problems_from_validation_error(info.value)}
     assert problems == {
         ("stages[0].map.fn", "required, but missing"),
-        ("stages[0].map.fx", "unknown key; expected one of: fn"),
+        (
+            "stages[0].map.fx",
+            "unknown key; expected one of: fn, concurrency, threads, timeout, retry, circuit, "
+            "rate_limit",
+        ),
     }

@@ -8,13 +8,17 @@ processing loop never waits on a scrape:
 - ``/healthz``: 200 ``ok`` while ``healthy()`` says the processing loop is alive and
   making progress, else 503; a liveness probe restarts the process on 503.
 - ``/readyz``: 200 ``ready`` while ``ready()`` is true (by default what
-  ``Metrics.set_ready`` last said), else 503 with a short reason.
+  ``Metrics.set_ready`` last said), else 503 with a short reason. Asked for JSON
+  (``Accept: application/json`` or ``?format=json``), the body is
+  ``{"ready": ..., "circuits": {stage: state}}`` with the same status: an open
+  circuit is shown there, and is neither a readiness nor a liveness failure.
 - anything else: 404.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import socket
 import socketserver
@@ -22,7 +26,7 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from prometheus_client.exposition import choose_encoder
@@ -37,6 +41,8 @@ DEFAULT_PORT: Final[int] = 9400
 
 Check = Callable[[], bool]
 """A probe: returns whether the process is healthy (or ready)."""
+Details = Callable[[], dict[str, Any]]
+"""More for `/readyz`'s JSON body (e.g. `{"circuits": {stage: state}}`)."""
 
 
 class _Server(ThreadingHTTPServer):
@@ -45,8 +51,14 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(
-        self, address: tuple[str, int], metrics: Metrics, ready: Check, healthy: Check
+        self,
+        address: tuple[str, int],
+        metrics: Metrics,
+        ready: Check,
+        healthy: Check,
+        details: Details | None = None,
     ) -> None:
+        self.details = details
         self.metrics = metrics
         self.ready = ready
         self.healthy = healthy
@@ -87,6 +99,8 @@ class _Handler(BaseHTTPRequestHandler):
                 "unhealthy: the processing loop is not running, or has made no progress "
                 "for longer than its stall timeout",
             )
+        elif path == "/readyz" and self._wants_json():
+            self._readiness_json()
         elif path == "/readyz":
             self._probe(self.server.ready, "ready", "not ready: starting, restoring or stopping")
         else:
@@ -101,6 +115,20 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(200, f"{ok}\n".encode())
         else:
             self._reply(503, f"{failing}\n".encode())
+
+    def _wants_json(self) -> bool:
+        return "application/json" in self.headers.get("Accept", "") or "format=json" in (
+            urlsplit(self.path).query
+        )
+
+    def _readiness_json(self) -> None:
+        """`/readyz` as JSON: `{"ready": ..., "circuits": {stage: state}}`; same status as text."""
+        try:
+            ready = bool(self.server.ready())
+        except Exception:
+            ready = False
+        body = {"ready": ready, **(self.server.details() if self.server.details else {})}
+        self._reply(200 if ready else 503, (json.dumps(body) + "\n").encode(), "application/json")
 
     def _reply(
         self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8"
@@ -132,7 +160,9 @@ class MetricsServer:
         *,
         ready: Check | None = None,
         healthy: Check | None = None,
+        details: Details | None = None,
     ) -> None:
+        self._details = details
         self.metrics = metrics
         self.host = host
         self._requested_port = port
@@ -160,7 +190,11 @@ class MetricsServer:
         server_class = _Server6 if ":" in self.host else _Server
         try:
             server = server_class(
-                (self.host, self._requested_port), self.metrics, self._ready, self._healthy
+                (self.host, self._requested_port),
+                self.metrics,
+                self._ready,
+                self._healthy,
+                self._details,
             )
         except OSError as e:
             if e.errno == errno.EADDRINUSE:

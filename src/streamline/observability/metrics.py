@@ -267,6 +267,7 @@ class Metrics:
         rebalances = counter("rebalances_total", "Rebalance callbacks, by kind.", "kind")
         self._rebalances = {kind: rebalances.child(kind) for kind in REBALANCE_KINDS}
         self.stores: Final[StoreMetrics] = StoreMetrics(gauge, counter)
+        self.calls: Final[CallMetrics] = CallMetrics(gauge, counter, histogram)
         self.standby: Final[StandbyMetrics] = StandbyMetrics(gauge)
         self._assigned = gauge("assigned_partitions", "Input partitions held.").child()
         self._ready_gauge = gauge("ready", "1 while the topology is processing, else 0.").child()
@@ -570,3 +571,53 @@ class QualityMetrics:
             ratio = self._ratios[(kind, label)] = SlidingRatio()
             family.child(label).set_function(ratio.value)
         return ratio
+
+
+CALL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class CallMetrics:
+    """The calls of maps to the outside world: in flight, their duration, circuits.
+
+    ``streamline_circuit_state`` is 0 closed, 1 half-open, 2 open.
+    """
+
+    def __init__(
+        self,
+        gauge: _GaugeFactory,
+        counter: _CounterFactory,
+        histogram: Callable[..., _Family[Histogram]],
+    ) -> None:
+        self._inflight = gauge("stage_inflight", "Calls of a map stage in flight.", "stage")
+        self._seconds = histogram(
+            "call_seconds", "Time one call of a map took (per call).", CALL_BUCKETS, "stage"
+        )
+        self._state = gauge(
+            "circuit_state", "A map's circuit: 0 closed, 1 half-open, 2 open.", "stage"
+        )
+        self._transitions = counter(
+            "circuit_transitions_total", "Changes of a map's circuit, by new state.", "stage", "to"
+        )
+        self._throttled = counter(
+            "throttled_seconds_total", "Time a map's calls waited for its rate limit.", "stage"
+        )
+
+    def throttled(self, stage: str, seconds: float) -> None:
+        self._throttled.child(stage).inc(seconds)
+
+    def inflight(self, stage: str, n: int) -> None:
+        self._inflight.child(stage).set(n)
+
+    def observe(self, stage: str, durations: list[float]) -> None:
+        """One observation per call."""
+        child = self._seconds.child(stage)
+        for seconds in durations:
+            child.observe(seconds)
+
+    def circuit(self, stage: str, to: str, value: int) -> None:
+        """The circuit of `stage` moved to `to` (`value` its gauge value)."""
+        self._state.child(stage).set(value)
+        self._transitions.child(stage, to).inc()
+
+    def circuit_state(self, stage: str, value: int) -> None:
+        self._state.child(stage).set(value)

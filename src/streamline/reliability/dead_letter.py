@@ -28,6 +28,9 @@ MAP = "map"
 SINK = "sink"
 LATE = "late"
 INTEGRITY = "integrity"  # the value bytes don't match their streamline.checksum header
+CIRCUIT_OPEN = (
+    "circuit_open"  # a map's circuit was open: no call, the record waits in the retry topic
+)
 
 MAX_MESSAGE = 2000
 FAILURE_HEADER_KEYS = frozenset(
@@ -54,6 +57,7 @@ class Failure:
     stage: str
     rule: str | None = None
     attempts: int = 1
+    retry_after_ms: int = 0  # circuit_open: when the circuit may let calls through again
 
 
 def failure_headers(

@@ -11,6 +11,7 @@
 - `operators`: the stateful-operator interface; `windowed` is window state, one implementation;
 - `collector`: every write, through one producer; `commit`: the commit cycle, and
   `transaction`: what the open transaction holds;
+- `calls`: a map whose calls run concurrently (async or threads), per-key ordered;
 - `failures`: retry, dead-letter and late records; `retry_gate`: holding retry partitions;
 - `repartition`: keyed records and watermark markers upstream of a repartition;
 - `health`: liveness, readiness, heartbeats and lag; `offsets`: assignment and offsets;

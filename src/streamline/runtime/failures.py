@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from streamline import headers as h
-from streamline.reliability.dead_letter import LATE, MAP, Failure
+from streamline.reliability.dead_letter import CIRCUIT_OPEN, LATE, MAP, Failure
 from streamline.runtime.collector import RecordCollector
 from streamline.runtime.pipeline import Pipeline
 from streamline.runtime.record import Record
@@ -45,7 +45,9 @@ class FailedRecords:
     def send(self, failures: list[tuple[Record, Failure]], txn: Transaction) -> None:
         """Retries or dead-letters every failure of a batch, in order."""
         for record, failure in failures:
-            if failure.error_type == MAP and self._retrying:
+            if failure.error_type == CIRCUIT_OPEN:
+                self._wait_for_circuit(record, failure, txn)
+            elif failure.error_type == MAP and self._retrying:
                 self._retry_or_dead_letter(record, failure, txn)
             else:
                 self.dead_letter(record, failure, txn)
@@ -62,6 +64,17 @@ class FailedRecords:
         extra = [(h.WATERMARK, str(watermark).encode())]
         self._collector.send_failed(record, failure, self._late_topic, extra)
         txn.late += 1
+
+    def _wait_for_circuit(self, record: Record, failure: Failure, txn: Transaction) -> None:
+        """To the retry topic until the circuit may close; not a pass (it was not called)."""
+        passes = record.header(h.RETRY_TOPIC_ATTEMPTS) or b"0"
+        total = int(record.header(h.ATTEMPTS) or b"0") + failure.attempts
+        not_before = int(self._clock() * 1000 + failure.retry_after_ms)
+        extra = [(h.RETRY_TOPIC_ATTEMPTS, passes), (h.RETRY_NOT_BEFORE, str(not_before).encode())]
+        partition = record.origin()[1] if self._colocated else -1
+        counted = replace(failure, attempts=total)
+        self._collector.send_failed(record, counted, self._retry_topic, extra, partition)
+        txn.retries += 1
 
     def _retry_or_dead_letter(self, record: Record, failure: Failure, txn: Transaction) -> None:
         passes = int(record.header(h.RETRY_TOPIC_ATTEMPTS) or b"0")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from streamline.observability.metrics import Metrics
 from streamline.reliability.dead_letter import Failure
 from streamline.reliability.retry import RetryPolicy
+from streamline.runtime.calls import map_stage
 from streamline.runtime.record import Record
 from streamline.runtime.stages import (
     Decode,
@@ -56,7 +57,7 @@ class Pipeline:
     """Outputs carry `streamline.checksum` (`sink.checksum: true`)."""
     warns: bool = False
     """Some validate stage has warn rules: outputs may carry `streamline.quality.warnings`."""
-    reporting: list[Validate | TrackNulls] = field(default_factory=list)
+    reporting: list[Validate | TrackNulls | Map] = field(default_factory=list)
     """Stages with counts for the metrics, reported once per batch."""
 
     @classmethod
@@ -107,7 +108,7 @@ class Pipeline:
                 stages.append(Filter(cs.path, cs.expressions["filter"]))
             elif isinstance(stage, MapStage):
                 assert cs.function is not None
-                stages.append(Map(cs.path, cs.function, policy))
+                stages.append(map_stage(cs.path, cs.function, stage.spec, policy))
             elif isinstance(stage, KeyByStage):
                 key = stage.key_by
                 if isinstance(key, str):
@@ -131,7 +132,7 @@ class Pipeline:
             repartition=resources.needs_repartition,
             sink_checksum=topology.sink.checksum,
             warns=warns,
-            reporting=[s for s in stages if isinstance(s, Validate | TrackNulls)],
+            reporting=[s for s in stages if isinstance(s, Validate | TrackNulls | Map)],
         )
 
     @property

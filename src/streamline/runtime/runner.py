@@ -16,6 +16,7 @@ from streamline.kafka.admin import (
 from streamline.kafka.connection import Connection
 from streamline.observability.http import MetricsServer
 from streamline.observability.metrics import Metrics
+from streamline.runtime.calls import circuits
 from streamline.runtime.internal_topics import create_internal_topics
 from streamline.runtime.pipeline import Pipeline
 from streamline.runtime.processor import Processor, RunOptions
@@ -58,6 +59,7 @@ def run_topology(
         port=metrics_port,
         ready=lambda: processor.ready,
         healthy=processor.healthy,
+        details=lambda: {"circuits": circuits(pipeline.stages)},
     )
     server.start()
     stop = stop or threading.Event()

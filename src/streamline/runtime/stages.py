@@ -272,6 +272,7 @@ class Map:
         self.policy = policy
         self.on_retry = on_retry
         self.progressed_at = 0.0  # when the last call returned or failed (the loop's liveness)
+        self.retries = 0  # in-line retries since the last report
 
     def process(self, batch: list[Record], failed: Failed, dropped: Dropped) -> list[Record]:
         out = []
@@ -302,7 +303,14 @@ class Map:
 
     def _retried(self, attempt: int, error: BaseException) -> None:
         self.progressed_at = time.monotonic()
+        self.retries += 1
         self.on_retry()
+
+    def report(self, metrics: Metrics) -> None:
+        """Counts the in-line retries since the last report in `streamline_retries_total`."""
+        if self.retries:
+            metrics.retry(self.name, self.retries)
+            self.retries = 0
 
 
 class KeyBy:

@@ -375,10 +375,22 @@ def callable_name(function: Callable[..., Any]) -> str:
 class MapSpec(StrictModel):
     """`- map: {fn: module:function, ...}`: the mapping form of a map stage.
 
-    `fn` is the only setting so far; `- map: module:function` is its shorthand.
+    `- map: module:function` is the shorthand of `{fn: module:function}`. `concurrency`
+    bounds the calls in flight (an `async def` fn, or a plain fn with `threads`).
     """
 
     fn: Annotated[str | Callable[..., Any], BeforeValidator(_callable_ref)]
+    concurrency: Annotated[int, Field(ge=1, le=4096)] | None = None  # calls: in flight at once
+    threads: Annotated[int, Field(ge=1, le=256)] | None = None  # calls: a plain fn's thread pool
+    timeout: PositiveDuration | None = None  # calls: the longest one call may take
+    retry: StageRetry | None = None  # calls: in-line attempts, instead of the topology's `retry`
+    circuit: CircuitSpec | None = None  # calls: the stage's circuit breaker
+    rate_limit: RateLimitSpec | None = None  # calls: at most per_second, per instance
+
+    @property
+    def in_flight(self) -> int:
+        """Calls in flight at once: `concurrency`, else `threads`, else 1."""
+        return self.concurrency or self.threads or 1
 
     @field_serializer("fn")
     def _fn_as_text(self, value: str | Callable[..., Any]) -> str:
@@ -629,6 +641,49 @@ def _without_unused_options(data: dict[str, Any]) -> dict[str, Any]:
     # where state is kept, not what is computed: the same results with or without standbys
     data.pop("standby_replicas", None)
     return data
+
+
+# --- Calls: a map's timeout, retry and circuit (`stages[].map.*`) ------------------------
+
+DEFAULT_TRANSACTION_TIMEOUT_MS = 30_000
+"""The producer's `transaction.timeout.ms` that `streamline run` sets."""
+
+
+class StageRetry(StrictModel):
+    """A map's own in-line attempts and backoff (`stages[].map.retry`), instead of `retry`'s."""
+
+    attempts: Annotated[int, Field(ge=1)] = 3
+    backoff: Backoff = Backoff()
+
+
+def _rate(value: object) -> object:
+    """`50%` or `0.5`: a share of calls."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            return float(value.strip()[:-1]) / 100
+        except ValueError:
+            raise ValueError(
+                f"expected a percentage like 50% or a share like 0.5, got {value!r}"
+            ) from None
+    return value
+
+
+class CircuitSpec(StrictModel):
+    """`circuit:` on a map: stop calling a dependency that mostly fails, and wait in the retry topic."""
+
+    failure_rate: Annotated[float, BeforeValidator(_rate), Field(gt=0, le=1)] = 0.5
+    min_calls: Annotated[int, Field(ge=1)] = 20
+    window: PositiveDuration = 30_000
+    open_for: PositiveDuration = 10_000
+    probes: Annotated[int, Field(ge=1)] = 3
+    on_open: Literal["retry_topic", "pause"] = "retry_topic"
+
+
+class RateLimitSpec(StrictModel):
+    """`rate_limit:` on a map: a token bucket per instance, `per_second` calls, `burst` at once."""
+
+    per_second: Annotated[float, Field(gt=0)]
+    burst: Annotated[int, Field(ge=1)] = 1
 
 
 # --- standby replicas ------------------------------------------------------------------

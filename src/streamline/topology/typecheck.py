@@ -29,6 +29,7 @@ from streamline.topology.durations import format_duration
 from streamline.topology.errors import Problem, TopologyError
 from streamline.topology.expressions import Expression, ExpressionError, compile_expression
 from streamline.topology.model import (
+    DEFAULT_TRANSACTION_TIMEOUT_MS,
     WINDOW_BOUNDS,
     AggregateCall,
     FilterStage,
@@ -283,7 +284,67 @@ def _check_map(checker: _Checker, path: str, stage: MapStage) -> MapFunction | N
         return None
     except ValueError:
         pass  # builtins without a signature: trust them
+    if not _calls_fit(checker, path, stage, function):
+        return None
     return function
+
+
+def _calls_fit(checker: _Checker, path: str, stage: MapStage, function: MapFunction) -> bool:
+    """`threads` runs a plain function; a plain function runs concurrently only in threads."""
+    spec = stage.spec
+    if inspect.iscoroutinefunction(function):
+        if spec.threads is not None:
+            checker.problem(
+                f"{path}.threads",
+                f"{stage.reference} is async def: its calls share the event loop, "
+                "threads run plain functions; remove threads",
+            )
+            return False
+    elif (spec.concurrency or 1) > 1 and spec.threads is None:
+        checker.problem(
+            f"{path}.concurrency",
+            f"{stage.reference} is a plain function: set threads: N to run "
+            f"{spec.concurrency} calls at once in a thread pool, or make it async def",
+        )
+        return False
+    circuit = spec.circuit
+    if circuit is not None and circuit.on_open == "pause":
+        checker.problem(
+            f"{path}.circuit.on_open",
+            "pause is not supported yet; on_open: retry_topic sends the records to the retry "
+            "topic while the circuit is open",
+        )
+        return False
+    if circuit is not None and checker.topology.retry.topic_attempts < 1:
+        checker.problem(
+            f"{path}.circuit",
+            "an open circuit sends its records to the retry topic to wait: set "
+            "retry.topic_attempts to 1 or more",
+        )
+        return False
+    return _retry_budget_fits(checker, path, stage)
+
+
+def _retry_budget_fits(checker: _Checker, path: str, stage: MapStage) -> bool:
+    """With a `timeout`, a record's in-line attempts end well inside the transaction timeout."""
+    spec = stage.spec
+    if spec.timeout is None:
+        return True
+    retry = spec.retry or checker.topology.retry
+    budget = retry.attempts * (spec.timeout + retry.backoff.max)
+    limit = DEFAULT_TRANSACTION_TIMEOUT_MS // 2
+    if budget <= limit:
+        return True
+    where = f"{path}.retry" if spec.retry else "retry"
+    checker.problem(
+        f"{path}.timeout",
+        f"the in-line retry budget, {retry.attempts} attempts x ({spec.timeout} ms timeout + "
+        f"{retry.backoff.max} ms longest backoff) = {budget} ms, does not fit well inside the "
+        f"transaction timeout ({DEFAULT_TRANSACTION_TIMEOUT_MS} ms): keep it within {limit} ms "
+        f"(fewer attempts in {where}, a shorter timeout or backoff.max); a record that "
+        "exhausts its attempts goes to the retry topic",
+    )
+    return False
 
 
 def _check_key(
