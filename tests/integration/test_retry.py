@@ -123,4 +123,5 @@ def test_inline_retry_retry_topic_and_dead_letter(
     assert report["totals"] == {
         "inputs": len(ids), "outputs": len(ids) - 1, "dead_letters": 1, "late": 0,
         "retry_waiting": 0, "dropped": 0, "unexplained": 0,
+        "in_windows": 0, "open_windows": 0,
     }  # fmt: skip
