@@ -222,6 +222,7 @@ class Scenario:
     pause_s: float = 0.0
     pause_unmoved_s: float | None = None
     pause_moved_s: float | None = None
+    pause_by_partition: dict[int, float] = field(default_factory=dict)
     restores: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
@@ -233,6 +234,7 @@ class Scenario:
             "restore_s": round(max((r["seconds"] for r in self.restores), default=0.0), 2),
             "restore_total_s": round(sum(r["seconds"] for r in self.restores), 2),
             "restored_records": sum(r["records"] for r in self.restores),
+            "output_pause_by_partition_s": self.pause_by_partition,
             "restores": self.restores,
         }
         if self.pause_moved_s is not None:
@@ -368,6 +370,7 @@ class Bench:
             for p in range(self.args.partitions)
         }
         scenario.pause_s = max(gaps.values())
+        scenario.pause_by_partition = {p: round(g, 2) for p, g in gaps.items()}
         if scenario.name == "d":
             moved = [p for p in gaps if before.get(p) != owner.get(p)]
             stayed = [p for p in gaps if p not in moved]
