@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cluster import KEEP, LOG_APPEND, OutputRecord
+from bench.joins import W4_STAGES, W4_TABLES, enriched_row, table_topic
 from bench.report import Row
 from bench.workload import (
     CLOSING_PREFIX,
@@ -28,12 +29,13 @@ VENVS = ROOT / "bench" / ".venvs"
 # which workloads each system has, and why not the others
 SUPPORTED: dict[str, dict[str, str | None]] = {
     "bare": {"W0": None, "W0-tx": None},
-    "streamline": {"W1": None, "W2": None, "W3": None},
-    "quix": {"W1": None, "W2": None, "W3": None},
+    "streamline": {"W1": None, "W2": None, "W3": None, "W4": None},
+    "quix": {"W1": None, "W2": None, "W3": None, "W4": None},
     "faust": {
         "W1": None,
         "W2": None,
         "W3": "faust has tumbling and hopping windows only, no session windows",
+        "W4": "faust has no stream-table join",
     },
 }
 
@@ -49,7 +51,7 @@ sources:
     partitioned_by: customer_id
     watermark:
       max_out_of_orderness: 0s
-stages:
+{tables}stages:
 {stages}
 sink:
   topic: {sink}
@@ -122,7 +124,8 @@ class Context:
                 "STREAMLINE_BOOTSTRAP_SERVERS": self.bootstrap,
                 "STREAMLINE_SCHEMAS": str(self.schemas),
                 "PYTHONUNBUFFERED": "1",
-                "PYTHONPATH": str(ROOT),
+                # this checkout's streamline, whichever one the environment has installed
+                "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")]),
             }
         )
         return env
@@ -160,8 +163,12 @@ def make_launch(ctx: Context, system: str, workload: str, source: str, tag: str)
                       decode_passthrough, topics=outputs, commit_interval_ms=ci)  # fmt: skip
 
     if system == "streamline":
+        tables = ""
         if workload == "W1":
             stages, sink_schema = W1_STAGES, "com.example.PaidOrder"
+        elif workload == "W4":
+            stages, sink_schema = W4_STAGES, "com.example.EnrichedOrder"
+            tables = W4_TABLES.format(table=table_topic(source))
         else:
             window = (
                 f"tumbling: {WINDOW_MS}ms"
@@ -177,7 +184,7 @@ def make_launch(ctx: Context, system: str, workload: str, source: str, tag: str)
         topology.write_text(
             STREAMLINE_TOPOLOGY.format(
                 name=name, source=source, sink=output, sink_schema=sink_schema,
-                stages=stages.rstrip("\n"), commit_interval_ms=ci,
+                stages=stages.rstrip("\n"), commit_interval_ms=ci, tables=tables,
             )
         )  # fmt: skip
         codec = ctx.codec(sink_schema)
@@ -186,6 +193,8 @@ def make_launch(ctx: Context, system: str, workload: str, source: str, tag: str)
             rec = codec.decode(r.value)
             if workload == "W1":
                 return rec["order_id"], paid_row(rec)
+            if workload == "W4":
+                return rec["order_id"], enriched_row(rec, rec["segment"], rec["customer_country"])
             if not _not_closing(rec["customer_id"]):
                 return None
             row = window_row(
@@ -209,12 +218,17 @@ def make_launch(ctx: Context, system: str, workload: str, source: str, tag: str)
         "--output", output, "--group", name, "--state-dir", str(state),
         "--schema", str(ctx.schemas / "order.avsc"), "--commit-interval-ms", str(ci),
     ]  # fmt: skip
+    if workload == "W4":
+        common += ["--table", table_topic(source),
+                   "--table-schema", str(ctx.schemas / "customer.avsc")]  # fmt: skip
     if system == "quix":
 
         def decode_quix(r: OutputRecord) -> tuple[Any, Row] | None:
             rec = json.loads(r.value or b"null")
             if workload == "W1":
                 return rec["order_id"], paid_row(rec)
+            if workload == "W4":
+                return rec["order_id"], enriched_row(rec, rec["segment"], rec["customer_country"])
             key = (r.key or b"").decode()
             if not _not_closing(key):
                 return None

@@ -16,7 +16,7 @@ from typing import Any
 Row = tuple[Any, ...]
 
 SYSTEMS = ("bare", "streamline", "quix", "faust")
-WORKLOADS = ("W0", "W0-tx", "W1", "W2", "W3")
+WORKLOADS = ("W0", "W0-tx", "W1", "W2", "W3", "W4")
 SYSTEM_TITLES = {
     "bare": "confluent-kafka loop",
     "streamline": "streamline",
@@ -29,6 +29,7 @@ WORKLOAD_TITLES = {
     "W1": "W1 validate+filter+map",
     "W2": "W2 tumbling count+sum",
     "W3": "W3 session count+sum",
+    "W4": "W4 stream-table join (as of)",
 }
 
 
@@ -127,6 +128,15 @@ def targets(cells: Sequence[Cell]) -> list[Target]:
                 None if r is None else r >= goal,
             )
         )
+    r = ratio(_throughput(cells, "streamline", "W4"), _throughput(cells, "quix", "W4"))
+    out.append(
+        Target(
+            "W4 streamline / Quix Streams",
+            _fmt_ratio(r),
+            "≥ 2x",
+            None if r is None else r >= 2.0,
+        )
+    )
     r = ratio(_throughput(cells, "streamline", "W1"), _throughput(cells, "bare", "W0-tx"))
     out.append(
         Target(

@@ -44,6 +44,7 @@ from bench.cluster import (
     end_offsets,
     produce_all,
 )
+from bench.joins import CustomerTable, table_topic
 from bench.launch import ROOT, SUPPORTED, Context, Launch, make_launch
 from bench.process import SystemProcess
 from bench.report import (
@@ -117,6 +118,14 @@ METHOD = """
   moment the run was seen complete, per million of the events counted for throughput.
   Peak RSS: the largest sum of RSS over the process tree, sampled every 200 ms over the
   whole run.
+- W4 (stream-table join): a customers topic of 10,000 customers (the orders' keys are 1,000
+  of them) with 20,000 versions (one per customer valid from before the first order, then
+  10,000 updates valid from inside the orders' event-time range), produced before the run
+  in the orders' partitions and timestamped with `updated_at`. streamline reads it as a
+  versioned table (`join` stage; the load happens at assignment, before the first commit);
+  Quix Streams uses its own `join_asof` (inner), ordering the two topics of a partition by
+  timestamp. Checked tuple: (order_id, customer_id, amount, created_at, segment, country),
+  the customer's version as of the order's `created_at`, computed by the harness.
 - Latency: a fresh input topic per system, fed at a fixed rate (default 5,000 events/s for
   20 s) once the system's group is stable; `created_at` is the wall-clock time the event was
   handed to the producer. Latency = the moment a read_committed consumer in the harness
@@ -188,10 +197,13 @@ def produce_input(
     expectation = Expectation()
     passthrough: list[Row] = []
     base_ms = int(time.time() * 1000) - 2 * 3_600_000
+    stream = OrderStream(events, base_ms)
+    table = produce_table(connection, table_topic(topic), stream.base_ms, events, store)
 
     def records() -> Any:
-        for partition, key, record in OrderStream(events, base_ms):
+        for partition, key, record in stream:
             expectation.add(record)
+            table.add(record)
             passthrough.append((record["order_id"], record["created_at"]))
             yield partition, key.encode(), codec.encode(record, check=False), record["created_at"]
 
@@ -209,9 +221,28 @@ def produce_input(
         "W1": (e.paid, checksum(e.paid), len(e.paid)),
         "W2": (windows, checksum(windows), len(windows)),
         "W3": (e.sessions, checksum(e.sessions), len(e.sessions)),
+        "W4": (table.expected, checksum(table.expected), len(table.expected)),
     }
     expected["W0-tx"] = expected["W0"]
     return expected, n
+
+
+def produce_table(
+    connection: Connection, topic: str, base_ms: int, events: int, store: SchemaStore
+) -> CustomerTable:
+    """W4's customers: every version, in the orders' partitions, timestamped `updated_at`."""
+    codec = AvroCodec(store, store.get("com.example.Customer"))
+    table = CustomerTable(base_ms, events)
+    create(connection, {topic: (PARTITIONS, KEEP)})
+    produce_all(
+        connection,
+        topic,
+        (
+            (p, key.encode(), codec.encode(row, check=False), row["updated_at"])
+            for p, key, row in table.records()
+        ),
+    )
+    return table
 
 
 def run_throughput(
@@ -546,7 +577,8 @@ def main() -> int:
         expected, produced = produce_input(connection, source, args.events, ctx.store, progress)
         progress(
             f"produced {produced:,} events; expected W1 {expected['W1'][2]:,} records, "
-            f"W2 {expected['W2'][2]:,} windows, W3 {expected['W3'][2]:,} sessions"
+            f"W2 {expected['W2'][2]:,} windows, W3 {expected['W3'][2]:,} sessions, "
+            f"W4 {expected['W4'][2]:,} enriched orders"
         )
         for system, workload in plan:
             progress(f"{system} {workload}: starting")

@@ -36,9 +36,26 @@ def event_time(value: Any, _headers: Any, _timestamp: float, _kind: Any) -> int:
     return int(value["created_at"])
 
 
+def updated_at(value: Any, _headers: Any, _timestamp: float, _kind: Any) -> int:
+    return int(value["updated_at"])
+
+
+def enriched(order: dict[str, Any], customer: dict[str, Any]) -> dict[str, Any]:
+    """W4's output: the order with its customer's segment and country as of its time."""
+    return {
+        "order_id": order["order_id"],
+        "customer_id": order["customer_id"],
+        "amount": order["amount"],
+        "currency": order["currency"],
+        "created_at": order["created_at"],
+        "segment": customer["segment"],
+        "customer_country": customer["country"],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--workload", choices=["W1", "W2", "W3"], required=True)
+    parser.add_argument("--workload", choices=["W1", "W2", "W3", "W4"], required=True)
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--input", required=True)
     parser.add_argument("--output", required=True)
@@ -46,6 +63,8 @@ def main() -> None:
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("--schema", type=Path, required=True)
     parser.add_argument("--commit-interval-ms", type=int, default=100)
+    parser.add_argument("--table", help="W4: the customers topic")
+    parser.add_argument("--table-schema", type=Path, help="W4: the customers' schema")
     args = parser.parse_args()
 
     app = Application(
@@ -71,6 +90,14 @@ def main() -> None:
         sdf = sdf.filter(is_valid)
         sdf = sdf.filter(lambda order: order["status"] == "PAID")
         sdf = sdf.apply(to_eur)
+    elif args.workload == "W4":
+        customers = app.topic(
+            args.table,
+            key_deserializer="str",
+            value_deserializer=SingleObjectAvro(args.table_schema),
+            timestamp_extractor=updated_at,
+        )
+        sdf = sdf.join_asof(app.dataframe(customers), how="inner", on_merge=enriched)
     elif args.workload == "W2":
         sdf = (
             sdf.tumbling_window(WINDOW_MS)

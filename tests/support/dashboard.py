@@ -179,6 +179,9 @@ def exercised_metrics(topology: str = "t") -> Metrics:
         "stages[0].validate", {("positive", "error"): 1, ("has_email", "warn"): 2}, 10, 7
     )
     m.quality.nulls("email", 2, 10)
+    m.tables.set_records("customers", 10)
+    m.tables.set_lag("customers", 0, 0)
+    m.tables.missed("stages[0].join", 1)
     m.calls.inflight("stages[1].map", 3)
     m.calls.observe("stages[1].map", [0.02])
     m.calls.circuit("stages[1].map", "open", 2)

@@ -10,6 +10,7 @@ from streamline import headers as h
 from streamline.reliability.dead_letter import Failure
 from streamline.runtime.offsets import Offsets
 from streamline.runtime.record import Record
+from streamline.runtime.table_operator import TableState
 from streamline.runtime.task_manager import TaskManager
 from streamline.runtime.transaction import Transaction
 from streamline.runtime.windowed import SourceWatermarks
@@ -25,7 +26,10 @@ class FakeTask:
 
 def manager(*partitions: int) -> tuple[TaskManager, list[tuple[int, list[int]]]]:
     pipeline: Any = SimpleNamespace(
-        topology=SimpleNamespace(retry_topic="t.retry"), windowed=False, repartition=False
+        topology=SimpleNamespace(retry_topic="t.retry"),
+        windowed=False,
+        repartition=False,
+        tables=TableState([]),
     )
     m = TaskManager(
         pipeline, Path("."), None, None, Offsets(), SourceWatermarks(0, 0),  # type: ignore[arg-type]

@@ -24,9 +24,10 @@ def rejection(path: Path) -> str:
     return str(caught.value)
 
 
-def test_there_are_four_example_topologies() -> None:
+def test_there_are_five_example_topologies() -> None:
     assert [p.stem for p in EXAMPLES] == [
         "click-sessions",
+        "orders-enriched",
         "paid-orders",
         "revenue-per-minute",
         "sensor-averages",
@@ -136,7 +137,7 @@ comit_interval: 100ms
         f"{path}:10: sink.key: unknown key; expected one of: topic, schema, checksum",
         f"{path}:11: comit_interval: unknown key (did you mean 'commit_interval'?); expected one "
         "of: apiVersion, name, version, sources, stages, sink, guarantee, commit_interval, retry, "
-        "dead_letter_topic, late_topic, freshness, lineage, quality, standby_replicas",
+        "dead_letter_topic, late_topic, freshness, lineage, quality, tables, standby_replicas",
     ]
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from streamline.cli.console import out
+from streamline.cli.console import err, out
 from streamline.cli.options import BootstrapOpt, KafkaConfigOpt, SchemasOpt, checked_and_connected
 
 topics_app = typer.Typer(help="Topics of a topology.")
@@ -25,6 +25,7 @@ def topics_create(
     """Create the source, sink and owned topics (dlq, retry, late, changelog, lineage, heartbeats)."""
     from streamline.kafka.admin import create_topics, existing_topics
     from streamline.ops.topics import topology_topics
+    from streamline.topology.resources import resources_of
 
     checked, connection = checked_and_connected(topology, schemas, bootstrap_servers, kafka_config)
     existing = existing_topics(connection)
@@ -35,3 +36,9 @@ def topics_create(
         count = existing.get(name, wanted_count)
         extra = " (compacted)" if "compact" in configs.get("cleanup.policy", "") else ""
         out.print(f"{state:8} {name} [{count} partitions]{extra}", markup=False)
+    counts = {**{n: c for n, (c, _) in wanted.items()}, **existing}
+    problems = resources_of(checked.topology).copartitioning_problems(counts)
+    for problem in problems:
+        err.print(f"error: {problem}", markup=False)
+    if problems:
+        raise typer.Exit(1)

@@ -267,6 +267,7 @@ class Metrics:
         rebalances = counter("rebalances_total", "Rebalance callbacks, by kind.", "kind")
         self._rebalances = {kind: rebalances.child(kind) for kind in REBALANCE_KINDS}
         self.stores: Final[StoreMetrics] = StoreMetrics(gauge, counter)
+        self.tables: Final[TableMetrics] = TableMetrics(gauge, counter)
         self.calls: Final[CallMetrics] = CallMetrics(gauge, counter, histogram)
         self.standby: Final[StandbyMetrics] = StandbyMetrics(gauge)
         self._assigned = gauge("assigned_partitions", "Input partitions held.").child()
@@ -506,6 +507,38 @@ class StoreMetrics:
         """Stops exporting the gauges of a closed ``store``/``partition`` (counters are kept)."""
         self._state_keys.remove(store, partition)
         self._restore_remaining.remove(store, partition)
+
+
+class TableMetrics:
+    """Tables and joins: rows held, how far each table partition is behind its topic, misses."""
+
+    def __init__(self, gauge: _GaugeFactory, counter: _CounterFactory) -> None:
+        self._records = gauge(
+            "table_records",
+            "Rows a table holds on this instance (of a versioned table: versions), estimated.",
+            "table",
+        )
+        self._lag = gauge(
+            "table_lag",
+            "Offsets of a table partition's topic not yet read into the table.",
+            "table",
+            "partition",
+        )
+        self._misses = counter(
+            "join_misses_total", "Records a join stage found no table row for.", "stage"
+        )
+
+    def set_records(self, table: str, n: int) -> None:
+        self._records.child(table).set(n)
+
+    def set_lag(self, table: str, partition: int, n: int) -> None:
+        self._lag.child(table, partition).set(n)
+
+    def remove_partition(self, table: str, partition: int) -> None:
+        self._lag.remove(table, partition)
+
+    def missed(self, stage: str, n: int) -> None:
+        self._misses.child(stage).inc(n)
 
 
 class StandbyMetrics:

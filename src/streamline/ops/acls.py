@@ -38,6 +38,10 @@ def topology_acls(topology: Topology) -> list[Acl]:
         for op in t.operations
     ]
     acls.append(Acl("GROUP", resources.group_id, "LITERAL", "READ", "consumer group"))
+    if resources.table_topics:
+        acls.append(
+            Acl("GROUP", resources.tables_group, "LITERAL", "READ", "tables' read positions")
+        )
     if resources.windowed:
         acls.append(
             Acl(

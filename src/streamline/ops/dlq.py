@@ -46,6 +46,7 @@ from streamline.kafka.admin import require_topics
 from streamline.kafka.connection import Connection
 from streamline.ops.consume import RecordPrinter
 from streamline.reliability.dead_letter import FAILURE_HEADER_KEYS
+from streamline.runtime.table_operator import TABLE_DECODE
 from streamline.topology import Topology
 from streamline.topology.resources import resources_of
 
@@ -436,7 +437,16 @@ def replay_dead_letters(
     error_type: str | None = None,
     dry_run: bool = False,
 ) -> ReplayReport:
-    """Re-produces the not yet replayed dead letters of `error_type` (None: all) to the source."""
+    """Re-produces the not yet replayed dead letters of `error_type` (None: all) to the source.
+
+    `table_decode` dead letters are never replayed: they came from a table's topic, and
+    are fixed by writing the row there again.
+    """
+    if error_type == TABLE_DECODE:
+        raise StreamlineError(
+            "table_decode dead letters came from a table's topic, not a source: write the row "
+            "to the table's topic again (fixed) instead of replaying it"
+        )
     dlq = topology.dead_letter_topic
     source_topics = [s.topic for s in topology.sources]
     counts = require_topics(connection, [dlq, *source_topics])
@@ -454,7 +464,8 @@ def replay_dead_letters(
             # from the beginning, to report what earlier replays took
             for letter in reader.read():
                 kind = letter.error_type
-                if error_type is not None and kind != error_type:
+                if (error_type is not None and kind != error_type) or kind == TABLE_DECODE:
+                    # a table's bad record belongs to the table's topic, not a source
                     report.other_types[kind] += 1
                     continue
                 if positions.replayed(letter):

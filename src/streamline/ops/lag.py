@@ -37,15 +37,26 @@ class PartitionLag:
 
 
 def topology_lag(connection: Connection, topology: Topology) -> list[PartitionLag]:
-    """Committed offset, end offset and lag of every partition the topology consumes."""
+    """Committed offset, end offset and lag of every partition the topology consumes.
+
+    A table's partitions come after the sources: their offset is how far the instance
+    holding them has read the table's topic (published in `<group>.tables`).
+    """
+    resources = resources_of(topology)
     topics = [s.topic for s in topology.sources]
-    counts = require_topics(connection, topics)
+    tables = list(resources.table_topics)
+    counts = require_topics(connection, [*topics, *tables])
     partitions = [TopicPartition(t, p) for t in topics for p in range(counts[t])]
+    table_partitions = [TopicPartition(t, p) for t in tables for p in range(counts[t])]
     committed = {
         key: tp.offset
         for key, tp in committed_offsets(connection, topology.group_id, partitions).items()
     }
-    group = resources_of(topology).side_group("lag")  # reads end offsets; commits nothing
+    if table_partitions:
+        read = committed_offsets(connection, resources.tables_group, table_partitions)
+        committed.update({key: tp.offset for key, tp in read.items()})
+        partitions += table_partitions
+    group = resources.side_group("lag")  # reads end offsets; commits nothing
     consumer = Consumer(connection.config(**{"group.id": group}, log_level=0))
     try:
         out = []

@@ -14,6 +14,9 @@
 - `calls`: a map whose calls run concurrently (async or threads), per-key ordered;
 - `failures`: retry, dead-letter and late records; `retry_gate`: holding retry partitions;
 - `repartition`: keyed records and watermark markers upstream of a repartition;
+- `table_manager`: loading and following tables (`tables:`); `table_operator`: one table
+  partition in RocksDB, plain or versioned (pure); `tables`: a topology's table settings;
+  `join_operator`: the stream-table join stage;
 - `health`: liveness, readiness, heartbeats and lag; `offsets`: assignment and offsets;
 - pure logic: `pipeline`/`stages` (stateless stages), `record`, `windows`, `watermark`,
   `aggregates`, `window_operator`/`window_state` (windowed aggregation over a store);

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from streamline.observability.metrics import Metrics
 from streamline.reliability.dead_letter import Failure
 from streamline.reliability.retry import RetryPolicy
 from streamline.runtime.calls import map_stage
+from streamline.runtime.join_operator import Join
 from streamline.runtime.record import Record
 from streamline.runtime.stages import (
     Decode,
@@ -23,10 +25,13 @@ from streamline.runtime.stages import (
     Validate,
     VerifyChecksum,
 )
+from streamline.runtime.table_operator import TableState
+from streamline.runtime.tables import table_state
 from streamline.serde import AvroCodec, SchemaStore
 from streamline.topology import CheckedTopology
 from streamline.topology.model import (
     FilterStage,
+    JoinStage,
     KeyByStage,
     MapStage,
     Topology,
@@ -59,11 +64,23 @@ class Pipeline:
     """Some validate stage has warn rules: outputs may carry `streamline.quality.warnings`."""
     reporting: list[Validate | TrackNulls | Map] = field(default_factory=list)
     """Stages with counts for the metrics, reported once per batch."""
+    tables: TableState = field(default_factory=lambda: TableState([]))
+    """The table partitions the join stages look up in (filled by the table manager)."""
 
     @classmethod
-    def from_checked(cls, checked: CheckedTopology, store: SchemaStore) -> Pipeline:
-        """The runnable form of `checked`; `store` resolves writer schemas by fingerprint."""
+    def from_checked(
+        cls,
+        checked: CheckedTopology,
+        store: SchemaStore,
+        metrics: Metrics | None = None,
+        state_dir: Path = Path(".streamline/state"),
+    ) -> Pipeline:
+        """The runnable form of `checked`; `store` resolves writer schemas by fingerprint.
+
+        `metrics` counts join misses and `state_dir` holds the tables (topologies with joins).
+        """
         topology = checked.topology
+        tables = table_state(checked, store, state_dir)
         resources = resources_of(topology)
         source_codec = AvroCodec(store, checked.source_schema)
         retry = topology.retry
@@ -109,6 +126,10 @@ class Pipeline:
             elif isinstance(stage, MapStage):
                 assert cs.function is not None
                 stages.append(map_stage(cs.path, cs.function, stage.spec, policy))
+            elif isinstance(stage, JoinStage):
+                stages.append(
+                    Join(cs.path, stage.join, tables, topology.retry_topic, metrics or Metrics("-"))
+                )
             elif isinstance(stage, KeyByStage):
                 key = stage.key_by
                 if isinstance(key, str):
@@ -133,6 +154,7 @@ class Pipeline:
             sink_checksum=topology.sink.checksum,
             warns=warns,
             reporting=[s for s in stages if isinstance(s, Validate | TrackNulls | Map)],
+            tables=tables,
         )
 
     @property

@@ -42,15 +42,20 @@ def run_topology(
     """
     topology = checked.topology
     connection.check_reachable()
-    pipeline = Pipeline.from_checked(checked, store)
+    metrics = Metrics(topology.name)
+    pipeline = Pipeline.from_checked(checked, store, metrics, options.state_dir)
     if create_topics:
         create_internal_topics(connection, pipeline.resources)
     counts = require_topics(connection, [*pipeline.source_topics, *pipeline.owned_topics])
+    tables = pipeline.resources.table_topics
+    if tables:
+        counts = {**counts, **require_topics(connection, list(tables))}
+        for problem in pipeline.resources.copartitioning_problems(counts):
+            raise StreamlineError(problem)
     if pipeline.windowed:
         require_state_partitions(counts, pipeline.window_input_topic, pipeline.changelog_topic)
         if pipeline.retrying and not pipeline.repartition:
             require_copartitioned(counts, pipeline.window_input_topic, topology.retry_topic)
-    metrics = Metrics(topology.name)
     metrics.set_info(topology.version, checked.fingerprint)
     processor = Processor(pipeline, connection, options, metrics)
     server = MetricsServer(

@@ -29,6 +29,7 @@ from streamline.runtime.parked import ParkedTasks
 from streamline.runtime.pipeline import Pipeline
 from streamline.runtime.record import Record
 from streamline.runtime.standby import StandbyReplicas
+from streamline.runtime.table_manager import TableManager
 from streamline.runtime.task import Task, TaskOutputs, partition_runs
 from streamline.runtime.transaction import Transaction
 from streamline.runtime.windowed import (
@@ -79,6 +80,17 @@ class TaskManager:
             else None
         )
         self.tasks: dict[int, Task] = {}
+        self.tables = (  # the tables' partitions of the assigned numbers, loaded on assignment
+            TableManager(
+                pipeline.tables,
+                connection,
+                metrics,
+                liveness.progressed,
+                pipeline.resources.tables_group,
+            )
+            if pipeline.tables
+            else None
+        )
         self._restore_consumer: Consumer | None = None  # one for every restore of this process
         self._skip_to: dict[TP, int] = {}
         self._parked = ParkedTasks()  # revoked cleanly, open until the next assignment
@@ -172,6 +184,9 @@ class TaskManager:
             self._standby.release(tp.partition for tp in partitions)
         if self.window_settings is not None:
             self._open_tasks(self.window_settings, partitions, rewound)
+        if self.tables is not None:  # loaded before the instance is ready
+            sources = self._pipeline.source_topics
+            self.tables.assign(tp.partition for tp in partitions if tp.topic in sources)
         self._parked.close_except(set(self.tasks))  # their partitions moved away
         if self._standby is not None:
             self._standby.hold(self.tasks)
@@ -203,6 +218,9 @@ class TaskManager:
                 for bound in task.stores:
                     self._metrics.stores.remove_store_partition(bound.spec.name, tp.partition)
         self._metrics.set_assigned_partitions(len(self._offsets.assignment))
+        if self.tables is not None:
+            sources = self._pipeline.source_topics
+            self.tables.revoke(tp.partition for tp in partitions if tp.topic in sources)
 
     def close(self) -> None:
         if self._standby is not None:
@@ -210,6 +228,8 @@ class TaskManager:
         for task in self.tasks.values():
             task.close()
         self.tasks.clear()
+        if self.tables is not None:
+            self.tables.close()
         self._parked.close()
         if self._restore_consumer is not None:
             self._restore_consumer.close()

@@ -45,6 +45,7 @@ from streamline.runtime.windowed import SourceWatermarks, WindowSettings, window
 from streamline.serde import AvroCodec, SchemaStore
 from streamline.serde.codec import DecodeError
 from streamline.testing.memory import Entry, MemoryProducer, Topics
+from streamline.testing.tables import TableFeeder
 from streamline.topology import CheckedTopology, Topology, TopologyBuilder, check_topology
 from streamline.topology.loader import load_topology
 
@@ -165,17 +166,21 @@ class TopologyDriver:
             raise ValueError("partitions must be at least 1")
         self.checked, self.schemas = load_checked(topology, schemas)
         self.topology = self.checked.topology
-        self.pipeline = pipeline = Pipeline.from_checked(self.checked, self.schemas)
-        self.metrics = Metrics(self.topology.name)
-        self.partitions = partitions
-        self.auto_commit = auto_commit
-        self.batch_size = batch_size
-        self._wall_ms = wall_clock_ms
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if state_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="streamline-driver-")
             state_dir = self._tmp.name
         self.state_dir = Path(state_dir)
+        self.metrics = Metrics(self.topology.name)
+        self.pipeline = pipeline = Pipeline.from_checked(
+            self.checked, self.schemas, self.metrics, self.state_dir
+        )
+        self.partitions = partitions
+        self.auto_commit = auto_commit
+        self.batch_size = batch_size
+        self._wall_ms = wall_clock_ms
+        self.tables = TableFeeder(self.topology.name, pipeline.tables, partitions)
+        """`driver.tables.pipe(table, rows)` writes rows to a table's topic."""
         self.topics = Topics(partitions)
         self._source_codec = AvroCodec(self.schemas, self.checked.source_schema)
         self._sink_codec = AvroCodec(self.schemas, self.checked.sink_schema)
@@ -432,6 +437,7 @@ class TopologyDriver:
     def close(self) -> None:
         """Closes the stores and removes the driver's temporary state folder."""
         self.tasks.close(clean=False)
+        self.tables.close()
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None

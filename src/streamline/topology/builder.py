@@ -73,6 +73,7 @@ class TopologyBuilder:
             ),
         }
         self._sources: list[dict[str, Any]] = []
+        self._tables: list[dict[str, Any]] = []
         self._stages: list[dict[str, Any]] = []
         self._sink: dict[str, Any] | None = None
 
@@ -162,6 +163,40 @@ class TopologyBuilder:
         )
         return self
 
+    def table(
+        self,
+        name: str,
+        *,
+        topic: str,
+        schema: str,
+        key: str | None = None,
+        global_: bool | None = None,
+        history: str | None = None,
+        valid_from: str | None = None,
+    ) -> Self:
+        """A `tables:` item; `history` makes it versioned (`versioned: {history: ...}`)."""
+        table: dict[str, Any] = {"name": name, "topic": topic, "schema": schema}
+        table |= _given(key=key, valid_from=valid_from)
+        if global_ is not None:
+            table["global"] = global_
+        if history is not None:
+            table["versioned"] = {"history": history}
+        self._tables.append(table)
+        return self
+
+    def join(
+        self,
+        table: str,
+        *,
+        on: str,
+        fields: Mapping[str, str],
+        missing: Literal["dead_letter", "drop", "null"] | None = None,
+    ) -> Self:
+        """A join stage: adds `fields` ({new field: table field}) of `table`'s row for `on`."""
+        spec = {"table": table, "on": on, "fields": dict(fields), **_given(missing=missing)}
+        self._stages.append({"join": spec})
+        return self
+
     def to(self, *, topic: str, schema: str) -> TopologyModel:
         """Set the sink and return the validated topology (`build()`)."""
         self._sink = {"topic": topic, "schema": schema}
@@ -170,6 +205,8 @@ class TopologyBuilder:
     def build(self) -> TopologyModel:
         """The validated `Topology` model; TopologyError listing every problem otherwise."""
         data = {**self._top, "sources": self._sources, "stages": self._stages}
+        if self._tables:
+            data["tables"] = self._tables
         if self._sink is not None:
             data["sink"] = self._sink
         try:

@@ -50,7 +50,7 @@ FIELD_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SCHEMA_NAME_PATTERN = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 CALLABLE_PATTERN = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
-STAGE_KINDS = ("validate", "filter", "map", "key_by", "window")
+STAGE_KINDS = ("validate", "filter", "map", "key_by", "join", "window")
 WINDOW_KINDS = ("tumbling", "hopping", "session")
 AGGREGATE_FUNCTIONS = ("count", "sum", "min", "max", "avg", "first", "last")
 WINDOW_BOUNDS = ("window_start", "window_end")
@@ -492,6 +492,7 @@ Stage = Annotated[
     | Annotated[FilterStage, Tag(f"{TAG_PREFIX}filter")]
     | Annotated[MapStage, Tag(f"{TAG_PREFIX}map")]
     | Annotated[KeyByStage, Tag(f"{TAG_PREFIX}key_by")]
+    | Annotated["JoinStage", Tag(f"{TAG_PREFIX}join")]
     | Annotated[WindowStage, Tag(f"{TAG_PREFIX}window")],
     Discriminator(
         _stage_tag,
@@ -520,7 +521,7 @@ TAGGED_TYPES: dict[str, Any] = {
 
 
 def stage_kind(stage: StrictModel) -> str:
-    """`validate`, `filter`, `map`, `key_by` or `window`."""
+    """`validate`, `filter`, `map`, `key_by`, `join` or `window`."""
     for kind, model in STAGE_MODELS.items():
         if isinstance(stage, model):
             return kind
@@ -638,9 +639,141 @@ def _without_unused_options(data: dict[str, Any]) -> dict[str, Any]:
         del data["sink"]["checksum"]
     if data.get("quality") == {"track_nulls": []}:
         del data["quality"]
+    _without_unused_tables(data)
     # where state is kept, not what is computed: the same results with or without standbys
     data.pop("standby_replicas", None)
     return data
+
+
+# --- tables and joins --------------------------------------------------------------------
+# A table is a compacted topic read into state, partition by partition; a join stage
+# adds fields of the table's row for a record's key (docs/topology.md, "Tables and joins").
+
+
+class Versioned(StrictModel):
+    """A versioned table keeps the versions of each key, so lookups are as of event time."""
+
+    history: PositiveDuration
+    """Versions older than this behind a key's newest version are forgotten."""
+
+
+class Table(StrictModel):
+    """`tables:` item: a compacted topic read as a table keyed by `key` (else the record key)."""
+
+    name: Annotated[
+        str,
+        AfterValidator(
+            partial(_pattern_checked, NAME_PATTERN, "a valid table name (a-z, 0-9, '.', '-')")
+        ),
+    ]
+    topic: TopicName
+    schema_name: SchemaName = Field(alias="schema")
+    key: FieldName | None = None
+    """The value field holding the table key; without it, the record key (UTF-8)."""
+    global_: bool = Field(False, alias="global")
+    """Every instance holds all partitions: no co-partitioning (small reference data)."""
+    versioned: Versioned | None = None
+    valid_from: FieldName | None = None
+    """The event-time field of a version (default: the record timestamp); versioned only."""
+
+
+class JoinSpec(StrictModel):
+    """`- join: {table, on, fields, missing}`: adds a table row's fields to each record."""
+
+    table: Annotated[str, AfterValidator(_not_blank)] | None = None
+    stream: Annotated[str, AfterValidator(_not_blank)] | None = None
+    """A stream-stream join (not supported yet: validate refuses it)."""
+    on: FieldName
+    """The record field whose value is looked up as the table key."""
+    fields: Annotated[dict[str, FieldName], Field(min_length=1)]
+    """New record field -> table field."""
+    missing: Literal["dead_letter", "drop", "null"] = "dead_letter"
+    """What a record without a match gets: a `join` dead letter, a counted drop, or nulls."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, data: Any) -> Any:
+        """YAML 1.1 reads an unquoted `on:` key as the boolean true."""
+        if isinstance(data, dict) and True in data and "on" not in data:
+            return {("on" if k is True else k): v for k, v in data.items()}
+        return data
+
+    @field_validator("fields")
+    @classmethod
+    def _field_names(cls, fields: dict[str, str]) -> dict[str, str]:
+        for name in fields:
+            if not FIELD_PATTERN.fullmatch(name):
+                raise ValueError(f"new field name {name!r} is not a valid Avro field name")
+        return fields
+
+
+class JoinStage(StrictModel):
+    """`- join: {...}`: a stream-table join, looked up in the record's own partition."""
+
+    join: JoinSpec
+
+
+STAGE_MODELS["join"] = JoinStage
+TAGGED_TYPES[f"{TAG_PREFIX}join"] = JoinStage
+
+
+def joins_of(topology: Topology) -> list[tuple[int, JoinSpec]]:
+    """(stage index, spec) of each join stage."""
+    return [(i, s.join) for i, s in enumerate(topology.stages) if isinstance(s, JoinStage)]
+
+
+def table_named(topology: Topology, name: str) -> Table:
+    return next(t for t in topology.tables if t.name == name)
+
+
+def _join_problems(topology: Topology) -> list[tuple[str, str]]:
+    """Tables and joins that the file gets wrong, or asks for what is not supported yet."""
+    problems: list[tuple[str, str]] = []
+    names: dict[str, int] = {}
+    taken = {s.topic for s in topology.sources} | {topology.sink.topic}
+    for i, table in enumerate(topology.tables):
+        if table.name in names:
+            problems.append((f"tables[{i}].name", f"duplicate table name {table.name!r}"))
+        names.setdefault(table.name, i)
+        if table.topic in taken:
+            problems.append(
+                (f"tables[{i}].topic", f"topic {table.topic!r} is a source or the sink")
+            )
+        if table.valid_from is not None and table.versioned is None:
+            problems.append(
+                (f"tables[{i}].valid_from", "valid_from is for versioned tables; add versioned")
+            )
+    for i, stage in enumerate(topology.stages):
+        if not isinstance(stage, JoinStage):
+            continue
+        spec, path = stage.join, f"stages[{i}].join"
+        if spec.stream is not None:
+            problems.append(
+                (
+                    f"{path}.stream",
+                    "stream-stream joins are not supported yet; join a table (table: <name>)",
+                )
+            )
+        elif spec.table is None:
+            problems.append((path, "a join needs table: <name of a tables: item>"))
+        elif spec.table not in names:
+            known = ", ".join(names) or "none"
+            problems.append((f"{path}.table", f"unknown table {spec.table!r}; tables: {known}"))
+        if topology.key_by is not None and i > topology.stages.index(topology.key_by):
+            problems.append((path, "a join must come before the key_by stage"))
+    return problems
+
+
+def _without_unused_tables(data: dict[str, Any]) -> None:
+    if not data.get("tables"):
+        data.pop("tables", None)
+        return
+    for table in data["tables"]:
+        for key, default in (("key", None), ("global", False), ("versioned", None)):
+            if table.get(key, default) == default:
+                table.pop(key, None)
+        if table.get("valid_from") is None:
+            table.pop("valid_from", None)
 
 
 # --- Calls: a map's timeout, retry and circuit (`stages[].map.*`) ------------------------
@@ -718,6 +851,7 @@ class Topology(StrictModel):
     freshness: Freshness = Freshness()
     lineage: bool = True
     quality: Quality = Quality()
+    tables: list[Table] = []
     standby_replicas: NonNegativeInt = 0
 
     _path: Path | None = PrivateAttr(default=None)
@@ -735,6 +869,7 @@ class Topology(StrictModel):
             *self._source_problems(),
             *self._stage_order_problems(),
             *self._topic_problems(),
+            *_join_problems(self),
             *_standby_problems(self),
         ]
         if problems:

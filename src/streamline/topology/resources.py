@@ -42,6 +42,7 @@ Role: TypeAlias = Literal[
     "repartition",
     "lineage",
     "heartbeats",
+    "table",
 ]
 
 PartitionRule: TypeAlias = int | Literal["requested", "like_sources"]
@@ -59,12 +60,14 @@ DESCRIPTIONS: dict[Role, str] = {
     "repartition": "repartition topic, read back",
     "lineage": "lineage events",
     "heartbeats": "freshness heartbeats",
+    "table": "table, read into state",
 }
 
 # The order `streamline acls` lists topics in, and the order `run` checks the topics it
 # writes (the first missing ones are named in that order); `topics` keeps its own order.
 _ACL_ORDER: tuple[Role, ...] = (
     "source",
+    "table",
     "sink",
     "dead_letters",
     "retry",
@@ -151,6 +154,7 @@ class TopologyResources:
     group_id: str
     transactional_id_prefix: str  # `<name>-`; an instance's id is the prefix + instance id
     restore_group_prefix: str = RESTORE_GROUP_PREFIX
+    global_tables: tuple[str, ...] = ()  # table topics every instance reads whole
 
     @property
     def window_input_topic(self) -> str | None:
@@ -161,8 +165,18 @@ class TopologyResources:
 
     @property
     def owned(self) -> tuple[TopicResource, ...]:
-        """The topics other than the sources."""
-        return tuple(t for t in self.topics if t.role != "source")
+        """The topics other than the sources and tables (the topology's inputs)."""
+        return tuple(t for t in self.topics if t.role not in ("source", "table"))
+
+    @property
+    def tables_group(self) -> str:
+        """`<group>.tables`: where the instances publish how far their tables are read."""
+        return self.side_group("tables")
+
+    @property
+    def table_topics(self) -> tuple[str, ...]:
+        """The topics read as tables (co-partitioned with the sources)."""
+        return tuple(t.name for t in self.topics if t.role == "table")
 
     def topic(self, role: Role) -> TopicResource | None:
         """The (first) topic with this role, if the topology has one."""
@@ -185,6 +199,22 @@ class TopologyResources:
         """The topics `run` uses, in the order `streamline acls` lists them."""
         order = {role: i for i, role in enumerate(_ACL_ORDER)}
         return sorted((t for t in self.topics if t.used), key=lambda t: order[t.role])
+
+    def copartitioning_problems(self, counts: Mapping[str, int]) -> list[str]:
+        """How each existing table topic fails to be co-partitioned with the first source."""
+        source = self.source_topics[0]
+        if source not in counts:
+            return []
+        return [
+            f"table topic {table} has {counts[table]} partitions but {source} has "
+            f"{counts[source]}: a record is joined with the table partition of its own number, "
+            f"so both need the same count (and keys placed by the same partitioner); recreate "
+            f"{table} with {counts[source]} partitions and produce its records again"
+            for table in self.table_topics
+            if table in counts
+            and counts[table] != counts[source]
+            and table not in self.global_tables
+        ]
 
     def transactional_id(self, instance_id: str) -> str:
         """The producer's `transactional.id` for one instance."""
@@ -210,6 +240,21 @@ class TopologyResources:
             t.name: (t.partition_count(requested, like_sources), dict(t.config))
             for t in self.topics
         }
+
+
+def table_topics(topology: Topology) -> list[TopicResource]:
+    """Each table's topic: read (never written, never truncated by a replay), compacted, and
+    co-partitioned with the sources (created with their partition count) unless global."""
+    return [
+        TopicResource(
+            table.topic,
+            "table",
+            read=True,
+            partitions="requested" if table.global_ else "like_sources",
+            config={"cleanup.policy": "compact"},
+        )
+        for table in topology.tables
+    ]
 
 
 def needs_repartition(topology: Topology) -> bool:
@@ -238,6 +283,7 @@ def resources_of(topology: Topology) -> TopologyResources:
     retrying = retries_through_topic(topology)
     week = {"retention.ms": str(WEEK_MS)}
     topics = [TopicResource(s.topic, "source", read=True) for s in topology.sources]
+    topics += table_topics(topology)
     topics += [
         TopicResource(topology.sink.topic, "sink", write=True),
         TopicResource(
@@ -308,4 +354,5 @@ def resources_of(topology: Topology) -> TopologyResources:
         topics=tuple(topics),
         group_id=topology.group_id,
         transactional_id_prefix=topology.transactional_id(""),
+        global_tables=tuple(t.topic for t in topology.tables if t.global_),
     )

@@ -28,11 +28,13 @@ from streamline.topology.callables import CallableError, add_import_paths, impor
 from streamline.topology.durations import format_duration
 from streamline.topology.errors import Problem, TopologyError
 from streamline.topology.expressions import Expression, ExpressionError, compile_expression
+from streamline.topology.join_check import check_join, check_tables
 from streamline.topology.model import (
     DEFAULT_TRANSACTION_TIMEOUT_MS,
     WINDOW_BOUNDS,
     AggregateCall,
     FilterStage,
+    JoinStage,
     KeyByStage,
     MapStage,
     Stage,
@@ -77,6 +79,8 @@ class CheckedTopology:
     stages: tuple[CheckedStage, ...]
     output_fields: dict[str, str]
     """Sink field -> type in words, for the records this topology writes (when known statically)."""
+    table_schemas: dict[str, Schema] = field(default_factory=dict)
+    """The schema of each table, by table name."""
 
     schemas: tuple[Schema, ...] = ()
     """Every schema the topology names (its sources' and its sink's)."""
@@ -154,15 +158,24 @@ def check_topology(topology: Topology, store: SchemaStore) -> CheckedTopology:
     folders = [topology.base_dir] if topology.base_dir is not None else []
     add_import_paths([*folders, Path.cwd()])
 
+    table_schemas = check_tables(checker)
     stages: list[CheckedStage] = []
+    records = source_schema  # with the fields the joins so far add
     for index, stage in enumerate(topology.stages):
-        checked = _check_stage(checker, index, stage, source_schema)
+        before = len(checker.problems)
+        if isinstance(stage, JoinStage):
+            path = f"stages[{index}].join"
+            records = check_join(checker, path, stage.join, records, table_schemas)
+            if len(checker.problems) == before:
+                stages.append(CheckedStage(index, "join", stage, _join_output(stage, records)))
+            continue
+        checked = _check_stage(checker, index, stage, records)
         if checked is not None:
             stages.append(checked)
 
     output_fields: dict[str, str] = {}
-    if source_schema is not None and sink_schema is not None:
-        output_fields = _check_sink(checker, source_schema, sink_schema)
+    if records is not None and sink_schema is not None:
+        output_fields = _check_sink(checker, records, sink_schema)
 
     if checker.problems or source_schema is None or sink_schema is None:
         raise TopologyError(topology.origin, checker.problems, topology.lines)
@@ -172,13 +185,27 @@ def check_topology(topology: Topology, store: SchemaStore) -> CheckedTopology:
         sink_schema=sink_schema,
         stages=tuple(stages),
         output_fields=output_fields,
+        table_schemas=table_schemas,
         schemas=tuple(
             {
                 s.name: s
-                for s in [*(store.get(x.schema_name) for x in topology.sources), sink_schema]
+                for s in [
+                    *(store.get(x.schema_name) for x in topology.sources),
+                    sink_schema,
+                    *table_schemas.values(),
+                ]
             }.values()
         ),
     )
+
+
+def _join_output(stage: JoinStage, records: Schema | None) -> str:
+    spec = stage.join
+    if records is None:
+        return "records"
+    named = avro_types.named_types(records)
+    added = {name: avro_types.describe(records.fields[name], named) for name in spec.fields}
+    return f"the record plus {_fields_text(added)} (no match: {spec.missing.replace('_', ' ')})"
 
 
 def _check_sources(checker: _Checker) -> Schema | None:
@@ -576,6 +603,8 @@ def _stage_text(stage: Stage) -> str:
             if isinstance(stage.key_by, str)
             else f"{stage.key_by.name} = {stage.key_by.expr}"
         )
+    if isinstance(stage, JoinStage):
+        return f"table {stage.join.table} on {stage.join.on}"
     return _window_text(stage.window)
 
 
