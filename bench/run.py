@@ -44,6 +44,7 @@ from bench.cluster import (
     end_offsets,
     produce_all,
 )
+from bench.file_sink import run_file_sink
 from bench.joins import CustomerTable, table_topic
 from bench.launch import ROOT, SUPPORTED, Context, Launch, make_launch
 from bench.process import SystemProcess
@@ -591,6 +592,8 @@ def main() -> int:
             progress(f"{system} {workload}: {_summary(cell)}")
             if cell.status != "ok":
                 print(cell.extra.get("log_tail", ""), file=sys.stderr)
+        file_sink = run_file_sink_cell(connection, ctx, plan, cells, source, produced,
+                                       expected, log_dir, progress, args.stall_seconds)  # fmt: skip
         if not args.skip_latency:
             for cell in cells:
                 if (cell.system, cell.workload) in LATENCY_CELLS and cell.status != "n/a":
@@ -619,8 +622,12 @@ def main() -> int:
         "latency_rate": None if args.skip_latency else args.latency_rate,
         "latency_seconds": None if args.skip_latency else args.latency_seconds,
         "method": METHOD,
+        "file_sink": file_sink,
     }
     write_results(args.results, cells, machine, settings)
+    if file_sink:
+        with open(args.results / "results.md", "a") as md:
+            md.write(file_sink_markdown(file_sink))
     progress(
         f"results in {args.results.relative_to(ROOT) if args.results.is_relative_to(ROOT) else args.results}/"
     )
@@ -628,6 +635,11 @@ def main() -> int:
         verdict = "not measured" if t.met is None else ("met" if t.met else "MISSED")
         progress(f"target {t.name}: {t.value} (goal {t.goal}): {verdict}")
     failed = any(c.status in ("mismatch", "failed") for c in cells)
+    if file_sink and file_sink["status"] != "ok":
+        print(
+            f"benchmark FAILED: streamline W1 into files ({file_sink['status']})", file=sys.stderr
+        )
+        return 1
     if failed:
         bad = ", ".join(
             f"{c.system} {c.workload} ({c.status})"
@@ -637,6 +649,41 @@ def main() -> int:
         print(f"benchmark FAILED: {bad}", file=sys.stderr)
         return 1
     return 0
+
+
+def run_file_sink_cell(
+    connection: Connection, ctx: Context, plan: list[tuple[str, str]], cells: list[Cell],
+    source: str, produced: int, expected: dict[str, tuple[list[Row], str, int]],
+    log_dir: Path, progress: Progress, stall_s: float,
+) -> dict[str, Any] | None:  # fmt: skip
+    """streamline's W1 into Parquet files, beside its W1 topic-sink cell (bench/file_sink.py)."""
+    if ("streamline", "W1") not in plan:
+        return None
+    progress("streamline W1 into Parquet files: starting")
+    result = run_file_sink(connection, ctx, source, produced, expected["W1"], log_dir, stall_s)
+    topic = next((c for c in cells if (c.system, c.workload) == ("streamline", "W1")), None)
+    if topic is not None and topic.events_per_s and result.get("events_per_s"):
+        result["topic_sink_events_per_s"] = topic.events_per_s
+        result["ratio_to_topic_sink"] = result["events_per_s"] / topic.events_per_s
+    progress(
+        f"streamline W1 into Parquet files: {result['status']}, "
+        f"{result.get('events_per_s', 0):,.0f} events/s "
+        f"({result.get('ratio_to_topic_sink', 0):.0%} of the topic sink's W1), "
+        f"{result.get('files', 0)} files"
+    )
+    return result
+
+
+def file_sink_markdown(result: dict[str, Any]) -> str:
+    return (
+        "\n## File sink\n\nstreamline W1 writing Parquet files (`roll.every` "
+        f"{result['roll']}) instead of the sink topic, same input, same run: "
+        f"**{result.get('events_per_s', 0):,.0f} events/s**, "
+        f"{result.get('ratio_to_topic_sink', 0):.0%} of the topic sink's W1 "
+        f"({result.get('topic_sink_events_per_s', 0):,.0f} events/s; goal: within 25%), "
+        f"{result.get('cpu_s_per_m', 0):.1f} CPU s/M, {result.get('files', 0)} files, "
+        f"output check: {result['status']}.\n"
+    )
 
 
 def _ms(value: float | None) -> str:

@@ -28,6 +28,7 @@ ERROR_TYPE = "streamline.error.type"
 ERROR_MESSAGE = "streamline.error.message"
 ERROR_STAGE = "streamline.error.stage"
 ERROR_RULE = "streamline.error.rule"
+ERROR_FIELD = "streamline.error.field"  # the field path of a `schema` failure (`items[2].price`)
 ATTEMPTS = "streamline.attempts"
 SOURCE_PREFIX = "streamline.source."
 SOURCE_TOPIC = "streamline.source.topic"

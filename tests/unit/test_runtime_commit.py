@@ -127,6 +127,7 @@ def cycle(exactly_once: bool = True) -> tuple[CommitCycle, Log, Offsets]:
         group_id="g",
         owned_topics=["out"],
         sink_topic="out",
+        files=None,
     )
     connection: Any = SimpleNamespace(
         bootstrap_servers="b:9092", access_error=lambda *args, **kwargs: None

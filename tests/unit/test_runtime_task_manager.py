@@ -29,6 +29,7 @@ def manager(*partitions: int) -> tuple[TaskManager, list[tuple[int, list[int]]]]
         topology=SimpleNamespace(retry_topic="t.retry"),
         windowed=False,
         repartition=False,
+        files=None,
         tables=TableState([]),
     )
     m = TaskManager(

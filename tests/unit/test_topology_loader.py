@@ -136,8 +136,8 @@ comit_interval: 100ms
         "(ms, s, m, h or d, e.g. 100ms, 5s, 1m, 2h, 1d), got 5 (a number without a unit)",
         f"{path}:10: sink.key: unknown key; expected one of: topic, schema, checksum",
         f"{path}:11: comit_interval: unknown key (did you mean 'commit_interval'?); expected one "
-        "of: apiVersion, name, version, sources, stages, sink, guarantee, commit_interval, retry, "
-        "dead_letter_topic, late_topic, freshness, lineage, quality, tables, standby_replicas",
+        "of: apiVersion, name, version, sources, stages, sink, sinks, guarantee, commit_interval, "
+        "retry, dead_letter_topic, late_topic, freshness, lineage, quality, tables, standby_replicas",
     ]
 
 

@@ -264,6 +264,6 @@ def test_map_mapping_form_names_the_bad_key() -> None:
         (
             "stages[0].map.fx",
             "unknown key; expected one of: fn, concurrency, threads, timeout, retry, circuit, "
-            "rate_limit",
+            "rate_limit, output",
         ),
     }

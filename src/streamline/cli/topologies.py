@@ -35,6 +35,11 @@ def validate(
             failed += 1
             continue
         out.print(render_chain(checked), markup=False)
+        for warning in checked.warnings:
+            err.print(
+                f"warning: {checked.topology.origin}: {warning.path}: {warning.message}",
+                markup=False,
+            )
     if failed:
         raise typer.Exit(2)
 

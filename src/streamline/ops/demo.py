@@ -11,7 +11,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
-from streamline.errors import StreamlineError
+from streamline.errors import StreamlineError, UsageError
 from streamline.kafka.admin import create_topics, end_offsets
 from streamline.kafka.connection import Connection
 from streamline.ops.produce import produce
@@ -61,7 +61,10 @@ def run_demo(
     topology = checked.topology
     create_topics(connection, topology_topics(topology, DEMO_PARTITIONS))
     source = topology.source
-    output_start = end_offsets(connection, topology.sink.topic, OFFSETS_GROUP)
+    if topology.sink is None:
+        raise UsageError(f"the demo reads one sink topic; {topology.name} writes files only")
+    sink_topic = topology.sink.topic
+    output_start = end_offsets(connection, sink_topic, OFFSETS_GROUP)
     rebased = _rebase_event_times(data, source.event_time, state_dir)
     sent = produce(connection, source.topic, store, source.schema_name, rebased, key_field=None)
     report(
@@ -101,9 +104,7 @@ def run_demo(
     )
     report(f"ran {topology.name}@{topology.version}; consumer lag on {source.topic}: {lag}")
     codec = AvroCodec(store, checked.sink_schema)
-    return [
-        codec.decode(m.value()) for m in read_range(connection, topology.sink.topic, output_start)
-    ]
+    return [codec.decode(m.value()) for m in read_range(connection, sink_topic, output_start)]
 
 
 def read_range(connection: Connection, topic: str, start: dict[int, int]) -> list[Message]:

@@ -37,7 +37,7 @@ from streamline.kafka.connection import Connection
 from streamline.observability.lineage import COUNTS_FACET, LINEAGE_TOPIC, ranges_of
 from streamline.ops.reconcile_windows import WindowCoverage, WindowReaders, window_shape
 from streamline.topology.durations import parse_duration
-from streamline.topology.model import Topology
+from streamline.topology.model import Sink, Topology
 
 TP = tuple[str, int]
 
@@ -220,12 +220,12 @@ def reconcile(
                 for i in range(first - base, last - base + 1):
                     marks[i] |= READ_TWICE if marks[i] & READ else READ
         kinds = {
-            topology.sink.topic: "output",
+            **{s.topic: "output" for s in topology.outputs.values() if isinstance(s, Sink)},
             topology.dead_letter_topic: "dead_letter",
             topology.late_topic: "late",
             topology.retry_topic: "retry",
         }
-        if windows is not None:
+        if windows is not None and topology.sink is not None:  # a window has one topic sink
             kinds[topology.sink.topic] = "window"
         out_spans: dict[TP, list[int]] = {}
         for event in events:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from streamline.headers import (
     ATTEMPTS,
+    ERROR_FIELD,
     ERROR_MESSAGE,
     ERROR_RULE,
     ERROR_STAGE,
@@ -39,6 +40,7 @@ FAILURE_HEADER_KEYS = frozenset(
         ERROR_MESSAGE,
         ERROR_STAGE,
         ERROR_RULE,
+        ERROR_FIELD,
         ATTEMPTS,
         SOURCE_TOPIC,
         SOURCE_PARTITION,
@@ -57,6 +59,8 @@ class Failure:
     stage: str
     rule: str | None = None
     attempts: int = 1
+    field: str | None = None
+    """The path of the field that does not fit, for a `schema` failure."""
     retry_after_ms: int = 0  # circuit_open: when the circuit may let calls through again
 
 
@@ -77,6 +81,8 @@ def failure_headers(
     ]
     if failure.rule is not None:
         headers.append((ERROR_RULE, failure.rule.encode()))
+    if failure.field is not None:
+        headers.append((ERROR_FIELD, failure.field.encode()))
     headers += [
         (ATTEMPTS, str(failure.attempts).encode()),
         (SOURCE_TOPIC, topic.encode()),

@@ -14,6 +14,8 @@
 - `calls`: a map whose calls run concurrently (async or threads), per-key ordered;
 - `failures`: retry, dead-letter and late records; `retry_gate`: holding retry partitions;
 - `repartition`: keyed records and watermark markers upstream of a repartition;
+- `route`: the route stage and the named sinks it writes to; `sinks/`: sinks that are
+  not topics (`files`: the exactly-once file sink's two phases, `webhook`: POSTed batches);
 - `table_manager`: loading and following tables (`tables:`); `table_operator`: one table
   partition in RocksDB, plain or versioned (pure); `tables`: a topology's table settings;
   `join_operator`: the stream-table join stage;

@@ -17,6 +17,7 @@ from streamline.runtime.collector import RecordCollector
 from streamline.runtime.pipeline import Pipeline
 from streamline.runtime.record import Record
 from streamline.runtime.repartition import Repartitioner
+from streamline.runtime.route import route_batch
 from streamline.runtime.transaction import Transaction
 from streamline.runtime.windowed import SourceWatermarks
 
@@ -51,6 +52,13 @@ def process_batch(
 
     Failed records are appended to `failures`; the caller sends them.
     """
+    if pipeline.router is not None:
+        records = pipeline.run_stages(batch, failures, metrics, txn.drops)
+        route_batch(
+            pipeline.router, records, txn, failures, metrics, collector, source_watermarks,
+            pipeline.header_topology,
+        )  # fmt: skip
+        return
     if not pipeline.windowed:
         outputs = pipeline.process(batch, failures, metrics, txn.drops)
         source_watermarks.observe_all(r for r, _ in outputs)

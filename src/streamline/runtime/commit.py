@@ -77,7 +77,10 @@ def transactional_producer(
         }
         if pipeline.exactly_once:
             conf["transactional.id"] = pipeline.transactional_id(instance_id)
-            conf["transaction.timeout.ms"] = transaction_timeout_ms
+            # a file sink's roll is the commit interval: the transaction must outlive it
+            conf["transaction.timeout.ms"] = max(
+                transaction_timeout_ms, 2 * pipeline.commit_interval_ms
+            )
         producer = Producer(connection.config(**conf, log_level=3), logger=log)
         if pipeline.exactly_once:
             try:
@@ -142,6 +145,7 @@ class CommitCycle:
         self._progressed = progressed
         self.txn: Transaction | None = None
         """The open transaction; `None` between a commit (or abort) and the next record."""
+        self._files = pipeline.files  # prepared before each commit, finalized after it
 
     # --- the open transaction ----------------------------------------------------------
 
@@ -165,7 +169,9 @@ class CommitCycle:
     def due(self) -> bool:
         txn = self.txn
         return txn is not None and (
-            time.monotonic() - txn.started >= self._interval_s or txn.records >= self._max_records
+            time.monotonic() - txn.started >= self._interval_s
+            or txn.records >= self._max_records
+            or (self._files is not None and self._files.due(txn.started))
         )
 
     def processed(self, txn: Transaction, batch: list[Record]) -> None:
@@ -189,9 +195,10 @@ class CommitCycle:
         1. watermark markers to every repartition partition;
         2. the stores' changes to their changelogs;
         3. the lineage event (after a flush, so the delivered output ranges are known);
-        4. the consumed offsets: into the transaction and commit it (`exactly_once`), or
-           flush, check every write was delivered, and commit them (`at_least_once`);
-        5. the stores commit, checkpointed at their changelogs' delivered offsets;
+        4. the file sinks' in-progress files (`prepare`); the consumed offsets: into the
+           transaction and commit it (`exactly_once`), or flush, check every write was
+           delivered, and commit them (`at_least_once`);
+        5. the file sinks' files renamed to their final names (`finalize`); the stores commit, checkpointed at their changelogs' delivered offsets;
            the committed offsets and the transaction's counts go to the metrics.
         """
         started = time.monotonic()
@@ -209,6 +216,8 @@ class CommitCycle:
             for (t, p), off in offsets.positions.items()
             if (t, p) in offsets.assignment
         ]
+        if self._files is not None:
+            self._files.prepare()
         if self._exactly_once:
             producer = collector.producer
             producer.send_offsets_to_transaction(
@@ -226,6 +235,8 @@ class CommitCycle:
                 self._consumer.commit(offsets=committing, asynchronous=False)
         self.txn = None
         collector.end()
+        if self._files is not None:
+            self._files.finalize()
         offsets.committed.update(offsets.positions)
         offsets.committed_at_ms = int(time.time() * 1000)
         collector.poll(0)  # serve the changelog delivery reports that are ready
@@ -270,7 +281,10 @@ class CommitCycle:
         for (topic, partition), n in txn.consumed.items():
             m.records_in(topic, partition, n)
         if txn.outputs:
-            m.records_out(self._pipeline.sink_topic, txn.outputs)
+            for topic, n in (
+                txn.outputs_by_topic or {self._pipeline.sink_topic: txn.outputs}
+            ).items():
+                m.records_out(topic, n)
             now_ms = time.time() * 1000
             m.observe_latency([(now_ms - t) / 1000.0 for t in txn.event_times])
         for (error_type, stage), n in txn.dead_letters.items():
@@ -337,6 +351,8 @@ class CommitCycle:
 
     def _reset_state(self) -> None:
         """After an abort: drop uncommitted state and watermarks moved by the aborted records."""
+        if self._files is not None:
+            self._files.abort()
         wall_ms = int(time.time() * 1000)
         self._tasks.abort(wall_ms)
         self._source_watermarks.reset(wall_ms)

@@ -24,7 +24,7 @@ from streamline.observability.metrics import Metrics
 from streamline.runtime.offsets import Offsets
 from streamline.runtime.operators import OperatorStore
 from streamline.runtime.windowed import SourceWatermarks
-from streamline.topology.model import Topology
+from streamline.topology.model import Sink, Topology
 
 log = logging.getLogger("streamline.runtime")
 
@@ -140,7 +140,8 @@ class Heartbeats:
             },
             "topics": {
                 "sources": [s.topic for s in topology.sources],
-                "sink": topology.sink.topic,
+                "sink": topology.sink.topic if topology.sink is not None else None,
+                "sinks": [s.topic for s in topology.outputs.values() if isinstance(s, Sink)],
                 "dead_letters": topology.dead_letter_topic,
             },
         }

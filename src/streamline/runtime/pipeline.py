@@ -12,12 +12,15 @@ from streamline.reliability.retry import RetryPolicy
 from streamline.runtime.calls import map_stage
 from streamline.runtime.join_operator import Join
 from streamline.runtime.record import Record
+from streamline.runtime.route import Router, router_of
+from streamline.runtime.sinks.files import FileSinks
 from streamline.runtime.stages import (
     Decode,
     Encode,
     Evaluable,
     EventTime,
     Filter,
+    FitOutput,
     KeyBy,
     Map,
     Stage,
@@ -28,6 +31,7 @@ from streamline.runtime.stages import (
 from streamline.runtime.table_operator import TableState
 from streamline.runtime.tables import table_state
 from streamline.serde import AvroCodec, SchemaStore
+from streamline.serde.fit import RecordFit
 from streamline.topology import CheckedTopology
 from streamline.topology.model import (
     FilterStage,
@@ -64,6 +68,11 @@ class Pipeline:
     """Some validate stage has warn rules: outputs may carry `streamline.quality.warnings`."""
     reporting: list[Validate | TrackNulls | Map] = field(default_factory=list)
     """Stages with counts for the metrics, reported once per batch."""
+    router: Router | None = None
+    """The route stage, sending each output to its sinks (`sinks:`); None with one sink."""
+    files: FileSinks | None = None
+    """The file sinks, whose files the commit cycle prepares, finalizes and recovers; their
+    `roll.every` is then the commit interval."""
     tables: TableState = field(default_factory=lambda: TableState([]))
     """The table partitions the join stages look up in (filled by the table manager)."""
 
@@ -106,6 +115,7 @@ class Pipeline:
             stages.append(TrackNulls("quality.track_nulls", list(topology.quality.track_nulls)))
         stages.append(EventTime("sources[0].event_time", topology.source.event_time))
         warns = False
+        router, files = router_of(checked, store)
         for cs in checked.stages:
             stage = cs.stage
             if isinstance(stage, ValidateStage):
@@ -126,6 +136,8 @@ class Pipeline:
             elif isinstance(stage, MapStage):
                 assert cs.function is not None
                 stages.append(map_stage(cs.path, cs.function, stage.spec, policy))
+                if cs.output_schema is not None:
+                    stages.append(FitOutput(cs.path, RecordFit(cs.output_schema)))
             elif isinstance(stage, JoinStage):
                 stages.append(
                     Join(cs.path, stage.join, tables, topology.retry_topic, metrics or Metrics("-"))
@@ -139,10 +151,12 @@ class Pipeline:
         return cls(
             group_id=topology.group_id,
             source_topics=[s.topic for s in topology.sources],
-            sink_topic=topology.sink.topic,
+            sink_topic=topology.sink.topic if topology.sink is not None else "",
             dead_letter_topic=topology.dead_letter_topic,
             exactly_once=topology.guarantee == "exactly_once",
-            commit_interval_ms=topology.commit_interval,
+            commit_interval_ms=(
+                topology.commit_interval if files is None else int(files.roll_every_s * 1000)
+            ),
             header_topology=checked.header_value.encode(),
             stages=stages,
             retry_policy=policy,
@@ -151,9 +165,11 @@ class Pipeline:
             resources=resources,
             windowed=resources.windowed,
             repartition=resources.needs_repartition,
-            sink_checksum=topology.sink.checksum,
+            sink_checksum=topology.sink is not None and topology.sink.checksum,
             warns=warns,
             reporting=[s for s in stages if isinstance(s, Validate | TrackNulls | Map)],
+            router=router,
+            files=files,
             tables=tables,
         )
 

@@ -21,6 +21,7 @@ from streamline.reliability.dead_letter import (
     EVENT_TIME,
     INTEGRITY,
     MAP,
+    SCHEMA,
     SINK,
     VALIDATION,
     Failure,
@@ -29,6 +30,7 @@ from streamline.reliability.retry import AttemptsExhausted, RetryPolicy, call_wi
 from streamline.runtime.record import Record
 from streamline.serde import AvroCodec, DecodeError, EncodeError
 from streamline.serde.convert import parse_timestamp_ms
+from streamline.serde.fit import RecordFit
 
 Failed = Callable[[Record, Failure], None]
 Dropped = Callable[[str, str, int], None]
@@ -311,6 +313,40 @@ class Map:
         if self.retries:
             metrics.retry(self.name, self.retries)
             self.retries = 0
+
+
+class FitOutput:
+    """After a typed map (`output:`): a result that is not a record of that schema is a
+    `schema` dead letter of the map's stage naming the field; one that is goes on shaped
+    to the schema. `name` (`stages[N].map.output`) times it; failures name the map."""
+
+    def __init__(self, map_stage: str, fit: RecordFit) -> None:
+        self.name = f"{map_stage}.output"
+        self.map_stage = map_stage
+        self.fit = fit
+
+    def process(self, batch: list[Record], failed: Failed, dropped: Dropped) -> list[Record]:
+        out = []
+        fit = self.fit
+        misfit_of, shape = fit.misfit, fit.shape
+        for record in batch:
+            misfit = misfit_of(record.value)
+            if misfit is None:
+                record.value = shape(record.value)
+                out.append(record)
+                continue
+            path, problem = misfit
+            where = f"field {path}: " if path else ""
+            failed(
+                record,
+                Failure(
+                    SCHEMA,
+                    f"the result is not a {fit.schema.name}: {where}{problem}",
+                    self.map_stage,
+                    field=path or None,
+                ),
+            )
+        return out
 
 
 class KeyBy:

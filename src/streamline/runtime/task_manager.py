@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
-from confluent_kafka import OFFSET_INVALID, Consumer, TopicPartition
+from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
 
 from streamline.kafka.admin import delete_all_records, topic_end_offsets
 from streamline.kafka.connection import Connection
@@ -168,7 +168,13 @@ class TaskManager:
         offsets = self._offsets
         for tp in partitions:
             offsets.assign((tp.topic, tp.partition))
-        committed = self._consumer.committed(partitions, timeout=30) if partitions else []
+        try:
+            committed = self._consumer.committed(partitions, timeout=30) if partitions else []
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError._DESTROY:
+                raise
+            log.info("closing: assignment of %d partitions dropped", len(partitions))
+            return  # SIGTERM during the join: the consumer is closing, nothing to take on
         rewound: list[TP] = []
         for tp in committed:
             if tp.offset != OFFSET_INVALID and tp.offset >= 0:
@@ -178,6 +184,9 @@ class TaskManager:
                     rewound.append((tp.topic, tp.partition))
                 else:
                     offsets.generation = max(offsets.generation, generation)
+        if self._pipeline.files is not None:  # settle files left by a crash, before reading
+            assigned = [(tp.topic, tp.partition) for tp in partitions]
+            self._pipeline.files.recover({tp: offsets.committed.get(tp, 0) for tp in assigned})
         metrics.set_assigned_partitions(len(offsets.assignment))
         log.info("assigned %s", sorted(f"{t}/{p}" for t, p in offsets.assignment))
         if self._standby is not None:  # their standby stores become the tasks' stores

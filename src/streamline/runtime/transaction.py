@@ -33,6 +33,9 @@ class Transaction:
     """Dead letters by (error type, stage)."""
     drops: dict[str, int] = field(default_factory=dict)
     """Records dropped on purpose, by reason (`filter`, `validation`, `map`)."""
+    outputs_by_topic: dict[str, int] = field(default_factory=dict)
+    """Outputs per sink topic, when a route writes to several (else all of `outputs` go to
+    the one sink)."""
     consumed: dict[TP, int] = field(default_factory=dict)
     inputs: dict[TP, list[int]] = field(default_factory=dict)
 

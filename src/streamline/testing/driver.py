@@ -48,6 +48,7 @@ from streamline.testing.memory import Entry, MemoryProducer, Topics
 from streamline.testing.tables import TableFeeder
 from streamline.topology import CheckedTopology, Topology, TopologyBuilder, check_topology
 from streamline.topology.loader import load_topology
+from streamline.topology.model import Sink as TopicSink
 
 TP = tuple[str, int]
 INSTANCE = "driver"
@@ -184,6 +185,11 @@ class TopologyDriver:
         self.topics = Topics(partitions)
         self._source_codec = AvroCodec(self.schemas, self.checked.source_schema)
         self._sink_codec = AvroCodec(self.schemas, self.checked.sink_schema)
+        self._sink_codecs = {
+            sink.topic: AvroCodec(self.schemas, self.checked.sink_schemas[name])
+            for name, sink in self.topology.outputs.items()
+            if isinstance(sink, TopicSink)
+        }
         consumed = list(pipeline.source_topics)
         if pipeline.retrying:
             consumed.append(self.topology.retry_topic)
@@ -343,9 +349,14 @@ class TopologyDriver:
                 {tp: (a, b) for tp, (a, b) in (collector.produced or {}).items()},
             )  # fmt: skip
             collector.produce(LINEAGE_TOPIC, topology.name.encode(), event, [])
+        files = self.pipeline.files
+        if files is not None:
+            files.prepare()
         collector.producer.commit()
         self.txn = None
         collector.end()
+        if files is not None:
+            files.finalize()
         self._committed_cursor = dict(self._cursor)
         self.tasks.post_commit(dict(collector.changelog_offsets))
 
@@ -411,6 +422,13 @@ class TopologyDriver:
         """
         self.collector.producer.purge()
         self.tasks.close(clean=False)
+        if self.pipeline.files is not None:  # buffers are lost; files settle as on assignment
+            self.pipeline.files.abort()
+            committed = {(t, p): 0 for t in self._consumed for p in range(self.partitions)}
+            for topic, cursor in self._committed_cursor.items():
+                for e in self.topics.visible(topic)[:cursor]:
+                    committed[(topic, e.partition)] = e.offset + 1
+            self.pipeline.files.recover(committed)
         if lose_local_state:
             shutil.rmtree(self.state_dir, ignore_errors=True)
         self._cursor = dict(self._committed_cursor)
@@ -451,9 +469,16 @@ class TopologyDriver:
     # --- what the topology wrote ---------------------------------------------------------
 
     def output(self, sink: str | None = None) -> list[OutputRecord]:
-        """The committed sink records, decoded with the sink schema, in the order written."""
-        topic = sink or self.pipeline.sink_topic
-        decode = self._sink_codec.decode
+        """The committed sink records, decoded with the sink schema, in the order written.
+
+        `sink`: a sink's name (of `sinks:`) or topic; the default (first) sink without it.
+        """
+        named = self.topology.outputs.get(sink or "")
+        if named is not None and not isinstance(named, TopicSink):
+            raise ValueError(f"{sink!r} is a file or webhook sink: read its files or receiver")
+        topic = named.topic if named is not None else sink or self.pipeline.sink_topic
+        codec = self._sink_codecs.get(topic, self._sink_codec)
+        decode = codec.decode
         return [_output(e, decode(e.value)) for e in self.topics.visible(topic)]
 
     def dead_letters(self) -> list[OutputRecord]:

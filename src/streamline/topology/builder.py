@@ -123,9 +123,17 @@ class TopologyBuilder:
         self._stages.append({"filter": expr})
         return self
 
-    def map(self, function: str | Callable[[dict[str, Any]], dict[str, Any] | None]) -> Self:
-        """A map stage: `"module:function"`, or the callable itself."""
-        self._stages.append({"map": function})
+    def map(
+        self,
+        function: str | Callable[[dict[str, Any]], dict[str, Any] | None],
+        *,
+        output: str | None = None,
+    ) -> Self:
+        """A map stage: `"module:function"`, or the callable itself; `output`: the schema of
+        what it returns (later stages and the sink are checked against it)."""
+        self._stages.append(
+            {"map": function if output is None else {"fn": function, "output": output}}
+        )
         return self
 
     def key_by(

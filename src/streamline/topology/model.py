@@ -50,7 +50,7 @@ FIELD_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SCHEMA_NAME_PATTERN = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 CALLABLE_PATTERN = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
-STAGE_KINDS = ("validate", "filter", "map", "key_by", "join", "window")
+STAGE_KINDS = ("validate", "filter", "map", "key_by", "join", "window", "route")
 WINDOW_KINDS = ("tumbling", "hopping", "session")
 AGGREGATE_FUNCTIONS = ("count", "sum", "min", "max", "avg", "first", "last")
 WINDOW_BOUNDS = ("window_start", "window_end")
@@ -386,6 +386,9 @@ class MapSpec(StrictModel):
     retry: StageRetry | None = None  # calls: in-line attempts, instead of the topology's `retry`
     circuit: CircuitSpec | None = None  # calls: the stage's circuit breaker
     rate_limit: RateLimitSpec | None = None  # calls: at most per_second, per instance
+    output: SchemaName | None = None
+    """The schema of what `fn` returns: later stages and the sink are checked against it,
+    and a result that does not fit is a `schema` dead letter."""
 
     @property
     def in_flight(self) -> int:
@@ -459,6 +462,78 @@ class WindowStage(StrictModel):
     window: WindowSpec
 
 
+# --- Outputs: the route stage (the named sinks it sends to are declared under `sinks:`) ---
+
+SinkName = Annotated[
+    str,
+    AfterValidator(
+        partial(
+            _pattern_checked, TOPIC_PATTERN, "a valid sink name (letters, digits, '.', '_', '-')"
+        )
+    ),
+]
+
+
+def _sink_names(value: Any) -> Any:
+    """`to: de` or `to: [de, audit]`, read as a list of sink names without repeats."""
+    names = [value] if isinstance(value, str) else value
+    if isinstance(names, list):
+        if not names:
+            raise ValueError("names no sink; expected a sink name or a list of them")
+        repeated = sorted({n for n in names if isinstance(n, str) and names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"sink {repeated[0]!r} is named twice")
+    return names
+
+
+SinkNames = Annotated[list[SinkName], BeforeValidator(_sink_names)]
+
+
+class RouteBranch(StrictModel):
+    """`{when: <CEL>, to: sink | [sinks]}`, or `{otherwise: sink | [sinks]}` (the last branch)."""
+
+    when: Expr | None = None
+    to: SinkNames | None = None
+    otherwise: SinkNames | None = None
+
+    @model_validator(mode="after")
+    def _when_to_or_otherwise(self) -> RouteBranch:
+        if self.otherwise is not None:
+            if self.when is not None or self.to is not None:
+                raise ValueError("a branch is {when, to} or {otherwise}, not both")
+        elif self.when is None or self.to is None:
+            raise ValueError(
+                "a branch needs when and to ({when: \"country == 'DE'\", to: de}), "
+                "or is {otherwise: rest}"
+            )
+        return self
+
+    @property
+    def targets(self) -> list[str]:
+        """The sinks a record taking this branch goes to."""
+        return list(self.otherwise if self.otherwise is not None else self.to or [])
+
+
+class RouteStage(StrictModel):
+    """`- route: [...]`: the last stage; each record goes to the sinks of the first branch
+    whose `when` holds, else to `otherwise`'s; with neither, it is dropped (`unrouted`)."""
+
+    route: Annotated[list[RouteBranch], Field(min_length=1)]
+
+    @field_validator("route")
+    @classmethod
+    def _otherwise_last(cls, branches: list[RouteBranch]) -> list[RouteBranch]:
+        for branch in branches[:-1]:
+            if branch.otherwise is not None:
+                raise ValueError("otherwise must be the last branch")
+        return branches
+
+    @property
+    def sinks(self) -> list[str]:
+        """Every sink some branch sends to, in order of first mention."""
+        return list(dict.fromkeys(name for b in self.route for name in b.targets))
+
+
 def _stage_tag(value: Any) -> str | None:
     if isinstance(value, dict) and len(value) == 1:
         return f"{TAG_PREFIX}{next(iter(value))}"
@@ -493,7 +568,8 @@ Stage = Annotated[
     | Annotated[MapStage, Tag(f"{TAG_PREFIX}map")]
     | Annotated[KeyByStage, Tag(f"{TAG_PREFIX}key_by")]
     | Annotated["JoinStage", Tag(f"{TAG_PREFIX}join")]
-    | Annotated[WindowStage, Tag(f"{TAG_PREFIX}window")],
+    | Annotated[WindowStage, Tag(f"{TAG_PREFIX}window")]
+    | Annotated[RouteStage, Tag(f"{TAG_PREFIX}route")],
     Discriminator(
         _stage_tag,
         custom_error_type="stage",
@@ -508,6 +584,7 @@ STAGE_MODELS: dict[str, type[StrictModel]] = {
     "map": MapStage,
     "key_by": KeyByStage,
     "window": WindowStage,
+    "route": RouteStage,
 }
 
 TAGGED_TYPES: dict[str, Any] = {
@@ -521,7 +598,7 @@ TAGGED_TYPES: dict[str, Any] = {
 
 
 def stage_kind(stage: StrictModel) -> str:
-    """`validate`, `filter`, `map`, `key_by`, `join` or `window`."""
+    """`validate`, `filter`, `map`, `key_by`, `join`, `window` or `route`."""
     for kind, model in STAGE_MODELS.items():
         if isinstance(stage, model):
             return kind
@@ -625,6 +702,215 @@ def _owned_topic_defaults(data: Any) -> Any:
     return filled
 
 
+# --- Outputs: named sinks (`sinks:`), the long form of `sink:` that a route stage sends to ---
+
+_BYTE_UNITS = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}
+_BYTE_SIZE = re.compile(r"\s*(\d+)\s*(B|KB|MB|GB)\s*")
+
+
+def _byte_size(value: object) -> int:
+    match = _BYTE_SIZE.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(
+            f"expected a size with a unit (B, KB, MB or GB, e.g. 128MB), got {value!r}"
+        )
+    size = int(match.group(1)) * _BYTE_UNITS[match.group(2)]
+    if size <= 0:
+        raise ValueError("must be more than 0 bytes")
+    return size
+
+
+ByteSize = Annotated[int, BeforeValidator(_byte_size)]
+"""A size string (`128MB`) held as bytes."""
+
+MAX_ROLL_MS = 5 * 60_000
+"""A file sink's files commit with the Kafka transaction, which must not outlive the broker's
+`transaction.max.timeout.ms` (15 minutes by default): rolls are at most this long."""
+
+
+def _local_path(value: str) -> str:
+    if "://" in value:
+        raise ValueError(
+            f"{value!r} is not a local path; object storage is not supported yet, give a "
+            "folder on the local filesystem (or a mounted one)"
+        )
+    return _not_blank(value)
+
+
+class Roll(StrictModel):
+    """When a file sink's open files are closed: every `every`, or once `max_bytes` are buffered."""
+
+    every: Annotated[
+        int,
+        BeforeValidator(partial(_duration, 1)),
+        Field(le=MAX_ROLL_MS),
+    ] = 60_000
+    max_bytes: ByteSize = 128 * 1024**2
+
+
+class FilesSpec(StrictModel):
+    """`files: {path, format, partition_by, roll}`: where and how a file sink writes."""
+
+    path: Annotated[str, AfterValidator(_local_path)]
+    format: Literal["parquet", "jsonl"] = "parquet"
+    partition_by: list[FieldName] = []
+    roll: Roll = Roll()
+
+
+class FileSink(StrictModel):
+    """A named output written as files, exactly once: `{files: {...}, schema: ...}`."""
+
+    files: FilesSpec
+    schema_name: SchemaName = Field(alias="schema")
+
+
+def _http_url(value: str) -> str:
+    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+        raise ValueError(f"{value!r} is not an http:// or https:// URL")
+    return value
+
+
+class WebhookRetry(StrictModel):
+    """How often a batch is POSTed before its records become dead letters."""
+
+    attempts: Annotated[int, Field(ge=1)] = 5
+    backoff: Backoff = Backoff()
+
+
+class WebhookSpec(StrictModel):
+    """`webhook: {url, batch, timeout, headers, retry}`: where and how records are POSTed."""
+
+    url: Annotated[str, AfterValidator(_http_url)]
+    batch: Annotated[int, Field(ge=1, le=10_000)] = 100
+    timeout: PositiveDuration = 5_000
+    headers: dict[str, str] = {}
+    retry: WebhookRetry = WebhookRetry()
+
+
+class WebhookSink(StrictModel):
+    """A named output POSTed as JSON batches, at least once, with idempotency keys."""
+
+    webhook: WebhookSpec
+    schema_name: SchemaName = Field(alias="schema")
+
+
+def _sink_form(value: Any) -> str:
+    """A mapping with `files` is a file sink, with `webhook` a webhook; else a topic sink."""
+    if isinstance(value, FileSink) or (isinstance(value, dict) and "files" in value):
+        return f"{TAG_PREFIX}file_sink"
+    if isinstance(value, WebhookSink) or (isinstance(value, dict) and "webhook" in value):
+        return f"{TAG_PREFIX}webhook_sink"
+    return f"{TAG_PREFIX}topic_sink"
+
+
+TAGGED_TYPES.update(
+    {
+        f"{TAG_PREFIX}topic_sink": Sink,
+        f"{TAG_PREFIX}file_sink": FileSink,
+        f"{TAG_PREFIX}webhook_sink": WebhookSink,
+    }
+)
+
+
+def _sink_from_sinks(data: Any) -> Any:
+    """With `sinks:`, `sink` is filled with the first one: the runtime's default output, and
+    what stateless commands that read "the" output topic see. Both given is an error."""
+    if not isinstance(data, dict) or data.get("sinks") is None:
+        return data
+    sinks = data["sinks"]
+    topic_sinks = [
+        s
+        for s in (sinks.values() if isinstance(sinks, dict) else [])
+        if _sink_form(s).endswith("topic_sink")
+    ]
+    first = topic_sinks[0] if topic_sinks else None
+    if "sink" in data and not _same_sink(data["sink"], first):
+        raise PydanticCustomError(
+            "topology",
+            "{summary}",
+            {
+                "summary": "sink and sinks are both given",
+                "problems": [
+                    ("sinks", "give sink (one output) or sinks (named outputs), not both")
+                ],
+            },
+        )
+    return {**data, "sink": first}
+
+
+def _same_sink(sink: Any, first: Any) -> bool:
+    """Whether `sink` is the one filled from `sinks` (a dump of the model holds both)."""
+    if sink is None or first is None:
+        return sink is first
+    try:
+        return Sink.model_validate(sink) == Sink.model_validate(first)
+    except ValueError:
+        return False
+
+
+def route_of(stages: list[Any]) -> RouteStage | None:
+    """The route stage, if the topology has one (always the last stage)."""
+    return next((s for s in stages if isinstance(s, RouteStage)), None)
+
+
+def _route_problems(topology: Topology) -> list[tuple[str, str]]:
+    """Where the route stage and `sinks:` disagree, or a route is where it cannot be."""
+    problems: list[tuple[str, str]] = []
+    stages = topology.stages
+    routes = [i for i, s in enumerate(stages) if isinstance(s, RouteStage)]
+    for i in routes[1:]:
+        problems.append((f"stages[{i}].route", "a topology has at most one route stage"))
+    if routes and routes[0] != len(stages) - 1:
+        problems.append(
+            (f"stages[{routes[0] + 1}]", "nothing may follow the route stage: it is the last")
+        )
+    if routes and topology.window is not None:
+        problems.append(
+            (f"stages[{routes[0]}].route", "routing window results is not supported yet")
+        )
+    sinks = topology.sinks
+    if sinks is None and topology.sink is None:
+        problems.append(("sink", "required, but missing (or give sinks)"))
+    others = [n for n, s in (sinks or {}).items() if not isinstance(s, Sink)]
+    if others and topology.window is not None:
+        problems.append(
+            (f"sinks.{others[0]}", "a file or webhook sink after a window is not supported yet")
+        )
+    if sinks is None:
+        if routes:
+            problems.append(
+                (f"stages[{routes[0]}].route", "a route sends to sinks declared in sinks:")
+            )
+        return problems
+    if not routes:
+        if len(sinks) > 1:
+            problems.append(
+                ("sinks", "several sinks need a route stage to say where each record goes")
+            )
+        return problems
+    if len({s.checksum for s in sinks.values() if isinstance(s, Sink)}) > 1:
+        problems.append(
+            ("sinks", "checksum: set it on every sink or on none (one setting per topology)")
+        )
+    index = routes[0]
+    route = stages[index]
+    assert isinstance(route, RouteStage)
+    for b, branch in enumerate(route.route):
+        key = "otherwise" if branch.otherwise is not None else "to"
+        for name in branch.targets:
+            if name not in sinks:
+                problems.append(
+                    (
+                        f"stages[{index}].route[{b}].{key}",
+                        f"unknown sink {name!r}; sinks: {', '.join(sinks)}",
+                    )
+                )
+    for name in sinks:
+        if name not in route.sinks:
+            problems.append((f"sinks.{name}", "no branch of the route sends records to it"))
+    return problems
+
+
 def _without_unused_options(data: dict[str, Any]) -> dict[str, Any]:
     """The dump without options added later while they hold their defaults, so a topology
     that doesn't use them keeps its fingerprint."""
@@ -635,8 +921,15 @@ def _without_unused_options(data: dict[str, Any]) -> dict[str, Any]:
         for rule in stage.get("validate", {}).get("rules", []):
             if rule.get("severity") == "error":
                 del rule["severity"]
-    if data["sink"].get("checksum") is False:
-        del data["sink"]["checksum"]
+        for i, branch in enumerate(stage.get("route", [])):
+            stage["route"][i] = {k: v for k, v in branch.items() if v is not None}
+    if data.get("sinks") is None:
+        data.pop("sinks", None)
+    else:
+        data.pop("sink", None)  # filled from sinks
+    for sink in [data["sink"]] if "sink" in data else data["sinks"].values():
+        if sink.get("checksum") is False:
+            del sink["checksum"]
     if data.get("quality") == {"track_nulls": []}:
         del data["quality"]
     _without_unused_tables(data)
@@ -730,7 +1023,9 @@ def _join_problems(topology: Topology) -> list[tuple[str, str]]:
     """Tables and joins that the file gets wrong, or asks for what is not supported yet."""
     problems: list[tuple[str, str]] = []
     names: dict[str, int] = {}
-    taken = {s.topic for s in topology.sources} | {topology.sink.topic}
+    taken = {s.topic for s in topology.sources} | {
+        s.topic for s in topology.outputs.values() if isinstance(s, Sink)
+    }
     for i, table in enumerate(topology.tables):
         if table.name in names:
             problems.append((f"tables[{i}].name", f"duplicate table name {table.name!r}"))
@@ -842,7 +1137,21 @@ class Topology(StrictModel):
     version: Annotated[str, AfterValidator(_not_blank)]
     sources: Annotated[list[Source], Field(min_length=1)]
     stages: list[Stage] = []
-    sink: Sink
+    sink: Sink | None
+    """The one output topic; with `sinks:`, the first topic sink among them (None without one)."""
+    sinks: (
+        dict[
+            SinkName,
+            Annotated[
+                Annotated[Sink, Tag(f"{TAG_PREFIX}topic_sink")]
+                | Annotated[FileSink, Tag(f"{TAG_PREFIX}file_sink")]
+                | Annotated[WebhookSink, Tag(f"{TAG_PREFIX}webhook_sink")],
+                Discriminator(_sink_form),
+            ],
+        ]
+        | None
+    ) = None
+    """Named outputs (topics or files), for a route stage."""
     guarantee: Literal["exactly_once", "at_least_once"] = "exactly_once"
     commit_interval: PositiveDuration = 100
     retry: Retry = Retry()
@@ -861,13 +1170,14 @@ class Topology(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _fill_owned_topics(cls, data: Any) -> Any:
-        return _owned_topic_defaults(data)
+        return _sink_from_sinks(_owned_topic_defaults(data))
 
     @model_validator(mode="after")
     def _structure(self) -> Topology:
         problems = [
             *self._source_problems(),
             *self._stage_order_problems(),
+            *_route_problems(self),
             *self._topic_problems(),
             *_join_problems(self),
             *_standby_problems(self),
@@ -950,12 +1260,21 @@ class Topology(StrictModel):
     def _topic_problems(self) -> list[tuple[str, str]]:
         problems: list[tuple[str, str]] = []
         source_topics = {s.topic for s in self.sources}
-        if self.sink.topic in source_topics:
-            problems.append(("sink.topic", f"topic {self.sink.topic!r} is also a source (a loop)"))
-        elif self.sink.topic in {self.retry_topic, self.repartition_topic}:
-            problems.append(
-                ("sink.topic", f"topic {self.sink.topic!r} is used by streamline itself")
-            )
+        sinks = self.outputs if self.sinks is not None else {"": self.sink}
+        written: dict[str, str] = {}
+        for name, sink in sinks.items():
+            if not isinstance(sink, Sink):
+                continue
+            path = f"sinks.{name}.topic" if name else "sink.topic"
+            if sink.topic in source_topics:
+                problems.append((path, f"topic {sink.topic!r} is also a source (a loop)"))
+            elif sink.topic in {self.retry_topic, self.repartition_topic}:
+                problems.append((path, f"topic {sink.topic!r} is used by streamline itself"))
+            elif sink.topic in written:
+                problems.append(
+                    (path, f"topic {sink.topic!r} is also the topic of {written[sink.topic]}")
+                )
+            written.setdefault(sink.topic, f"sinks.{name}")
         owned = {
             "dead_letter_topic": self.dead_letter_topic,
             "late_topic": self.late_topic,
@@ -963,7 +1282,7 @@ class Topology(StrictModel):
         derived = {self.retry_topic, self.repartition_topic}
         seen: dict[str, str] = {}
         for key, topic in owned.items():
-            if topic in source_topics or topic == self.sink.topic:
+            if topic in source_topics or topic in written:
                 problems.append((key, f"topic {topic!r} is also a source or the sink"))
             elif topic in derived:
                 problems.append((key, f"topic {topic!r} is used by streamline itself"))
@@ -1037,6 +1356,13 @@ class Topology(StrictModel):
     def source(self) -> Source:
         """The first source (the one whose schema the stages are checked against)."""
         return self.sources[0]
+
+    @property
+    def outputs(self) -> dict[str, Sink | FileSink | WebhookSink]:
+        """Every output by name: `sinks`, or `{"sink": sink}` for the one-sink shorthand."""
+        if self.sinks is not None:
+            return dict(self.sinks)
+        return {"sink": self.sink} if self.sink is not None else {}
 
     @property
     def key_by(self) -> KeyByStage | None:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
-from streamline.topology.model import MapStage, Topology
+from streamline.topology.model import MapStage, Sink, Topology
 
 WINDOW_STORE = "windows"
 """The store of a topology's window stage (changelog `<name>.windows.changelog`)."""
@@ -186,8 +186,8 @@ class TopologyResources:
     def required_topics(self) -> list[str]:
         """Owned topics `run` reads or writes and refuses to start without (heartbeats are
         optional: without the topic, `run` warns and goes on)."""
-        used = {t.role: t.name for t in self.owned if t.used and t.role != "heartbeats"}
-        return [used[role] for role in _RUN_ORDER if role in used]
+        used = [t for t in self.owned if t.used and t.role != "heartbeats"]
+        return [t.name for role in _RUN_ORDER for t in used if t.role == role]
 
     @property
     def lineage_outputs(self) -> frozenset[str]:
@@ -284,8 +284,9 @@ def resources_of(topology: Topology) -> TopologyResources:
     week = {"retention.ms": str(WEEK_MS)}
     topics = [TopicResource(s.topic, "source", read=True) for s in topology.sources]
     topics += table_topics(topology)
+    sink_topics = dict.fromkeys(s.topic for s in topology.outputs.values() if isinstance(s, Sink))
+    topics += [TopicResource(topic, "sink", write=True) for topic in sink_topics]
     topics += [
-        TopicResource(topology.sink.topic, "sink", write=True),
         TopicResource(
             topology.dead_letter_topic, "dead_letters", write=True, config={"retention.ms": "-1"}
         ),

@@ -6,11 +6,13 @@ listing them, each naming the stage path and the field. What it returns,
 expressions and imported map callables per stage, and the stage chain that
 `streamline validate` prints.
 
-Every stage is checked against the source schema's fields. A map stage returns
-whatever its code returns, which cannot be known statically: stages after a
-map are still checked against the source fields (so a map before a window must
-keep the fields the window reads), and the records a map sends to the sink are
-checked against the sink schema at run time.
+Every stage is checked against the schema of the records reaching it: the
+source schema, or the `output:` schema of the last map before it (a typed map;
+its results are checked against that schema at run time and a misfit is a
+`schema` dead letter). A map without `output:` returns whatever its code returns,
+which cannot be known statically: stages after it are still checked against the
+fields before it, the records it sends to the sink are fitted to the sink schema
+at run time, and `warnings` says so.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from streamline.serde.arrow import parquet_problems
 from streamline.serde.schema_store import Schema, SchemaError, SchemaStore
 from streamline.topology import avro_types
 from streamline.topology.callables import CallableError, add_import_paths, import_callable
@@ -33,15 +36,19 @@ from streamline.topology.model import (
     DEFAULT_TRANSACTION_TIMEOUT_MS,
     WINDOW_BOUNDS,
     AggregateCall,
+    FileSink,
     FilterStage,
     JoinStage,
     KeyByStage,
     MapStage,
+    RouteStage,
     Stage,
     Topology,
     ValidateStage,
+    WebhookSink,
     WindowSpec,
     WindowStage,
+    route_of,
     stage_kind,
 )
 from streamline.topology.pinning import run_fingerprint
@@ -63,6 +70,8 @@ class CheckedStage:
     output: str
     expressions: dict[str, Expression] = field(default_factory=dict)
     function: MapFunction | None = None
+    output_schema: Schema | None = None
+    """A typed map's `output:` schema, which its results are checked against at run time."""
 
     @property
     def path(self) -> str:
@@ -76,14 +85,19 @@ class CheckedTopology:
     topology: Topology
     source_schema: Schema
     sink_schema: Schema
+    """The schema of `topology.sink`: the only output, or the first of `sinks`."""
     stages: tuple[CheckedStage, ...]
     output_fields: dict[str, str]
     """Sink field -> type in words, for the records this topology writes (when known statically)."""
+    warnings: tuple[Problem, ...] = ()
+    """What validate warns about without refusing: maps without `output:`."""
+    sink_schemas: dict[str, Schema] = field(default_factory=dict)
+    """Output name -> its schema, for every output (`topology.outputs`)."""
     table_schemas: dict[str, Schema] = field(default_factory=dict)
     """The schema of each table, by table name."""
 
     schemas: tuple[Schema, ...] = ()
-    """Every schema the topology names (its sources' and its sink's)."""
+    """Every schema the topology names (its sources', its sinks' and typed maps' outputs)."""
 
     @cached_property
     def fingerprint(self) -> str:
@@ -115,6 +129,9 @@ class _Checker:
         self.store = store
         self.problems: list[Problem] = []
         self._samples: dict[str, dict[str, Any]] = {}
+        first = next(iter(topology.sinks)) if topology.sinks else None
+        self.sink_path = f"sinks.{first}.schema" if first is not None else "sink.schema"
+        """Where the default sink's schema is written, for errors about it."""
 
     def sample(self, schema: Schema) -> dict[str, Any]:
         """A made-up record of `schema` for probing expressions (built once per schema)."""
@@ -154,28 +171,62 @@ def check_topology(topology: Topology, store: SchemaStore) -> CheckedTopology:
     if source_schema is not None:
         for i, field in enumerate(topology.quality.track_nulls):
             checker.field_type(f"quality.track_nulls[{i}]", source_schema, field, "track_nulls")
-    sink_schema = checker.schema("sink.schema", topology.sink.schema_name)
+    sink_schemas: dict[str, Schema] = {}
+    for name, sink in topology.outputs.items():
+        path = f"sinks.{name}.schema" if topology.sinks is not None else "sink.schema"
+        found = checker.schema(path, sink.schema_name)
+        if found is not None:
+            sink_schemas[name] = found
+            if isinstance(sink, FileSink):
+                _check_file_sink(checker, name, sink, found)
+    sink_schema = sink_schemas.get(next(iter(topology.outputs)))
     folders = [topology.base_dir] if topology.base_dir is not None else []
     add_import_paths([*folders, Path.cwd()])
 
     table_schemas = check_tables(checker)
     stages: list[CheckedStage] = []
-    records = source_schema  # with the fields the joins so far add
+    reaching: list[Schema | None] = []  # per stage, the schema of the records entering it
+    schema, untyped = source_schema, False  # with the fields the joins so far add
+    warnings: list[Problem] = []
     for index, stage in enumerate(topology.stages):
+        reaching.append(schema)
         before = len(checker.problems)
         if isinstance(stage, JoinStage):
             path = f"stages[{index}].join"
-            records = check_join(checker, path, stage.join, records, table_schemas)
+            schema = check_join(checker, path, stage.join, schema, table_schemas)
             if len(checker.problems) == before:
-                stages.append(CheckedStage(index, "join", stage, _join_output(stage, records)))
+                stages.append(CheckedStage(index, "join", stage, _join_output(stage, schema)))
             continue
-        checked = _check_stage(checker, index, stage, records)
+        checked = _check_stage(checker, index, stage, schema)
         if checked is not None:
             stages.append(checked)
+        if isinstance(stage, MapStage):
+            output = stage.spec.output
+            if output is None:
+                untyped = True
+                warnings.append(
+                    Problem(
+                        f"stages[{index}].map",
+                        "no output: schema, so the stages after it and the sink are checked "
+                        "at run time only; declare output: to check them here",
+                    )
+                )
+            else:
+                schema = checker.store.get(output) if output in checker.store else None
+                untyped = False
 
     output_fields: dict[str, str] = {}
-    if records is not None and sink_schema is not None:
-        output_fields = _check_sink(checker, records, sink_schema)
+    if schema is not None and not untyped:
+        route = route_of(topology.stages)
+        if route is not None:
+            for name in route.sinks:
+                if name in sink_schemas:
+                    fields = _check_stateless_sink(
+                        checker, schema, sink_schemas[name], f"sinks.{name}.schema"
+                    )
+                    output_fields = output_fields or fields
+        elif sink_schema is not None:
+            output_fields = _check_sink(checker, reaching, schema, sink_schema)
 
     if checker.problems or source_schema is None or sink_schema is None:
         raise TopologyError(topology.origin, checker.problems, topology.lines)
@@ -185,18 +236,38 @@ def check_topology(topology: Topology, store: SchemaStore) -> CheckedTopology:
         sink_schema=sink_schema,
         stages=tuple(stages),
         output_fields=output_fields,
+        warnings=tuple(warnings),
+        sink_schemas=sink_schemas,
         table_schemas=table_schemas,
         schemas=tuple(
             {
                 s.name: s
                 for s in [
                     *(store.get(x.schema_name) for x in topology.sources),
-                    sink_schema,
+                    *sink_schemas.values(),
+                    *(c.output_schema for c in stages if c.output_schema is not None),
                     *table_schemas.values(),
                 ]
             }.values()
         ),
     )
+
+
+def _check_file_sink(checker: _Checker, name: str, sink: FileSink, schema: Schema) -> None:
+    """A Parquet sink's schema must be flat; `partition_by` fields must be simple values."""
+    if sink.files.format == "parquet":
+        for problem in parquet_problems(schema):
+            checker.problem(f"sinks.{name}.schema", problem)
+    named = avro_types.named_types(schema)
+    for i, key in enumerate(sink.files.partition_by):
+        path = f"sinks.{name}.files.partition_by[{i}]"
+        key_type = checker.field_type(path, schema, key, "partition_by")
+        if key_type is not None and not avro_types.can_be_key(key_type, named):
+            checker.problem(
+                path,
+                f"field {key!r} is {avro_types.describe(key_type, named)}; a folder name needs "
+                "a string, number, boolean or enum",
+            )
 
 
 def _join_output(stage: JoinStage, records: Schema | None) -> str:
@@ -265,6 +336,7 @@ def _check_stage(
     unchanged = schema.name if schema is not None else "records"
     expressions: dict[str, Expression] = {}
     function: MapFunction | None = None
+    output_schema: Schema | None = None
     output = unchanged
 
     if isinstance(stage, ValidateStage):
@@ -281,19 +353,40 @@ def _check_stage(
             expressions["filter"] = compiled
     elif isinstance(stage, MapStage):
         function = _check_map(checker, path, stage)
-        sink = checker.topology.sink.schema_name
-        output = f"dict returned by {stage.reference} (fitted to {sink} at run time)"
+        if stage.spec.output is not None:
+            output_schema = checker.schema(f"{path}.output", stage.spec.output)
+            if output_schema is not None:
+                named = avro_types.named_types(output_schema)
+                output = f"{output_schema.name} " + _fields_text(
+                    {n: avro_types.describe(t, named) for n, t in output_schema.fields.items()}
+                )
+        else:
+            sink = ", ".join(
+                dict.fromkeys(s.schema_name for s in checker.topology.outputs.values())
+            )
+            output = f"dict returned by {stage.reference} (fitted to {sink} at run time)"
     elif isinstance(stage, KeyByStage):
         key_expression, output = _check_key(checker, path, stage, schema)
         if key_expression is not None:
             expressions["key_by"] = key_expression
+    elif isinstance(stage, RouteStage):
+        for b, branch in enumerate(stage.route):
+            if branch.when is not None:
+                compiled = _compile(
+                    checker, f"{path}[{b}].when", branch.when, schema, expect_bool=True
+                )
+                if compiled is not None:
+                    expressions[f"route[{b}]"] = compiled
+        output = "to " + ", ".join(stage.sinks)
     elif isinstance(stage, WindowStage) and schema is not None:
         _check_aggregates(checker, path, stage.window, schema)
         output = _fields_text(_window_fields(checker.topology, stage.window, schema))
 
     if len(checker.problems) > before:
         return None
-    return CheckedStage(index, stage_kind(stage), stage, output, expressions, function)
+    return CheckedStage(
+        index, stage_kind(stage), stage, output, expressions, function, output_schema
+    )
 
 
 def _check_map(checker: _Checker, path: str, stage: MapStage) -> MapFunction | None:
@@ -448,22 +541,31 @@ def aggregate_output_type(call: AggregateCall, schema: Schema) -> Any | None:
     return input_type
 
 
-def _check_sink(checker: _Checker, source: Schema, sink: Schema) -> dict[str, str]:
+def _check_sink(
+    checker: _Checker, reaching: list[Schema | None], last: Schema, sink: Schema
+) -> dict[str, str]:
+    """Checks the sink against `last`, the schema of the records leaving the last stage
+    (the source's, or the last typed map's); `reaching` is each stage's input schema."""
     topology = checker.topology
     window, key = topology.window, topology.key_by
     if window is not None and key is not None:
-        return _check_window_sink(checker, source, sink, window, key)
-    if any(isinstance(s, MapStage) for s in topology.stages):
-        return {}  # the map's output is fitted to the sink schema record by record
-    return _check_stateless_sink(checker, source, sink)
+        return _check_window_sink(checker, reaching, sink, window, key)
+    return _check_stateless_sink(checker, last, sink, checker.sink_path)
 
 
 def _check_window_sink(
-    checker: _Checker, source: Schema, sink: Schema, window: WindowSpec, key: KeyByStage
+    checker: _Checker,
+    reaching: list[Schema | None],
+    sink: Schema,
+    window: WindowSpec,
+    key: KeyByStage,
 ) -> dict[str, str]:
     topology = checker.topology
     index = next(i for i, s in enumerate(topology.stages) if isinstance(s, WindowStage))
     key_index = next(i for i, s in enumerate(topology.stages) if isinstance(s, KeyByStage))
+    source, keyed = reaching[index], reaching[key_index]
+    if source is None or keyed is None:
+        return {}  # a missing output schema, reported at its map
     source_named = avro_types.named_types(source)
     sink_named = avro_types.named_types(sink)
     produced: dict[str, tuple[str, Any]] = {}  # sink field -> (stage path, type it gets)
@@ -471,10 +573,10 @@ def _check_window_sink(
     key_path = f"stages[{key_index}].key_by"
     key_type: Any = None
     if isinstance(key.key_by, str):
-        key_type = source.fields.get(key.key_by)
+        key_type = keyed.fields.get(key.key_by)
     else:
         key_path += ".name"
-        key_type = _key_expression_type(checker, key_index, source)
+        key_type = _key_expression_type(checker, key_index, keyed)
     produced[key.key_name] = (key_path, key_type)
     produced["window_start"] = (f"stages[{index}].window", "long")
     produced["window_end"] = (f"stages[{index}].window", "long")
@@ -492,7 +594,7 @@ def _check_window_sink(
         )  # fmt: skip
         if name not in sink.fields:
             checker.problem(
-                "sink.schema" if name in WINDOW_BOUNDS else path,
+                checker.sink_path if name in WINDOW_BOUNDS else path,
                 f"{sink.name} has no field {name!r} for {role}"
                 + (" (long timestamp-millis)" if name in WINDOW_BOUNDS else "")
                 + f"; its fields: {', '.join(sink.fields)}",
@@ -502,7 +604,7 @@ def _check_window_sink(
         if name in WINDOW_BOUNDS:
             if not avro_types.is_millis_long(sink_type, sink_named, nullable=True):
                 checker.problem(
-                    "sink.schema",
+                    checker.sink_path,
                     f"{sink.name} field {name!r} is {avro_types.describe(sink_type, sink_named)}; "
                     "expected long timestamp-millis",
                 )
@@ -520,7 +622,7 @@ def _check_window_sink(
     for name, sink_type in sink.fields.items():
         if name not in produced and not _has_default(sink, name):
             checker.problem(
-                "sink.schema",
+                checker.sink_path,
                 f"{sink.name} field {name!r} "
                 f"({avro_types.describe(sink_type, sink_named)}, no default) "
                 f"is not produced by the window; it writes: {', '.join(produced)}",
@@ -547,13 +649,15 @@ def _has_default(schema: Schema, name: str) -> bool:
     return any(f["name"] == name and "default" in f for f in schema.definition.get("fields", []))
 
 
-def _check_stateless_sink(checker: _Checker, source: Schema, sink: Schema) -> dict[str, str]:
+def _check_stateless_sink(
+    checker: _Checker, source: Schema, sink: Schema, path: str
+) -> dict[str, str]:
     named = {**avro_types.named_types(source), **avro_types.named_types(sink)}
     for name, sink_type in sink.fields.items():
         if name not in source.fields:
             if not _has_default(sink, name):
                 checker.problem(
-                    "sink.schema",
+                    path,
                     f"{sink.name} field {name!r} "
                     f"({avro_types.describe(sink_type, named)}, no default) "
                     f"is not in {source.name}, which reaches the sink unchanged; add a map stage "
@@ -562,7 +666,7 @@ def _check_stateless_sink(checker: _Checker, source: Schema, sink: Schema) -> di
             continue
         if not avro_types.fits(source.fields[name], sink_type, named):
             checker.problem(
-                "sink.schema",
+                path,
                 f"{sink.name} field {name!r} is {avro_types.describe(sink_type, named)}, but "
                 f"{source.name} gives {avro_types.describe(source.fields[name], named)}",
             )
@@ -602,6 +706,13 @@ def _stage_text(stage: Stage) -> str:
             stage.key_by
             if isinstance(stage.key_by, str)
             else f"{stage.key_by.name} = {stage.key_by.expr}"
+        )
+    if isinstance(stage, RouteStage):
+        return "; ".join(
+            f"{b.when} -> {', '.join(b.targets)}"
+            if b.when is not None
+            else f"otherwise -> {', '.join(b.targets)}"
+            for b in stage.route
         )
     if isinstance(stage, JoinStage):
         return f"table {stage.join.table} on {stage.join.on}"
@@ -648,8 +759,22 @@ def render_chain(checked: CheckedTopology) -> str:
     for stage in checked.stages:
         lines.append(f"  {stage.path} {_stage_text(stage.stage)}")
         lines.append(f"      -> {stage.output}")
-    sink = topology.sink
     written = f" {_fields_text(checked.output_fields)}" if checked.output_fields else ""
-    lines.append(f"  sink: topic {sink.topic} <- {sink.schema_name}{written}")
+    if topology.sinks is None and topology.sink is not None:
+        sink = topology.sink
+        lines.append(f"  sink: topic {sink.topic} <- {sink.schema_name}{written}")
+    for name, output in (topology.sinks or {}).items():
+        if isinstance(output, FileSink):
+            files = output.files
+            by = f", partitioned by {', '.join(files.partition_by)}" if files.partition_by else ""
+            where = (
+                f"{files.format} files in {files.path}{by}, rolled every "
+                f"{format_duration(files.roll.every)} or at {files.roll.max_bytes} bytes"
+            )
+        elif isinstance(output, WebhookSink):
+            where = f"webhook {output.webhook.url}, batches of {output.webhook.batch}"
+        else:
+            where = f"topic {output.topic}"
+        lines.append(f"  sinks.{name}: {where} <- {output.schema_name}")
     lines.append(f"  fingerprint {checked.fingerprint} (header {checked.header_value})")
     return "\n".join(lines)
