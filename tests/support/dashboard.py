@@ -172,6 +172,7 @@ def exercised_metrics(topology: str = "t") -> Metrics:
     m.stores.set_state_keys("windows", 0, 5)
     m.stores.restored("windows", 0, 5)
     m.stores.set_restore_remaining("windows", 0, 0)
+    m.standby.set_lag(1, 0)
     m.set_ready(True)
     m.set_info("1", "f" * 64)
     m.quality.validated(

@@ -368,3 +368,24 @@ def test_the_prometheus_rule_carries_the_alerts_and_the_monitors_label() -> None
         rule["metadata"]["labels"][name_label]
         == one("PodMonitor")["metadata"]["labels"][name_label]
     )
+
+
+# --- failover: static membership and the session timeout ---------------------------------
+
+ROLLING_UPDATE_RESTART_S = 20  # delete, recreate and start a pod (its restore follows the rejoin)
+BROKER_SESSION_TIMEOUT_RANGE_S = (6, 1800)  # group.min/max.session.timeout.ms defaults
+
+
+def test_pods_are_static_members_whose_session_outlasts_a_rolling_update() -> None:
+    """The pods run as static members whose group.instance.id is the pod name; the
+    session timeout lets a replaced pod rejoin before the group gives its partitions away,
+    within what a broker accepts by default."""
+    args = [str(a) for a in CONTAINER["args"]]
+    assert "--static-membership" in args
+    assert option(CONTAINER, "--instance-id") == "$(POD_NAME)"
+    env = {e["name"]: e.get("value") for e in CONTAINER["env"]}
+    session_s = int(env["STREAMLINE_KAFKA_SESSION_TIMEOUT_MS"]) / 1000
+    assert session_s > ROLLING_UPDATE_RESTART_S
+    low, high = BROKER_SESSION_TIMEOUT_RANGE_S
+    assert low <= session_s <= high
+    assert session_s <= 60  # a lost pod's partitions wait that long before they move

@@ -138,7 +138,7 @@ comit_interval: 100ms
         "format, subject_strategy, auto_register",
         f"{path}:11: comit_interval: unknown key (did you mean 'commit_interval'?); expected one "
         "of: apiVersion, name, version, sources, stages, sink, sinks, guarantee, commit_interval, "
-        "retry, dead_letter_topic, late_topic, freshness, lineage, quality, tables",
+        "retry, dead_letter_topic, late_topic, freshness, lineage, quality, tables, standby_replicas",
     ]
 
 

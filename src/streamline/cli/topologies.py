@@ -82,6 +82,17 @@ def run(
             "answers 503, so a liveness probe restarts the process; 0: never.",
         ),
     ] = 120.0,
+    static_membership: Annotated[
+        bool,
+        typer.Option(
+            "--static-membership/--dynamic-membership",
+            help="--static-membership: join the group as a static member known by the "
+            "instance id (group.instance.id): a restart within the session timeout takes its "
+            "partitions back without a rebalance, and a stopped instance stays in the group "
+            "(its partitions wait) for the session timeout. Default: dynamic, a stopped "
+            "instance leaves the group at once.",
+        ),
+    ] = False,
     until_caught_up: Annotated[
         bool,
         typer.Option(
@@ -110,7 +121,7 @@ def run(
     schemas: SchemasOpt = None,
     schema_registry_url: SchemaRegistryOpt = None,
 ) -> None:
-    """Run a topology until SIGTERM/SIGINT; then commit or abort and leave the group cleanly."""
+    """Run a topology until SIGTERM/SIGINT; then commit or abort and close the consumer cleanly."""
     import socket
 
     from streamline.cli.logs import configure_logging
@@ -125,6 +136,7 @@ def run(
         instance_id=instance_id or socket.gethostname(),
         state_dir=state_dir,
         stall_timeout_s=stall_timeout,
+        static_membership=static_membership,
         until_caught_up=until_caught_up,
         max_wait_s=_max_wait(max_wait, until_caught_up),
     )

@@ -189,3 +189,27 @@ def delete_all_records(connection: Connection, topic: str, partitions: list[int]
             future.result(30)
         except Exception as exc:
             raise StreamlineError(f"could not truncate {tp.topic}/{tp.partition}: {exc}") from None
+
+
+def describe_group_assignment(
+    connection: Connection, group: str, topic: str, timeout: float = 10.0
+) -> tuple[dict[int, str], list[str]]:
+    """The group's members and the owner of each partition of `topic` it has assigned.
+
+    A member is named by its instance id: its `group.instance.id` when static, else its
+    client id without the `<group>-` prefix (the runtime's client ids).
+    """
+    admin = AdminClient(connection.config(log_level=0))
+    description = admin.describe_consumer_groups([group], request_timeout=timeout)[group].result(
+        timeout
+    )
+    owners: dict[int, str] = {}
+    members: list[str] = []
+    for member in description.members:
+        name = member.group_instance_id or member.client_id.removeprefix(f"{group}-")
+        members.append(name)
+        assignment = member.assignment.topic_partitions if member.assignment else []
+        for tp in assignment:
+            if tp.topic == topic:
+                owners[tp.partition] = name
+    return owners, members

@@ -25,13 +25,25 @@ RESTORE_TIMEOUT_S = 600.0
 
 
 def group_consumer(
-    connection: Connection, group_id: str, instance_id: str, session_timeout_ms: int
+    connection: Connection,
+    group_id: str,
+    instance_id: str,
+    session_timeout_ms: int,
+    static_membership: bool = False,
 ) -> Consumer:
-    """The loop's consumer: a member of the topology's group, whose rebalances drive tasks."""
+    """The loop's consumer: a member of the topology's group, whose rebalances drive tasks.
+
+    With `static_membership` the member is known by its instance id (KIP-345): a
+    restart within the session timeout gets the same partitions back without a
+    rebalance, and a clean stop does not leave the group (its partitions wait for the
+    session timeout, unless it comes back first).
+    """
+    static = {"group.instance.id": instance_id} if static_membership else {}
     conf = connection.config(
         **{
             "group.id": group_id,
             "client.id": f"{group_id}-{instance_id}",
+            **static,
             "isolation.level": "read_committed",
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
@@ -67,6 +79,27 @@ def restore_consumer(connection: Connection) -> Consumer:
             },
             log_level=0,
         )
+    )
+
+
+def standby_consumer(connection: Connection, group_id: str) -> Consumer:
+    """A read_committed consumer for standby replicas: it tails assigned changelog partitions
+    and reads the group's committed offsets (`committed`), never joining the group."""
+    return Consumer(
+        connection.config(
+            **{
+                "group.id": group_id,
+                "client.id": f"{group_id}-standby",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "enable.partition.eof": False,
+                "auto.offset.reset": "earliest",
+                "fetch.wait.max.ms": 100,
+            },
+            log_level=3,
+        ),
+        logger=log,
     )
 
 

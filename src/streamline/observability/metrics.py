@@ -270,6 +270,7 @@ class Metrics:
         self.schema_registry: Final[SchemaRegistryMetrics] = SchemaRegistryMetrics(gauge, counter)
         self.tables: Final[TableMetrics] = TableMetrics(gauge, counter)
         self.calls: Final[CallMetrics] = CallMetrics(gauge, counter, histogram)
+        self.standby: Final[StandbyMetrics] = StandbyMetrics(gauge)
         self._assigned = gauge("assigned_partitions", "Input partitions held.").child()
         self._ready_gauge = gauge("ready", "1 while the topology is processing, else 0.").child()
         self._ready_gauge.set(0)
@@ -539,6 +540,24 @@ class TableMetrics:
 
     def missed(self, stage: str, n: int) -> None:
         self._misses.child(stage).inc(n)
+
+
+class StandbyMetrics:
+    """The gauge of the standby replicas: how far each one is behind its changelog."""
+
+    def __init__(self, gauge: _GaugeFactory) -> None:
+        self._lag = gauge(
+            "standby_lag",
+            "Changelog records a standby replica of a window partition has not read yet.",
+            "partition",
+        )
+
+    def set_lag(self, partition: int, lag: int) -> None:
+        self._lag.child(partition).set(lag)
+
+    def remove(self, partition: int) -> None:
+        """Stops exporting the lag of a standby this instance no longer keeps."""
+        self._lag.remove(partition)
 
 
 class QualityMetrics:

@@ -4,6 +4,9 @@
 - `batch`: one batch through the stages and tasks, with no client (the loop's and the
   test driver's, `streamline.testing`);
 - `task_manager`: rebalances; opening, restoring and closing tasks; rebuild after a rewind;
+- `parked`: tasks kept open across an eager rebalance for the partitions that come back;
+- `standby`: standby replicas, copies of other instances' window state tailed from the
+  changelog in a thread, so a takeover restores only the remainder;
 - `task`: one partition of the stateful input, its operator chain and stores;
 - `operators`: the stateful-operator interface; `windowed` is window state, one implementation;
 - `collector`: every write, through one producer; `commit`: the commit cycle, and

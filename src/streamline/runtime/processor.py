@@ -52,6 +52,7 @@ class RunOptions:
     batch_size: int = 2000
     max_records_per_transaction: int = 20000
     session_timeout_ms: int = 10000
+    static_membership: bool = False  # group.instance.id = instance_id (run --static-membership)
     transaction_timeout_ms: int = 30000
     state_dir: Path = Path(".streamline/state")
     # /healthz answers 503 once the loop has made no progress for this long (0: never)
@@ -84,7 +85,7 @@ class Processor:
         return self.liveness.ready
 
     def run(self, stop: threading.Event) -> None:
-        """Consumes, processes and commits until `stop` is set; then commits and leaves the group."""
+        """Consumes, processes and commits until `stop` is set; then commits and closes the consumer."""
         if self.options.until_caught_up:
             self.bound = UntilCaughtUp(self.pipeline, self.connection, self.options.max_wait_s)
         _Loop(self).run(stop)
@@ -115,8 +116,8 @@ class _Loop:
             warnings=pipeline.warns,
         )
         self.consumer = consumer = group_consumer(
-            connection, pipeline.group_id, options.instance_id, options.session_timeout_ms
-        )
+            connection, pipeline.group_id, options.instance_id, options.session_timeout_ms,
+            options.static_membership)  # fmt: skip
         self.offsets = offsets = Offsets()
         watermark = topology.source.watermark
         self.source_watermarks = SourceWatermarks(
@@ -143,7 +144,7 @@ class _Loop:
         )  # fmt: skip
         self.tasks = TaskManager(
             pipeline, options.state_dir, connection, consumer, offsets,
-            self.source_watermarks, liveness, metrics, outputs, sources,
+            self.source_watermarks, liveness, metrics, outputs, sources, options.instance_id,
         )  # fmt: skip
         self.commit = CommitCycle(
             pipeline, options.instance_id, options.max_records_per_transaction, connection,
@@ -183,7 +184,7 @@ class _Loop:
         finally:
             self.liveness.alive = False
             self.metrics.set_ready(False)
-            self.consumer.close()  # leaves the group; the revoke callback sees no open transaction
+            self.consumer.close()  # a dynamic member leaves the group; no transaction is open
             self.collector.flush(10)
             heartbeats.close()
             self.tasks.close()

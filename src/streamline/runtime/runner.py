@@ -39,7 +39,7 @@ def run_topology(
     schema_registry_url: str | None = None,
     create_topics: bool = True,
 ) -> None:
-    """Runs until SIGTERM/SIGINT (or `stop`), then commits or aborts and leaves the group cleanly.
+    """Runs until SIGTERM/SIGINT (or `stop`), then commits or aborts and closes the consumer cleanly.
 
     With `create_topics`, missing internal topics are created first (`internal_topics.py`).
     """
@@ -125,7 +125,15 @@ def _install_signal_handlers(stop: threading.Event) -> dict[int, object]:
         log.info("received %s: finishing the open transaction", signal.Signals(signum).name)
         stop.set()
 
-    return {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous: dict[int, object] = {
+        sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    # The command line restores SIGPIPE's default (quit quietly when stdout is a closed pipe),
+    # which would kill a running instance at its first write to a socket whose peer left: a
+    # scrape or probe that timed out while the process was paused or busy. Ignored, such a
+    # write fails with EPIPE, and the HTTP server or Kafka client handles it.
+    previous[signal.SIGPIPE] = signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    return previous
 
 
 def _restore_signal_handlers(previous: dict[int, object]) -> None:

@@ -25,8 +25,10 @@ from streamline.reliability.dead_letter import Failure
 from streamline.runtime.health import Liveness
 from streamline.runtime.offsets import Offsets
 from streamline.runtime.operators import Changes, OperatorStore, StatefulOperator, restore_store
+from streamline.runtime.parked import ParkedTasks
 from streamline.runtime.pipeline import Pipeline
 from streamline.runtime.record import Record
+from streamline.runtime.standby import StandbyReplicas
 from streamline.runtime.table_manager import TableManager
 from streamline.runtime.task import Task, TaskOutputs, partition_runs
 from streamline.runtime.transaction import Transaction
@@ -60,6 +62,7 @@ class TaskManager:
         metrics: Metrics,
         outputs: TaskOutputs,
         source_partitions: list[TP] | None,
+        instance_id: str = "",
     ) -> None:
         self._pipeline = pipeline
         self._connection = connection
@@ -90,6 +93,14 @@ class TaskManager:
         )
         self._restore_consumer: Consumer | None = None  # one for every restore of this process
         self._skip_to: dict[TP, int] = {}
+        self._parked = ParkedTasks()  # revoked cleanly, open until the next assignment
+        self._standby = None
+        if self.window_settings is not None and (replicas := pipeline.topology.standby_replicas):
+            self._standby = StandbyReplicas(
+                self.window_settings, connection, pipeline.group_id, instance_id, replicas,
+                metrics.standby,
+            )  # fmt: skip
+            self._standby.start()
 
     def _operators(
         self, settings: WindowSettings, partition: int, wall_ms: int
@@ -178,11 +189,16 @@ class TaskManager:
             self._pipeline.files.recover({tp: offsets.committed.get(tp, 0) for tp in assigned})
         metrics.set_assigned_partitions(len(offsets.assignment))
         log.info("assigned %s", sorted(f"{t}/{p}" for t, p in offsets.assignment))
+        if self._standby is not None:  # their standby stores become the tasks' stores
+            self._standby.release(tp.partition for tp in partitions)
         if self.window_settings is not None:
             self._open_tasks(self.window_settings, partitions, rewound)
         if self.tables is not None:  # loaded before the instance is ready
             sources = self._pipeline.source_topics
             self.tables.assign(tp.partition for tp in partitions if tp.topic in sources)
+        self._parked.close_except(set(self.tasks))  # their partitions moved away
+        if self._standby is not None:
+            self._standby.hold(self.tasks)
         wall_ms = int(time.time() * 1000)  # idleness counts from when processing can start
         for tp in partitions:
             if tp.topic in self._pipeline.source_topics:
@@ -204,7 +220,10 @@ class TaskManager:
             self._source_watermarks.revoke(key)
             if tp.topic == stateful and tp.partition in self.tasks:
                 task = self.tasks.pop(tp.partition)
-                task.close(clean)
+                if clean:  # kept open: the partition usually comes back in the next assignment
+                    self._parked.park(task, self._offsets.generation)
+                else:
+                    task.close(clean)
                 for bound in task.stores:
                     self._metrics.stores.remove_store_partition(bound.spec.name, tp.partition)
         self._metrics.set_assigned_partitions(len(self._offsets.assignment))
@@ -213,11 +232,14 @@ class TaskManager:
             self.tables.revoke(tp.partition for tp in partitions if tp.topic in sources)
 
     def close(self) -> None:
+        if self._standby is not None:
+            self._standby.stop()
         for task in self.tasks.values():
             task.close()
         self.tasks.clear()
         if self.tables is not None:
             self.tables.close()
+        self._parked.close()
         if self._restore_consumer is not None:
             self._restore_consumer.close()
             self._restore_consumer = None
@@ -243,7 +265,7 @@ class TaskManager:
         """Opens the partition's task and restores each of its stores before processing."""
         if partition in self.tasks:
             return
-        task = Task(
+        task = self._parked.take(partition, self._offsets.generation) or Task(
             topic,
             partition,
             self._operators(settings, partition, int(time.time() * 1000)),

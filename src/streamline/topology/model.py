@@ -30,6 +30,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    NonNegativeInt,
     PrivateAttr,
     Tag,
     field_serializer,
@@ -975,6 +976,8 @@ def _without_unused_options(data: dict[str, Any]) -> dict[str, Any]:
     if data.get("quality") == {"track_nulls": []}:
         del data["quality"]
     _without_unused_tables(data)
+    # where state is kept, not what is computed: the same results with or without standbys
+    data.pop("standby_replicas", None)
     return data
 
 
@@ -1160,6 +1163,15 @@ class RateLimitSpec(StrictModel):
     burst: Annotated[int, Field(ge=1)] = 1
 
 
+# --- standby replicas ------------------------------------------------------------------
+
+
+def _standby_problems(topology: Topology) -> list[tuple[str, str]]:
+    if topology.standby_replicas and topology.window is None:
+        return [("standby_replicas", "standby replicas copy window state: add a window stage")]
+    return []
+
+
 class Topology(StrictModel):
     """A whole topology file, validated, with every default filled in.
 
@@ -1198,6 +1210,7 @@ class Topology(StrictModel):
     lineage: bool = True
     quality: Quality = Quality()
     tables: list[Table] = []
+    standby_replicas: NonNegativeInt = 0
 
     _path: Path | None = PrivateAttr(default=None)
     _base_dir: Path | None = PrivateAttr(default=None)
@@ -1216,6 +1229,7 @@ class Topology(StrictModel):
             *_route_problems(self),
             *self._topic_problems(),
             *_join_problems(self),
+            *_standby_problems(self),
         ]
         if problems:
             raise PydanticCustomError(
