@@ -39,6 +39,16 @@ OOO_MS = 5000
 NOT_WRITTEN_HERE = {
     "streamline_transaction_aborts_total": "a clean run aborts no transaction",
     "streamline_retries_total": "the topology has no map stage to retry",
+    "streamline_stage_inflight": "the topology has no map with calls in flight",
+    "streamline_call_seconds_bucket": "the topology has no map with per-call settings",
+    "streamline_call_seconds_count": "the topology has no map with per-call settings",
+    "streamline_circuit_state": "the topology has no map with a circuit breaker",
+    "streamline_circuit_transitions_total": "the topology has no map with a circuit breaker",
+    "streamline_throttled_seconds_total": "the topology has no map with a rate limit",
+    "streamline_join_misses_total": "the topology has no join stage",
+    "streamline_table_lag": "the topology has no table",
+    "streamline_table_records": "the topology has no table",
+    "streamline_standby_lag": "the topology has no standby replicas",
 }
 """Series the dashboard queries that this run has no occasion to write: their family must be
 in the scrape, and their labels are checked against the families streamline declares."""
