@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 KAFKA_LIBS := kafka/libs
-PYTEST_ARGS ?=
+# the suite's files run on three workers (pytest-xdist): most tests wait on the broker and on
+# streamline processes, not on the CPU; each file stays on one worker, with its fixtures
+PYTEST_ARGS ?= -n 3 --dist loadfile
 
 .PHONY: registry-setup setup demo test lint broker broker-stop bench bench-setup clean
 

@@ -101,6 +101,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     global _registry_launch
     from streamline.dev.registry import find_java21
 
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # every worker collects every test: the one that runs them starts it (fixture)
     wanted = any("schema_registry" in getattr(i, "fixturenames", ()) for i in session.items)
     if wanted and find_java21() is not None and _registry_launch is None:
         import tempfile
@@ -127,5 +129,9 @@ def schema_registry() -> Any:
 
     if find_java21() is None:
         pytest.skip("no Java 21+ JDK found: the dev Schema Registry (Apicurio) needs one")
-    assert _registry_launch is not None, "started at collection for every test that uses it"
+    global _registry_launch
+    if _registry_launch is None:  # a parallel worker: started by its first test that needs it
+        import tempfile
+
+        _registry_launch = _RegistryLaunch(Path(tempfile.mkdtemp(prefix="streamline-registry-")))
     return _registry_launch.result()
