@@ -161,3 +161,35 @@ def test_retried_requests_are_written_once_across_two_sigkills(
     counts = Counter(r["order_id"] for r in landed)
     assert [k for k, c in counts.items() if c > 1] == []
     assert sorted(landed, key=lambda r: r["order_id"]) == records
+
+
+def test_checksum_stamps_the_sha256_of_each_value(bootstrap_env, make_topic, kafka, tmp_path):  # type: ignore[no-untyped-def]
+    import hashlib
+
+    topic = make_topic("ingest-sum")
+    server = IngestServer(
+        bootstrap_env,
+        tmp_path / "ingest.log",
+        "--topic",
+        topic,
+        "--schema",
+        SCHEMA,
+        "--checksum",
+        "--instance-id",
+        uuid.uuid4().hex[:8],
+    ).start()
+    try:
+        records = orders(20)
+        answer = httpx.post(
+            f"{server.url}/v1/topics/{topic}", content=jsonl(records), headers=NDJSON, timeout=60
+        )
+        assert answer.status_code == 200, answer.text
+    finally:
+        server.stop()
+    landed = read_all(kafka, topic, timeout=60, expected=len(records))
+    assert len(landed) == len(records)
+    for message in landed:
+        headers = dict(message.headers() or [])
+        assert (
+            headers["streamline.checksum"] == hashlib.sha256(message.value()).hexdigest().encode()
+        )

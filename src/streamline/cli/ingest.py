@@ -39,6 +39,10 @@ def ingest_http(
             help="Accepted bearer tokens, one a line (also STREAMLINE_INGEST_TOKENS, comma-separated).",
         ),
     ] = None,
+    checksum: Annotated[
+        bool,
+        typer.Option("--checksum", help="Stamp streamline.checksum: the sha256 hex of each value."),
+    ] = False,
     tls_cert: Annotated[Path | None, typer.Option("--tls-cert", help="PEM certificate.")] = None,
     tls_key: Annotated[Path | None, typer.Option("--tls-key", help="PEM private key.")] = None,
     rate_limit: Annotated[
@@ -102,6 +106,7 @@ def ingest_http(
         max_body_bytes=max_body,
         max_pending_records=max_pending,
         idempotency_window_ms=window_ms,
+        checksum=checksum,
         transactional_id=f"streamline-ingest-{instance_id or f'{socket.gethostname()}-{port}'}",
     )
     app = create_app(settings, connect(bootstrap_servers, kafka_config), load_store(schemas))

@@ -60,6 +60,7 @@ class IngestSettings:
     max_pending_records: int = 100_000
     idempotency_window_ms: int = DEFAULT_WINDOW_MS
     transactional_id: str = "streamline-ingest"
+    checksum: bool = False  # stamp streamline.checksum (sha256 of each value)
 
 
 def _error(status: int, message: str, **headers: str) -> JSONResponse:
@@ -85,7 +86,11 @@ class _Ingest:
         self.metrics = IngestMetrics()
         self.index = KeyIndex(settings.idempotency_window_ms)
         self.writer = TransactionalWriter(
-            connection, self.index, settings.transactional_id, settings.max_pending_records
+            connection,
+            self.index,
+            settings.transactional_id,
+            settings.max_pending_records,
+            settings.checksum,
         )
         self.tail: KeyTail | None = None
         self.in_flight: dict[bytes, asyncio.Future[Written]] = {}

@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaException, Producer
 
+from streamline.headers import CHECKSUM
 from streamline.ingest.keys import KEYS_TOPIC, KeyEntry, KeyIndex
 from streamline.kafka.connection import Connection
+from streamline.reliability.checksum import value_checksum
 
 log = logging.getLogger("streamline.ingest")
 COMMIT_TIMEOUT_S = 10.0
@@ -69,8 +71,10 @@ class TransactionalWriter:
         index: KeyIndex,
         transactional_id: str,
         max_pending_records: int = 100_000,
+        checksum: bool = False,
     ) -> None:
         self.connection = connection
+        self.checksum = checksum  # stamp streamline.checksum on every record
         self.index = index
         self.transactional_id = transactional_id
         self.max_pending_records = max_pending_records
@@ -203,7 +207,8 @@ class TransactionalWriter:
                     answers.append((pending, Written(seen.records, True, seen.body_sha256)))
                     continue
                 for key, value in pending.records:
-                    self._produce(producer, pending.topic, key, value)
+                    headers = [(CHECKSUM, value_checksum(value))] if self.checksum else None
+                    self._produce(producer, pending.topic, key, value, headers)
                 if pending.key is not None:
                     entry = KeyEntry(now_ms, len(pending.records), pending.body_sha256)
                     entries[pending.key] = entry
@@ -222,10 +227,16 @@ class TransactionalWriter:
             pending.result.set_result(written)
 
     @staticmethod
-    def _produce(producer: Producer, topic: str, key: bytes | None, value: bytes) -> None:
+    def _produce(
+        producer: Producer,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
         while True:
             try:
-                producer.produce(topic, value=value, key=key)
+                producer.produce(topic, value=value, key=key, headers=headers)
                 return
             except BufferError:  # local queue full: let deliveries drain it
                 producer.poll(0.05)
