@@ -207,7 +207,9 @@ class TransactionalWriter:
                     answers.append((pending, Written(seen.records, True, seen.body_sha256)))
                     continue
                 for key, value in pending.records:
-                    headers = [(CHECKSUM, value_checksum(value))] if self.checksum else None
+                    headers: list[tuple[str, str | bytes | None]] | None = (
+                        [(CHECKSUM, value_checksum(value))] if self.checksum else None
+                    )
                     self._produce(producer, pending.topic, key, value, headers)
                 if pending.key is not None:
                     entry = KeyEntry(now_ms, len(pending.records), pending.body_sha256)
@@ -232,7 +234,7 @@ class TransactionalWriter:
         topic: str,
         key: bytes | None,
         value: bytes,
-        headers: list[tuple[str, bytes]] | None = None,
+        headers: list[tuple[str, str | bytes | None]] | None = None,
     ) -> None:
         while True:
             try:
