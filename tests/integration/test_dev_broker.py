@@ -82,6 +82,11 @@ def test_a_second_checkout_reuses_a_dev_broker_on_its_port_or_picks_a_free_one(
         assert second.stdout.strip() == address
         assert f"reusing the dev broker of {first_dir} on {address}" in second.stderr
         assert not (second_dir / "broker.json").exists()  # nothing of its own was started
+        # commands of the second checkout find the reused broker without being told
+        second_env = dict(env, STREAMLINE_HOME=str(second_dir.parent))
+        second_env.pop("STREAMLINE_BOOTSTRAP_SERVERS", None)
+        found = run_cli("consume", "none-such", "--max", "1", "--timeout", "1", env=second_env)
+        assert "no Kafka broker configured" not in found.stderr, found.stderr
         chosen = run_cli(
             "dev-broker", "start", "--port", str(port), "--data-dir", str(second_dir), env=env
         )

@@ -129,6 +129,7 @@ def run(
     from streamline.runtime.runner import run_topology
 
     configure_logging()
+    max_wait_s = _max_wait(max_wait, until_caught_up)  # a usage error before anything else
     checked, store = load_checked(topology, schemas)
     connection = connect(bootstrap_servers, kafka_config)
     refuse_unsafe_settings(checked, connection)
@@ -138,7 +139,7 @@ def run(
         stall_timeout_s=stall_timeout,
         static_membership=static_membership,
         until_caught_up=until_caught_up,
-        max_wait_s=_max_wait(max_wait, until_caught_up),
+        max_wait_s=max_wait_s,
     )
     run_topology(
         checked,

@@ -681,5 +681,6 @@ def make_certificates() -> tuple[bytes, bytes, bytes]:
 
 
 def running_dev_broker() -> BrokerInfo | None:
-    """The dev broker of the default data folder, if it runs."""
-    return DevBroker().info()
+    """The dev broker of the default data folder, if it runs; else a streamline dev broker of
+    another folder on the default port, the one `dev-broker start` reuses."""
+    return DevBroker().info() or dev_broker_on(default_port())
