@@ -75,6 +75,31 @@ def test_a_stateless_run_exits_0_with_every_output_and_dead_letter_exactly_once(
     assert sorted(letters) == sorted(expected.dead_letters)
 
 
+def test_a_source_written_in_transactions_is_caught_up_at_its_last_record(
+    kafka: Connection, unique: str, tmp_path: Path
+) -> None:
+    # the source ends with a commit marker after its last record: the group commits up to
+    # the last record, one short of the end offset, and that is caught up
+    path, source, sink, _dlq = make_topology(tmp_path, kafka, unique)
+    stream = order_stream(500)
+    producer = Producer(kafka.config(**{"transactional.id": f"upstream-{unique}"}))
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    for key, value, *_rest in stream:
+        producer.produce(source, key=key, value=value)
+    producer.commit_transaction(30)
+    expected = expectation(stream)
+    done = run_cli(
+        "run", str(path), "--until-caught-up", "--max-wait", "60s", "--metrics-port", "0",
+        "--state-dir", str(tmp_path / "state"), env=process_env(kafka), timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "until caught up: done" in done.stderr
+    outputs = [PAID_ORDER.decode(m.value()) for m in read_all(kafka, sink, timeout=30)]
+    assert {o["order_id"]: o for o in outputs} == expected.outputs
+    assert len(outputs) == len(expected.outputs)
+
+
 def test_a_run_that_cannot_finish_within_max_wait_exits_1_saying_so(
     kafka: Connection, unique: str, tmp_path: Path
 ) -> None:

@@ -70,7 +70,12 @@ def run_demo(
     report(
         f"produced {sent.sent} records from {data} to {source.topic} (event times moved to start now)"
     )
-    input_end = end_offsets(connection, source.topic, OFFSETS_GROUP)
+    if sent.run is not None:
+        # after the last record of each partition written to, not after the commit marker
+        # that ends the produce's transaction (the topology commits up to its last record)
+        input_end = {int(p): last + 1 for p, (_first, last) in sent.run.offsets.items()}
+    else:
+        input_end = end_offsets(connection, source.topic, OFFSETS_GROUP)
 
     stop = threading.Event()
     failure: list[BaseException] = []

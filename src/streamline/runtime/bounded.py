@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from streamline.kafka.admin import committed_offsets, topic_end_offsets
 from streamline.kafka.connection import Connection
@@ -51,6 +51,17 @@ class UntilCaughtUp:
             self.read_back.append(pipeline.window_input_topic)
         self.consumer = Consumer(
             connection.config(**{"group.id": f"{self.group}.until-caught-up"}, log_level=0)
+        )
+        self.probe = Consumer(
+            connection.config(
+                **{
+                    "group.id": f"{self.group}.until-caught-up",
+                    "isolation.level": "read_committed",
+                    "enable.partition.eof": True,
+                    "enable.auto.commit": False,
+                },
+                log_level=0,
+            )
         )
         self.targets = topic_end_offsets(self.consumer, list(pipeline.source_topics), 15)
         self.started = clock()
@@ -97,9 +108,34 @@ class UntilCaughtUp:
         for tp, target in targets.items():
             found = committed.get(tp)
             offset = found.offset if found is not None and found.offset >= 0 else 0
-            if offset < target:
+            if offset < target and self._holds_a_record(tp, offset, target):
                 behind.append(f"{tp[0]}/{tp[1]} at {offset} of {target}")
         return behind
+
+    def _holds_a_record(self, tp: TP, start: int, end: int) -> bool:
+        """Whether offsets [start, end) hold a record the group's consumer would be given.
+
+        A topic written in transactions (another topology's sink, the retry and repartition
+        topics, `produce --file`) ends with a commit marker after its last record; the group
+        commits up to its last record, one short of the end offset. A read_committed read from
+        `start` that reaches the end without a record shows that nothing is left.
+        """
+        probe = self.probe
+        probe.assign([TopicPartition(tp[0], tp[1], start)])
+        try:
+            deadline = self.clock() + 10
+            while self.clock() < deadline:
+                message = probe.poll(0.5)
+                if message is None:
+                    continue
+                error = message.error()
+                if error is None:
+                    return (message.offset() or 0) < end
+                if error.code() == KafkaError._PARTITION_EOF:
+                    return (message.offset() or 0) < end
+            return True  # not known: keep waiting
+        finally:
+            probe.unassign()
 
     def _read_back_behind(self) -> bool:
         if not self.read_back:
@@ -117,3 +153,4 @@ class UntilCaughtUp:
 
     def close(self) -> None:
         self.consumer.close()
+        self.probe.close()
