@@ -99,6 +99,14 @@ def run_demo(
                 "idleness for the last windows to close"
             )
             stop.wait(source.watermark.idle_timeout / 1000 + 3)
+            # on a busy machine the windows may close later: wait for their first outputs
+            deadline = time.monotonic() + DRAIN_TIMEOUT_S
+            while not stop.is_set() and time.monotonic() < deadline:
+                if sum(end_offsets(connection, sink_topic, OFFSETS_GROUP).values()) > sum(
+                    output_start.values()
+                ):
+                    break
+                stop.wait(0.5)
     finally:
         stop.set()
         worker.join(60)
