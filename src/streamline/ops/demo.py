@@ -26,11 +26,13 @@ DRAIN_TIMEOUT_S = 120.0
 OFFSETS_GROUP = "streamline-demo-offsets"
 
 
-def _rebase_event_times(data: Path, field: str, folder: Path) -> Path:
+def _rebase_event_times(data: Path, field: str, folder: Path, latest_output: int = 0) -> Path:
     """A copy of the sample moved to start now, after every earlier demo run's events.
 
     Windows that closed in an earlier run stay closed, so replaying the same sample
     unchanged would only produce late records; moved forward, every run is on time.
+    Earlier runs are known from this folder's note and from the newest window the sink
+    holds (`latest_output`: another checkout's demo may have run on the same broker).
     """
     records = [json.loads(line) for line in data.read_text().splitlines() if line.strip()]
     folder.mkdir(parents=True, exist_ok=True)
@@ -39,6 +41,7 @@ def _rebase_event_times(data: Path, field: str, folder: Path) -> Path:
         previous = int(last_file.read_text())
     except (OSError, ValueError):
         previous = 0
+    previous = max(previous, latest_output)
     first = min(int(r[field]) for r in records)
     start = max(int(time.time() * 1000), previous + 60_000)
     shift = start - start % 60_000 - first + first % 60_000  # keep the sample's minute alignment
@@ -65,7 +68,13 @@ def run_demo(
         raise UsageError(f"the demo reads one sink topic; {topology.name} writes files only")
     sink_topic = topology.sink.topic
     output_start = end_offsets(connection, sink_topic, OFFSETS_GROUP)
-    rebased = _rebase_event_times(data, source.event_time, state_dir)
+    codec = AvroCodec(store, checked.sink_schema)
+    tail = {p: max(0, end - 20) for p, end in output_start.items()}
+    latest = [
+        codec.decode(m.value()).get("window_end") for m in read_range(connection, sink_topic, tail)
+    ]
+    latest_output = max((int(t) for t in latest if isinstance(t, int)), default=0)
+    rebased = _rebase_event_times(data, source.event_time, state_dir, latest_output)
     sent = produce(connection, source.topic, store, source.schema_name, rebased, key_field=None)
     report(
         f"produced {sent.sent} records from {data} to {source.topic} (event times moved to start now)"
@@ -116,7 +125,6 @@ def run_demo(
         _committed(connection, topology.group_id, source.topic, input_end).values()
     )
     report(f"ran {topology.name}@{topology.version}; consumer lag on {source.topic}: {lag}")
-    codec = AvroCodec(store, checked.sink_schema)
     return [codec.decode(m.value()) for m in read_range(connection, sink_topic, output_start)]
 
 
