@@ -5,7 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 
 from streamline.errors import StreamlineError
@@ -149,13 +155,33 @@ def topic_end_offsets(
     """(topic, partition) -> offset after its last record, for every partition of `topics`,
     in topic order and then partition order."""
     ends: dict[tuple[str, int], int] = {}
+    deadline = time.monotonic() + timeout
     for topic in topics:
         partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
         for p in sorted(partitions):
-            ends[(topic, p)] = consumer.get_watermark_offsets(
-                TopicPartition(topic, p), timeout=timeout
-            )[1]
+            ends[(topic, p)] = _end_offset(consumer, TopicPartition(topic, p), deadline)
     return ends
+
+
+_MOVING_LEADER = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+}
+
+
+def _end_offset(consumer: Consumer, tp: TopicPartition, deadline: float) -> int:
+    """The partition's end offset; asked again while its leader is still being elected
+    (a topic created a moment ago, or a broker that has just restarted)."""
+    while True:
+        try:
+            return int(
+                consumer.get_watermark_offsets(tp, timeout=max(1.0, deadline - time.monotonic()))[1]
+            )
+        except KafkaException as exc:
+            if exc.args[0].code() not in _MOVING_LEADER or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
 
 
 def committed_offsets(

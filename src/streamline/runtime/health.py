@@ -82,13 +82,28 @@ class Liveness:
 
 
 def caught_up(consumer: Consumer, offsets: Offsets, tp: TP) -> bool:
-    """Whether this process has read everything the partition holds (no backlog)."""
+    """Whether this process has read everything the partition holds (no backlog).
+
+    A partition written in transactions ends with a commit marker after its last record:
+    the end offset is one past the marker, and what this process has processed reaches
+    only the last record. The consumer's own position moves past the control records it
+    fetched, so it says whether only a marker is left. Asked between batches, when every
+    record the consumer handed over is processed.
+    """
     try:
         _low, high = consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)
     except KafkaException:
         return False
     position = offsets.position(tp)
-    return high >= 0 and position is not None and position >= high
+    if high < 0 or position is None:
+        return False
+    if position >= high:
+        return True
+    try:
+        fetched = consumer.position([TopicPartition(*tp)])[0].offset
+    except KafkaException:
+        return False
+    return fetched >= high
 
 
 def export_freshness(metrics: Metrics, state: PartitionFreshness, wall_ms: int) -> None:
