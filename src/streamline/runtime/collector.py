@@ -12,7 +12,7 @@ topic-partition are kept for lineage and for the changelog checkpoints.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, Generic, Protocol, TypeVar, cast
+from typing import Any, Generic, Protocol, TypeVar
 
 from streamline import headers as h
 from streamline.errors import StreamlineError
@@ -124,17 +124,23 @@ class RecordCollector(Generic[P]):
             self._send_stamped(outputs, sink, topology, event_times)
             return
         produce = self.producer.produce
+        topology_header, source, event_time = h.TOPOLOGY, h.SOURCE, h.EVENT_TIME
+        prefixes: dict[TP, bytes] = {}  # `topic/partition/` of the source header
         for record, value in outputs:
+            tp = (record.topic, record.partition)
+            prefix = prefixes.get(tp)
+            if prefix is None:
+                prefix = prefixes[tp] = f"{tp[0]}/{tp[1]}/".encode()
             headers: OutHeaders = [
-                (h.TOPOLOGY, topology),
-                (h.SOURCE, record.source_range()),
-                (h.EVENT_TIME, str(record.event_time).encode()),
+                (topology_header, topology),
+                (source, prefix + b"%d-%d" % (record.offset, record.last_offset)),
+                (event_time, b"%d" % record.event_time),
             ]
             try:  # per output record: the common case without produce()'s loop
                 produce(sink, value=value, key=record.out_key, headers=headers)
             except BufferError:
                 self.produce(sink, record.out_key, value, headers)
-            event_times.append(record.event_time)
+        event_times.extend([record.event_time for record, _ in outputs])
 
     def _send_stamped(
         self,
@@ -207,18 +213,22 @@ class RecordCollector(Generic[P]):
             self._failed(err, msg)
             return
         produced = self.produced
-        if produced is None or msg.topic() not in self._lineage_topics:
+        if produced is None:
+            return
+        topic = msg.topic()
+        if topic not in self._lineage_topics:
             return
         offset = msg.offset()
         if offset is None:
             return
-        tp = (cast(str, msg.topic()), cast(int, msg.partition()))
+        tp = (topic, msg.partition())
         span = produced.get(tp)
         if span is None:
             produced[tp] = [offset, offset]
-        else:
-            span[0] = min(span[0], offset)
-            span[1] = max(span[1], offset)
+        elif offset > span[1]:  # one call per output record: no min()/max() calls
+            span[1] = offset
+        elif offset < span[0]:
+            span[0] = offset
 
     def _changelog_delivered(self, tp: TP) -> Callable[[Any, Any], None]:
         offsets = self.changelog_offsets

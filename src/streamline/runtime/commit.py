@@ -194,10 +194,11 @@ class CommitCycle:
 
         1. watermark markers to every repartition partition;
         2. the stores' changes to their changelogs;
-        3. the lineage event (after a flush, so the delivered output ranges are known);
-        4. the file sinks' in-progress files (`prepare`); the consumed offsets: into the
-           transaction and commit it (`exactly_once`), or flush, check every write was
-           delivered, and commit them (`at_least_once`);
+        3. the file sinks' in-progress files (`prepare`); with `exactly_once`, the consumed
+           offsets into the transaction, while the outputs are still being delivered;
+        4. the lineage event (after a flush, so the delivered output ranges are known); then
+           commit the transaction (`exactly_once`), or flush, check every write was
+           delivered, and commit the offsets (`at_least_once`);
         5. the file sinks' files renamed to their final names (`finalize`); the stores commit, checkpointed at their changelogs' delivered offsets;
            the committed offsets and the transaction's counts go to the metrics.
         """
@@ -207,8 +208,7 @@ class CommitCycle:
             self._markers.write_markers()
         for topic, partition, changes in self._tasks.prepare_commit():
             collector.send_changelog(topic, partition, changes)
-        if self._pipeline.topology.lineage and txn.describes_data:
-            self._write_lineage(txn)
+        lineage = self._pipeline.topology.lineage and txn.describes_data
         offsets = self._offsets
         metadata = commit_metadata(offsets.generation)
         committing = [
@@ -220,11 +220,17 @@ class CommitCycle:
             self._files.prepare()
         if self._exactly_once:
             producer = collector.producer
+            # the coordinator's round trips overlap the outputs' delivery, which the lineage
+            # event's flush then seldom waits for
             producer.send_offsets_to_transaction(
                 committing, self._consumer.consumer_group_metadata(), 30
             )
+            if lineage:
+                self._write_lineage(txn)
             self._retrying(lambda: producer.commit_transaction(30))
         else:
+            if lineage:
+                self._write_lineage(txn)
             if collector.flush(60):
                 raise KafkaException(
                     KafkaError(KafkaError._MSG_TIMED_OUT, "outputs not delivered", retriable=True)

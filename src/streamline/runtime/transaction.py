@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from itertools import groupby
 from operator import attrgetter
@@ -54,14 +55,18 @@ class Transaction:
     def read(self, batch: list[Record], positions: dict[TP, int]) -> None:
         """The batch went through: its partitions' positions move past it, counted here."""
         self.records += len(batch)
+        consumed, inputs = self.consumed, self.inputs
         # Runs of one partition: the consumer hands out messages partition by partition.
+        # Each run's length and last record are taken by C code (deque), not a loop here.
         for tp, run in groupby(batch, _partition_of):
-            records = list(run)
-            first, last = records[0].offset, records[-1].offset
+            head = next(run)
+            tail = deque(enumerate(run, 2), maxlen=1)
+            n, last_record = tail[0] if tail else (1, head)
+            first, last = head.offset, last_record.offset
             positions[tp] = last + 1
-            self.consumed[tp] = self.consumed.get(tp, 0) + len(records)
-            span = self.inputs.get(tp)
+            consumed[tp] = consumed.get(tp, 0) + n
+            span = inputs.get(tp)
             if span is None:
-                self.inputs[tp] = [first, last]
+                inputs[tp] = [first, last]
             else:
                 span[1] = last

@@ -345,9 +345,19 @@ class SourceWatermarks:
     def observe_all(self, records: Iterable[Record]) -> None:
         """Source partitions' event-time progress (for heartbeats and markers)."""
         wall_ms = int(time.time() * 1000)
-        observe = self.observe
+        # A partition's tracker keeps the largest event time and marks the partition
+        # active: its largest in the batch, observed once, does the same as each in turn.
+        latest: dict[tuple[str, int], int] = {}
+        get = latest.get
         for record in records:
-            observe((record.topic, record.partition), record.event_time, wall_ms)
+            tp = (record.topic, record.partition)
+            event_time = record.event_time
+            seen = get(tp)
+            if seen is None or event_time > seen:
+                latest[tp] = event_time
+        observe = self.observe
+        for tp, event_time in latest.items():
+            observe(tp, event_time, wall_ms)
 
     def markers(
         self, wall_ms: int, caught_up: Callable[[tuple[str, int]], bool]

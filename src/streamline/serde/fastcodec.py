@@ -325,12 +325,21 @@ def compile_reader(parsed: Any, name: str = "record") -> Reader | None:
 # --- writers ---------------------------------------------------------------------------
 
 
-def _write_varint(src: _Source, ind: int, value: str) -> None:
-    """Appends the varint of an int local known to be in the long range."""
+def _write_varint(src: _Source, ind: int, value: str, wide: bool = False) -> None:
+    """Appends the varint of an int local known to be in the long range; `wide` ones (int
+    and long values, often timestamps) loop in line, not in a call."""
     src.emit(ind, f"if 0 <= {value} < 64:")
     src.emit(ind + 1, f"out.append({value} << 1)")
     src.emit(ind, "else:")
-    src.emit(ind + 1, f"_write_long(out, {value})")
+    if not wide:
+        src.emit(ind + 1, f"_write_long(out, {value})")
+        return
+    z = src.local("z")
+    src.emit(ind + 1, f"{z} = ({value} << 1) ^ ({value} >> 63)")
+    src.emit(ind + 1, f"while {z} > 0x7F:")
+    src.emit(ind + 2, f"out.append(({z} & 0x7F) | 0x80)")
+    src.emit(ind + 2, f"{z} >>= 7")
+    src.emit(ind + 1, f"out.append({z})")
 
 
 def _fail(src: _Source, ind: int, condition: str, why: str) -> None:
@@ -353,7 +362,7 @@ def _write_value(src: _Source, schema: Any, ind: int, value: str) -> None:
     elif schema in ("int", "long"):
         low, high = ("INT_MIN", "INT_MAX") if schema == "int" else ("LONG_MIN", "LONG_MAX")
         _fail(src, ind, f"type({value}) is not int or not {low} <= {value} <= {high}", schema)
-        _write_varint(src, ind, value)
+        _write_varint(src, ind, value, wide=True)
     elif schema in ("float", "double"):
         _fail(src, ind, f"type({value}) is not float and type({value}) is not int", schema)
         src.emit(ind, f"out += {'_pack_f' if schema == 'float' else '_pack_d'}({value})")
