@@ -124,3 +124,40 @@ def test_translation_agrees_with_cel_on_any_record(record: dict[str, Any], expr:
         assert math.isnan(slow[1])
     else:
         assert fast == slow
+
+
+def single_outcome(expression: Any, record: dict[str, Any]) -> Any:
+    try:
+        return ("value", expression.evaluator(record))
+    except EvaluationError as exc:
+        return ("error", str(exc))
+
+
+@settings(max_examples=300, deadline=None)
+@given(record=st.fixed_dictionaries(values), expr=st.sampled_from(TRANSLATED))
+def test_the_one_call_evaluator_agrees_with_cel_on_any_record(
+    record: dict[str, Any], expr: str
+) -> None:
+    # what the stages call: the translation with CEL as its own fallback
+    expression = compiled(expr, True)
+    assert expression.evaluator is not expression.evaluate
+    single, slow = single_outcome(expression, record), outcome(compiled(expr, False), record)
+    if single[0] == "value" and isinstance(single[1], float) and math.isnan(single[1]):
+        assert math.isnan(slow[1])
+    else:
+        assert single == slow
+
+
+def test_the_one_call_evaluator_gives_cels_errors() -> None:
+    missing = {k: v for k, v in SAMPLE.items() if k != "currency"}
+    assert single_outcome(compiled("currency == 'EUR'", True), missing) == (
+        "error",
+        """"currency == 'EUR'": the record has no field 'currency'""",
+    )
+    other_type = dict(SAMPLE, amount=None)
+    assert single_outcome(compiled("amount > 0.0", True), other_type) == outcome(
+        compiled("amount > 0.0", False), other_type
+    )
+    # not translated: the evaluator is CEL's evaluate itself
+    expression = compiled("amount + 1.0 > 2.0", True)
+    assert single_outcome(expression, SAMPLE) == ("value", True)

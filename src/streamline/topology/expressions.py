@@ -80,13 +80,16 @@ def loop_variables(expr: str) -> set[str]:
 class Expression:
     """A compiled CEL expression and the record fields it reads."""
 
-    __slots__ = ("_fast", "_program", "fields", "source")
+    __slots__ = ("_fast", "_program", "evaluator", "fields", "source")
 
     def __init__(self, source: str, program: cel.Program, fields: tuple[str, ...]) -> None:
         self.source = source
         self.fields = fields
         self._program = program
         self._fast: Callable[[Mapping[str, Any]], Any] | None = None
+        self.evaluator: Callable[[Mapping[str, Any]], Any] = self.evaluate
+        """`evaluate` as one call per record: once accelerated, the Python translation with
+        CEL as its fallback (the stages call this)."""
 
     @property
     def accelerated(self) -> bool:
@@ -96,6 +99,8 @@ class Expression:
     def accelerate(self, sample: Mapping[str, Any]) -> None:
         """Runs records whose fields have `sample`'s types as Python, when the expression allows."""
         self._fast = translate(self.source, sample)
+        single = translate(self.source, sample, fallback=self._cel)
+        self.evaluator = single if single is not None else self.evaluate
 
     def __repr__(self) -> str:
         return f"Expression({self.source!r})"
@@ -108,6 +113,10 @@ class Expression:
                 return fast(record)
             except Exception:
                 pass  # another type or a missing field: CEL gives its own answer or error
+        return self._cel(record)
+
+    def _cel(self, record: Mapping[str, Any]) -> Any:
+        """The expression's value for one record, from the CEL engine."""
         try:
             context = {name: record[name] for name in self.fields}
         except KeyError as exc:

@@ -52,11 +52,16 @@ class _Untranslatable(Exception):
     """The expression is outside the subset this module translates."""
 
 
-def translate(expr: str, sample: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], Any] | None:
+def translate(
+    expr: str,
+    sample: Mapping[str, Any],
+    fallback: Callable[[Mapping[str, Any]], Any] | None = None,
+) -> Callable[[Mapping[str, Any]], Any] | None:
     """A Python function equal to CEL `expr` on records whose fields have `sample`'s types.
 
     The function raises on records with other types (or missing fields); the
-    caller then runs CEL. None when the expression is outside the subset.
+    caller then runs CEL. With `fallback` (CEL itself) it calls `fallback(record)` for
+    those instead, so a record costs one call. None when the expression is outside the subset.
     """
     try:
         tokens = _tokenize(expr)
@@ -68,9 +73,10 @@ def translate(expr: str, sample: Mapping[str, Any]) -> Callable[[Mapping[str, An
         return None
     if kind != "bool":
         return None
-    lines = ["def fast(r):"]
+    pad = "        " if fallback is not None else "    "
+    lines = ["def fast(r):"] + (["    try:"] if fallback is not None else [])
     for name, var in fields.items():
-        lines.append(f"    {var} = r[{name!r}]")
+        lines.append(f"{pad}{var} = r[{name!r}]")
     guards = " or ".join(
         f"type({var}) is not {_TYPES[type(sample[name])]}"
         # CEL does not order NaN (an error, not false): such records go to CEL
@@ -78,11 +84,14 @@ def translate(expr: str, sample: Mapping[str, Any]) -> Callable[[Mapping[str, An
         for name, var in fields.items()
     )
     if guards:
-        lines.append(f"    if {guards}:")
-        lines.append("        raise TypeError('field types differ from the schema')")
-    lines.append(f"    return {code}")
+        lines.append(f"{pad}if {guards}:")
+        lines.append(f"{pad}    raise TypeError('field types differ from the schema')")
+    lines.append(f"{pad}return {code}")
+    if fallback is not None:
+        lines += ["    except Exception:", "        return _fallback(r)"]
     namespace: dict[str, Any] = {}
-    exec(compile("\n".join(lines), f"<cel {expr!r}>", "exec"), dict(_GLOBALS), namespace)
+    scope = {**_GLOBALS, "Exception": Exception, "_fallback": fallback}
+    exec(compile("\n".join(lines), f"<cel {expr!r}>", "exec"), scope, namespace)
     fast: Callable[[Mapping[str, Any]], Any] = namespace["fast"]
     return fast
 
