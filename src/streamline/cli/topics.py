@@ -39,7 +39,8 @@ def topics_create(
     from streamline.topology.resources import resources_of
 
     checked, connection = checked_and_connected(topology, schemas, bootstrap_servers, kafka_config)
-    if checked.topology.sink.format == "confluent-avro":
+    sink = checked.topology.sink  # None with a `sinks:` map (file sinks among them)
+    if sink is not None and sink.format == "confluent-avro":
         registry = open_registry(schema_registry_url, required=True)
         assert registry is not None
         sink_incompatibility(registry, checked)

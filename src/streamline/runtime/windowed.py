@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import time
+from itertools import groupby
+from operator import attrgetter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,8 @@ from streamline.topology.model import Topology, WindowSpec
 
 AGGREGATE = "aggregate"
 """The error type of a record the window stage cannot take (and of one it does not hold)."""
+_partition_of = attrgetter("topic", "partition")
+_event_time = attrgetter("event_time")
 
 
 @dataclass(frozen=True)
@@ -316,12 +320,15 @@ class SourceWatermarks:
         only for batches the stages dropped or failed records of: else `observe_all` has
         seen them all."""
         consumed, trackers = self.consumed, self.trackers
-        for record in records:
-            event_time = record.event_time
-            if event_time:
-                tp = (record.topic, record.partition)
-                if event_time > consumed.get(tp, NO_WATERMARK) and tp in trackers:
-                    consumed[tp] = event_time
+        for tp, run in groupby(records, _partition_of):  # runs of one partition, as consumed
+            if tp not in trackers:
+                continue
+            times = list(map(_event_time, run))
+            latest = max(times)
+            if latest <= 0:  # 0: no event time; the largest real one may be below it
+                latest = max((t for t in times if t), default=NO_WATERMARK)
+            if latest != NO_WATERMARK and latest > consumed.get(tp, NO_WATERMARK):
+                consumed[tp] = latest
 
     def freshness(self, tp: tuple[str, int]) -> tuple[int, int] | None:
         """(watermark, last event time) of a source partition for heartbeats: the tracker's,
@@ -345,19 +352,11 @@ class SourceWatermarks:
     def observe_all(self, records: Iterable[Record]) -> None:
         """Source partitions' event-time progress (for heartbeats and markers)."""
         wall_ms = int(time.time() * 1000)
-        # A partition's tracker keeps the largest event time and marks the partition
-        # active: its largest in the batch, observed once, does the same as each in turn.
-        latest: dict[tuple[str, int], int] = {}
-        get = latest.get
-        for record in records:
-            tp = (record.topic, record.partition)
-            event_time = record.event_time
-            seen = get(tp)
-            if seen is None or event_time > seen:
-                latest[tp] = event_time
         observe = self.observe
-        for tp, event_time in latest.items():
-            observe(tp, event_time, wall_ms)
+        # A partition's tracker keeps the largest event time and marks the partition
+        # active: the largest of a run, observed once, does the same as each in turn.
+        for tp, run in groupby(records, _partition_of):  # runs of one partition, as consumed
+            observe(tp, max(map(_event_time, run)), wall_ms)
 
     def markers(
         self, wall_ms: int, caught_up: Callable[[tuple[str, int]], bool]
