@@ -117,6 +117,7 @@ class Context:
 
     def __post_init__(self) -> None:
         self.store = SchemaStore(self.schemas)
+        self._codecs: dict[str, AvroCodec] = {}
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -132,7 +133,10 @@ class Context:
         return env
 
     def codec(self, name: str) -> AvroCodec:
-        return AvroCodec(self.store, self.store.get(name))
+        codec = self._codecs.get(name)  # made once: a codec compiles its reader and writer
+        if codec is None:
+            codec = self._codecs[name] = AvroCodec(self.store, self.store.get(name))
+        return codec
 
 
 def _not_closing(key: str) -> bool:

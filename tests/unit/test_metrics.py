@@ -193,3 +193,22 @@ def test_info_exports_one_series_for_the_latest_version(metrics: Metrics) -> Non
 def test_value_is_none_for_a_series_never_written(metrics: Metrics) -> None:
     assert metrics.value("records_in_total", topic="nope", partition=0) is None
     assert metrics.value("no_such_metric") is None
+
+
+def test_latency_batches_land_in_the_buckets_one_by_one_observations_would() -> None:
+    from bisect import bisect_left
+    from random import Random
+
+    rng = Random(7)
+    batches = [
+        [rng.choice([0.01, 0.5, 600.0, rng.uniform(0, 900)]) for _ in range(n)] for n in (0, 1, 500)
+    ]
+    metrics = Metrics("t")
+    for batch in batches:
+        metrics.observe_latency(batch)
+    histogram = metrics._latency
+    expected = [0] * (len(histogram._bounds) + 1)
+    for v in (v for batch in batches for v in batch):
+        expected[bisect_left(histogram._bounds, v)] += 1
+    assert histogram._counts == expected
+    assert histogram._sum == pytest.approx(sum(v for batch in batches for v in batch))

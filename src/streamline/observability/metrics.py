@@ -17,7 +17,7 @@ Counters also export ``*_created`` series (prometheus_client's default); set
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from threading import Lock
@@ -153,12 +153,17 @@ class _BatchHistogram(Collector):
 
     def observe_many(self, values: Iterable[float]) -> None:
         """Adds every value in ``values`` to the histogram."""
-        bounds, counts = self._bounds, self._counts
-        total = 0.0
+        # Sorted once, each bucket's count is a bisection: no Python loop per value.
+        values = list(values)
+        total = sum(values, 0.0)  # in order, as adding them one by one
+        ordered = sorted(values)
+        counts, below = self._counts, 0
         with self._lock:
-            for v in values:
-                counts[bisect_left(bounds, v)] += 1  # bucket ``le`` is inclusive
-                total += v
+            for i, bound in enumerate(self._bounds):
+                upto = bisect_right(ordered, bound)  # bucket ``le`` is inclusive
+                counts[i] += upto - below
+                below = upto
+            counts[-1] += len(ordered) - below
             self._sum += total
 
     def describe(self) -> Iterator[Metric]:
