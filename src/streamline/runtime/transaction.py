@@ -60,7 +60,7 @@ class Transaction:
         # Each run's length and last record are taken by C code (deque), not a loop here.
         for tp, run in groupby(batch, _partition_of):
             head = next(run)
-            tail = deque(enumerate(run, 2), maxlen=1)
+            tail = deque(enumerate(run, 2), maxlen=1)  # noqa: B031 (the rest of the run)
             n, last_record = tail[0] if tail else (1, head)
             first, last = head.offset, last_record.offset
             positions[tp] = last + 1

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import json
 import time
-from itertools import groupby
-from operator import attrgetter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import groupby
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
