@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 from streamline import headers as h
@@ -176,3 +177,35 @@ def test_recreating_the_producer_purges_the_old_one() -> None:
     old = c.producer
     c.recreate_producer()
     assert old.purged and c.producer is not old
+
+
+def test_source_headers_name_each_records_own_partition_and_offset_range() -> None:
+    c = collector()
+    windowed = record("b", 2, 40)
+    windowed.last_offset, windowed.event_time = 45, -5
+    outputs = [(record("a", 1, 3), b"1"), (windowed, b"2"), (record("a", 0, 9), b"3")]
+    outputs.append((record("a", 1, 4), b"4"))
+    event_times: list[int] = []
+    c.send_outputs(outputs, "out", b"t", event_times)
+    assert [dict(p["headers"])[h.SOURCE] for p in c.producer.produced] == [
+        b"a/1/3-3",
+        b"b/2/40-45",
+        b"a/0/9-9",
+        b"a/1/4-4",
+    ]
+    assert [dict(p["headers"])[h.EVENT_TIME] for p in c.producer.produced] == [
+        b"1234",
+        b"-5",
+        b"1234",
+        b"1234",
+    ]
+    assert event_times == [1234, -5, 1234, 1234]
+
+
+def test_delivered_ranges_widen_both_ways_whatever_order_reports_come_in() -> None:
+    c = collector()
+    c.begin()
+    for offset in (5, 3, 8, 4):
+        msg = SimpleNamespace(topic=lambda: "out", partition=lambda: 2, offset=lambda o=offset: o)
+        c._delivered(None, msg)
+    assert c.produced == {("out", 2): [3, 8]}
