@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 import yaml
 
+from streamline.ops.acls import topology_acls
 from streamline.runtime.stream_join import LEFT, RIGHT, Buffered, JoinBuffers
 from streamline.serde import SchemaStore
+from streamline.state.reset import plan_state_reset
 from streamline.state.store import PartitionStore
 from streamline.testing.driver import TopologyDriver
 from streamline.topology import Topology, TopologyError, check_topology
@@ -266,3 +268,23 @@ def test_mismatched_partition_counts_are_a_problem_saying_how_to_fix_it() -> Non
     found = resources.copartitioning_problems({"orders-by-id": 6, "payments": 3})
     assert found and "recreate payments with 6 partitions" in found[0]
     assert resources.copartitioning_problems({"orders-by-id": 6, "payments": 6}) == []
+
+
+def test_topics_acls_and_replay_know_the_joined_stream_and_the_changelog() -> None:
+    topology = load_topology(EXAMPLE)
+    resources = resources_of(topology)
+    roles = {t.name: t.role for t in resources.topics}
+    assert roles["orders-by-id"] == roles["payments"] == "source"
+    assert roles["orders-payments.joins.changelog"] == "changelog"
+    plan = resources.topic_plan(1, {"orders-by-id": 4, "payments": 4})
+    assert plan["orders-payments.joins.changelog"][0] == 4
+    acls = {(a.resource, a.name, a.operation) for a in topology_acls(topology)}
+    assert ("TOPIC", "payments", "READ") in acls
+    assert ("TOPIC", "orders-payments.joins.changelog", "DELETE") in acls
+    assert ("TOPIC", "orders-payments.late", "WRITE") in acls
+    reset = plan_state_reset(
+        resources,
+        [("payments", 1)],
+        {("orders-payments.joins.changelog", p): 10 for p in range(4)},
+    )
+    assert reset.partitions == [1]
