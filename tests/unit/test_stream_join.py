@@ -17,7 +17,7 @@ from streamline.serde import SchemaStore
 from streamline.state.reset import plan_state_reset
 from streamline.state.store import PartitionStore
 from streamline.testing.driver import TopologyDriver
-from streamline.topology import Topology, TopologyError, check_topology
+from streamline.topology import Topology, TopologyBuilder, TopologyError, check_topology
 from streamline.topology.loader import load_topology
 from streamline.topology.resources import resources_of
 from tests.support.stream_joins import TOPOLOGY, Scenario, canonical
@@ -288,3 +288,24 @@ def test_topics_acls_and_replay_know_the_joined_stream_and_the_changelog() -> No
         {("orders-payments.joins.changelog", p): 10 for p in range(4)},
     )
     assert reset.partitions == [1]
+
+
+def test_the_python_builder_makes_the_example() -> None:
+    built = (
+        TopologyBuilder("orders-payments", version="1")
+        .source(
+            name="orders", topic="orders-by-id", schema="com.example.Order",
+            event_time="created_at", max_out_of_orderness="5s", partitioned_by="order_id",
+        )
+        .source(
+            name="payments", topic="payments", schema="com.example.Payment",
+            event_time="paid_at", max_out_of_orderness="30s", idle_timeout="1m",
+            partitioned_by="order_id",
+        )
+        .join_stream(
+            "payments", on="order_id", within="10m", type="left",
+            fields={"paid_amount": "amount", "paid_at": "paid_at"},
+        )
+        .to(topic="orders-payments", schema="com.example.OrderPayment")
+    )  # fmt: skip
+    assert built.fingerprint == load_topology(EXAMPLE).fingerprint
