@@ -236,7 +236,10 @@ def test_the_example_checks_and_the_sink_sees_nullable_joined_fields() -> None:
         ({"fields": {"amount": "amount"}}, "stages[0].join.fields.amount: the records already"),
         ({"fields": {"x": "nope"}}, "stages[0].join.fields.x: stream 'payments' has no field"),
         ({"within": None}, "stages[0].join.within: a stream join needs within:"),
-        ({"stream": "orders"}, "stages[0].join.stream: sources[0] feeds the stages 'orders'"),
+        (
+            {"stream": "orders"},
+            "stages[0].join.stream: 'orders' is sources[0], which feeds the stages",
+        ),
         ({"missing": "drop"}, "stages[0].join.missing: missing: is for table joins"),
     ],
 )

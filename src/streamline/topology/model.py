@@ -1117,11 +1117,15 @@ def _stream_join_problems(
     problems: list[tuple[str, str]] = []
     names = [s.name for s in topology.sources]
     if spec.stream not in names[1:]:
-        why = "sources[0] feeds the stages" if spec.stream == names[0] else "unknown source"
+        why = (
+            f"{spec.stream!r} is sources[0], which feeds the stages"
+            if spec.stream == names[0]
+            else f"unknown source {spec.stream!r}"
+        )
         problems.append(
             (
                 f"{path}.stream",
-                f"{why} {spec.stream!r}: a stream join names another item of sources: "
+                f"{why}: a stream join names another item of sources: "
                 f"({', '.join(names[1:]) or 'there is none'})",
             )
         )
