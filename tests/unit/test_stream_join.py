@@ -146,6 +146,32 @@ def test_the_join_equals_the_oracle(tmp_path: Path, join_type: str) -> None:
     assert canonical(outputs) == canonical(scenario.expected(join_type, PARTITIONS))
 
 
+def test_metrics_count_matches_unmatched_records_and_buffers(tmp_path: Path) -> None:
+    scenario = Scenario.make(200, seed=8)
+    with driver(tmp_path, "outer") as d:
+        pipe_all(d, scenario, seed=3)
+        registry = d.metrics.registry
+        rows = scenario.expected("outer", PARTITIONS)
+
+        def sample(name: str, **labels: str) -> float:
+            value = registry.get_sample_value(
+                f"streamline_{name}", {"topology": "join", "stage": "stages[1].join", **labels}
+            )
+            return value or 0.0
+
+        buffered = sum(sample("join_buffered_records", partition=str(p)) for p in range(PARTITIONS))
+    assert sample("join_matches_total") == sum(
+        1 for r in rows if r["created_at"] is not None and r["paid_at"] is not None
+    )
+    assert sample("join_unmatched_total", side="left") == sum(
+        1 for r in rows if r["paid_at"] is None
+    )
+    assert sample("join_unmatched_total", side="right") == sum(
+        1 for r in rows if r["created_at"] is None
+    )
+    assert buffered == 2 * PARTITIONS  # only the closing pairs are still held
+
+
 def test_crashes_lose_nothing_and_emit_nothing_twice(tmp_path: Path) -> None:
     scenario = Scenario.make(300, seed=4)
     with driver(tmp_path, "outer") as d:
