@@ -338,3 +338,15 @@ def test_the_python_builder_makes_the_example() -> None:
         .to(topic="orders-payments", schema="com.example.OrderPayment")
     )  # fmt: skip
     assert built.fingerprint == load_topology(EXAMPLE).fingerprint
+
+
+def test_an_undecodable_payment_is_a_dead_letter_and_the_join_goes_on(tmp_path: Path) -> None:
+    scenario = Scenario.make(1)
+    (_, order, paid), *_ = scenario.closing(1)
+    with driver(tmp_path, "inner") as d:
+        d.pipe("payments", b"\x00garbage", key=b"end-0", partition=0)
+        d.pipe("orders", order, key="end-0", partition=0)
+        d.pipe("payments", paid, key="end-0", partition=0)
+        [dead] = d.dead_letters()
+        assert dead.raw == b"\x00garbage" and dead.header("streamline.error.type") == b"decode"
+        assert [o.value["paid_amount"] for o in d.output()] == [paid["amount"]]
