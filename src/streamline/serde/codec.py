@@ -13,7 +13,7 @@ from typing import Any
 import fastavro
 from fastavro.validation import ValidationError, validate
 
-from streamline.serde.fastcodec import compile_reader, compile_writer
+from streamline.serde.fastcodec import Writer, compile_reader, compile_writer
 from streamline.serde.schema_store import Schema, SchemaStore
 
 MAGIC = b"\xc3\x01"
@@ -37,7 +37,7 @@ class AvroWriter:
 
     schema: Schema
     _header: bytes
-    _write: Any
+    _write: Writer | None
 
     def encode(self, record: dict[str, Any], *, check: bool = True) -> bytes:
         """`_header` + the record's Avro body; with `check`, a record that does not fit gets a message naming the field."""
