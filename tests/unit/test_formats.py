@@ -212,7 +212,7 @@ def test_confluent_avro_unchecked_write_of_a_bad_record_names_the_field_as_avro_
     single = codec_for("avro", STORE, ORDER)
     for codec in (confluent, single):
         with pytest.raises(
-            EncodeError, match="^field com.example.Order.amount: 'ten' is not a valid double$"
+            EncodeError, match=r"^field com\.example\.Order\.amount: 'ten' is not a valid double$"
         ):
             codec.encode(bad, check=False)
     with pytest.raises(EncodeError, match="not registered"):
