@@ -125,6 +125,8 @@ def route_batch(
         sink = router.sinks[name]
         if sink.writer is not None:  # files: at the commit (sinks/files.py); webhooks: now
             added = sink.writer.add(batch, failed)
+            if isinstance(sink.writer, WebhookSender):
+                sink.writer.report(metrics)
             source_watermarks.observe_all(batch)
             txn.outputs += added
             slot = f"{'files' if isinstance(sink.writer, FileSinkWriter) else 'webhook'}:{name}"
