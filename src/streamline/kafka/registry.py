@@ -256,18 +256,25 @@ def open_registry(url: str | None, required: bool) -> Registry | None:
 
 
 def sink_incompatibility(registry: Registry, checked: Any) -> None:
-    """A usage error, one line naming the field, when a `confluent-avro` sink's schema breaks
-    its subject's compatibility rule."""
+    """A usage error, one line naming the field, when the schema of a `confluent-avro` topic
+    sink (`sink`, or one of `sinks:`) breaks its subject's compatibility rule."""
     from streamline.serde.formats import subject_name
+    from streamline.topology.model import Sink
 
-    sink = checked.topology.sink
-    if sink.format != "confluent-avro":
-        return
-    schema = checked.sink_schema
-    subject = subject_name(sink.subject_strategy, sink.topic, schema.name)
-    reason = registry.incompatibility(subject, schema)
-    if reason:
-        raise UsageError(
-            f"{checked.topology.name}: sink schema {schema.name} is incompatible with "
-            f"subject {subject}: {reason}"
-        )
+    topology = checked.topology
+    sinks = [(topology.sink, checked.sink_schema)] if topology.sink is not None else []
+    sinks += [
+        (sink, checked.sink_schemas[name])
+        for name, sink in topology.sinks.items()
+        if isinstance(sink, Sink)
+    ]
+    for sink, schema in sinks:
+        if sink.format != "confluent-avro":
+            continue
+        subject = subject_name(sink.subject_strategy, sink.topic, schema.name)
+        reason = registry.incompatibility(subject, schema)
+        if reason:
+            raise UsageError(
+                f"{topology.name}: sink schema {schema.name} is incompatible with "
+                f"subject {subject}: {reason}"
+            )
