@@ -255,22 +255,26 @@ def open_registry(url: str | None, required: bool) -> Registry | None:
     return registry
 
 
+def confluent_sinks(topology: Any) -> list[str]:
+    """The topic sinks in `confluent-avro` by name (`sink` for the one-sink shorthand)."""
+    from streamline.topology.model import Sink
+
+    return [
+        name
+        for name, sink in topology.outputs.items()
+        if isinstance(sink, Sink) and sink.format == "confluent-avro"
+    ]
+
+
 def sink_incompatibility(registry: Registry, checked: Any) -> None:
     """A usage error, one line naming the field, when the schema of a `confluent-avro` topic
     sink (`sink`, or one of `sinks:`) breaks its subject's compatibility rule."""
     from streamline.serde.formats import subject_name
-    from streamline.topology.model import Sink
 
     topology = checked.topology
-    sinks = [(topology.sink, checked.sink_schema)] if topology.sink is not None else []
-    sinks += [
-        (sink, checked.sink_schemas[name])
-        for name, sink in topology.sinks.items()
-        if isinstance(sink, Sink)
-    ]
-    for sink, schema in sinks:
-        if sink.format != "confluent-avro":
-            continue
+    for name in confluent_sinks(topology):
+        sink = topology.outputs[name]
+        schema = checked.sink_schema if topology.sinks is None else checked.sink_schemas[name]
         subject = subject_name(sink.subject_strategy, sink.topic, schema.name)
         reason = registry.incompatibility(subject, schema)
         if reason:
