@@ -33,6 +33,8 @@ from streamline.runtime.collector import RecordCollector
 from streamline.runtime.offsets import Offsets
 from streamline.runtime.pipeline import Pipeline
 from streamline.runtime.record import Record
+from streamline.runtime.sinks.lineage import sink_datasets
+from streamline.runtime.sinks.webhook import WebhookSender
 from streamline.runtime.transaction import Transaction
 from streamline.runtime.windowed import SourceWatermarks
 from streamline.state.generation import commit_metadata
@@ -146,6 +148,12 @@ class CommitCycle:
         self.txn: Transaction | None = None
         """The open transaction; `None` between a commit (or abort) and the next record."""
         self._files = pipeline.files  # prepared before each commit, finalized after it
+        router = pipeline.router
+        self._webhooks = [
+            s.writer
+            for s in (router.sinks.values() if router is not None else [])
+            if isinstance(s.writer, WebhookSender)
+        ]
 
     # --- the open transaction ----------------------------------------------------------
 
@@ -258,6 +266,7 @@ class CommitCycle:
             {tp: (a, b) for tp, (a, b) in txn.inputs.items()},
             {tp: (a, b) for tp, (a, b) in (collector.produced or {}).items()},
             counts=lineage_counts(txn),
+            sink_outputs=sink_datasets(self._files, self._webhooks, txn.outputs_by_topic),
         )
         collector.produce(LINEAGE_TOPIC, topology.name.encode(), event, [])
 
