@@ -29,6 +29,7 @@ from streamline.kafka.connection import Connection
 from streamline.serde import AvroCodec, SchemaStore
 from tests.helpers import read_all, run_cli
 from tests.support.harness import (
+    ORDER_CODEC,
     SCHEMAS,
     TOPOLOGY,
     InputFeeder,
@@ -38,6 +39,7 @@ from tests.support.harness import (
     expectation,
     order_stream,
     process_env,
+    produce_orders,
 )
 
 FULL = os.environ.get("STREAMLINE_ACCEPTANCE_SCALE") == "full"
@@ -444,19 +446,8 @@ def test_a_route_sink_in_confluent_avro_is_registered_and_read_by_the_deserializ
     create_topics(kafka, {"streamline.lineage": (3, {}), "streamline.heartbeats": (1, {})})
     path = tmp_path / f"{name}.yaml"
     path.write_text(ROUTED.format(name=name, source=source))
-    orders = [
-        {
-            "order_id": f"o{i}", "customer_id": f"c{i % 3}", "amount": 10.0 + i,
-            "currency": "EUR", "status": "PAID", "country": ("DE", "FR", "NL")[i % 3],
-            "created_at": 1_700_000_000_000 + i,
-        }
-        for i in range(60)
-    ]  # fmt: skip
-    codec = AvroCodec(STORE, STORE.get("com.example.Order"))
-    producer = Producer(kafka.config())
-    for order in orders:
-        producer.produce(source, key=order["order_id"].encode(), value=codec.encode(order))
-    assert producer.flush(30) == 0
+    orders = produce_orders(kafka, source, 60)
+    codec = ORDER_CODEC
 
     without = run_cli(
         "run", str(path), "--until-caught-up", "--max-wait", "60s", "--metrics-port", "0",

@@ -7,16 +7,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Producer
-
 from streamline.kafka.admin import create_topics
 from streamline.kafka.connection import Connection
-from streamline.serde import AvroCodec, SchemaStore
 from tests.helpers import read_all, run_cli
-from tests.support.harness import SCHEMAS, process_env
+from tests.support.harness import ORDER_CODEC, process_env, produce_orders
 from tests.support.webhook_receiver import Receiver
-
-STORE = SchemaStore(SCHEMAS)
 
 TOPOLOGY = """\
 apiVersion: streamline/v1
@@ -50,19 +45,8 @@ def test_lineage_events_list_the_files_and_webhook_records_each_transaction_wrot
     path.write_text(TOPOLOGY.format(name=name, source=source, path=lake, url=receiver.url))
     create_topics(kafka, {source: (2, {}), f"{name}.dlq": (2, {})})
     create_topics(kafka, {"streamline.lineage": (3, {}), "streamline.heartbeats": (1, {})})
-    orders = [
-        {
-            "order_id": f"o{i}", "customer_id": f"c{i % 3}", "amount": 10.0 + i,
-            "currency": "EUR", "status": "PAID", "country": ("DE", "FR", "NL")[i % 3],
-            "created_at": 1_700_000_000_000 + i,
-        }
-        for i in range(90)
-    ]  # fmt: skip
-    codec = AvroCodec(STORE, STORE.get("com.example.Order"))
-    producer = Producer(kafka.config())
-    for order in orders:
-        producer.produce(source, key=order["order_id"].encode(), value=codec.encode(order))
-    assert producer.flush(30) == 0
+    produce_orders(kafka, source, 90)  # 30 in DE
+    codec = ORDER_CODEC
     try:
         done = run_cli(
             "run", str(path), "--until-caught-up", "--max-wait", "60s", "--metrics-port", "0",

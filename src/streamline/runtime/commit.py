@@ -52,6 +52,11 @@ FENCED = frozenset(
 """A newer producer with the same transactional id took over (it called init_transactions)."""
 
 
+def fenced(error: KafkaError) -> bool:
+    """Whether the producer was fenced for good (not an error the transaction's abort clears)."""
+    return error.code() in FENCED and not error.txn_requires_abort()
+
+
 class ProducerFenced(StreamlineError):
     """The instance stopped: another producer with its transactional id fenced this one."""
 
@@ -175,7 +180,7 @@ class CommitCycle:
             try:
                 self._collector.producer.begin_transaction()
             except KafkaException as exc:
-                if exc.args[0].code() in FENCED:
+                if fenced(exc.args[0]):
                     self._fenced(exc.args[0])
                 raise
         self.txn = Transaction()
@@ -334,7 +339,7 @@ class CommitCycle:
                 collector.producer.commit_transaction(5)
             except KafkaException as failed:
                 error = failed.args[0]
-        if self._exactly_once and error.code() in FENCED:
+        if self._exactly_once and fenced(error):
             self._fenced(error)
         denied = collector.denied or self._connection.access_error(
             error,
@@ -356,7 +361,7 @@ class CommitCycle:
             try:
                 collector.producer.abort_transaction(30)
             except KafkaException as abort_exc:
-                if abort_exc.args[0].code() in FENCED:
+                if fenced(abort_exc.args[0]):
                     self._fenced(abort_exc.args[0])
                 log.warning("abort failed (%s); re-creating the producer", abort_exc.args[0].str())
                 collector.recreate_producer()

@@ -33,7 +33,7 @@ import httpx
 
 from streamline.reliability.dead_letter import SINK, Failure
 from streamline.reliability.retry import RetryPolicy
-from streamline.runtime.circuit import STATE_VALUES, CircuitBreaker
+from streamline.runtime.circuit import STATE_VALUES, circuit_of
 from streamline.runtime.record import Record
 from streamline.serde.fit import RecordFit
 
@@ -85,20 +85,7 @@ class WebhookSender:
         self.posts = 0
         self.retries = 0
         self.stage = f"sinks.{name}"
-        circuit = spec.circuit
-        self.circuit = (
-            CircuitBreaker(
-                circuit.failure_rate,
-                circuit.min_calls,
-                circuit.window / 1000,
-                circuit.open_for / 1000,
-                circuit.probes,
-                clock=clock,
-                on_transition=self._circuit_moved,
-            )
-            if circuit is not None
-            else None
-        )
+        self.circuit = circuit_of(spec.circuit, self._circuit_moved, clock)
         self._moves: list[str] = []  # circuit transitions not yet in the metrics
         self._reported = False
 
