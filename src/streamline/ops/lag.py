@@ -72,7 +72,7 @@ def topology_lag(connection: Connection, topology: Topology) -> list[PartitionLa
         out = []
         beats = last_heartbeats(consumer, topology.name)
         for tp in partitions:
-            _low, high = consumer.get_watermark_offsets(tp, timeout=15)
+            low, high = consumer.get_watermark_offsets(tp, timeout=15)
             offset = committed.get((tp.topic, tp.partition), -1)
             beat = beats.get((tp.topic, tp.partition), {})
             key = (tp.topic, tp.partition)
@@ -84,7 +84,8 @@ def topology_lag(connection: Connection, topology: Topology) -> list[PartitionLa
                     high,
                     beat.get("watermark"),
                     beat.get("status"),
-                    0 <= offset < high and not holds_a_record(probe, key, offset, high),
+                    # below the log start the records were deleted unread: end - committed, no probe
+                    0 <= low <= offset < high and not holds_a_record(probe, key, offset, high),
                 )
             )
         return out
