@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from itertools import groupby
 from operator import attrgetter
@@ -55,18 +54,14 @@ class Transaction:
     def read(self, batch: list[Record], positions: dict[TP, int]) -> None:
         """The batch went through: its partitions' positions move past it, counted here."""
         self.records += len(batch)
-        consumed, inputs = self.consumed, self.inputs
         # Runs of one partition: the consumer hands out messages partition by partition.
-        # Each run's length and last record are taken by C code (deque), not a loop here.
         for tp, run in groupby(batch, _partition_of):
-            head = next(run)
-            tail = deque(enumerate(run, 2), maxlen=1)  # noqa: B031 (the rest of the run)
-            n, last_record = tail[0] if tail else (1, head)
-            first, last = head.offset, last_record.offset
+            records = list(run)
+            first, last = records[0].offset, records[-1].offset
             positions[tp] = last + 1
-            consumed[tp] = consumed.get(tp, 0) + n
-            span = inputs.get(tp)
+            self.consumed[tp] = self.consumed.get(tp, 0) + len(records)
+            span = self.inputs.get(tp)
             if span is None:
-                inputs[tp] = [first, last]
+                self.inputs[tp] = [first, last]
             else:
                 span[1] = last
