@@ -13,6 +13,7 @@ the offsets are committed.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -60,15 +61,39 @@ class Markers(Protocol):
     def write_markers(self) -> None: ...
 
 
-def transactional_producer(
-    pipeline: Pipeline, instance_id: str, connection: Connection, transaction_timeout_ms: int
-) -> Callable[[Callable[[Any, Any], None]], Producer]:
-    """A factory of the loop's producer (transactional with `exactly_once`)."""
+class TransactionalProducers:
+    """Makes the loop's producer (transactional with `exactly_once`): the collector's factory.
 
-    def new(on_delivery: Callable[[Any, Any], None]) -> Producer:
+    The first producer's `init_transactions` runs in a thread, while the consumer joins
+    the group and the first assignment is restored: after a crash, the restarted
+    instance's `init_transactions` fences its predecessor and waits for the broker to
+    abort the transaction it left open, a few hundred milliseconds the restart no longer
+    waits for one after the other. `wait()`, at the end of every assignment and so before
+    any transaction begins, returns once that producer is ready, or raises what
+    `init_transactions` raised. A producer made again (after a fatal error) is ready
+    when returned.
+    """
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        instance_id: str,
+        connection: Connection,
+        transaction_timeout_ms: int,
+    ) -> None:
+        self._pipeline = pipeline
+        self._instance_id = instance_id
+        self._connection = connection
+        self._transaction_timeout_ms = transaction_timeout_ms
+        self._made = 0
+        self._init: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def __call__(self, on_delivery: Callable[[Any, Any], None]) -> Producer:
+        pipeline = self._pipeline
         conf: dict[str, Any] = {
             "on_delivery": on_delivery,
-            "client.id": f"{pipeline.group_id}-{instance_id}",
+            "client.id": f"{pipeline.group_id}-{self._instance_id}",
             "enable.idempotence": True,
             "linger.ms": 5,
             "partitioner": "murmur2_random",
@@ -76,24 +101,47 @@ def transactional_producer(
             "queue.buffering.max.messages": 500000,
         }
         if pipeline.exactly_once:
-            conf["transactional.id"] = pipeline.transactional_id(instance_id)
+            conf["transactional.id"] = pipeline.transactional_id(self._instance_id)
             # a file sink's roll is the commit interval: the transaction must outlive it
             conf["transaction.timeout.ms"] = max(
-                transaction_timeout_ms, 2 * pipeline.commit_interval_ms
+                self._transaction_timeout_ms, 2 * pipeline.commit_interval_ms
             )
-        producer = Producer(connection.config(**conf, log_level=3), logger=log)
+        producer = Producer(self._connection.config(**conf, log_level=3), logger=log)
+        self._made += 1
         if pipeline.exactly_once:
-            try:
-                producer.init_transactions(60)
-            except KafkaException as exc:
-                tid = conf["transactional.id"]
-                denied = connection.access_error(exc.args[0], transactional_id=tid)
-                if denied is None:
-                    raise
-                raise denied from None
+            if self._made == 1:
+                self._init = threading.Thread(
+                    target=self._init_in_thread, args=(producer, conf["transactional.id"]),
+                    name="init-transactions", daemon=True,
+                )  # fmt: skip
+                self._init.start()
+            else:
+                self._init_transactions(producer, conf["transactional.id"])
         return producer
 
-    return new
+    def wait(self) -> None:
+        """Returns once the first producer's transactions are initialised; raises its error."""
+        thread, self._init = self._init, None
+        if thread is not None:
+            thread.join()
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def _init_in_thread(self, producer: Producer, transactional_id: str) -> None:
+        try:
+            self._init_transactions(producer, transactional_id)
+        except BaseException as exc:  # raised again by wait(), in the loop's thread
+            self._error = exc
+
+    def _init_transactions(self, producer: Producer, transactional_id: str) -> None:
+        try:
+            producer.init_transactions(60)
+        except KafkaException as exc:
+            denied = self._connection.access_error(exc.args[0], transactional_id=transactional_id)
+            if denied is None:
+                raise
+            raise denied from None
 
 
 def lineage_counts(txn: Transaction) -> dict[str, Any]:
@@ -169,7 +217,8 @@ class CommitCycle:
     def due(self) -> bool:
         txn = self.txn
         return txn is not None and (
-            time.monotonic() - txn.started >= self._interval_s
+            self._offsets.just_assigned
+            or time.monotonic() - txn.started >= self._interval_s
             or txn.records >= self._max_records
             or (self._files is not None and self._files.due(txn.started))
         )
@@ -238,6 +287,7 @@ class CommitCycle:
         if self._files is not None:
             self._files.finalize()
         offsets.committed.update(offsets.positions)
+        offsets.just_assigned = False
         offsets.committed_at_ms = int(time.time() * 1000)
         collector.poll(0)  # serve the changelog delivery reports that are ready
         self._tasks.post_commit({**offsets.committed, **collector.changelog_offsets})

@@ -28,7 +28,7 @@ from streamline.reliability.dead_letter import Failure
 from streamline.runtime.batch import process_batch
 from streamline.runtime.bounded import UntilCaughtUp
 from streamline.runtime.collector import RecordCollector
-from streamline.runtime.commit import CommitCycle, TransactionAborted, transactional_producer
+from streamline.runtime.commit import CommitCycle, TransactionAborted, TransactionalProducers
 from streamline.runtime.failures import FailedRecords
 from streamline.runtime.health import Heartbeats, Liveness, caught_up
 from streamline.runtime.offsets import Offsets
@@ -106,10 +106,10 @@ class _Loop:
         self.metrics = metrics = processor.metrics
         self.liveness = liveness = processor.liveness
         topology = pipeline.topology
+        producers = TransactionalProducers(  # the first one initialises during the join
+            pipeline, options.instance_id, connection, options.transaction_timeout_ms)  # fmt: skip
         self.collector = collector = RecordCollector(
-            transactional_producer(
-                pipeline, options.instance_id, connection, options.transaction_timeout_ms
-            ),
+            producers,
             lambda err, topic: connection.access_error(err, topic=topic, operation="WRITE"),
             pipeline.lineage_outputs,
             sink_checksum=pipeline.sink_checksum,
@@ -145,6 +145,7 @@ class _Loop:
         self.tasks = TaskManager(
             pipeline, options.state_dir, connection, consumer, offsets,
             self.source_watermarks, liveness, metrics, outputs, sources, options.instance_id,
+            producers.wait,
         )  # fmt: skip
         self.commit = CommitCycle(
             pipeline, options.instance_id, options.max_records_per_transaction, connection,

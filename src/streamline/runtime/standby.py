@@ -112,12 +112,21 @@ class StandbyReplicas:
 
     # --- the task manager's side -----------------------------------------------------
 
-    def release(self, partitions: Iterable[int]) -> None:
-        """Checkpoints and closes the standby stores of `partitions`, which become held."""
+    def release(self, partitions: Iterable[int]) -> dict[int, PartitionStore]:
+        """Checkpoints the standby stores of `partitions`, which become held, and hands them
+        over still open (the task of the partition takes the store instead of opening it
+        again: a RocksDB close and open less in a takeover). The caller closes the ones it
+        does not use."""
+        handed: dict[int, PartitionStore] = {}
         with self._lock:
             for partition in partitions:
                 self._held.add(partition)
-                self._close(partition)
+                store = self._stores.get(partition)
+                if store is not None:
+                    store.finish_restore(self._position[partition])
+                    handed[partition] = store
+                    self._forget(partition)
+        return handed
 
     def hold(self, partitions: Iterable[int]) -> None:
         """The partitions whose stores the task manager has open: the standby keeps off them."""
@@ -227,14 +236,19 @@ class StandbyReplicas:
 
     def _close(self, partition: int) -> None:
         """Checkpoints what the standby has read and closes its store (the lock is held)."""
-        store = self._stores.pop(partition, None)
-        position = self._position.pop(partition, 0)
+        store = self._stores.get(partition)
         if store is not None:
-            store.finish_restore(position)
+            store.finish_restore(self._position[partition])
             store.close()
-            self._metrics.remove(partition)
-            self._dirty.discard(partition)
-            self._reassign = True
+            self._forget(partition)
+
+    def _forget(self, partition: int) -> None:
+        """The standby no longer reads the partition into its store (the lock is held)."""
+        self._stores.pop(partition, None)
+        self._position.pop(partition, None)
+        self._metrics.remove(partition)
+        self._dirty.discard(partition)
+        self._reassign = True
 
     def _apply(self, messages: list[Message]) -> None:
         chunks: dict[int, list[tuple[bytes, bytes | None]]] = {}

@@ -22,6 +22,7 @@ from streamline.kafka.connection import Connection
 from streamline.kafka.consumers import ChangelogReader, restore_consumer
 from streamline.observability.metrics import Metrics
 from streamline.reliability.dead_letter import Failure
+from streamline.runtime.fencing import LostMembers
 from streamline.runtime.health import Liveness
 from streamline.runtime.offsets import Offsets
 from streamline.runtime.operators import Changes, OperatorStore, StatefulOperator, restore_store
@@ -40,6 +41,7 @@ from streamline.runtime.windowed import (
 )
 from streamline.state.generation import generation_of
 from streamline.state.reset import plan_state_reset, reset_topics
+from streamline.state.store import PartitionStore
 
 log = logging.getLogger("streamline.runtime")
 
@@ -63,6 +65,7 @@ class TaskManager:
         outputs: TaskOutputs,
         source_partitions: list[TP] | None,
         instance_id: str = "",
+        producer_ready: Callable[[], None] = lambda: None,
     ) -> None:
         self._pipeline = pipeline
         self._connection = connection
@@ -73,6 +76,7 @@ class TaskManager:
         self._metrics = metrics
         self._outputs = outputs
         self._source_partitions = source_partitions
+        self._producer_ready = producer_ready  # the loop's producer, initialised meanwhile
         self._retry_topic = pipeline.topology.retry_topic
         self.window_settings = (
             WindowSettings.of(pipeline.topology, state_dir, pipeline.repartition)
@@ -94,7 +98,16 @@ class TaskManager:
         self._restore_consumer: Consumer | None = None  # one for every restore of this process
         self._skip_to: dict[TP, int] = {}
         self._parked = ParkedTasks()  # revoked cleanly, open until the next assignment
+        self._lost = (  # their open transactions aborted when another instance takes over
+            LostMembers(
+                connection, pipeline.group_id, pipeline.source_topics[0], instance_id,
+                pipeline.transactional_id,
+            )
+            if instance_id and pipeline.exactly_once
+            else None
+        )  # fmt: skip
         self._standby = None
+        self._handed: dict[int, PartitionStore] = {}  # standby stores handed over, still open
         if self.window_settings is not None and (replicas := pipeline.topology.standby_replicas):
             self._standby = StandbyReplicas(
                 self.window_settings, connection, pipeline.group_id, instance_id, replicas,
@@ -105,9 +118,16 @@ class TaskManager:
     def _operators(
         self, settings: WindowSettings, partition: int, wall_ms: int
     ) -> list[StatefulOperator]:
-        """The operator chain of one partition of the stateful input."""
+        """The operator chain of one partition of the stateful input.
+
+        Its store is the standby's, handed over open, when that one is of this generation.
+        """
         generation, sources = self._offsets.generation, self._source_partitions
-        return [window_stage(settings, partition, generation, sources, wall_ms)]
+        store = self._handed.pop(partition, None)
+        if store is not None and store.generation != generation:
+            store.close()  # checkpointed in its generation: opened again, and wiped
+            store = None
+        return [window_stage(settings, partition, generation, sources, wall_ms, store)]
 
     # --- processing --------------------------------------------------------------------
 
@@ -161,6 +181,8 @@ class TaskManager:
 
     def assign(self, partitions: list[TopicPartition]) -> None:
         """Takes on the partitions: their committed offsets, then their tasks, restored."""
+        if self._lost is not None:
+            self._lost.assigned()
         metrics = self._metrics
         metrics.rebalance("assigned")
         self._liveness.restoring = True
@@ -190,9 +212,12 @@ class TaskManager:
         metrics.set_assigned_partitions(len(offsets.assignment))
         log.info("assigned %s", sorted(f"{t}/{p}" for t, p in offsets.assignment))
         if self._standby is not None:  # their standby stores become the tasks' stores
-            self._standby.release(tp.partition for tp in partitions)
+            self._handed = self._standby.release(tp.partition for tp in partitions)
         if self.window_settings is not None:
             self._open_tasks(self.window_settings, partitions, rewound)
+        for store in self._handed.values():  # not taken by a task
+            store.close()
+        self._handed = {}
         if self.tables is not None:  # loaded before the instance is ready
             sources = self._pipeline.source_topics
             self.tables.assign(tp.partition for tp in partitions if tp.topic in sources)
@@ -203,6 +228,8 @@ class TaskManager:
         for tp in partitions:
             if tp.topic in self._pipeline.source_topics:
                 self._source_watermarks.assign((tp.topic, tp.partition), wall_ms)
+        self._producer_ready()  # no transaction begins before (commit.py)
+        offsets.just_assigned = True
         self._liveness.joined = True
         self._liveness.restoring = False
         metrics.set_ready(True)
