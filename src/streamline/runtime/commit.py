@@ -88,6 +88,7 @@ class TransactionalProducers:
         self._made = 0
         self._init: threading.Thread | None = None
         self._error: BaseException | None = None
+        self._failed = False
 
     def __call__(self, on_delivery: Callable[[Any, Any], None]) -> Producer:
         pipeline = self._pipeline
@@ -126,7 +127,15 @@ class TransactionalProducers:
             thread.join()
         error, self._error = self._error, None
         if error is not None:
+            self._failed = True
             raise error
+
+    def flush(self, collector: RecordCollector[Producer], timeout: float) -> None:
+        """Flushes the loop's producer as the run ends, unless its `init_transactions` failed:
+        flushing a producer in that (fatal) state raises, hiding the error that stops the run.
+        """
+        if not self._failed:
+            collector.flush(timeout)
 
     def _init_in_thread(self, producer: Producer, transactional_id: str) -> None:
         try:

@@ -106,7 +106,7 @@ class _Loop:
         self.metrics = metrics = processor.metrics
         self.liveness = liveness = processor.liveness
         topology = pipeline.topology
-        producers = TransactionalProducers(  # the first one initialises during the join
+        self.producers = producers = TransactionalProducers(  # first one: init during the join
             pipeline, options.instance_id, connection, options.transaction_timeout_ms)  # fmt: skip
         self.collector = collector = RecordCollector(
             producers,
@@ -186,7 +186,7 @@ class _Loop:
             self.liveness.alive = False
             self.metrics.set_ready(False)
             self.consumer.close()  # a dynamic member leaves the group; no transaction is open
-            self.collector.flush(10)
+            self.producers.flush(self.collector, 10)  # unless it never initialised
             heartbeats.close()
             self.tasks.close()
 
