@@ -14,7 +14,8 @@ every few seconds; a partition without an owner (a rebalance in flight, a lost m
 keeps its standbys where they are. The state generation comes from the group's
 committed offsets, as the task manager's does, so a standby checkpoint is one the
 active task trusts. Standbys never block readiness: the loop and `/readyz` do not wait
-for them, and they start after the instance's first assignment is restored.
+for them, and they start a refresh period (2 s) after the instance's first assignment
+is restored, so they delay neither that restore nor the first commit after it.
 """
 
 from __future__ import annotations
@@ -151,10 +152,11 @@ class StandbyReplicas:
 
     def _run(self) -> None:
         # the instance's own partitions first: opening standby stores (a RocksDB recovery
-        # after a crash can take a while) must not delay the restore of the first assignment
+        # after a crash can take a while) must not delay the restore of the first assignment,
+        # nor its first commit (a refresh period later: the loop commits well before)
         self._assigned.wait()
         consumer = standby_consumer(self._connection, self._group_id)
-        refreshed = checkpointed = 0.0
+        refreshed = checkpointed = time.monotonic()
         try:
             while not self._halt.is_set():
                 now = time.monotonic()
