@@ -1,4 +1,5 @@
-"""Which instances get their transactions fenced when another takes over (runtime/fencing.py)."""
+"""Which instances get their transactions fenced when a takeover finds its committed offsets
+held by an unfinished commit (runtime/fencing.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ from streamline.runtime import fencing
 from streamline.runtime.fencing import LostMembers
 
 
-def lost_members(monkeypatch: pytest.MonkeyPatch, views: list[list[str] | None]) -> list[str]:
-    """Runs one assignment per view of the group's members (None: the describe fails)."""
+def lost_members(
+    monkeypatch: pytest.MonkeyPatch, views: list[list[str] | None], held: bool = True
+) -> list[str]:
+    """Runs one assignment per view of the group's members (None: the describe fails);
+    `held`: each assignment's committed offsets were held, so the lost ones are fenced."""
     answers = iter(views)
 
     def describe(_connection: Any, group: str, topic: str) -> tuple[dict[int, str], list[str]]:
@@ -29,6 +33,8 @@ def lost_members(monkeypatch: pytest.MonkeyPatch, views: list[list[str] | None])
     for _ in views:
         lost.assigned()
         lost.join(5)
+        if held:
+            lost.fence_lost()
     return fenced
 
 
@@ -50,3 +56,10 @@ def test_a_failed_describe_fences_nobody_and_forgets_no_member(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert lost_members(monkeypatch, [["a", "b"], None, ["a"]]) == ["b"]
+
+
+def test_nobody_is_fenced_while_the_committed_offsets_are_not_held(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An instance only expelled (frozen, slow) with no commit in flight carries on."""
+    assert lost_members(monkeypatch, [["a", "b"], ["a"]], held=False) == []

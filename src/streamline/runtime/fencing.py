@@ -1,23 +1,22 @@
-"""Fencing the transactions of instances that left the group without closing them.
+"""Fencing the transaction of an instance lost in the middle of a commit.
 
 An instance killed with a transaction open leaves it open on the broker until the
 transaction timeout (`transaction.timeout.ms`, 30 s here, and up to 10 s more until the
-broker's next check) aborts it. Until then:
-
-- the committed offsets of its partitions are unstable: the instance that takes them
-  over reads them (`committed()`, read_committed) only once that transaction is
-  aborted, so the takeover waits ~35 s when the instance was killed while committing;
-- its output, changelog and dead-letter partitions stop at that transaction for every
-  read_committed reader (downstream topologies, standbys, restores).
+broker's next check) aborts it. When it was killed in the middle of a commit (its
+offsets sent to the transaction, the commit not done), the committed offsets of its
+partitions are unstable meanwhile: the instance that takes them over reads them
+(`committed()`, read_committed) only once that transaction ends, ~35 s after the kill.
 
 A restarted instance fences its predecessor itself (`init_transactions` with the same
-transactional id aborts the open transaction at once). An instance that does not come
-back is fenced here: at each assignment, the instances that were members at the
-previous one and are members no more get `init_transactions` on their transactional
-id, in a thread (the assignment does not wait for it; `committed()` returns as soon as
-the abort is done). Fencing an instance that had closed its transaction cleanly changes
-nothing; one that was restarted meanwhile gets a fenced producer, which it replaces
-(`CommitCycle.abort`), aborting at most its open transaction: never a duplicate.
+transactional id aborts the open transaction at once). For an instance that does not
+come back, the task manager asks `LostMembers` when the committed offsets of a new
+assignment are still unstable after `UNSTABLE_WAIT_S`: the instances that were members
+at the previous assignment and are members no more get `init_transactions` on their
+transactional id, which aborts the transaction holding the offsets, and the offsets are
+read again. Only then: an instance that was only expelled (frozen, or too slow) and has
+no commit in flight is not fenced, so it carries on once it rejoins; one that is
+fenced had a commit in flight for partitions it no longer owns, and stops
+(`commit.ProducerFenced`).
 """
 
 from __future__ import annotations
@@ -34,10 +33,11 @@ from streamline.kafka.connection import Connection
 log = logging.getLogger("streamline.runtime")
 
 FENCE_TIMEOUT_S = 30.0
+UNSTABLE_WAIT_S = 2.0  # committed() longer than this: a lost instance's commit holds them
 
 
 class LostMembers:
-    """The group's members at each assignment; fences the transactional ids of the lost ones."""
+    """The group's members at each assignment, and the ones lost since the previous one."""
 
     def __init__(
         self,
@@ -53,11 +53,12 @@ class LostMembers:
         self._me = instance_id
         self._transactional_id = transactional_id
         self._members: set[str] = set()
+        self._lost: set[str] = set()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
     def assigned(self) -> None:
-        """A new assignment: compares the members with the previous ones, in a thread."""
+        """A new assignment: reads the group's members and compares them, in a thread."""
         if self._thread is not None and self._thread.is_alive():
             return  # the previous check is still running; the next assignment looks again
         self._thread = threading.Thread(target=self._check, name="fence-lost", daemon=True)
@@ -77,8 +78,14 @@ class LostMembers:
             return
         now = set(members)
         with self._lock:
-            lost = sorted(self._members - now - {self._me})
+            self._lost = (self._members - now - {self._me}) if self._members else set()
             self._members = now
+
+    def fence_lost(self) -> None:
+        """Fences the instances that left the group between the last two assignments."""
+        self.join(FENCE_TIMEOUT_S)
+        with self._lock:
+            lost, self._lost = sorted(self._lost), set()
         for instance in lost:
             self.fence(instance)
 

@@ -28,11 +28,12 @@ from streamline.reliability.dead_letter import Failure
 from streamline.runtime.batch import process_batch
 from streamline.runtime.bounded import UntilCaughtUp
 from streamline.runtime.collector import RecordCollector
-from streamline.runtime.commit import CommitCycle, TransactionAborted, TransactionalProducers
+from streamline.runtime.commit import CommitCycle, TransactionAborted
 from streamline.runtime.failures import FailedRecords
 from streamline.runtime.health import Heartbeats, Liveness, caught_up
 from streamline.runtime.offsets import Offsets
 from streamline.runtime.pipeline import Pipeline
+from streamline.runtime.producers import TransactionalProducers
 from streamline.runtime.record import Record
 from streamline.runtime.repartition import Repartitioner
 from streamline.runtime.retry_gate import RetryGate
@@ -106,8 +107,7 @@ class _Loop:
         self.metrics = metrics = processor.metrics
         self.liveness = liveness = processor.liveness
         topology = pipeline.topology
-        self.producers = producers = TransactionalProducers(  # first one: init during the join
-            pipeline, options.instance_id, connection, options.transaction_timeout_ms)  # fmt: skip
+        self.producers = producers = TransactionalProducers(pipeline, connection, options)
         self.collector = collector = RecordCollector(
             producers,
             lambda err, topic: connection.access_error(err, topic=topic, operation="WRITE"),

@@ -22,7 +22,7 @@ from streamline.kafka.connection import Connection
 from streamline.kafka.consumers import ChangelogReader, restore_consumer
 from streamline.observability.metrics import Metrics
 from streamline.reliability.dead_letter import Failure
-from streamline.runtime.fencing import LostMembers
+from streamline.runtime.fencing import UNSTABLE_WAIT_S, LostMembers
 from streamline.runtime.health import Liveness
 from streamline.runtime.offsets import Offsets
 from streamline.runtime.operators import Changes, OperatorStore, StatefulOperator, restore_store
@@ -30,6 +30,7 @@ from streamline.runtime.parked import ParkedTasks
 from streamline.runtime.pipeline import Pipeline
 from streamline.runtime.record import Record
 from streamline.runtime.standby import StandbyReplicas
+from streamline.runtime.stream_join_stage import StreamJoinSettings, StreamJoinStage
 from streamline.runtime.table_manager import TableManager
 from streamline.runtime.task import Task, TaskOutputs, partition_runs
 from streamline.runtime.transaction import Transaction
@@ -46,6 +47,7 @@ from streamline.state.store import PartitionStore
 log = logging.getLogger("streamline.runtime")
 
 TP = tuple[str, int]
+Settings = WindowSettings | StreamJoinSettings
 Failures = list[tuple[Record, Failure]]
 
 
@@ -78,9 +80,12 @@ class TaskManager:
         self._source_partitions = source_partitions
         self._producer_ready = producer_ready  # the loop's producer, initialised meanwhile
         self._retry_topic = pipeline.topology.retry_topic
+        self.join_settings = (
+            StreamJoinSettings.of(pipeline.checked, state_dir) if pipeline.windowed else None
+        )
         self.window_settings = (
             WindowSettings.of(pipeline.topology, state_dir, pipeline.repartition)
-            if pipeline.windowed
+            if pipeline.windowed and self.join_settings is None
             else None
         )
         self.tasks: dict[int, Task] = {}
@@ -98,7 +103,7 @@ class TaskManager:
         self._restore_consumer: Consumer | None = None  # one for every restore of this process
         self._skip_to: dict[TP, int] = {}
         self._parked = ParkedTasks()  # revoked cleanly, open until the next assignment
-        self._lost = (  # their open transactions aborted when another instance takes over
+        self._lost = (  # a lost instance's unfinished commit is aborted when it holds offsets
             LostMembers(
                 connection, pipeline.group_id, pipeline.source_topics[0], instance_id,
                 pipeline.transactional_id,
@@ -116,13 +121,15 @@ class TaskManager:
             self._standby.start()
 
     def _operators(
-        self, settings: WindowSettings, partition: int, wall_ms: int
+        self, settings: Settings, partition: int, wall_ms: int
     ) -> list[StatefulOperator]:
         """The operator chain of one partition of the stateful input.
 
         Its store is the standby's, handed over open, when that one is of this generation.
         """
         generation, sources = self._offsets.generation, self._source_partitions
+        if isinstance(settings, StreamJoinSettings):
+            return [StreamJoinStage(settings, partition, generation, wall_ms, self._metrics)]
         store = self._handed.pop(partition, None)
         if store is not None and store.generation != generation:
             store.close()  # checkpointed in its generation: opened again, and wiped
@@ -149,8 +156,9 @@ class TaskManager:
             task.process(run, wall_ms, txn, failures)
             return
         # never with range assignment and co-partitioned topics; not silent
-        stage = self.window_settings.stage if self.window_settings else "window"
-        message = f"the window state of partition {partition} is not on this instance"
+        settings = self.window_settings or self.join_settings
+        stage = settings.stage if settings else "window"
+        message = f"the state of partition {partition} is not on this instance"
         failures.extend((record, Failure(AGGREGATE, message, stage)) for record in run)
 
     def punctuate(
@@ -191,7 +199,7 @@ class TaskManager:
         for tp in partitions:
             offsets.assign((tp.topic, tp.partition))
         try:
-            committed = self._consumer.committed(partitions, timeout=30) if partitions else []
+            committed = self._committed(partitions) if partitions else []
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError._DESTROY:
                 raise
@@ -213,8 +221,9 @@ class TaskManager:
         log.info("assigned %s", sorted(f"{t}/{p}" for t, p in offsets.assignment))
         if self._standby is not None:  # their standby stores become the tasks' stores
             self._handed = self._standby.release(tp.partition for tp in partitions)
-        if self.window_settings is not None:
-            self._open_tasks(self.window_settings, partitions, rewound)
+        settings = self.window_settings or self.join_settings
+        if settings is not None:
+            self._open_tasks(settings, partitions, rewound)
         for store in self._handed.values():  # not taken by a task
             store.close()
         self._handed = {}
@@ -233,6 +242,24 @@ class TaskManager:
         self._liveness.joined = True
         self._liveness.restoring = False
         metrics.set_ready(True)
+
+    def _committed(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        """The group's committed offsets of the partitions (read_committed: stable ones).
+
+        Offsets a lost instance sent in a commit it never finished stay unstable until its
+        transaction times out (~35 s): after `UNSTABLE_WAIT_S`, its transactional id is
+        fenced, which aborts that transaction, and they are read again (`fencing.py`).
+        """
+        if self._lost is None:
+            return self._consumer.committed(partitions, timeout=30)
+        try:
+            return self._consumer.committed(partitions, timeout=UNSTABLE_WAIT_S)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError._TIMED_OUT:
+                raise
+        log.info("committed offsets held by an unfinished commit: fencing lost instances")
+        self._lost.fence_lost()
+        return self._consumer.committed(partitions, timeout=30)
 
     def revoke(self, partitions: list[TopicPartition], clean: bool = True) -> None:
         """Forgets the partitions and closes their tasks (after the commit cycle is done).
@@ -253,6 +280,10 @@ class TaskManager:
                     task.close(clean)
                 for bound in task.stores:
                     self._metrics.stores.remove_store_partition(bound.spec.name, tp.partition)
+                if self.join_settings is not None:
+                    self._metrics.stream_joins.remove_partition(
+                        self.join_settings.stage, tp.partition
+                    )
         self._metrics.set_assigned_partitions(len(self._offsets.assignment))
         if self.tables is not None:
             sources = self._pipeline.source_topics
@@ -274,7 +305,7 @@ class TaskManager:
     # --- opening and restoring tasks ---------------------------------------------------
 
     def _open_tasks(
-        self, settings: WindowSettings, partitions: list[TopicPartition], rewound: list[TP]
+        self, settings: Settings, partitions: list[TopicPartition], rewound: list[TP]
     ) -> None:
         """Opens and restores the tasks; rebuilds state whose input was rewound elsewhere."""
         rebuild = self._rebuild_after_rewind(rewound) if rewound else set()
@@ -288,7 +319,7 @@ class TaskManager:
             self._consumer.assign(partitions)
         self._skip_to.clear()
 
-    def _open(self, settings: WindowSettings, topic: str, partition: int, wipe: bool) -> None:
+    def _open(self, settings: Settings, topic: str, partition: int, wipe: bool) -> None:
         """Opens the partition's task and restores each of its stores before processing."""
         if partition in self.tasks:
             return
