@@ -33,7 +33,7 @@ from streamline.kafka.connection import Connection
 log = logging.getLogger("streamline.runtime")
 
 FENCE_TIMEOUT_S = 30.0
-UNSTABLE_WAIT_S = 2.0  # committed() longer than this: a lost instance's commit holds them
+UNSTABLE_WAIT_S = 1.0  # committed() longer than this: a lost instance's commit holds them
 
 
 class LostMembers:
