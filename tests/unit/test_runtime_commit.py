@@ -128,6 +128,8 @@ def cycle(exactly_once: bool = True) -> tuple[CommitCycle, Log, Offsets]:
         owned_topics=["out"],
         sink_topic="out",
         files=None,
+        windowed=False,
+        stages=[],
     )
     connection: Any = SimpleNamespace(
         bootstrap_servers="b:9092", access_error=lambda *args, **kwargs: None

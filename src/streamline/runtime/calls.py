@@ -28,9 +28,10 @@ from aiolimiter import AsyncLimiter
 from streamline.observability.metrics import Metrics
 from streamline.reliability.dead_letter import CIRCUIT_OPEN, MAP, Failure
 from streamline.reliability.retry import AttemptsExhausted, RetryPolicy
+from streamline.runtime.call_window import CallWindow
 from streamline.runtime.circuit import STATE_VALUES, CircuitBreaker
 from streamline.runtime.record import Record
-from streamline.runtime.stages import Dropped, Failed, Map
+from streamline.runtime.stages import Dropped, Failed, Map, not_a_record
 from streamline.topology.model import CircuitSpec, MapSpec, RateLimitSpec
 
 log = logging.getLogger("streamline.runtime")
@@ -68,6 +69,10 @@ class CircuitOpen:
             retry_after_ms=wait_ms,
         )
 
+
+HOLD_PER_SLOT = 16
+"""A pipelined map holds at most this many records per unit of `concurrency` before it
+waits for the oldest to complete."""
 
 MIN_CIRCUIT_WAIT_MS = 500
 """The shortest wait in the retry topic (a half-open circuit with all its probes out)."""
@@ -122,28 +127,38 @@ class ConcurrentMap(Map):
             ThreadPoolExecutor(threads, thread_name_prefix=f"map-{name}") if threads else None
         )
         self.inflight = 0
+        self.window: CallWindow | None = None  # set when calls run across batches
 
     def process(self, batch: list[Record], failed: Failed, dropped: Dropped) -> list[Record]:
-        results = event_loop().run_until_complete(self._calls(batch))
-        out = []
-        for record, result in zip(batch, results, strict=True):
-            if isinstance(result, AttemptsExhausted):
-                failed(record, Failure(MAP, str(result), self.name, attempts=result.attempts))
-            elif isinstance(result, CircuitOpen):
-                failed(record, result.failure(self.name))
-            elif result is None:
-                dropped(self.name, "map", 1)
-            elif isinstance(result, dict):
+        if self.window is not None:
+            done = self.window.take(batch)
+        else:
+            results = event_loop().run_until_complete(self._calls(batch))
+            done = list(zip(batch, results, strict=True))
+        out: list[Record] = []
+        name = self.name
+        for record, result in done:
+            if isinstance(result, dict):
                 record.value = result
                 out.append(record)
+            elif isinstance(result, AttemptsExhausted):
+                failed(record, Failure(MAP, str(result), name, attempts=result.attempts))
+            elif isinstance(result, CircuitOpen):
+                failed(record, result.failure(name))
             else:
-                failed(
-                    record,
-                    Failure(
-                        MAP, f"returned {type(result).__name__}, expected dict or None", self.name
-                    ),
-                )
+                not_a_record(name, record, result, failed, dropped)
         return out
+
+    def pipeline(self, hold_limit: int | None = None) -> CallWindow:
+        """Keep calls in flight across batches from now on (the processing loop's choice)."""
+        limit = hold_limit if hold_limit is not None else HOLD_PER_SLOT * self.concurrency
+        self.window = CallWindow(event_loop(), self._with_retries, self.concurrency, limit)
+        return self.window
+
+    @property
+    def holds(self) -> bool:
+        """Whether records of earlier batches wait here for their calls."""
+        return self.window is not None and self.window.holds
 
     async def _calls(self, batch: list[Record]) -> list[Any]:
         """Every record's result (or AttemptsExhausted), in batch order."""

@@ -29,6 +29,7 @@ from confluent_kafka import (
 from streamline.kafka.connection import Connection
 from streamline.observability.lineage import LINEAGE_TOPIC, run_event
 from streamline.observability.metrics import Metrics
+from streamline.runtime.call_window import pipelined_calls
 from streamline.runtime.collector import RecordCollector
 from streamline.runtime.offsets import Offsets
 from streamline.runtime.pipeline import Pipeline
@@ -146,6 +147,7 @@ class CommitCycle:
         self.txn: Transaction | None = None
         """The open transaction; `None` between a commit (or abort) and the next record."""
         self._files = pipeline.files  # prepared before each commit, finalized after it
+        self._held = pipelined_calls(pipeline)  # maps whose calls run across batches
 
     # --- the open transaction ----------------------------------------------------------
 
@@ -175,8 +177,20 @@ class CommitCycle:
         )
 
     def processed(self, txn: Transaction, batch: list[Record]) -> None:
-        """The batch went through: its partitions' positions move past it."""
+        """The batch went through: its partitions' positions move past it (up to the
+        oldest record a map still holds)."""
+        held = self._held
+        if held is None:
+            txn.read(batch, self._offsets.positions)
+            return
+        held.uncap(self._offsets.positions)
         txn.read(batch, self._offsets.positions)
+        held.cap(self._offsets.positions)
+
+    def revoked(self, partitions: list[tuple[str, int]]) -> None:
+        """After the commit that ends a generation: what maps hold of `partitions` is dropped."""
+        if self._held is not None:
+            self._held.drop(partitions)
 
     # --- commit ------------------------------------------------------------------------
 
@@ -353,6 +367,8 @@ class CommitCycle:
         """After an abort: drop uncommitted state and watermarks moved by the aborted records."""
         if self._files is not None:
             self._files.abort()
+        if self._held is not None:
+            self._held.drop()
         wall_ms = int(time.time() * 1000)
         self._tasks.abort(wall_ms)
         self._source_watermarks.reset(wall_ms)
