@@ -1,16 +1,16 @@
 """A map whose calls run concurrently: an `async def` function, or a plain one in threads.
 
-A batch's calls run on one event loop per processing thread, at most `concurrency`
-at once. Records with the same key form a chain whose calls run one after another, in
-offset order; different keys run side by side. The stage returns when every call of the
-batch has completed (or exhausted its in-line attempts), with its outputs in input
-order, so the batch is written and committed in source-offset order per partition and
-the commit holds only completed calls. A slow call holds back the batch it is in (the
-transaction waits for it), not the calls of other keys.
+Calls run on one event loop per processing thread, at most `concurrency` at once.
+Records with the same key form a chain whose calls run one after another, in offset
+order; different keys run side by side. In the processing loop of a topology without
+windows the calls run across batches (`call_window.py`): the stage passes on, per
+partition, the completed prefix of what it holds, and the commit stops at the oldest
+record still held. Elsewhere (windows, the test driver) the stage returns when every
+call of the batch has completed (or exhausted its in-line attempts), with its outputs
+in input order, so a slow call holds back the batch it is in, not the calls of other keys.
 
-Calls may run again after a crash (the batch's offsets were not committed): side
-effects in a map are at-least-once; its outputs are exactly-once.
-"""
+Calls may run again after a crash (their offsets were not committed): side effects in
+a map are at-least-once; its outputs are exactly-once."""
 
 from __future__ import annotations
 

@@ -352,6 +352,8 @@ class CommitCycle:
 
     def lost(self) -> None:
         """The partitions were lost: the open transaction can only be aborted."""
+        if self._held is not None:  # another instance reads them from the committed offsets
+            self._held.drop()
         if self.txn is None or not self._exactly_once:
             return
         try:
