@@ -28,23 +28,23 @@ SETTLE_S = 0.05
 
 
 class _Held:
-    __slots__ = ("done", "record", "result", "task")
+    __slots__ = ("done", "dropped", "record", "result")
 
     def __init__(self, record: Record) -> None:
         self.record = record
         self.result: Any = None
         self.done = False
-        self.task: asyncio.Task[None] | None = None
+        self.dropped = False
 
 
 class CallWindow:
     """The records one concurrent map holds, per partition in offset order, and their calls.
 
-    Calls for one key run one after the other in offset order, across batches; at most
-    `concurrency` run at once. `take` returns once no more than `concurrency` calls are
-    waiting or running (so the next batch is needed to keep the window full) and some
-    record is ready to go, or all are done; it waits for a release while `hold_limit`
-    records are held.
+    Calls for one key run one after the other in offset order, across batches (a chain
+    per key, a task that runs while the key has records waiting); at most `concurrency`
+    run at once. `take` returns once no more than `concurrency` calls are waiting or
+    running (so the next batch is needed to keep the window full) and some record is
+    ready to go, or all are done; while `hold_limit` records are held, it waits for one.
     """
 
     def __init__(
@@ -60,9 +60,10 @@ class CallWindow:
         self._hold_limit = hold_limit
         self._slots = asyncio.Semaphore(concurrency)
         self._partitions: dict[TP, deque[_Held]] = {}
-        self._last: dict[object, asyncio.Task[None]] = {}  # the last call of each key
+        self._chains: dict[object, deque[_Held]] = {}  # records waiting, by key
+        self._tasks: set[asyncio.Task[None]] = set()
         self._held = 0
-        self._outstanding = 0  # calls not yet completed (running or waiting for a slot)
+        self._outstanding = 0  # calls not yet completed (running or waiting)
         self._releasable = False  # some partition's oldest held record is done
         self._waiter: asyncio.Future[None] | None = None
         self._timed_out = False
@@ -84,12 +85,12 @@ class CallWindow:
         return {tp: held[0].record.offset for tp, held in self._partitions.items() if held}
 
     def drop(self, partitions: Iterable[TP] | None = None) -> None:
-        """Forgets the held records of `partitions` (all by default), cancelling their calls."""
+        """Forgets the held records of `partitions` (all by default): calls not started are
+        not made; a call in flight runs on, its result unused."""
         for tp in list(self._partitions) if partitions is None else partitions:
             for held in self._partitions.pop(tp, ()):
                 self._held -= 1
-                if held.task is not None:
-                    held.task.cancel()
+                held.dropped = True
         self._releasable = any(h and h[0].done for h in self._partitions.values())
 
     def _start(self, record: Record) -> None:
@@ -102,28 +103,38 @@ class CallWindow:
         self._held += 1
         self._outstanding += 1
         key = record.out_key
-        before = self._last.get(key) if key is not None else None
-        task = held.task = self._loop.create_task(self._run(held, key, before))
         if key is not None:
-            self._last[key] = task
+            chain = self._chains.get(key)
+            if chain is not None:  # its key's chain runs: the record waits its turn there
+                chain.append(held)
+                return
+            chain = self._chains[key] = deque((held,))
+        else:  # a record without a key has nothing to keep order with
+            chain = deque((held,))
+        task = self._loop.create_task(self._run(key, chain))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, held: _Held, key: object, before: asyncio.Task[None] | None) -> None:
+    async def _run(self, key: object, chain: deque[_Held]) -> None:
+        slots, call, partitions = self._slots, self._call, self._partitions
         try:
-            if before is not None and not before.done():
-                await asyncio.wait((before,))  # its key's previous call (cancelled or not)
-            async with self._slots:
-                held.result = await self._call(held.record.value)
-            held.done = True
+            while chain:
+                held = chain[0]
+                if not held.dropped:
+                    async with slots:
+                        held.result = await call(held.record.value)
+                    held.done = True
+                chain.popleft()
+                self._outstanding -= 1
+                record = held.record
+                partition = partitions.get((record.topic, record.partition))
+                if held.done and partition and partition[0] is held:
+                    self._releasable = True
+                if self._waiter is not None and self._ready():
+                    self._wake()
         finally:
-            self._outstanding -= 1
-            if key is not None and self._last.get(key) is held.task:
-                del self._last[key]
-            record = held.record
-            partition = self._partitions.get((record.topic, record.partition))
-            if held.done and partition and partition[0] is held:
-                self._releasable = True
-            if self._waiter is not None and self._ready():
-                self._wake()
+            if key is not None and self._chains.get(key) is chain:
+                del self._chains[key]
 
     def _ready(self) -> bool:
         if self._outstanding == 0:
