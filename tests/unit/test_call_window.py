@@ -96,19 +96,24 @@ def test_positions_stop_at_the_oldest_held_record_and_come_back_once_released() 
     assert positions == {("t", 0): 14}
 
 
-def test_an_abort_drops_what_is_held_and_cancels_its_calls() -> None:
+def test_an_abort_drops_what_is_held_and_makes_no_call_not_yet_started() -> None:
     gate = Gate()
     window = CallWindow(event_loop(), gate.call, concurrency=8, hold_limit=100)
     held = HeldOffsets([window])
     positions = {("t", 0): 4}
-    window.take(records(range(4)))
+    window.take(records(range(4), key_of=lambda i: "k"))
+    assert gate.calls == [0]  # one key: 1 to 3 wait for 0
     held.cap(positions)
     assert positions == {("t", 0): 0}
     held.drop()
     assert not window.holds and window.held_from() == {}
     held.uncap(positions)
     assert positions == {("t", 0): 0}  # the rewind's position stays
-    assert taken(window, []) == []  # the cancelled calls end; nothing comes out
+    gate.release(0)
+    gate.release(4)
+    again = records(range(4, 5), key_of=lambda i: "k")  # read again after the rewind
+    assert taken(window, again) == [4]
+    assert gate.calls == [0, 4]  # 0's result unused; 1 to 3 never called
 
 
 def test_a_revoke_drops_only_the_revoked_partitions() -> None:

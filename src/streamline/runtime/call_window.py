@@ -122,8 +122,9 @@ class CallWindow:
                 held = chain[0]
                 if not held.dropped:
                     async with slots:
-                        held.result = await call(held.record.value)
-                    held.done = True
+                        if not held.dropped:  # dropped while it waited for a slot
+                            held.result = await call(held.record.value)
+                            held.done = True
                 chain.popleft()
                 self._outstanding -= 1
                 record = held.record
