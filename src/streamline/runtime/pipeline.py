@@ -77,6 +77,10 @@ class Pipeline:
     `roll.every` is then the commit interval."""
     tables: TableState = field(default_factory=lambda: TableState([]))
     """The table partitions the join stages look up in (filled by the table manager)."""
+    joined_topic: str | None = None
+    """The topic of the source that feeds a stream join only (None without one)."""
+    joined_stages: list[Stage] = field(default_factory=list)
+    """What that source's records go through instead of the stages: decode, event time."""
 
     @classmethod
     def from_checked(
@@ -95,11 +99,15 @@ class Pipeline:
         topology = checked.topology
         tables = table_state(checked, store, state_dir, registry)
         resources = resources_of(topology)
+        joined = checked.stream_schemas  # sources feeding a stream join, with their schemas
         source_codecs = {
             s.topic: codec_for(s.format, store, checked.source_schema, registry)
             for s in topology.sources
+            if s.name not in joined
         }
-        every_format = list(dict.fromkeys(f for s in topology.sources for f in s.formats))
+        every_format = list(
+            dict.fromkeys(f for s in topology.sources if s.name not in joined for f in s.formats)
+        )
         source_codecs[topology.retry_topic] = codec_for(
             every_format, store, checked.source_schema, registry
         )
@@ -157,7 +165,7 @@ class Pipeline:
                 stages.append(map_stage(cs.path, cs.function, stage.spec, policy))
                 if cs.output_schema is not None:
                     stages.append(FitOutput(cs.path, RecordFit(cs.output_schema)))
-            elif isinstance(stage, JoinStage):
+            elif isinstance(stage, JoinStage) and stage.join.stream is None:
                 stages.append(
                     Join(cs.path, stage.join, tables, topology.retry_topic, metrics or Metrics("-"))
                 )
@@ -167,6 +175,15 @@ class Pipeline:
                     stages.append(KeyBy(cs.path, field=key))
                 else:
                     stages.append(KeyBy(cs.path, expr=cs.expressions["key_by"]))
+        joined_stages: list[Stage] = []  # a joined stream's own decode and event time
+        for source in topology.sources:
+            if source.name in joined:
+                codec = codec_for(source.format, store, joined[source.name], registry)
+                if source.verify_checksum:
+                    joined_stages.append(VerifyChecksum("checksum", frozenset([source.topic])))
+                joined_stages.append(Decode("decode", {source.topic: codec}))
+                path = f"sources[{topology.sources.index(source)}].event_time"
+                joined_stages.append(EventTime(path, source.event_time))
         return cls(
             group_id=topology.group_id,
             source_topics=[s.topic for s in topology.sources],
@@ -193,6 +210,8 @@ class Pipeline:
             router=router,
             files=files,
             tables=tables,
+            joined_topic=next((s.topic for s in topology.sources if s.name in joined), None),
+            joined_stages=joined_stages,
         )
 
     @property
@@ -258,6 +277,26 @@ class Pipeline:
         out = self.encode.encode(records, lambda r, f: failures.append((r, f)))
         metrics.observe_stage("sink", time.perf_counter() - started, len(records))
         return out
+
+    def run_stateful_input(
+        self,
+        batch: list[Record],
+        failures: list[tuple[Record, Failure]],
+        metrics: Metrics,
+        drops: dict[str, int] | None = None,
+    ) -> list[Record]:
+        """The records for the tasks: the stages' outputs and, with a stream join, the
+        joined stream's records, decoded with its own schema (they skip the stages)."""
+        joined = self.joined_topic
+        if joined is None:
+            return self.run_stages(batch, failures, metrics, drops)
+        left = self.run_stages([r for r in batch if r.topic != joined], failures, metrics, drops)
+        right = [r for r in batch if r.topic == joined]
+        for stage in self.joined_stages:
+            if not right:
+                break
+            right = stage.process(right, lambda r, f: failures.append((r, f)), lambda *_: None)
+        return left + right
 
     def run_stages(
         self,

@@ -52,8 +52,9 @@ def run_topology(
         create_internal_topics(connection, pipeline.resources)
     counts = require_topics(connection, [*pipeline.source_topics, *pipeline.owned_topics])
     tables = pipeline.resources.table_topics
-    if tables:
-        counts = {**counts, **require_topics(connection, list(tables))}
+    if tables or pipeline.resources.joined_streams:
+        if tables:
+            counts = {**counts, **require_topics(connection, list(tables))}
         for problem in pipeline.resources.copartitioning_problems(counts):
             raise StreamlineError(problem)
     if pipeline.windowed:
