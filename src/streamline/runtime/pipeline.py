@@ -6,7 +6,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streamline.errors import UsageError
 from streamline.observability.metrics import Metrics
 from streamline.reliability.dead_letter import Failure
 from streamline.reliability.retry import RetryPolicy
@@ -14,6 +13,7 @@ from streamline.runtime.calls import map_stage
 from streamline.runtime.join_operator import Join
 from streamline.runtime.record import Record
 from streamline.runtime.route import Router, router_of
+from streamline.runtime.route import sink_schema_id as sink_schema_id_of
 from streamline.runtime.sinks.files import FileSinks
 from streamline.runtime.stages import (
     Decode,
@@ -33,7 +33,7 @@ from streamline.runtime.table_operator import TableState
 from streamline.runtime.tables import table_state
 from streamline.serde import SchemaStore
 from streamline.serde.fit import RecordFit
-from streamline.serde.formats import SchemaRegistry, codec_for, subject_name
+from streamline.serde.formats import SchemaRegistry, codec_for
 from streamline.topology import CheckedTopology
 from streamline.topology.model import (
     FilterStage,
@@ -113,18 +113,9 @@ class Pipeline:
         )
         sink = topology.sink
         sink_format = sink.format if sink is not None else "avro"
-        sink_schema_id = None
-        if sink is not None and sink.format == "confluent-avro":
-            if registry is None:
-                raise UsageError(
-                    "sink format confluent-avro needs a schema registry: give "
-                    "--schema-registry-url or STREAMLINE_SCHEMA_REGISTRY_URL"
-                )
-            sink_schema_id = registry.sink_schema_id(
-                subject_name(sink.subject_strategy, sink.topic, checked.sink_schema.name),
-                checked.sink_schema,
-                sink.auto_register,
-            )
+        sink_schema_id = (
+            sink_schema_id_of("sink", sink, checked.sink_schema, registry) if sink else None
+        )
         retry = topology.retry
         policy = RetryPolicy(
             attempts=retry.attempts,
@@ -142,7 +133,7 @@ class Pipeline:
             stages.append(TrackNulls("quality.track_nulls", list(topology.quality.track_nulls)))
         stages.append(EventTime("sources[0].event_time", topology.source.event_time))
         warns = False
-        router, files = router_of(checked, store)
+        router, files = router_of(checked, store, registry)
         for cs in checked.stages:
             stage = cs.stage
             if isinstance(stage, ValidateStage):

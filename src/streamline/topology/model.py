@@ -817,6 +817,7 @@ class WebhookSpec(StrictModel):
     timeout: PositiveDuration = 5_000
     headers: dict[str, str] = {}
     retry: WebhookRetry = WebhookRetry()
+    circuit: WebhookCircuitSpec | None = None  # stop POSTing to an endpoint that mostly fails
 
 
 class WebhookSink(StrictModel):
@@ -1265,6 +1266,16 @@ def _standby_problems(topology: Topology) -> list[tuple[str, str]]:
     if topology.standby_replicas and topology.window is None:
         return [("standby_replicas", "standby replicas copy window state: add a window stage")]
     return []
+
+
+# --- webhook sinks: circuit breaker (`sinks.<name>.webhook.circuit`) -------------------
+
+
+class WebhookCircuitSpec(CircuitSpec):
+    """`circuit:` on a webhook sink: stop POSTing to an endpoint that mostly fails; while it
+    is open, batches become dead letters at once instead of waiting out their retries."""
+
+    on_open: Literal["dead_letter"] = "dead_letter"  # type: ignore[assignment]
 
 
 class Topology(StrictModel):
