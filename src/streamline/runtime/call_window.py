@@ -17,9 +17,12 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamline.runtime.record import Record
+
+if TYPE_CHECKING:
+    from streamline.runtime.transaction import Transaction
 
 TP = tuple[str, int]
 
@@ -191,6 +194,12 @@ class HeldOffsets:
     def __init__(self, windows: list[CallWindow]) -> None:
         self.windows = windows
         self._read: dict[TP, int] = {}  # how far a capped partition was read
+
+    def read(self, txn: Transaction, batch: list[Record], positions: dict[TP, int]) -> None:
+        """`txn.read` the batch, each position stopping at the oldest record held."""
+        self.uncap(positions)
+        txn.read(batch, positions)
+        self.cap(positions)
 
     def uncap(self, positions: dict[TP, int]) -> None:
         positions.update(self._read)

@@ -209,13 +209,10 @@ class CommitCycle:
     def processed(self, txn: Transaction, batch: list[Record]) -> None:
         """The batch went through: its partitions' positions move past it (up to the
         oldest record a map still holds)."""
-        held = self._held
-        if held is None:
+        if self._held is None:
             txn.read(batch, self._offsets.positions)
-            return
-        held.uncap(self._offsets.positions)
-        txn.read(batch, self._offsets.positions)
-        held.cap(self._offsets.positions)
+        else:
+            self._held.read(txn, batch, self._offsets.positions)
 
     def revoked(self, partitions: list[tuple[str, int]]) -> None:
         """After the commit that ends a generation: what maps hold of `partitions` is dropped."""
