@@ -8,8 +8,8 @@ of calls in flight does not empty at every batch and every commit.
 
 `HeldOffsets` keeps the commit honest: each partition's position stops at the first
 record a map still holds, so a transaction commits only completed records. An abort, a
-rewind or a revoke drops what is held (cancelling its calls); the consumer reads it
-again from the committed offsets.
+rewind or a revoke drops what is held (calls not started are not made, a call in flight
+runs on, its result unused); the consumer reads it again from the committed offsets.
 """
 
 from __future__ import annotations
