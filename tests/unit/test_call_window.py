@@ -129,3 +129,27 @@ def test_a_revoke_drops_only_the_revoked_partitions() -> None:
     held.uncap(positions)
     assert positions == {("t", 0): 0, ("t", 1): 4}
     assert taken(window, []) == [1, 3]
+
+
+def test_each_commit_lists_as_inputs_the_offsets_it_covers_and_a_held_record_in_a_later_one() -> (
+    None
+):
+    from streamline.runtime.transaction import Transaction
+
+    gate = Gate()
+    window = CallWindow(event_loop(), gate.call, concurrency=8, hold_limit=100)
+    held = HeldOffsets([window])
+    positions: dict[tuple[str, int], int] = {}
+    batch = records(range(10, 14))
+    gate.release(10, 11, 13)
+    assert taken(window, batch) == [10, 11]
+    held.read(Transaction(), batch, positions)
+    assert held.inputs(positions) == {("t", 0): (10, 11)}  # 12 is held, and 13 behind it
+    gate.release(12)
+    assert taken(window, []) == [12, 13]
+    held.read(Transaction(), [], positions)
+    assert held.inputs(positions) == {("t", 0): (12, 13)}
+    assert held.inputs(positions) == {}  # nothing new read: nothing listed twice
+    held.read(Transaction(), records(range(14, 16)), positions)
+    held.drop()  # an abort: the records are read again from the committed offset
+    assert held.inputs(positions) == {}

@@ -194,12 +194,32 @@ class HeldOffsets:
     def __init__(self, windows: list[CallWindow]) -> None:
         self.windows = windows
         self._read: dict[TP, int] = {}  # how far a capped partition was read
+        self._unlisted: dict[TP, int] = {}  # first offset read and not yet in a commit's inputs
 
     def read(self, txn: Transaction, batch: list[Record], positions: dict[TP, int]) -> None:
         """`txn.read` the batch, each position stopping at the oldest record held."""
         self.uncap(positions)
         txn.read(batch, positions)
+        unlisted = self._unlisted
+        for tp, (first, _last) in txn.inputs.items():
+            unlisted.setdefault(tp, first)
         self.cap(positions)
+
+    def inputs(self, positions: dict[TP, int]) -> dict[TP, tuple[int, int]]:
+        """The offsets a commit covers, per partition: from the first not yet listed in an
+        earlier commit to just before the oldest record still held. A held record is listed
+        by the commit that holds its output, so lineage ranges match what each commit did."""
+        spans: dict[TP, tuple[int, int]] = {}
+        for tp, first in list(self._unlisted.items()):
+            end = positions.get(tp)
+            if end is None or end <= first:
+                continue
+            spans[tp] = (first, end - 1)
+            if tp in self._read:  # capped: the oldest held record is listed next time
+                self._unlisted[tp] = end
+            else:
+                del self._unlisted[tp]
+        return spans
 
     def uncap(self, positions: dict[TP, int]) -> None:
         positions.update(self._read)
@@ -220,10 +240,11 @@ class HeldOffsets:
         for window in self.windows:
             window.drop(tps)
         if tps is None:
-            self._read = {}
+            self._read, self._unlisted = {}, {}
         else:
             for tp in tps:
                 self._read.pop(tp, None)
+                self._unlisted.pop(tp, None)
 
 
 def pipelined_calls(pipeline: Any) -> HeldOffsets | None:

@@ -296,7 +296,9 @@ class CommitCycle:
             self._pipeline.fingerprint,
             self._transactional_id,
             self._connection.bootstrap_servers,
-            {tp: (a, b) for tp, (a, b) in txn.inputs.items()},
+            {tp: (a, b) for tp, (a, b) in txn.inputs.items()}
+            if self._held is None
+            else self._held.inputs(self._offsets.positions),  # what this commit covers
             {tp: (a, b) for tp, (a, b) in (collector.produced or {}).items()},
             counts=lineage_counts(txn),
             sink_outputs=sink_datasets(self._files, self._webhooks, txn.outputs_by_topic),
