@@ -128,6 +128,8 @@ def cycle(exactly_once: bool = True) -> tuple[CommitCycle, Log, Offsets]:
         owned_topics=["out"],
         sink_topic="out",
         files=None,
+        windowed=False,
+        stages=[],
         router=None,
     )
     connection: Any = SimpleNamespace(

@@ -31,6 +31,7 @@ from streamline.errors import StreamlineError
 from streamline.kafka.connection import Connection
 from streamline.observability.lineage import LINEAGE_TOPIC, run_event
 from streamline.observability.metrics import Metrics
+from streamline.runtime.call_window import pipelined_calls
 from streamline.runtime.collector import RecordCollector
 from streamline.runtime.offsets import Offsets
 from streamline.runtime.pipeline import Pipeline
@@ -129,6 +130,7 @@ class CommitCycle:
         self.txn: Transaction | None = None
         """The open transaction; `None` between a commit (or abort) and the next record."""
         self._files = pipeline.files  # prepared before each commit, finalized after it
+        self._held = pipelined_calls(pipeline)  # maps whose calls run across batches
         router = pipeline.router
         self._webhooks = [
             s.writer
@@ -170,8 +172,17 @@ class CommitCycle:
         )
 
     def processed(self, txn: Transaction, batch: list[Record]) -> None:
-        """The batch went through: its partitions' positions move past it."""
-        txn.read(batch, self._offsets.positions)
+        """The batch went through: its partitions' positions move past it (up to the
+        oldest record a map still holds)."""
+        if self._held is None:
+            txn.read(batch, self._offsets.positions)
+        else:
+            self._held.read(txn, batch, self._offsets.positions)
+
+    def revoked(self, partitions: list[tuple[str, int]]) -> None:
+        """After the commit that ends a generation: what maps hold of `partitions` is dropped."""
+        if self._held is not None:
+            self._held.drop(partitions)
 
     # --- commit ------------------------------------------------------------------------
 
@@ -251,7 +262,9 @@ class CommitCycle:
             self._pipeline.fingerprint,
             self._transactional_id,
             self._connection.bootstrap_servers,
-            {tp: (a, b) for tp, (a, b) in txn.inputs.items()},
+            {tp: (a, b) for tp, (a, b) in txn.inputs.items()}
+            if self._held is None
+            else self._held.inputs(self._offsets.positions),  # what this commit covers
             {tp: (a, b) for tp, (a, b) in (collector.produced or {}).items()},
             counts=lineage_counts(txn),
             sink_outputs=sink_datasets(self._files, self._webhooks, txn.outputs_by_topic),
@@ -358,6 +371,8 @@ class CommitCycle:
 
     def lost(self) -> None:
         """The partitions were lost: the open transaction can only be aborted."""
+        if self._held is not None:  # another instance reads them from the committed offsets
+            self._held.drop()
         if self.txn is None or not self._exactly_once:
             return
         try:
@@ -373,6 +388,8 @@ class CommitCycle:
         """After an abort: drop uncommitted state and watermarks moved by the aborted records."""
         if self._files is not None:
             self._files.abort()
+        if self._held is not None:
+            self._held.drop()
         wall_ms = int(time.time() * 1000)
         self._tasks.abort(wall_ms)
         self._source_watermarks.reset(wall_ms)

@@ -196,12 +196,11 @@ class _Loop:
         if self.gate is not None:
             self.gate.resume_due()
         try:
-            if messages:
-                batch = self._accept(messages)
-                if self.gate is not None:
-                    batch = self.gate.hold(batch)
-                if batch:
-                    self._process(batch)
+            batch = self._accept(messages) if messages else []
+            if batch and self.gate is not None:
+                batch = self.gate.hold(batch)
+            if batch or self.pipeline.holds:  # a map's calls of earlier batches complete too
+                self._process(batch)
             if self.tasks.tasks:
                 self._punctuate()
         except TransactionAborted:
@@ -292,6 +291,7 @@ class _Loop:
         self.metrics.rebalance("revoked")
         log.info("revoked %s", sorted(f"{tp.topic}/{tp.partition}" for tp in partitions))
         self.commit.commit_or_abort()  # finish the open transaction while the generation is valid
+        self.commit.revoked([(tp.topic, tp.partition) for tp in partitions])
         self.tasks.revoke(partitions)
 
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
