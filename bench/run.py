@@ -302,6 +302,9 @@ def run_throughput(
         return _failed(
             cell, f"stalled: committed {max(last_total, 0):,} of {target:,} input records", proc
         )
+    if launch.settle_output:
+        wait_for_outputs(connection, launch, cell.expected_records or 0, stall_s)
+        cell.extra["cpu_end"] = proc.cpu_seconds()
     cpu = float(cell.extra.pop("cpu_end")) - cpu_start
     if launch.compacted:
         settle(connection, launch.read_topic)
@@ -385,6 +388,23 @@ def settle(connection: Connection, topic: str, quiet_s: float = 3.0, limit_s: fl
         now = end_offsets(connection, topic)
         if now != last:
             last, since = now, time.monotonic()
+
+
+def wait_for_outputs(connection: Connection, launch: Launch, expected: int, stall_s: float) -> None:
+    """Waits until `expected` results are readable (or none came for `stall_s`): a system
+    whose outputs can land after its input offsets commit (a repartition, a non-transactional
+    sink) is stopped only then, and its CPU time counted until then."""
+    reader = OutputReader(connection, [launch.read_topic])
+    results, last = 0, time.monotonic()
+    try:
+        while results < expected and time.monotonic() - last < stall_s:
+            before = len(reader.records)
+            if reader.poll(0.2):
+                results += sum(1 for r in reader.records[before:] if launch.decode(r) is not None)
+                last = time.monotonic()
+    finally:
+        reader.close()
+    settle(connection, launch.read_topic, quiet_s=1.0)
 
 
 def latency_event(i: int, now_ms: int, rng: random.Random) -> tuple[str, dict[str, Any]]:
