@@ -42,7 +42,7 @@ def topology_text(ctx: Context, name: str, source: str, folder: Path) -> str:
     )
     text = STREAMLINE_TOPOLOGY.format(
         name=name, source=source, sink="unused", sink_schema="com.example.PaidOrder",
-        stages=stages.rstrip("\n"), commit_interval_ms=ctx.commit_interval_ms,
+        stages=stages.rstrip("\n"), commit_interval_ms=ctx.commit_interval_ms, tables="",
     )  # fmt: skip
     head, _sink = text.split("sink:\n", 1)
     tail = _sink.split("guarantee:", 1)[1]

@@ -47,6 +47,8 @@ from bench.cluster import (
 from bench.file_sink import run_file_sink
 from bench.joins import CustomerTable, table_topic
 from bench.launch import ROOT, SUPPORTED, Context, Launch, make_launch
+from bench.nexmark import QUERIES
+from bench.nexmark_suite import NEXMARK_METHOD, run_nexmark
 from bench.process import SystemProcess
 from bench.report import (
     SYSTEMS,
@@ -56,9 +58,9 @@ from bench.report import (
     checksum,
     percentile,
     render_chart,
-    render_markdown,
     targets,
 )
+from bench.results_page import record_run, round_two_targets, write_page
 from bench.workload import (
     PARTITIONS,
     Expectation,
@@ -71,8 +73,15 @@ from streamline.kafka.connection import Connection
 from streamline.serde import AvroCodec, SchemaStore
 
 RESULTS = ROOT / "bench" / "results"
+DEFAULT_NEXMARK_EVENTS = 200_000
 WORK = ROOT / "bench" / ".work"
-LATENCY_CELLS = {("bare", "W0-tx"), ("streamline", "W1"), ("quix", "W1"), ("faust", "W1")}
+LATENCY_CELLS = {
+    ("bare", "W0-tx"),
+    ("streamline", "W1"),
+    ("quix", "W1"),
+    ("faust", "W1"),
+    ("bytewax", "W1"),
+}
 RUN_PREFIX = re.compile(r"^bench-(\d{14})-")
 STALE_AFTER_S = 3 * 3600  # a run's topics left behind (after a crash) are deleted after this
 
@@ -546,9 +555,19 @@ def main() -> int:
     parser.add_argument("--commit-interval-ms", type=int, default=100)
     parser.add_argument("--stall-seconds", type=float, default=90.0)
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--suite", choices=["classic", "nexmark", "all"], default="all",
+                        help="classic: W0-W4; nexmark: the Nexmark-style queries; all (default)")  # fmt: skip
+    parser.add_argument("--queries", help=f"Nexmark queries, comma-separated: {','.join(QUERIES)}")
+    parser.add_argument("--nexmark-events", type=int, default=DEFAULT_NEXMARK_EVENTS,
+                        help=f"Nexmark events (default {DEFAULT_NEXMARK_EVENTS:,})")  # fmt: skip
     args = parser.parse_args()
     systems = parse_list(args.only, SYSTEMS, "system")
     workloads = parse_list(args.workloads, WORKLOADS, "workload")
+    queries = parse_list(args.queries, QUERIES, "query")
+    classic = args.suite in ("classic", "all")
+    nexmark = args.suite in ("nexmark", "all")
+    if not classic:
+        workloads = []
     progress = Progress()
 
     connection = resolve_connection()
@@ -556,7 +575,11 @@ def main() -> int:
     machine = machine_info(connection)
     progress(f"broker {connection.bootstrap_servers}; load average {machine['load_before']}")
     versions: dict[str, str] = {"streamline": "0.1.0 (this tree)"}
-    for peer, package in (("quix", "quixstreams"), ("faust", "faust-streaming")):
+    for peer, package in (
+        ("quix", "quixstreams"),
+        ("faust", "faust-streaming"),
+        ("bytewax", "bytewax"),
+    ):
         if peer in systems:
             progress(f"virtual environment for {peer} (bench/.venvs/{peer})")
             venvs.ensure(peer)
@@ -592,6 +615,8 @@ def main() -> int:
             else:
                 plan.append((system, workload))
     failed = False
+    nexmark_cells: list[Cell] = []
+    nexmark_info: dict[str, Any] = {}
     registry = registry_variant.RegistryForRun(workdir)
     if any(w == registry_variant.WORKLOAD for _, w in plan):
         registry.__enter__()
@@ -602,14 +627,17 @@ def main() -> int:
         ctx.registry_url = registry.url
     try:
         source = f"{prefix}-orders"
-        create(connection, {source: (PARTITIONS, KEEP)})
-        progress(f"producing {args.events:,} events (+{PARTITIONS} closing) to {source}")
-        expected, produced = produce_input(connection, source, args.events, ctx.store, progress)
-        progress(
-            f"produced {produced:,} events; expected W1 {expected['W1'][2]:,} records, "
-            f"W2 {expected['W2'][2]:,} windows, W3 {expected['W3'][2]:,} sessions, "
-            f"W4 {expected['W4'][2]:,} enriched orders"
-        )
+        expected: dict[str, tuple[list[Row], str, int]] = {}
+        produced = 0
+        if plan:
+            create(connection, {source: (PARTITIONS, KEEP)})
+            progress(f"producing {args.events:,} events (+{PARTITIONS} closing) to {source}")
+            expected, produced = produce_input(connection, source, args.events, ctx.store, progress)
+            progress(
+                f"produced {produced:,} events; expected W1 {expected['W1'][2]:,} records, "
+                f"W2 {expected['W2'][2]:,} windows, W3 {expected['W3'][2]:,} sessions, "
+                f"W4 {expected['W4'][2]:,} enriched orders"
+            )
         sources = {w: source for w in WORKLOADS}
         if ctx.registry_url and ("streamline", registry_variant.WORKLOAD) in plan:
             sources[registry_variant.WORKLOAD] = registry_variant.prepare_input(
@@ -626,6 +654,11 @@ def main() -> int:
             progress(f"{system} {workload}: {_summary(cell)}")
             if cell.status != "ok":
                 print(cell.extra.get("log_tail", ""), file=sys.stderr)
+        if nexmark:
+            nexmark_cells, nexmark_info = run_nexmark(
+                connection, ctx, systems, queries, args.nexmark_events, log_dir, progress,
+                args.stall_seconds,
+            )  # fmt: skip
         file_sink = run_file_sink_cell(connection, ctx, plan, cells, source, produced,
                                        expected, log_dir, progress, args.stall_seconds)  # fmt: skip
         if not args.skip_latency:
@@ -659,16 +692,34 @@ def main() -> int:
         "method": METHOD,
         "file_sink": file_sink,
     }
-    write_results(args.results, cells, machine, settings)
-    if file_sink:
-        with open(args.results / "results.md", "a") as md:
-            md.write(file_sink_markdown(file_sink))
+    if classic:
+        write_results(args.results, cells, machine, settings)
+    if nexmark:
+        nexmark_info.update(date=machine["date"], load_before=machine["load_before"],
+                            load_after=machine["load_after"])  # fmt: skip
+        (args.results / "nexmark.json").write_text(json.dumps({
+            "machine": machine, "settings": nexmark_info, "method": NEXMARK_METHOD,
+            "cells": [c.as_dict() for c in nexmark_cells],
+        }, indent=2) + "\n")  # fmt: skip
+    run_targets = round_two_targets([*cells, *nexmark_cells])
+    history_path = args.results / "runs.json"
+    history = json.loads(history_path.read_text()) if history_path.exists() else []
+    history = record_run(history, {
+        "date": machine["date"], "suite": args.suite, "git_sha": machine["git_sha"],
+        "load": f"{machine['load_before']} / {machine['load_after']}",
+        "events": {"classic": args.events if classic else None,
+                   "nexmark": args.nexmark_events if nexmark else None},
+        "ratios": {t.name: t.value for t in run_targets if t.met is not None},
+    })  # fmt: skip
+    history_path.write_text(json.dumps(history, indent=2) + "\n")
+    write_page(args.results)
     progress(
         f"results in {args.results.relative_to(ROOT) if args.results.is_relative_to(ROOT) else args.results}/"
     )
-    for t in targets(cells):
+    for t in [*targets(cells), *run_targets]:
         verdict = "not measured" if t.met is None else ("met" if t.met else "MISSED")
         progress(f"target {t.name}: {t.value} (goal {t.goal}): {verdict}")
+    cells = [*cells, *nexmark_cells]
     failed = any(c.status in ("mismatch", "failed") for c in cells)
     if file_sink and file_sink["status"] != "ok":
         print(
@@ -709,18 +760,6 @@ def run_file_sink_cell(
     return result
 
 
-def file_sink_markdown(result: dict[str, Any]) -> str:
-    return (
-        "\n## File sink\n\nstreamline W1 writing Parquet files (`roll.every` "
-        f"{result['roll']}) instead of the sink topic, same input, same run: "
-        f"**{result.get('events_per_s', 0):,.0f} events/s**, "
-        f"{result.get('ratio_to_topic_sink', 0):.0%} of the topic sink's W1 "
-        f"({result.get('topic_sink_events_per_s', 0):,.0f} events/s; goal: within 25%), "
-        f"{result.get('cpu_s_per_m', 0):.1f} CPU s/M, {result.get('files', 0)} files, "
-        f"output check: {result['status']}.\n"
-    )
-
-
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f} ms"
 
@@ -740,13 +779,13 @@ def write_results(
 ) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     payload = {
+        "method": settings.get("method"),
         "machine": machine,
         "settings": {k: v for k, v in settings.items() if k != "method"},
         "cells": [c.as_dict() for c in cells],
         "targets": [t.__dict__ for t in targets(cells)],
     }
     (folder / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
-    (folder / "results.md").write_text(render_markdown(cells, machine, settings))
     render_chart(cells, folder / "results.png")
 
 
