@@ -52,7 +52,9 @@ def cells_from(payload: dict[str, Any] | None) -> list[Cell]:
 
 def _ok(cells: Sequence[Cell], system: str, workload: str) -> Cell | None:
     cell = find(cells, system, workload)
-    return cell if cell is not None and cell.status == "ok" else None
+    if cell is None or cell.status != "ok" or cell.extra.get("too_short"):
+        return None
+    return cell
 
 
 def _target(name: str, value: float | None, goal: float, text: str, goal_text: str) -> Target:
