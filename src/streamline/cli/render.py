@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 def results_table(title: str, rows: list[dict[str, Any]]) -> Table:
     """Output records as a table; window bounds as UTC times, numbers rounded."""
     table = Table(title=f"{title}: {len(rows)} records")
-    fields = list(rows[0]) if rows else []
+    fields = list(rows[0]) if rows else ["(no records)"]  # a table without columns prints nothing
     for name in fields:
         table.add_column(name, justify="right" if name not in ("customer_id",) else "left")
 

@@ -116,6 +116,12 @@ def run_demo(
                 ):
                     break
                 stop.wait(0.5)
+            else:
+                if not stop.is_set():
+                    report(
+                        f"no window of {topology.name} closed within {DRAIN_TIMEOUT_S:.0f}s; "
+                        f"late records, if any, are in {topology.late_topic}"
+                    )
     finally:
         stop.set()
         worker.join(60)
