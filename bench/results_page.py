@@ -258,7 +258,9 @@ def render_file_sink(result: dict[str, Any]) -> str:
         f"{result.get('ratio_to_topic_sink', 0):.0%} of the topic sink's W1 "
         f"({result.get('topic_sink_events_per_s', 0):,.0f} events/s; goal: within 25%), "
         f"{result.get('cpu_s_per_m', 0):.1f} CPU s/M, {result.get('files', 0)} files, "
-        f"output check: {result['status']}.\n"
+        f"output check: {result['status']}"
+        + (f" ({result['reason']})" if result.get("reason") else "")
+        + ".\n"
     )
 
 
