@@ -110,6 +110,7 @@ class Launch:
     commit_interval_ms: int = 100
     # its outputs may land after its input offsets commit (Bytewax): read them once settled
     settle_output: bool = False
+    joins_group: bool = True  # False: it assigns itself the partitions (Bytewax's source)
 
 
 @dataclass

@@ -307,7 +307,7 @@ def bytewax_launch(
         "bytewax", query, command, env, name, output, output, decode,
         topics={output: (PARTITIONS, {**LOG_APPEND, **KEEP})},
         setup=[[python, "-m", "bytewax.recovery", str(recovery), "1"]],
-        commit_interval_ms=ctx.commit_interval_ms, settle_output=True,
+        commit_interval_ms=ctx.commit_interval_ms, settle_output=True, joins_group=False,
     )  # fmt: skip
 
 

@@ -195,7 +195,8 @@ def test_results_page_has_every_section() -> None:
     assert "| Bytewax (at-least-once) | q7 highest bid (tumbling max) | 30,000 |" in page
     assert "| streamline | q5 hot items (hopping, then max) | - |" in page
     assert "the window is the last stage" in page
-    assert "| (a) SIGKILL b | 3.50 |" in page
+    assert "| (a) SIGKILL b | after, ?, 10 keys at 5/s | 3.50 |" in page
+    assert "| q5 streamline / fastest peer | n/a: the window is the last stage | ≥ 2x | - |" in page
     assert "26,199 events/s" in page
     assert "| x | 2.00 | 2.50 | 22% | **outside** |" in page
     assert "## Targets, second round" in page
