@@ -202,20 +202,34 @@ def render_targets(targets: Sequence[Target]) -> str:
 
 
 def render_spread(history: Sequence[dict[str, Any]]) -> str:
-    lines = ["## Spread between the two newest runs", ""]
-    if len(history) < 2:
+    """Each ratio in the two newest runs that measured it (a suite may run alone)."""
+    lines = ["## Spread between runs", ""]
+    pairs: dict[str, tuple[int, int]] = {}
+    for name in dict.fromkeys(n for run in history for n in run.get("ratios", {})):
+        having = [i for i, run in enumerate(history) if name in run.get("ratios", {})]
+        if len(having) >= 2:
+            pairs[name] = (having[-2], having[-1])
+    if not pairs:
         return "\n".join([*lines, "Only one run recorded so far.", ""])
-    first, second = history[-2], history[-1]
-    lines.append(
-        f"Run 1: {first.get('date', '?')} (suite {first.get('suite', '?')}, load average "
-        f"{first.get('load', '?')}); run 2: {second.get('date', '?')} (suite "
-        f"{second.get('suite', '?')}, load average {second.get('load', '?')}). Goal: every "
-        f"ratio within {SPREAD_LIMIT:.0%}."
-    )
-    lines += ["", "| ratio | run 1 | run 2 | spread | |", "| --- | ---: | ---: | ---: | --- |"]
-    for name, a, b, s in spread(first.get("ratios", {}), second.get("ratios", {})):
-        verdict = "within" if s <= SPREAD_LIMIT else "**outside**"
-        lines.append(f"| {name} | {a:.2f} | {b:.2f} | {s:.0%} | {verdict} |")
+    used = sorted({i for pair in pairs.values() for i in pair})
+    lines.append(f"Goal: every ratio within {SPREAD_LIMIT:.0%} between two runs. Runs:")
+    lines.append("")
+    for i in used:
+        run = history[i]
+        lines.append(f"- run {i + 1}: {run.get('date', '?')}, suite {run.get('suite', '?')}, "
+                     f"load average before / after {run.get('load', '?')}")  # fmt: skip
+    lines += [
+        "",
+        "| ratio | runs | earlier | later | spread | |",
+        "| --- | --- | ---: | ---: | ---: | --- |",
+    ]
+    for name, (a_i, b_i) in pairs.items():
+        rows = spread({name: history[a_i]["ratios"][name]}, {name: history[b_i]["ratios"][name]})
+        for _name, a, b, sp in rows:
+            verdict = "within" if sp <= SPREAD_LIMIT else "**outside**"
+            lines.append(
+                f"| {name} | {a_i + 1}, {b_i + 1} | {a:.2f} | {b:.2f} | {sp:.0%} | {verdict} |"
+            )
     return "\n".join(lines) + "\n"
 
 
