@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from streamline.kafka.connection import Connection
 from streamline.ops.topics import topology_topics
 from tests.helpers import read_all, run_cli
 from tests.integration.test_dlq import PAID_ORDER
+from tests.integration.test_replay import kafka_tool
 from tests.integration.test_windows import (
     OOO_MS,
     REVENUE,
@@ -21,6 +23,7 @@ from tests.integration.test_windows import (
     assert_windows_exact,
 )
 from tests.support.harness import (
+    SCHEMAS,
     expectation,
     make_topology,
     order_stream,
@@ -98,6 +101,42 @@ def test_a_source_written_in_transactions_is_caught_up_at_its_last_record(
     outputs = [PAID_ORDER.decode(m.value()) for m in read_all(kafka, sink, timeout=30)]
     assert {o["order_id"]: o for o in outputs} == expected.outputs
     assert len(outputs) == len(expected.outputs)
+
+    # caught up, `lag` shows 0 where Kafka's tool counts the commit marker as 1
+    group = f"crash-{unique}"
+    env = {**process_env(kafka), "STREAMLINE_BOOTSTRAP_SERVERS": kafka.bootstrap_servers}
+    theirs = _described(kafka, group, source)
+    assert {p: lag for p, (_committed, _end, lag) in theirs.items()} == {0: 1, 1: 1, 2: 1}
+    ours = run_cli("lag", str(path), "--schemas", str(SCHEMAS), env=env)
+    assert ours.returncode == 0, ours.stderr
+    for p, (committed, end, _lag) in theirs.items():
+        assert re.search(
+            rf"{source}\s*│\s*{p}\s*│\s*{committed}\s*│\s*{end}\s*│\s*0\s*│", ours.stdout
+        ), ours.stdout
+    assert re.search(r"total\s*│\s*│\s*│\s*\d+\s*│\s*0\s*│", ours.stdout), ours.stdout
+    # two more records in a transaction on partition 0: lag counts them and both markers
+    producer.begin_transaction()
+    for key, value, *_rest in order_stream(2):
+        producer.produce(source, key=key, value=value, partition=0)
+    producer.commit_transaction(30)
+    ours = run_cli("lag", str(path), "--schemas", str(SCHEMAS), env=env)
+    committed, end, _lag = theirs[0]
+    assert re.search(
+        rf"{source}\s*│\s*0\s*│\s*{committed}\s*│\s*{end + 3}\s*│\s*4\s*│", ours.stdout
+    ), ours.stdout
+    assert re.search(r"total\s*│\s*│\s*│\s*\d+\s*│\s*4\s*│", ours.stdout), ours.stdout
+
+
+def _described(kafka: Connection, group: str, topic: str) -> dict[int, tuple[int, int, int]]:
+    """Kafka's `kafka-consumer-groups --describe`: partition -> (committed, end, lag)."""
+    described = kafka_tool(
+        "--bootstrap-server", kafka.bootstrap_servers, "--describe", "--group", group
+    )
+    return {
+        int(fields[2]): (int(fields[3]), int(fields[4]), int(fields[5]))
+        for fields in (line.split() for line in described.splitlines())
+        if len(fields) >= 6 and fields[1] == topic
+    }
 
 
 def test_a_run_that_cannot_finish_within_max_wait_exits_1_saying_so(

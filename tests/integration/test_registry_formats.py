@@ -29,6 +29,7 @@ from streamline.kafka.connection import Connection
 from streamline.serde import AvroCodec, SchemaStore
 from tests.helpers import read_all, run_cli
 from tests.support.harness import (
+    ORDER_CODEC,
     SCHEMAS,
     TOPOLOGY,
     InputFeeder,
@@ -38,6 +39,7 @@ from tests.support.harness import (
     expectation,
     order_stream,
     process_env,
+    produce_orders,
 )
 
 FULL = os.environ.get("STREAMLINE_ACCEPTANCE_SCALE") == "full"
@@ -407,3 +409,68 @@ def test_without_auto_register_the_sink_schema_must_be_there(
     registered = registry.sink_schema_id(f"ar-{unique}-value", paid, auto_register=True)
     assert registry.sink_schema_id(f"ar-{unique}-value", paid, auto_register=False) == registered
     assert registry.sink_schema_id(paid.name, paid, auto_register=True) > 0  # record strategy
+
+
+ROUTED = """\
+apiVersion: streamline/v1
+name: {name}
+version: "1"
+sources:
+  - name: orders
+    topic: {source}
+    schema: com.example.Order
+    event_time: created_at
+    watermark: {{max_out_of_orderness: 5s}}
+stages:
+  - route:
+      - when: "country == 'DE'"
+        to: de
+      - otherwise: rest
+sinks:
+  rest:
+    topic: {source}-rest
+    schema: com.example.Order
+  de:
+    topic: {source}-de
+    schema: com.example.Order
+    format: confluent-avro
+commit_interval: 100ms
+"""
+
+
+def test_a_route_sink_in_confluent_avro_is_registered_and_read_by_the_deserializer(
+    kafka: Connection, schema_registry: RegistryInfo, unique: str, tmp_path: Path
+) -> None:
+    name, source = f"cfr-{unique}", f"cfr-orders-{unique}"
+    create_topics(kafka, {t: (2, {}) for t in (source, f"{source}-de", f"{source}-rest")})
+    create_topics(kafka, {"streamline.lineage": (3, {}), "streamline.heartbeats": (1, {})})
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(ROUTED.format(name=name, source=source))
+    orders = produce_orders(kafka, source, 60)
+    codec = ORDER_CODEC
+
+    without = run_cli(
+        "run", str(path), "--until-caught-up", "--max-wait", "60s", "--metrics-port", "0",
+        "--state-dir", str(tmp_path / "state"), env=process_env(kafka),
+    )  # fmt: skip
+    assert without.returncode == 2, without.stderr[-3000:]
+    assert without.stderr.strip().splitlines() == [
+        "error: format confluent-avro needs a schema registry: give --schema-registry-url "
+        "or STREAMLINE_SCHEMA_REGISTRY_URL"
+    ]
+    done = run_cli(
+        "run", str(path), "--until-caught-up", "--max-wait", "60s", "--metrics-port", "0",
+        "--state-dir", str(tmp_path / "state"), env=registry_env(kafka, schema_registry),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    client = SchemaRegistryClient({"url": schema_registry.url, "timeout": 30})
+    deserialize = AvroDeserializer(client)
+    ctx = SerializationContext(f"{source}-de", MessageField.VALUE)
+    de = read_all(kafka, f"{source}-de")
+    values = sorted((as_millis(deserialize(m.value(), ctx)) for m in de), key=str)
+    assert values == sorted((o for o in orders if o["country"] == "DE"), key=str)
+    registered = client.get_latest_version(f"{source}-de-value")
+    assert {m.value()[:5] for m in de} == {b"\x00" + registered.schema_id.to_bytes(4, "big")}
+    rest = sorted((codec.decode(m.value()) for m in read_all(kafka, f"{source}-rest")), key=str)
+    assert rest == sorted((o for o in orders if o["country"] != "DE"), key=str)

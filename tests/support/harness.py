@@ -302,3 +302,24 @@ def make_topology(
 
 def duplicates(values: list[str]) -> list[str]:
     return [v for v, n in Counter(values).items() if n > 1]
+
+
+ORDER_CODEC = AvroCodec(SchemaStore(SCHEMAS), SchemaStore(SCHEMAS).get("com.example.Order"))
+"""Single-object Avro of com.example.Order."""
+
+
+def produce_orders(connection: Connection, topic: str, n: int) -> list[dict[str, Any]]:
+    """`n` valid PAID orders, a third each in DE, FR and NL, written to `topic` (keyed by id)."""
+    orders = [
+        {
+            "order_id": f"o{i}", "customer_id": f"c{i % 3}", "amount": 10.0 + i,
+            "currency": "EUR", "status": "PAID", "country": ("DE", "FR", "NL")[i % 3],
+            "created_at": 1_700_000_000_000 + i,
+        }
+        for i in range(n)
+    ]  # fmt: skip
+    producer = Producer(connection.config())
+    for order in orders:
+        producer.produce(topic, key=order["order_id"].encode(), value=ORDER_CODEC.encode(order))
+    assert producer.flush(30) == 0
+    return orders

@@ -12,6 +12,7 @@ from fastavro import schemaless_writer
 
 from streamline import headers as h
 from streamline.serde import DecodeError, SchemaStore
+from streamline.serde.codec import EncodeError
 from streamline.serde.compatibility import first_incompatibility
 from streamline.serde.formats import (
     AnyOfCodec,
@@ -202,6 +203,20 @@ def test_confluent_avro_writes_the_header_of_its_id() -> None:
     data = codec.encode(order(1))
     assert data[:5] == b"\x00\x00\x00\x01\x02"
     assert ConfluentAvroCodec(ORDER, FakeIds({258: ORDER.definition})).decode(data) == order(1)
+
+
+def test_confluent_avro_unchecked_write_of_a_bad_record_names_the_field_as_avro_does() -> None:
+    # one encoder for both framings: the unchecked path says which field, for either
+    bad = order(1, amount="ten")
+    confluent = ConfluentAvroCodec(ORDER, FakeIds({}), schema_id=258)
+    single = codec_for("avro", STORE, ORDER)
+    for codec in (confluent, single):
+        with pytest.raises(
+            EncodeError, match=r"^field com\.example\.Order\.amount: 'ten' is not a valid double$"
+        ):
+            codec.encode(bad, check=False)
+    with pytest.raises(EncodeError, match="not registered"):
+        ConfluentAvroCodec(ORDER, FakeIds({})).encode(order(1))
 
 
 def test_a_source_of_several_formats_tells_them_apart_by_first_byte() -> None:

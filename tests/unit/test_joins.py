@@ -80,7 +80,8 @@ def test_a_topology_without_tables_keeps_its_fingerprint() -> None:
         ),
         (
             {"stages__0__join": {"stream": "payments", "on": "order_id", "fields": {"a": "b"}}},
-            "stages[0].join.stream: stream-stream joins are not supported yet",
+            "stages[0].join.stream: unknown source 'payments': a stream join names another "
+            "item of sources:",
         ),
         (
             {"tables__0__versioned": None},

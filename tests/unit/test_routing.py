@@ -195,3 +195,65 @@ def test_a_record_no_branch_takes_is_counted_unrouted(store: SchemaStore) -> Non
         assert driver.dead_letters() == []
         unrouted = driver.metrics.value("dropped_total", stage="stages[1].route", reason="unrouted")
     assert unrouted == 20
+
+
+class Ids:
+    """Ids by subject, as a Schema Registry hands them out (the registry itself is tested
+    against a real server in the integration tests)."""
+
+    def __init__(self) -> None:
+        self.registered: list[tuple[str, str, bool]] = []
+
+    def sink_schema_id(self, subject: str, schema: Any, auto_register: bool) -> int:
+        self.registered.append((subject, schema.name, auto_register))
+        return 258
+
+    def writer_schema(self, schema_id: int) -> Any:
+        raise AssertionError("a sink asks for no writer schema")
+
+
+def test_a_confluent_avro_route_sink_is_checked_and_registered_as_the_single_sink_is(
+    store: SchemaStore,
+) -> None:
+    from streamline.errors import UsageError
+    from streamline.runtime.route import router_of
+
+    sinks = {**SINKS, "fr": {**SINKS["fr"], "format": "confluent-avro", "auto_register": False}}
+    checked = check_topology(routed(sinks=sinks), store)
+    with pytest.raises(UsageError) as caught:
+        router_of(checked, store)
+    assert str(caught.value) == (
+        "sinks.fr: format confluent-avro needs a schema registry: give "
+        "--schema-registry-url or STREAMLINE_SCHEMA_REGISTRY_URL"
+    )
+    ids = Ids()
+    router, _files = router_of(checked, store, ids)
+    assert router is not None
+    assert ids.registered == [("r.fr-value", "com.example.Order", False)]
+    encode = router.sinks["fr"].encode
+    assert encode is not None
+    data = encode.codec.encode(order(1, "FR"))
+    assert data[:5] == b"\x00\x00\x00\x01\x02"  # framed with the id the registry gave
+    avro = router.sinks["de"].encode
+    assert avro is not None and avro.codec.encode(order(2, "DE"))[:2] == b"\xc3\x01"
+
+
+def test_validate_registry_checks_the_route_sinks_in_confluent_avro(store: SchemaStore) -> None:
+    from streamline.errors import UsageError
+    from streamline.kafka.registry import sink_incompatibility
+
+    asked: list[str] = []
+
+    class Rules:
+        def incompatibility(self, subject: str, schema: Any) -> str | None:
+            asked.append(subject)
+            return "field x was added without a default" if subject == "r.fr-value" else None
+
+    sinks = {**SINKS, "fr": {**SINKS["fr"], "format": "confluent-avro"}}
+    with pytest.raises(UsageError) as caught:
+        sink_incompatibility(Rules(), check_topology(routed(sinks=sinks), store))  # type: ignore[arg-type]
+    assert str(caught.value) == (
+        "router: sink schema com.example.Order is incompatible with subject r.fr-value: "
+        "field x was added without a default"
+    )
+    assert asked == ["r.fr-value"]  # only the confluent-avro sinks are asked

@@ -128,6 +128,7 @@ def cycle(exactly_once: bool = True) -> tuple[CommitCycle, Log, Offsets]:
         owned_topics=["out"],
         sink_topic="out",
         files=None,
+        router=None,
     )
     connection: Any = SimpleNamespace(
         bootstrap_servers="b:9092", access_error=lambda *args, **kwargs: None
@@ -194,6 +195,29 @@ def test_an_abortable_error_aborts_rolls_back_and_rewinds_to_the_committed_offse
     assert steps[-4:] == ["transaction_aborted", "abort", "tasks_abort", "seek"]
     assert log[-1] == ("seek", "in", 1, 100)
     assert offsets.positions == {("in", 1): 100}
+    assert c.txn is None
+
+
+def test_a_fenced_producer_stops_without_aborting_rewinding_or_a_new_producer() -> None:
+    from streamline.runtime.commit import ProducerFenced
+
+    c, log, offsets = cycle()
+    offsets.committed = {("in", 1): 100}
+    txn = c.begin()
+    c.processed(txn, batch(100, 101))
+    fenced = KafkaError(KafkaError._FENCED, "fenced by a newer instance", fatal=True)
+    c._collector.producer.fail_commit = KafkaException(fenced)
+    with pytest.raises(ProducerFenced) as caught:
+        c.commit_or_abort()
+    assert str(caught.value) == (
+        "producer fenced: another process took over transactional.id t-i (fenced by a newer "
+        "instance); this instance stopped without committing its open transaction. Each "
+        "running instance needs its own --instance-id"
+    )
+    assert caught.value.exit_code == 1
+    steps = [entry[0] for entry in log]
+    assert steps[-2:] == ["transaction_aborted", "purge"] and log[-2][1] == "fenced"
+    assert "abort" not in steps and "seek" not in steps and "tasks_abort" not in steps
     assert c.txn is None
 
 

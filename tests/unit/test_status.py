@@ -141,7 +141,12 @@ def test_lineage_activity_counts_dead_letters_and_late_records_per_topology() ->
             "facets": {"streamline_counts": {"late": 2, "dead_letters": {"decode": 3, "map": 1}}}
         },
         "inputs": [{"name": "in"}],
-        "outputs": [{"name": "out"}, {"name": "a.dlq"}],
+        "outputs": [
+            {"name": "out"},
+            {"namespace": "kafka://k:9092", "name": "a.dlq"},
+            {"namespace": "file", "name": "/lake/part-in-0-1-2.jsonl"},  # a file sink's file
+            {"namespace": "http://h:8080", "name": "/hook"},  # a webhook
+        ],
     }
     activity = lineage_activity([event, event, {"junk": 1}])
     assert activity["a"].dead_letters == 8

@@ -24,10 +24,11 @@ def rejection(path: Path) -> str:
     return str(caught.value)
 
 
-def test_there_are_five_example_topologies() -> None:
+def test_there_are_six_example_topologies() -> None:
     assert [p.stem for p in EXAMPLES] == [
         "click-sessions",
         "orders-enriched",
+        "orders-payments",
         "paid-orders",
         "revenue-per-minute",
         "sensor-averages",

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from streamline.observability.metrics import Metrics
 from streamline.reliability.dead_letter import Failure
 from streamline.runtime.record import Record
 from streamline.runtime.sinks.webhook import WebhookSender
@@ -88,6 +89,63 @@ def test_a_refused_connection_is_retried(tmp_path: Path) -> None:
     send = sender(receiver.url, retry={"attempts": 2})
     assert send.add(records(1), lambda r, f: failures.append((r, f))) == 0
     assert send.posts == 2 and "ConnectError" in failures[0][1].message
+
+
+def test_a_down_endpoint_opens_the_circuit_and_batches_become_dead_letters_at_once() -> None:
+    receiver = Receiver(refuse=503)
+    now = [0.0]
+    settings = WebhookSpec.model_validate(
+        {
+            "url": receiver.url,
+            "batch": 3,
+            "retry": {"attempts": 5},
+            "circuit": {"failure_rate": "50%", "min_calls": 2, "open_for": "10s", "probes": 1},
+        }
+    )
+    schema = SchemaStore(PROJECT / "schemas").get("com.example.Order")
+    send = WebhookSender("notify", settings, schema, sleep=lambda s: None, clock=lambda: now[0])
+    metrics = Metrics("t")
+    try:
+        failures: list[tuple[Record, Failure]] = []
+        assert send.add(records(12), lambda r, f: failures.append((r, f))) == 0
+        send.report(metrics)
+        # two failed POSTs open it: no third retry, and no POST for the other 3 batches
+        assert receiver.requests == 2
+        assert len(failures) == 12 and {f.stage for _, f in failures} == {"sinks.notify"}
+        opened = f"circuit open: {receiver.url} mostly fails; POSTs resume in 10.0 s"
+        last = "HTTP 503: bad record: amount must be positive " + "x" * 500
+        assert failures[0][1].message == f"{opened}; last: {last}"[:200]
+        assert failures[3][1].message == opened
+        assert metrics.value("streamline_circuit_state", stage="sinks.notify") == 2
+        # the endpoint is back: after open_for one probe POST closes the circuit
+        receiver.refuse = None
+        now[0] = 10.0
+        assert send.add(records(4), lambda r, f: failures.append((r, f))) == 4
+        send.report(metrics)
+    finally:
+        receiver.close()
+    assert receiver.requests == 4 and len(failures) == 12
+    assert [k for k, _ in receiver.received] == [f"orders-1-{100 + i}" for i in range(4)]
+    assert metrics.value("streamline_circuit_state", stage="sinks.notify") == 0
+    assert (
+        metrics.value("streamline_circuit_transitions_total", stage="sinks.notify", to="open") == 1
+    )
+
+
+def test_a_refusal_of_the_records_does_not_open_the_circuit() -> None:
+    receiver = Receiver(refuse=400)
+    settings = WebhookSpec.model_validate(
+        {"url": receiver.url, "batch": 1, "circuit": {"min_calls": 2}}
+    )
+    schema = SchemaStore(PROJECT / "schemas").get("com.example.Order")
+    send = WebhookSender("notify", settings, schema, sleep=lambda s: None)
+    try:
+        failures: list[tuple[Record, Failure]] = []
+        send.add(records(5), lambda r, f: failures.append((r, f)))
+    finally:
+        receiver.close()
+    assert receiver.requests == 5  # the endpoint answers: every batch is POSTed
+    assert all(f.message.startswith("HTTP 400: ") for _, f in failures)
 
 
 def test_webhook_settings_are_checked() -> None:

@@ -34,12 +34,12 @@ def topics_create(
     A `confluent-avro` sink's schema is first checked against its subject's compatibility
     rule in the Schema Registry (exit 2, one line naming the field, when it breaks it)."""
     from streamline.kafka.admin import create_topics, existing_topics
-    from streamline.kafka.registry import open_registry, sink_incompatibility
+    from streamline.kafka.registry import confluent_sinks, open_registry, sink_incompatibility
     from streamline.ops.topics import topology_topics
     from streamline.topology.resources import resources_of
 
     checked, connection = checked_and_connected(topology, schemas, bootstrap_servers, kafka_config)
-    if checked.topology.sink.format == "confluent-avro":
+    if confluent_sinks(checked.topology):
         registry = open_registry(schema_registry_url, required=True)
         assert registry is not None
         sink_incompatibility(registry, checked)

@@ -23,7 +23,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -32,6 +31,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from streamline.dev.process import pid_alive, stop_process
 from streamline.errors import StreamlineError, UsageError
 
 DEFAULT_PORT = 9092
@@ -225,20 +225,6 @@ def _require_tool(name: str, what: str) -> None:
         )
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child has exited for our purposes
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return True
-
-
 def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):
@@ -269,7 +255,7 @@ class DevBroker:
             info = BrokerInfo(**json.loads(self.info_file.read_text()))
         except (OSError, ValueError, TypeError):
             return None
-        if _pid_alive(info.pid) and port_open(info.port):
+        if pid_alive(info.pid) and port_open(info.port):
             return info
         return None
 
@@ -592,16 +578,7 @@ class DevBroker:
             info = BrokerInfo(**json.loads(self.info_file.read_text()))
         except (OSError, ValueError, TypeError):
             return False
-        if not _pid_alive(info.pid):
-            return False
-        os.kill(info.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not _pid_alive(info.pid):
-                return True
-            time.sleep(0.1)
-        os.kill(info.pid, signal.SIGKILL)
-        return True
+        return stop_process(info.pid, timeout)
 
 
 def make_certificates() -> tuple[bytes, bytes, bytes]:

@@ -11,14 +11,14 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from streamline.dev.broker import _pid_alive, free_port, port_open
+from streamline.dev.broker import free_port, port_open
+from streamline.dev.process import pid_alive, stop_process
 from streamline.errors import StreamlineError
 
 DEFAULT_PORT = 8081
@@ -129,7 +129,7 @@ class DevRegistry:
             info = RegistryInfo(**json.loads(self.info_file.read_text()))
         except (OSError, ValueError, TypeError):
             return None
-        if _pid_alive(info.pid) and port_open(info.port):
+        if pid_alive(info.pid) and port_open(info.port):
             return info
         return None
 
@@ -195,13 +195,4 @@ class DevRegistry:
             info = RegistryInfo(**json.loads(self.info_file.read_text()))
         except (OSError, ValueError, TypeError):
             return False
-        if not _pid_alive(info.pid):
-            return False
-        os.kill(info.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not _pid_alive(info.pid):
-                return True
-            time.sleep(0.1)
-        os.kill(info.pid, signal.SIGKILL)
-        return True
+        return stop_process(info.pid, timeout)

@@ -255,19 +255,30 @@ def open_registry(url: str | None, required: bool) -> Registry | None:
     return registry
 
 
+def confluent_sinks(topology: Any) -> list[str]:
+    """The topic sinks in `confluent-avro` by name (`sink` for the one-sink shorthand)."""
+    from streamline.topology.model import Sink
+
+    return [
+        name
+        for name, sink in topology.outputs.items()
+        if isinstance(sink, Sink) and sink.format == "confluent-avro"
+    ]
+
+
 def sink_incompatibility(registry: Registry, checked: Any) -> None:
-    """A usage error, one line naming the field, when a `confluent-avro` sink's schema breaks
-    its subject's compatibility rule."""
+    """A usage error, one line naming the field, when the schema of a `confluent-avro` topic
+    sink (`sink`, or one of `sinks:`) breaks its subject's compatibility rule."""
     from streamline.serde.formats import subject_name
 
-    sink = checked.topology.sink
-    if sink.format != "confluent-avro":
-        return
-    schema = checked.sink_schema
-    subject = subject_name(sink.subject_strategy, sink.topic, schema.name)
-    reason = registry.incompatibility(subject, schema)
-    if reason:
-        raise UsageError(
-            f"{checked.topology.name}: sink schema {schema.name} is incompatible with "
-            f"subject {subject}: {reason}"
-        )
+    topology = checked.topology
+    for name in confluent_sinks(topology):
+        sink = topology.outputs[name]
+        schema = checked.sink_schema if topology.sinks is None else checked.sink_schemas[name]
+        subject = subject_name(sink.subject_strategy, sink.topic, schema.name)
+        reason = registry.incompatibility(subject, schema)
+        if reason:
+            raise UsageError(
+                f"{topology.name}: sink schema {schema.name} is incompatible with "
+                f"subject {subject}: {reason}"
+            )

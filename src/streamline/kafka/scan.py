@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import cast
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
@@ -33,6 +33,38 @@ def scan_consumer(
             log_level=0,
         )
     )
+
+
+def holds_a_record(
+    probe: Consumer,
+    tp: tuple[str, int],
+    start: int,
+    end: int,
+    clock: Callable[[], float] = time.monotonic,
+    wait_s: float = 10.0,
+) -> bool:
+    """Whether offsets [start, end) of `tp` hold a record a read_committed consumer is given.
+
+    A partition written in transactions ends with a commit marker after its last record
+    (and an aborted transaction leaves records no read_committed consumer gets): a group
+    that has processed everything commits its last record + 1, one short of the end
+    offset. A read_committed read from `start` that reaches the end without a record shows
+    that nothing is left. `probe` is a read_committed consumer with `enable.partition.eof`
+    (`scan_consumer`); not known within `wait_s`: True.
+    """
+    probe.assign([TopicPartition(tp[0], tp[1], start)])
+    try:
+        deadline = clock() + wait_s
+        while clock() < deadline:
+            message = probe.poll(0.5)
+            if message is None:
+                continue
+            error = message.error()
+            if error is None or error.code() == KafkaError._PARTITION_EOF:
+                return (message.offset() or 0) < end
+        return True
+    finally:
+        probe.unassign()
 
 
 def topic_exists(consumer: Consumer, topic: str) -> bool:

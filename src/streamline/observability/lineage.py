@@ -5,6 +5,12 @@ consumed source partitions with their offset ranges as inputs, and the produced
 partitions (sink, dead letters, late and retry records) with their offset ranges as
 outputs. It is written inside the transaction it describes, so a reader with
 read_committed never sees the event of an aborted transaction.
+
+Outputs that are not Kafka topics are datasets named as OpenLineage names them: a file
+sink's file is namespace `file`, name its absolute path (`streamline_file` facet: the
+sink, format, record count and the input range it holds); a webhook is namespace
+`<scheme>://<host>[:port]`, name the URL's path (`streamline_webhook` facet: the sink, the
+URL without credentials or query, and how many records the receiver acknowledged).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from streamline.topology.resources import LINEAGE_TOPIC as LINEAGE_TOPIC
 
@@ -22,6 +29,8 @@ SCHEMA_URL = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent
 NAMESPACE = "streamline"
 OFFSETS_FACET = "streamline_offsets"
 COUNTS_FACET = "streamline_counts"
+FILE_FACET = "streamline_file"
+WEBHOOK_FACET = "streamline_webhook"
 
 Ranges = Mapping[tuple[str, int], tuple[int, int]]
 
@@ -48,6 +57,40 @@ def _datasets(kafka: str, ranges: Ranges) -> list[dict[str, Any]]:
     ]
 
 
+def file_dataset(
+    sink: str, path: str, file_format: str, records: int, source: tuple[str, int, int, int]
+) -> dict[str, Any]:
+    """The dataset of one file a file sink writes: `source` is (topic, partition, first,
+    last) of the input records it holds."""
+    topic, partition, first, last = source
+    facet = {
+        "_producer": PRODUCER,
+        "_schemaURL": SCHEMA_URL,
+        "sink": sink,
+        "format": file_format,
+        "records": records,
+        "input": {"topic": topic, "partition": partition, "first": first, "last": last},
+    }
+    return {"namespace": "file", "name": path, "facets": {FILE_FACET: facet}}
+
+
+def webhook_dataset(sink: str, url: str, records: int) -> dict[str, Any]:
+    """The dataset of a webhook sink's endpoint: `records` acknowledged by the receiver."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    path = parts.path or "/"
+    facet = {
+        "_producer": PRODUCER,
+        "_schemaURL": SCHEMA_URL,
+        "sink": sink,
+        "url": f"{parts.scheme}://{host}{path}",
+        "records": records,
+    }
+    return {"namespace": f"{parts.scheme}://{host}", "name": path, "facets": {WEBHOOK_FACET: facet}}
+
+
 def run_event(
     topology: str,
     version: str,
@@ -58,8 +101,10 @@ def run_event(
     outputs: Ranges,
     now: datetime | None = None,
     counts: Mapping[str, Any] | None = None,
+    sink_outputs: list[dict[str, Any]] | None = None,
 ) -> bytes:
-    """The JSON RunEvent of one transaction.
+    """The JSON RunEvent of one transaction; `sink_outputs` (`file_dataset`,
+    `webhook_dataset`) follow the Kafka outputs.
 
     `counts` (the `streamline_counts` run facet) holds what the transaction did with its
     inputs: `records`, `outputs`, `late`, `retries`, `drops` by reason and
@@ -96,7 +141,7 @@ def run_event(
             },
         },
         "inputs": _datasets(kafka, inputs),
-        "outputs": _datasets(kafka, outputs),
+        "outputs": _datasets(kafka, outputs) + (sink_outputs or []),
     }
     return json.dumps(event, separators=(",", ":")).encode()
 

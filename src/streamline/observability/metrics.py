@@ -269,6 +269,7 @@ class Metrics:
         self.stores: Final[StoreMetrics] = StoreMetrics(gauge, counter)
         self.schema_registry: Final[SchemaRegistryMetrics] = SchemaRegistryMetrics(gauge, counter)
         self.tables: Final[TableMetrics] = TableMetrics(gauge, counter)
+        self.stream_joins: Final[StreamJoinMetrics] = StreamJoinMetrics(gauge, counter)
         self.calls: Final[CallMetrics] = CallMetrics(gauge, counter, histogram)
         self.standby: Final[StandbyMetrics] = StandbyMetrics(gauge)
         self._assigned = gauge("assigned_partitions", "Input partitions held.").child()
@@ -680,3 +681,35 @@ class CallMetrics:
 
     def circuit_state(self, stage: str, value: int) -> None:
         self._state.child(stage).set(value)
+
+
+class StreamJoinMetrics:
+    """Stream-stream joins: matches, unmatched records emitted, records buffered."""
+
+    def __init__(self, gauge: _GaugeFactory, counter: _CounterFactory) -> None:
+        self._matches = counter("join_matches_total", "Matches a stream join emitted.", "stage")
+        self._unmatched = counter(
+            "join_unmatched_total",
+            "Records of a stream join's kept side (left, right) emitted without a match, once "
+            "their window closed.",
+            "stage",
+            "side",
+        )
+        self._buffered = gauge(
+            "join_buffered_records",
+            "Records a stream join holds (both sides) in a partition's buffers.",
+            "stage",
+            "partition",
+        )
+
+    def matched(self, stage: str, n: int) -> None:
+        self._matches.child(stage).inc(n)
+
+    def unmatched(self, stage: str, side: str, n: int) -> None:
+        self._unmatched.child(stage, side).inc(n)
+
+    def set_buffered(self, stage: str, partition: int, n: int) -> None:
+        self._buffered.child(stage, partition).set(n)
+
+    def remove_partition(self, stage: str, partition: int) -> None:
+        self._buffered.remove(stage, partition)

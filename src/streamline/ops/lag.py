@@ -1,9 +1,12 @@
 """`streamline lag`: how far a topology's consumer group is behind, per source partition.
 
 Lag is `end offset - committed offset`, the same computation as the runtime's
-`streamline_consumer_lag` gauge and Kafka's `kafka-consumer-groups --describe`. A
-partition the group has not committed has no lag (`-`, as Kafka's tool shows it), and the
-total counts only the partitions that have one.
+`streamline_consumer_lag` gauge and Kafka's `kafka-consumer-groups --describe`, except
+that a partition whose committed offset is followed by transaction markers only (the
+commit marker after the last record of a topic written in transactions, records of
+aborted transactions) has lag 0: a read_committed read from the committed offset finds no
+record. A partition the group has not committed has no lag (`-`, as Kafka's tool shows
+it), and the total counts only the partitions that have one.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from streamline.kafka.admin import committed_offsets, require_topics
 from streamline.kafka.connection import Connection
+from streamline.kafka.scan import holds_a_record, scan_consumer
 from streamline.topology import Topology
 from streamline.topology.resources import HEARTBEATS_TOPIC, resources_of
 
@@ -29,11 +33,16 @@ class PartitionLag:
     end: int
     watermark: int | None = None
     status: str | None = None
+    markers_only: bool = False
+    """Between committed and end: transaction markers (and aborted records) only."""
 
     @property
     def lag(self) -> int | None:
-        """End minus committed; None (shown `-`, as Kafka's tool shows it) before a commit."""
-        return None if self.committed is None else self.end - self.committed
+        """End minus committed (0 when only transaction markers are left); None (shown `-`,
+        as Kafka's tool shows it) before a commit."""
+        if self.committed is None:
+            return None
+        return 0 if self.markers_only else self.end - self.committed
 
 
 def topology_lag(connection: Connection, topology: Topology) -> list[PartitionLag]:
@@ -58,13 +67,15 @@ def topology_lag(connection: Connection, topology: Topology) -> list[PartitionLa
         partitions += table_partitions
     group = resources.side_group("lag")  # reads end offsets; commits nothing
     consumer = Consumer(connection.config(**{"group.id": group}, log_level=0))
+    probe = scan_consumer(connection, group)
     try:
         out = []
         beats = last_heartbeats(consumer, topology.name)
         for tp in partitions:
-            _low, high = consumer.get_watermark_offsets(tp, timeout=15)
+            low, high = consumer.get_watermark_offsets(tp, timeout=15)
             offset = committed.get((tp.topic, tp.partition), -1)
             beat = beats.get((tp.topic, tp.partition), {})
+            key = (tp.topic, tp.partition)
             out.append(
                 PartitionLag(
                     tp.topic,
@@ -73,11 +84,14 @@ def topology_lag(connection: Connection, topology: Topology) -> list[PartitionLa
                     high,
                     beat.get("watermark"),
                     beat.get("status"),
+                    # below the log start the records were deleted unread: end - committed, no probe
+                    0 <= low <= offset < high and not holds_a_record(probe, key, offset, high),
                 )
             )
         return out
     finally:
         consumer.close()
+        probe.close()
 
 
 def last_heartbeats(

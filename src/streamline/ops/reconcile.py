@@ -37,7 +37,7 @@ from streamline.kafka.connection import Connection
 from streamline.observability.lineage import COUNTS_FACET, LINEAGE_TOPIC, ranges_of
 from streamline.ops.reconcile_windows import WindowCoverage, WindowReaders, window_shape
 from streamline.topology.durations import parse_duration
-from streamline.topology.model import Sink, Topology
+from streamline.topology.model import Sink, Topology, stream_join_of
 
 TP = tuple[str, int]
 
@@ -179,6 +179,10 @@ def reconcile(
     A windowed topology needs `readers` (`reconcile_windows.window_readers`).
     """
     shape = window_shape(topology) if topology.window is not None else None
+    if stream_join_of(topology) is not None:  # an output stands for one or two inputs
+        raise UsageError(
+            f"reconcile of {topology.name} is not supported yet: it has a stream-stream join"
+        )
     if until_ms < since_ms:
         raise UsageError("--until is before --since")
     connection.check_reachable()

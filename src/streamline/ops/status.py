@@ -120,7 +120,11 @@ def lineage_activity(events: Iterable[dict[str, Any]]) -> dict[str, Activity]:
             at = int(datetime.fromisoformat(event["eventTime"]).timestamp() * 1000)
             activity.last_commit = max(at, activity.last_commit or at)
             activity.inputs.update(d["name"] for d in event.get("inputs", []))
-            activity.outputs.update(d["name"] for d in event.get("outputs", []))
+            activity.outputs.update(  # topics: not the files and webhooks a sink wrote
+                d["name"]
+                for d in event.get("outputs", [])
+                if str(d.get("namespace", "kafka:")).startswith("kafka:")
+            )
         except (KeyError, TypeError, ValueError):
             continue
     return dict(out)

@@ -18,7 +18,8 @@
   not topics (`files`: the exactly-once file sink's two phases, `webhook`: POSTed batches);
 - `table_manager`: loading and following tables (`tables:`); `table_operator`: one table
   partition in RocksDB, plain or versioned (pure); `tables`: a topology's table settings;
-  `join_operator`: the stream-table join stage;
+  `join_operator`: the stream-table join stage; `stream_join_stage`: the stream-stream
+  join of one partition (both sides' watermarks), over `stream_join`'s buffers (pure);
 - `health`: liveness, readiness, heartbeats and lag; `offsets`: assignment and offsets;
 - pure logic: `pipeline`/`stages` (stateless stages), `record`, `windows`, `watermark`,
   `aggregates`, `window_operator`/`window_state` (windowed aggregation over a store);

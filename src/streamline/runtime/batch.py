@@ -79,7 +79,7 @@ def process_batch(
             source_watermarks.observe_consumed(sources)
         stateful = [r for r in batch if r.topic == topic]
     else:
-        stateful = pipeline.run_stages(batch, failures, metrics, txn.drops)
+        stateful = pipeline.run_stateful_input(batch, failures, metrics, txn.drops)
         wall_ms = wall_clock()
         source_watermarks.observe_all(stateful)
         if len(stateful) != len(batch):

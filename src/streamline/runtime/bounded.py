@@ -16,10 +16,11 @@ import logging
 import time
 from collections.abc import Callable
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from streamline.kafka.admin import committed_offsets, topic_end_offsets
 from streamline.kafka.connection import Connection
+from streamline.kafka.scan import holds_a_record, scan_consumer
 from streamline.runtime.pipeline import Pipeline
 
 log = logging.getLogger("streamline.runtime")
@@ -52,17 +53,9 @@ class UntilCaughtUp:
         self.consumer = Consumer(
             connection.config(**{"group.id": f"{self.group}.until-caught-up"}, log_level=0)
         )
-        self.probe = Consumer(
-            connection.config(
-                **{
-                    "group.id": f"{self.group}.until-caught-up",
-                    "isolation.level": "read_committed",
-                    "enable.partition.eof": True,
-                    "enable.auto.commit": False,
-                },
-                log_level=0,
-            )
-        )
+        # a topic written in transactions ends with a commit marker: the group commits
+        # up to its last record, one short of the end offset, and that is caught up
+        self.probe = scan_consumer(connection, f"{self.group}.until-caught-up")
         self.targets = topic_end_offsets(self.consumer, list(pipeline.source_topics), 15)
         self.started = clock()
         self._next_check = 0.0
@@ -108,34 +101,9 @@ class UntilCaughtUp:
         for tp, target in targets.items():
             found = committed.get(tp)
             offset = found.offset if found is not None and found.offset >= 0 else 0
-            if offset < target and self._holds_a_record(tp, offset, target):
+            if offset < target and holds_a_record(self.probe, tp, offset, target, self.clock):
                 behind.append(f"{tp[0]}/{tp[1]} at {offset} of {target}")
         return behind
-
-    def _holds_a_record(self, tp: TP, start: int, end: int) -> bool:
-        """Whether offsets [start, end) hold a record the group's consumer would be given.
-
-        A topic written in transactions (another topology's sink, the retry and repartition
-        topics, `produce --file`) ends with a commit marker after its last record; the group
-        commits up to its last record, one short of the end offset. A read_committed read from
-        `start` that reaches the end without a record shows that nothing is left.
-        """
-        probe = self.probe
-        probe.assign([TopicPartition(tp[0], tp[1], start)])
-        try:
-            deadline = self.clock() + 10
-            while self.clock() < deadline:
-                message = probe.poll(0.5)
-                if message is None:
-                    continue
-                error = message.error()
-                if error is None:
-                    return (message.offset() or 0) < end
-                if error.code() == KafkaError._PARTITION_EOF:
-                    return (message.offset() or 0) < end
-            return True  # not known: keep waiting
-        finally:
-            probe.unassign()
 
     def _read_back_behind(self) -> bool:
         if not self.read_back:

@@ -28,7 +28,7 @@ from aiolimiter import AsyncLimiter
 from streamline.observability.metrics import Metrics
 from streamline.reliability.dead_letter import CIRCUIT_OPEN, MAP, Failure
 from streamline.reliability.retry import AttemptsExhausted, RetryPolicy
-from streamline.runtime.circuit import STATE_VALUES, CircuitBreaker
+from streamline.runtime.circuit import STATE_VALUES, circuit_of
 from streamline.runtime.record import Record
 from streamline.runtime.stages import Dropped, Failed, Map
 from streamline.topology.model import CircuitSpec, MapSpec, RateLimitSpec
@@ -100,18 +100,7 @@ class ConcurrentMap(Map):
             else None
         )
         self._throttled = 0.0  # seconds spent waiting for the rate limit, not yet in the metrics
-        self.circuit = (
-            CircuitBreaker(
-                circuit.failure_rate,
-                circuit.min_calls,
-                circuit.window / 1000,
-                circuit.open_for / 1000,
-                circuit.probes,
-                on_transition=self._circuit_moved,
-            )
-            if circuit is not None
-            else None
-        )
+        self.circuit = circuit_of(circuit, self._circuit_moved)
         self._metrics: Metrics | None = None  # bound at the first report
         self._moves: list[str] = []  # circuit transitions not yet in the metrics
         self._durations: list[float] = []  # call times not yet in the metrics

@@ -15,6 +15,10 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from streamline.topology.model import CircuitSpec
 
 CLOSED, HALF_OPEN, OPEN = "closed", "half_open", "open"
 STATE_VALUES = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
@@ -107,3 +111,22 @@ class CircuitBreaker:
         if to != self.state:
             self.state = to
             self._on_transition(to)
+
+
+def circuit_of(
+    spec: CircuitSpec | None,
+    on_transition: Callable[[str], None],
+    clock: Callable[[], float] = time.monotonic,
+) -> CircuitBreaker | None:
+    """The breaker of a `circuit:` setting (a map's or a webhook sink's); None without one."""
+    if spec is None:
+        return None
+    return CircuitBreaker(
+        spec.failure_rate,
+        spec.min_calls,
+        spec.window / 1000,
+        spec.open_for / 1000,
+        spec.probes,
+        clock=clock,
+        on_transition=on_transition,
+    )

@@ -6,7 +6,8 @@ the dead letters, the changelog records and the consumed offsets
 (`send_offsets_to_transaction` with the group metadata, so a zombie whose group
 generation is stale cannot commit). On an abortable error the transaction is aborted,
 the stores rolled back and the consumer rewound to the last committed offsets; a fatal
-producer error re-creates the producer. With `at_least_once`, outputs are flushed before
+producer error re-creates the producer, except a fenced producer (another process took
+over the transactional id), which stops the instance (`ProducerFenced`). With `at_least_once`, outputs are flushed before
 the offsets are committed.
 """
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -26,6 +27,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from streamline.errors import StreamlineError
 from streamline.kafka.connection import Connection
 from streamline.observability.lineage import LINEAGE_TOPIC, run_event
 from streamline.observability.metrics import Metrics
@@ -33,6 +35,8 @@ from streamline.runtime.collector import RecordCollector
 from streamline.runtime.offsets import Offsets
 from streamline.runtime.pipeline import Pipeline
 from streamline.runtime.record import Record
+from streamline.runtime.sinks.lineage import sink_datasets
+from streamline.runtime.sinks.webhook import WebhookSender
 from streamline.runtime.transaction import Transaction
 from streamline.runtime.windowed import SourceWatermarks
 from streamline.state.generation import commit_metadata
@@ -40,6 +44,21 @@ from streamline.state.generation import commit_metadata
 log = logging.getLogger("streamline.runtime")
 
 TP = tuple[str, int]
+
+
+FENCED = frozenset(
+    {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
+)
+"""A newer producer with the same transactional id took over (it called init_transactions)."""
+
+
+def fenced(error: KafkaError) -> bool:
+    """Whether the producer was fenced for good (not an error the transaction's abort clears)."""
+    return error.code() in FENCED and not error.txn_requires_abort()
+
+
+class ProducerFenced(StreamlineError):
+    """The instance stopped: another producer with its transactional id fenced this one."""
 
 
 class TransactionAborted(Exception):
@@ -146,13 +165,24 @@ class CommitCycle:
         self.txn: Transaction | None = None
         """The open transaction; `None` between a commit (or abort) and the next record."""
         self._files = pipeline.files  # prepared before each commit, finalized after it
+        router = pipeline.router
+        self._webhooks = [
+            s.writer
+            for s in (router.sinks.values() if router is not None else [])
+            if isinstance(s.writer, WebhookSender)
+        ]
 
     # --- the open transaction ----------------------------------------------------------
 
     def begin(self) -> Transaction:
         self._collector.begin()
         if self._exactly_once:
-            self._collector.producer.begin_transaction()
+            try:
+                self._collector.producer.begin_transaction()
+            except KafkaException as exc:
+                if fenced(exc.args[0]):
+                    self._fenced(exc.args[0])
+                raise
         self.txn = Transaction()
         return self.txn
 
@@ -258,6 +288,7 @@ class CommitCycle:
             {tp: (a, b) for tp, (a, b) in txn.inputs.items()},
             {tp: (a, b) for tp, (a, b) in (collector.produced or {}).items()},
             counts=lineage_counts(txn),
+            sink_outputs=sink_datasets(self._files, self._webhooks, txn.outputs_by_topic),
         )
         collector.produce(LINEAGE_TOPIC, topology.name.encode(), event, [])
 
@@ -303,11 +334,13 @@ class CommitCycle:
         error: KafkaError = exc.args[0]
         collector = self._collector
         collector.poll(0)  # failed deliveries may say why: a write the ACLs refuse
-        if self._exactly_once and error.code() == KafkaError._STATE:
+        if self._exactly_once and error.code() in (KafkaError._STATE, KafkaError._FATAL):
             try:  # the transaction failed earlier: a commit fails at once, saying why
                 collector.producer.commit_transaction(5)
             except KafkaException as failed:
                 error = failed.args[0]
+        if self._exactly_once and fenced(error):
+            self._fenced(error)
         denied = collector.denied or self._connection.access_error(
             error,
             group=self._pipeline.group_id,
@@ -328,6 +361,8 @@ class CommitCycle:
             try:
                 collector.producer.abort_transaction(30)
             except KafkaException as abort_exc:
+                if fenced(abort_exc.args[0]):
+                    self._fenced(abort_exc.args[0])
                 log.warning("abort failed (%s); re-creating the producer", abort_exc.args[0].str())
                 collector.recreate_producer()
         self.txn = None
@@ -335,6 +370,25 @@ class CommitCycle:
         collector.poll(0)  # delivery reports of the aborted transaction go nowhere
         self._reset_state()
         self._rewind()
+
+    def _fenced(self, error: KafkaError) -> NoReturn:
+        """Another producer with this transactional id took over: stop, committing nothing.
+
+        Its `init_transactions` aborted this instance's open transaction, so no write of it
+        becomes visible; the stores and the consumer are not rewound, since the process
+        stops. A new producer would fence the other one in turn, and the two would take
+        turns failing: two instances run with the same instance id.
+        """
+        self._metrics.transaction_aborted("fenced")
+        self.txn = None
+        self._collector.producer.purge()  # its queued writes can never be delivered
+        self._collector.end()
+        raise ProducerFenced(
+            f"producer fenced: another process took over transactional.id "
+            f"{self._transactional_id} ({error.str()}); this instance stopped without "
+            "committing its open transaction. Each running instance needs its own "
+            "--instance-id"
+        )
 
     def lost(self) -> None:
         """The partitions were lost: the open transaction can only be aborted."""

@@ -31,7 +31,7 @@ class Join:
     ) -> None:
         assert spec.table is not None
         self.name = name
-        self.on = spec.on
+        self.on = spec.left_on
         self.fields = list(spec.fields.items())
         self.missing = spec.missing
         self.table = spec.table

@@ -6,7 +6,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streamline.errors import UsageError
 from streamline.observability.metrics import Metrics
 from streamline.reliability.dead_letter import Failure
 from streamline.reliability.retry import RetryPolicy
@@ -14,6 +13,7 @@ from streamline.runtime.calls import map_stage
 from streamline.runtime.join_operator import Join
 from streamline.runtime.record import Record
 from streamline.runtime.route import Router, router_of
+from streamline.runtime.route import sink_schema_id as sink_schema_id_of
 from streamline.runtime.sinks.files import FileSinks
 from streamline.runtime.stages import (
     Decode,
@@ -33,7 +33,7 @@ from streamline.runtime.table_operator import TableState
 from streamline.runtime.tables import table_state
 from streamline.serde import SchemaStore
 from streamline.serde.fit import RecordFit
-from streamline.serde.formats import SchemaRegistry, codec_for, subject_name
+from streamline.serde.formats import SchemaRegistry, codec_for
 from streamline.topology import CheckedTopology
 from streamline.topology.model import (
     FilterStage,
@@ -77,6 +77,10 @@ class Pipeline:
     `roll.every` is then the commit interval."""
     tables: TableState = field(default_factory=lambda: TableState([]))
     """The table partitions the join stages look up in (filled by the table manager)."""
+    joined_topic: str | None = None
+    """The topic of the source that feeds a stream join only (None without one)."""
+    joined_stages: list[Stage] = field(default_factory=list)
+    """What that source's records go through instead of the stages: decode, event time."""
 
     @classmethod
     def from_checked(
@@ -95,28 +99,23 @@ class Pipeline:
         topology = checked.topology
         tables = table_state(checked, store, state_dir, registry)
         resources = resources_of(topology)
+        joined = checked.stream_schemas  # sources feeding a stream join, with their schemas
         source_codecs = {
             s.topic: codec_for(s.format, store, checked.source_schema, registry)
             for s in topology.sources
+            if s.name not in joined
         }
-        every_format = list(dict.fromkeys(f for s in topology.sources for f in s.formats))
+        every_format = list(
+            dict.fromkeys(f for s in topology.sources if s.name not in joined for f in s.formats)
+        )
         source_codecs[topology.retry_topic] = codec_for(
             every_format, store, checked.source_schema, registry
         )
         sink = topology.sink
         sink_format = sink.format if sink is not None else "avro"
-        sink_schema_id = None
-        if sink is not None and sink.format == "confluent-avro":
-            if registry is None:
-                raise UsageError(
-                    "sink format confluent-avro needs a schema registry: give "
-                    "--schema-registry-url or STREAMLINE_SCHEMA_REGISTRY_URL"
-                )
-            sink_schema_id = registry.sink_schema_id(
-                subject_name(sink.subject_strategy, sink.topic, checked.sink_schema.name),
-                checked.sink_schema,
-                sink.auto_register,
-            )
+        sink_schema_id = (
+            sink_schema_id_of("sink", sink, checked.sink_schema, registry) if sink else None
+        )
         retry = topology.retry
         policy = RetryPolicy(
             attempts=retry.attempts,
@@ -134,7 +133,7 @@ class Pipeline:
             stages.append(TrackNulls("quality.track_nulls", list(topology.quality.track_nulls)))
         stages.append(EventTime("sources[0].event_time", topology.source.event_time))
         warns = False
-        router, files = router_of(checked, store)
+        router, files = router_of(checked, store, registry)
         for cs in checked.stages:
             stage = cs.stage
             if isinstance(stage, ValidateStage):
@@ -157,7 +156,7 @@ class Pipeline:
                 stages.append(map_stage(cs.path, cs.function, stage.spec, policy))
                 if cs.output_schema is not None:
                     stages.append(FitOutput(cs.path, RecordFit(cs.output_schema)))
-            elif isinstance(stage, JoinStage):
+            elif isinstance(stage, JoinStage) and stage.join.stream is None:
                 stages.append(
                     Join(cs.path, stage.join, tables, topology.retry_topic, metrics or Metrics("-"))
                 )
@@ -167,6 +166,15 @@ class Pipeline:
                     stages.append(KeyBy(cs.path, field=key))
                 else:
                     stages.append(KeyBy(cs.path, expr=cs.expressions["key_by"]))
+        joined_stages: list[Stage] = []  # a joined stream's own decode and event time
+        for source in topology.sources:
+            if source.name in joined:
+                codec = codec_for(source.format, store, joined[source.name], registry)
+                if source.verify_checksum:
+                    joined_stages.append(VerifyChecksum("checksum", frozenset([source.topic])))
+                joined_stages.append(Decode("decode", {source.topic: codec}))
+                path = f"sources[{topology.sources.index(source)}].event_time"
+                joined_stages.append(EventTime(path, source.event_time))
         return cls(
             group_id=topology.group_id,
             source_topics=[s.topic for s in topology.sources],
@@ -193,6 +201,8 @@ class Pipeline:
             router=router,
             files=files,
             tables=tables,
+            joined_topic=next((s.topic for s in topology.sources if s.name in joined), None),
+            joined_stages=joined_stages,
         )
 
     @property
@@ -253,6 +263,26 @@ class Pipeline:
         out = self.encode.encode(records, lambda r, f: failures.append((r, f)))
         metrics.observe_stage("sink", time.perf_counter() - started, len(records))
         return out
+
+    def run_stateful_input(
+        self,
+        batch: list[Record],
+        failures: list[tuple[Record, Failure]],
+        metrics: Metrics,
+        drops: dict[str, int] | None = None,
+    ) -> list[Record]:
+        """The records for the tasks: the stages' outputs and, with a stream join, the
+        joined stream's records, decoded with its own schema (they skip the stages)."""
+        joined = self.joined_topic
+        if joined is None:
+            return self.run_stages(batch, failures, metrics, drops)
+        left = self.run_stages([r for r in batch if r.topic != joined], failures, metrics, drops)
+        right = [r for r in batch if r.topic == joined]
+        for stage in self.joined_stages:
+            if not right:
+                break
+            right = stage.process(right, lambda r, f: failures.append((r, f)), lambda *_: None)
+        return left + right
 
     def run_stages(
         self,

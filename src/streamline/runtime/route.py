@@ -21,8 +21,8 @@ from streamline.runtime.record import Record
 from streamline.runtime.sinks.files import FileSinks, FileSinkWriter
 from streamline.runtime.sinks.webhook import WebhookSender
 from streamline.runtime.stages import Dropped, Encode, Evaluable, Failed
-from streamline.serde.formats import codec_for
-from streamline.topology.model import FileSink, WebhookSink, route_of
+from streamline.serde.formats import SchemaRegistry, codec_for, subject_name
+from streamline.topology.model import FileSink, Sink, WebhookSink, route_of
 
 if TYPE_CHECKING:
     from streamline.observability.metrics import Metrics
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from streamline.runtime.transaction import Transaction
     from streamline.runtime.windowed import SourceWatermarks
     from streamline.serde import SchemaStore
+    from streamline.serde.schema_store import Schema
     from streamline.topology import CheckedTopology
 
 ROUTE = "route"  # error type of a record whose branch condition could not be evaluated
@@ -125,6 +126,8 @@ def route_batch(
         sink = router.sinks[name]
         if sink.writer is not None:  # files: at the commit (sinks/files.py); webhooks: now
             added = sink.writer.add(batch, failed)
+            if isinstance(sink.writer, WebhookSender):
+                sink.writer.report(metrics)
             source_watermarks.observe_all(batch)
             txn.outputs += added
             slot = f"{'files' if isinstance(sink.writer, FileSinkWriter) else 'webhook'}:{name}"
@@ -156,8 +159,24 @@ def build_router(
     )
 
 
+def sink_schema_id(
+    path: str, sink: Sink, schema: Schema, registry: SchemaRegistry | None
+) -> int | None:
+    """The Schema Registry id a `confluent-avro` topic sink writes under (registered, or
+    found, at start); None for the other formats."""
+    if sink.format != "confluent-avro":
+        return None
+    if registry is None:
+        raise UsageError(
+            f"{path}: format confluent-avro needs a schema registry: give "
+            "--schema-registry-url or STREAMLINE_SCHEMA_REGISTRY_URL"
+        )
+    subject = subject_name(sink.subject_strategy, sink.topic, schema.name)
+    return registry.sink_schema_id(subject, schema, sink.auto_register)
+
+
 def router_of(
-    checked: CheckedTopology, store: SchemaStore
+    checked: CheckedTopology, store: SchemaStore, registry: SchemaRegistry | None = None
 ) -> tuple[Router | None, FileSinks | None]:
     """The router of a topology with `sinks:` and its file sinks' writers.
 
@@ -195,12 +214,8 @@ def router_of(
                 target, sink.webhook, schema, check=bool(checked.warnings)
             )
         else:
-            if sink.format == "confluent-avro":
-                raise UsageError(
-                    f"sinks.{target}.format: confluent-avro is not supported on the sinks of "
-                    "a route yet (avro or json are)"
-                )
-            codec = codec_for(sink.format, store, schema)
+            schema_id = sink_schema_id(f"sinks.{target}", sink, schema, registry)
+            codec = codec_for(sink.format, store, schema, registry, schema_id)
             sinks[target] = (sink.topic, Encode(f"sinks.{target}", codec))
     files = None
     if writers:

@@ -14,7 +14,7 @@ from streamline.kafka.admin import (
     require_topics,
 )
 from streamline.kafka.connection import Connection
-from streamline.kafka.registry import open_registry
+from streamline.kafka.registry import confluent_sinks, open_registry
 from streamline.observability.http import MetricsServer
 from streamline.observability.metrics import Metrics
 from streamline.runtime.calls import circuits
@@ -52,8 +52,9 @@ def run_topology(
         create_internal_topics(connection, pipeline.resources)
     counts = require_topics(connection, [*pipeline.source_topics, *pipeline.owned_topics])
     tables = pipeline.resources.table_topics
-    if tables:
-        counts = {**counts, **require_topics(connection, list(tables))}
+    if tables or pipeline.resources.joined_streams:
+        if tables:
+            counts = {**counts, **require_topics(connection, list(tables))}
         for problem in pipeline.resources.copartitioning_problems(counts):
             raise StreamlineError(problem)
     if pipeline.windowed:
@@ -109,9 +110,9 @@ def _bounded_outcome(processor: Processor) -> None:
 
 
 def uses_registry(topology: Topology) -> bool:
-    """Whether a source, a table or the sink is in the `confluent-avro` format."""
+    """Whether a source, a table or a topic sink is in the `confluent-avro` format."""
     return (
-        (topology.sink is not None and topology.sink.format == "confluent-avro")
+        bool(confluent_sinks(topology))
         or any("confluent-avro" in s.formats for s in topology.sources)
         or any("confluent-avro" in t.formats for t in topology.tables)
     )

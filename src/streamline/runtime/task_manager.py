@@ -29,6 +29,7 @@ from streamline.runtime.parked import ParkedTasks
 from streamline.runtime.pipeline import Pipeline
 from streamline.runtime.record import Record
 from streamline.runtime.standby import StandbyReplicas
+from streamline.runtime.stream_join_stage import StreamJoinSettings, StreamJoinStage
 from streamline.runtime.table_manager import TableManager
 from streamline.runtime.task import Task, TaskOutputs, partition_runs
 from streamline.runtime.transaction import Transaction
@@ -44,6 +45,7 @@ from streamline.state.reset import plan_state_reset, reset_topics
 log = logging.getLogger("streamline.runtime")
 
 TP = tuple[str, int]
+Settings = WindowSettings | StreamJoinSettings
 Failures = list[tuple[Record, Failure]]
 
 
@@ -74,9 +76,12 @@ class TaskManager:
         self._outputs = outputs
         self._source_partitions = source_partitions
         self._retry_topic = pipeline.topology.retry_topic
+        self.join_settings = (
+            StreamJoinSettings.of(pipeline.checked, state_dir) if pipeline.windowed else None
+        )
         self.window_settings = (
             WindowSettings.of(pipeline.topology, state_dir, pipeline.repartition)
-            if pipeline.windowed
+            if pipeline.windowed and self.join_settings is None
             else None
         )
         self.tasks: dict[int, Task] = {}
@@ -103,10 +108,12 @@ class TaskManager:
             self._standby.start()
 
     def _operators(
-        self, settings: WindowSettings, partition: int, wall_ms: int
+        self, settings: Settings, partition: int, wall_ms: int
     ) -> list[StatefulOperator]:
         """The operator chain of one partition of the stateful input."""
         generation, sources = self._offsets.generation, self._source_partitions
+        if isinstance(settings, StreamJoinSettings):
+            return [StreamJoinStage(settings, partition, generation, wall_ms, self._metrics)]
         return [window_stage(settings, partition, generation, sources, wall_ms)]
 
     # --- processing --------------------------------------------------------------------
@@ -129,8 +136,9 @@ class TaskManager:
             task.process(run, wall_ms, txn, failures)
             return
         # never with range assignment and co-partitioned topics; not silent
-        stage = self.window_settings.stage if self.window_settings else "window"
-        message = f"the window state of partition {partition} is not on this instance"
+        settings = self.window_settings or self.join_settings
+        stage = settings.stage if settings else "window"
+        message = f"the state of partition {partition} is not on this instance"
         failures.extend((record, Failure(AGGREGATE, message, stage)) for record in run)
 
     def punctuate(
@@ -191,8 +199,9 @@ class TaskManager:
         log.info("assigned %s", sorted(f"{t}/{p}" for t, p in offsets.assignment))
         if self._standby is not None:  # their standby stores become the tasks' stores
             self._standby.release(tp.partition for tp in partitions)
-        if self.window_settings is not None:
-            self._open_tasks(self.window_settings, partitions, rewound)
+        settings = self.window_settings or self.join_settings
+        if settings is not None:
+            self._open_tasks(settings, partitions, rewound)
         if self.tables is not None:  # loaded before the instance is ready
             sources = self._pipeline.source_topics
             self.tables.assign(tp.partition for tp in partitions if tp.topic in sources)
@@ -226,6 +235,10 @@ class TaskManager:
                     task.close(clean)
                 for bound in task.stores:
                     self._metrics.stores.remove_store_partition(bound.spec.name, tp.partition)
+                if self.join_settings is not None:
+                    self._metrics.stream_joins.remove_partition(
+                        self.join_settings.stage, tp.partition
+                    )
         self._metrics.set_assigned_partitions(len(self._offsets.assignment))
         if self.tables is not None:
             sources = self._pipeline.source_topics
@@ -247,7 +260,7 @@ class TaskManager:
     # --- opening and restoring tasks ---------------------------------------------------
 
     def _open_tasks(
-        self, settings: WindowSettings, partitions: list[TopicPartition], rewound: list[TP]
+        self, settings: Settings, partitions: list[TopicPartition], rewound: list[TP]
     ) -> None:
         """Opens and restores the tasks; rebuilds state whose input was rewound elsewhere."""
         rebuild = self._rebuild_after_rewind(rewound) if rewound else set()
@@ -261,7 +274,7 @@ class TaskManager:
             self._consumer.assign(partitions)
         self._skip_to.clear()
 
-    def _open(self, settings: WindowSettings, topic: str, partition: int, wipe: bool) -> None:
+    def _open(self, settings: Settings, topic: str, partition: int, wipe: bool) -> None:
         """Opens the partition's task and restores each of its stores before processing."""
         if partition in self.tasks:
             return

@@ -13,7 +13,7 @@ from typing import Any
 import fastavro
 from fastavro.validation import ValidationError, validate
 
-from streamline.serde.fastcodec import compile_reader, compile_writer
+from streamline.serde.fastcodec import Writer, compile_reader, compile_writer
 from streamline.serde.schema_store import Schema, SchemaStore
 
 MAGIC = b"\xc3\x01"
@@ -32,21 +32,15 @@ class EncodeError(ValueError):
     """A record that does not fit the schema it is written with."""
 
 
-class AvroCodec:
-    """Reads and writes single-object encoded records of one reader/writer schema."""
+class AvroWriter:
+    """Writes records of `schema` as `_header` + the Avro body (`_write`: the generated writer, or None)."""
 
-    def __init__(self, store: SchemaStore, schema: Schema) -> None:
-        self.store = store
-        self.schema = schema
-        self._header = MAGIC + schema.fingerprint
-        # writer fingerprint -> writer parsed schema, or None when it is the reader schema
-        self._resolved: dict[bytes, Any] = {}
-        # generated for this schema; anything they raise is done again by fastavro
-        self._read = compile_reader(schema.parsed, schema.name)
-        self._write = compile_writer(schema.parsed, self._header, schema.name)
+    schema: Schema
+    _header: bytes
+    _write: Writer | None
 
     def encode(self, record: dict[str, Any], *, check: bool = True) -> bytes:
-        """Encodes a record; with `check`, a record that does not fit gets a message naming the field."""
+        """`_header` + the record's Avro body; with `check`, a record that does not fit gets a message naming the field."""
         if check:
             try:
                 validate(record, self.schema.parsed, raise_errors=True)
@@ -69,6 +63,20 @@ class AvroCodec:
                     raise EncodeError(describe_validation_error(invalid)) from None
             raise EncodeError(f"does not fit {self.schema.name}: {exc!r}") from None
         return out.getvalue()
+
+
+class AvroCodec(AvroWriter):
+    """Reads and writes single-object encoded records of one reader/writer schema."""
+
+    def __init__(self, store: SchemaStore, schema: Schema) -> None:
+        self.store = store
+        self.schema = schema
+        self._header = MAGIC + schema.fingerprint
+        # writer fingerprint -> writer parsed schema, or None when it is the reader schema
+        self._resolved: dict[bytes, Any] = {}
+        # generated for this schema; anything they raise is done again by fastavro
+        self._read = compile_reader(schema.parsed, schema.name)
+        self._write = compile_writer(schema.parsed, self._header, schema.name)
 
     def decode(self, data: bytes | None) -> dict[str, Any]:
         """The record in `data`, read as this codec's schema."""

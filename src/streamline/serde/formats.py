@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import fastavro
 from fastavro.schema import to_parsing_canonical_form
 
-from streamline.serde.codec import MAGIC, AvroCodec, DecodeError, EncodeError
+from streamline.serde.codec import MAGIC, AvroCodec, AvroWriter, DecodeError, EncodeError
 from streamline.serde.fastcodec import compile_reader, compile_writer
 from streamline.serde.json_codec import JsonCodec
 from streamline.serde.schema_store import Schema, SchemaStore
@@ -77,7 +77,7 @@ def _without_logical_types(node: Any) -> Any:
     return node
 
 
-class ConfluentAvroCodec:
+class ConfluentAvroCodec(AvroWriter):
     """Reads Confluent-framed Avro as `schema`; writes it under `schema_id` (once registered)."""
 
     def __init__(
@@ -90,6 +90,7 @@ class ConfluentAvroCodec:
         self._writers: dict[int, Any] = {}
         self._read = compile_reader(schema.parsed, schema.name)
         self._write = None
+        self._header = b""
         if schema_id is not None:
             self._header = bytes([CONFLUENT_MAGIC]) + schema_id.to_bytes(4, "big")
             self._write = compile_writer(schema.parsed, self._header, schema.name)
@@ -155,27 +156,7 @@ class ConfluentAvroCodec:
     def encode(self, record: dict[str, Any], *, check: bool = True) -> bytes:
         if self.schema_id is None:
             raise EncodeError("the sink schema is not registered (no schema id)")
-        if check:
-            from fastavro.validation import ValidationError, validate
-
-            from streamline.serde.codec import describe_validation_error
-
-            try:
-                validate(record, self.schema.parsed, raise_errors=True)
-            except ValidationError as exc:
-                raise EncodeError(describe_validation_error(exc)) from None
-        if self._write is not None:
-            try:
-                return self._write(record)
-            except Exception:
-                pass
-        out = BytesIO()
-        out.write(self._header)
-        try:
-            fastavro.schemaless_writer(out, self.schema.parsed, record)
-        except (ValueError, TypeError, AttributeError, KeyError, OverflowError) as exc:
-            raise EncodeError(f"does not fit {self.schema.name}: {exc!r}") from None
-        return out.getvalue()
+        return super().encode(record, check=check)
 
 
 class AnyOfCodec:

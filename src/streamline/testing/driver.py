@@ -39,6 +39,7 @@ from streamline.runtime.operators import (
 from streamline.runtime.pipeline import Pipeline
 from streamline.runtime.record import Record
 from streamline.runtime.repartition import Repartitioner
+from streamline.runtime.stream_join_stage import StreamJoinSettings, StreamJoinStage
 from streamline.runtime.task import Task, TaskOutputs, partition_runs
 from streamline.runtime.transaction import Transaction
 from streamline.runtime.windowed import SourceWatermarks, WindowSettings, window_stage
@@ -247,17 +248,28 @@ class TopologyDriver:
             pipeline.sink_topic, pipeline.header_topology,
         )  # fmt: skip
         self.tasks = _Tasks(topology.retry_topic)
-        if pipeline.windowed:
+        joins = StreamJoinSettings.of(self.checked, self.state_dir)
+        tasks: list[Task] = []
+        if joins is not None:
+            tasks = [
+                Task(topology.source.topic, p, [StreamJoinStage(joins, p, 0, wall_ms, metrics)],
+                     outputs)
+                for p in range(self.partitions)
+            ]  # fmt: skip
+        elif pipeline.windowed:
             settings = WindowSettings.of(topology, self.state_dir, pipeline.repartition)
             upstream = sources if pipeline.repartition else None
-            for partition in range(self.partitions):
-                operator = window_stage(settings, partition, 0, upstream, wall_ms)
-                task = Task(settings.input_topic, partition, [operator], outputs)
-                for bound in task.stores:
-                    self._restore(bound.spec.topic, partition, bound)
-                for op in task.operators:
-                    op.started(wall_ms)
-                self.tasks.tasks[partition] = task
+            tasks = [
+                Task(settings.input_topic, p, [window_stage(settings, p, 0, upstream, wall_ms)],
+                     outputs)
+                for p in range(self.partitions)
+            ]  # fmt: skip
+        for task in tasks:
+            for bound in task.stores:
+                self._restore(bound.spec.topic, task.partition, bound)
+            for op in task.operators:
+                op.started(wall_ms)
+            self.tasks.tasks[task.partition] = task
         for tp in sources:
             self.source_watermarks.assign(tp, wall_ms)
         self.txn: Transaction | None = None
@@ -388,6 +400,10 @@ class TopologyDriver:
         if isinstance(records, dict | bytes):
             records = [records]
         encode = self._source_codec.encode
+        for src in self.topology.sources:  # a joined stream has a schema of its own
+            own = self.checked.stream_schemas.get(src.name)
+            if src.topic == topic and own is not None:
+                encode = codec_for(src.formats[0], self.schemas, own).encode
 
         def keyed() -> Iterator[tuple[bytes | None, bytes | None]]:
             for item in records:

@@ -206,6 +206,28 @@ class TopologyBuilder:
         self._stages.append({"join": spec})
         return self
 
+    def join_stream(
+        self,
+        stream: str,
+        *,
+        on: str | Mapping[str, str],
+        within: str,
+        fields: Mapping[str, str],
+        type: Literal["inner", "left", "outer"] | None = None,
+        allowed_lateness: str | None = None,
+    ) -> Self:
+        """A stream-stream join with the source named `stream` (`on`: a field name, or
+        {"left": ..., "right": ...}); adds `fields` ({new field: that stream's field})."""
+        spec = {
+            "stream": stream,
+            "on": on if isinstance(on, str) else dict(on),
+            "within": within,
+            "fields": dict(fields),
+            **_given(type=type, allowed_lateness=allowed_lateness),
+        }
+        self._stages.append({"join": spec})
+        return self
+
     def to(self, *, topic: str, schema: str, format: str | None = None) -> TopologyModel:
         """Set the sink and return the validated topology (`build()`)."""
         self._sink = {"topic": topic, "schema": schema, **_given(format=format)}

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from streamline.serde.schema_store import Schema
 from streamline.topology import avro_types
-from streamline.topology.model import JoinSpec, Table, Topology, table_named
+from streamline.topology.model import JoinSpec, Table, Topology, source_named, table_named
 
 
 class Checker(Protocol):
@@ -86,7 +86,7 @@ def check_join(
     table = table_named(topology, spec.table)
     schema = tables[spec.table]
     named = {**avro_types.named_types(records), **avro_types.named_types(schema)}
-    on_type = records.fields.get(spec.on)
+    on_type = records.fields.get(spec.left_on)
     if on_type is None:
         checker.problem(
             f"{path}.on",
@@ -136,6 +136,97 @@ def check_join(
         *({"name": name, "type": t} for name, t in added.items()),
     ]
     return dataclasses.replace(records, name=f"{records.name}+{table.name}", definition=definition)
+
+
+def check_stream_join(
+    checker: Checker, path: str, spec: JoinSpec, records: Schema | None
+) -> Schema | None:
+    """Checks a stream-stream join against the records reaching it and the joined stream's
+    schema; returns the joined schema (the new fields nullable for `left` and `outer`, the
+    records' fields but the key nullable for `outer`)."""
+    topology = checker.topology
+    if spec.stream is None or records is None:
+        return records
+    index = next((i for i, s in enumerate(topology.sources) if s.name == spec.stream), None)
+    if index is None:
+        return records
+    source = source_named(topology, spec.stream)
+    right = checker.schema(f"sources[{index}].schema", source.schema_name)
+    if right is None:
+        return records
+    named = {**avro_types.named_types(records), **avro_types.named_types(right)}
+    left_path = f"{path}.on" if isinstance(spec.on, str) else f"{path}.on.left"
+    right_path = f"{path}.on" if isinstance(spec.on, str) else f"{path}.on.right"
+    left_type = records.fields.get(spec.left_on)
+    right_type = right.fields.get(spec.right_on)
+    if left_type is None:
+        checker.problem(
+            left_path,
+            f"unknown field {spec.left_on!r} (join key); fields of the records here: "
+            f"{', '.join(records.fields)}",
+        )
+    if right_type is None:
+        checker.problem(
+            right_path,
+            f"stream {spec.stream!r} has no field {spec.right_on!r} (join key); fields of "
+            f"{right.name}: {', '.join(right.fields)}",
+        )
+    if left_type is not None and right_type is not None:
+        if _base(left_type, named) != _base(right_type, named):
+            checker.problem(
+                f"{path}.on",
+                f"the join key is {avro_types.describe(left_type, named)} in the records "
+                f"({spec.left_on!r}) but {avro_types.describe(right_type, named)} in stream "
+                f"{spec.stream!r} ({spec.right_on!r}): both sides need the same type",
+            )
+        elif not avro_types.can_be_key(left_type, named):
+            checker.problem(
+                f"{path}.on",
+                f"the join key is {avro_types.describe(left_type, named)}; a key must be a "
+                "string, number, boolean or enum",
+            )
+    for i, left in enumerate(topology.sources):
+        on = spec.right_on if left.name == spec.stream else spec.left_on
+        if left.partitioned_by != on:
+            checker.problem(
+                f"sources[{i}].partitioned_by",
+                f"a stream join needs both sides partitioned by the join key: set "
+                f"partitioned_by: {on} and key the records of {left.topic} by it (with the "
+                f"other side's partitioner); repartitioning before a stream join is not "
+                f"supported yet",
+            )
+    added: dict[str, Any] = {}
+    for new, right_field in spec.fields.items():
+        field_type = right.fields.get(right_field)
+        if field_type is None:
+            checker.problem(
+                f"{path}.fields.{new}",
+                f"stream {spec.stream!r} has no field {right_field!r}; fields of "
+                f"{right.name}: {', '.join(right.fields)}",
+            )
+            continue
+        if new in records.fields:
+            checker.problem(
+                f"{path}.fields.{new}",
+                f"the records already have a field {new!r}; pick another name",
+            )
+            continue
+        if spec.type != "inner" and not avro_types.is_nullable(field_type):
+            field_type = ["null", field_type]
+        added[new] = field_type
+    fields = []
+    for f in records.definition.get("fields", []):
+        if (
+            spec.type == "outer"
+            and f["name"] != spec.left_on
+            and not avro_types.is_nullable(f["type"])
+        ):
+            f = {**f, "type": ["null", f["type"]]}
+            f.pop("default", None)
+        fields.append(f)
+    definition = dict(records.definition)
+    definition["fields"] = [*fields, *({"name": n, "type": t} for n, t in added.items())]
+    return dataclasses.replace(records, name=f"{records.name}+{spec.stream}", definition=definition)
 
 
 def _base(field_type: Any, named: Any) -> Any:

@@ -817,6 +817,7 @@ class WebhookSpec(StrictModel):
     timeout: PositiveDuration = 5_000
     headers: dict[str, str] = {}
     retry: WebhookRetry = WebhookRetry()
+    circuit: WebhookCircuitSpec | None = None  # stop POSTing to an endpoint that mostly fails
 
 
 class WebhookSink(StrictModel):
@@ -1019,18 +1020,45 @@ class Table(StrictModel):
         return [self.format] if isinstance(self.format, str) else list(self.format)
 
 
+class JoinOn(StrictModel):
+    """`on: {left, right}`: a stream-stream join's key fields, when their names differ."""
+
+    left: FieldName
+    """The join key's field in the records reaching the join."""
+    right: FieldName
+    """The join key's field in the joined stream's records."""
+
+
 class JoinSpec(StrictModel):
-    """`- join: {table, on, fields, missing}`: adds a table row's fields to each record."""
+    """`- join: {table, on, fields, missing}`: adds a table row's fields to each record;
+    `- join: {stream, on, within, type, fields}`: joins the records of another source."""
 
     table: Annotated[str, AfterValidator(_not_blank)] | None = None
     stream: Annotated[str, AfterValidator(_not_blank)] | None = None
-    """A stream-stream join (not supported yet: validate refuses it)."""
-    on: FieldName
-    """The record field whose value is looked up as the table key."""
+    """A stream-stream join: the source (not sources[0]) whose records feed this join only."""
+    on: FieldName | JoinOn
+    """The record field whose value is looked up as the table key; for a stream join, the
+    key field of both sides (`{left, right}` when their names differ)."""
     fields: Annotated[dict[str, FieldName], Field(min_length=1)]
-    """New record field -> table field."""
+    """New record field -> table field (the joined stream's field, for a stream join)."""
     missing: Literal["dead_letter", "drop", "null"] = "dead_letter"
     """What a record without a match gets: a `join` dead letter, a counted drop, or nulls."""
+    # stream-stream joins
+    within: PositiveDuration | None = None
+    """Stream join: two records match when their event times are at most this far apart."""
+    type: Literal["inner", "left", "outer"] = "inner"
+    """Stream join: `inner` emits matches only; `left` also each record without a match once
+    its window closed (the joined fields null); `outer` also each unmatched joined record."""
+    allowed_lateness: Duration = 0
+    """Stream join: how far behind the join's watermark a record may still join."""
+
+    @property
+    def left_on(self) -> str:
+        return self.on if isinstance(self.on, str) else self.on.left
+
+    @property
+    def right_on(self) -> str:
+        return self.on if isinstance(self.on, str) else self.on.right
 
     @model_validator(mode="before")
     @classmethod
@@ -1068,10 +1096,71 @@ def table_named(topology: Topology, name: str) -> Table:
     return next(t for t in topology.tables if t.name == name)
 
 
+def stream_join_of(topology: Topology) -> tuple[int, JoinSpec] | None:
+    """(stage index, spec) of the topology's stream-stream join, if it has one."""
+    return next(((i, s) for i, s in joins_of(topology) if s.stream is not None), None)
+
+
+def joined_stream_names(topology: Topology) -> set[str]:
+    """Names of the sources that feed a stream join only (not the stages)."""
+    return {s.stream for _, s in joins_of(topology) if s.stream is not None}
+
+
+def source_named(topology: Topology, name: str) -> Source:
+    return next(s for s in topology.sources if s.name == name)
+
+
+def _stream_join_problems(
+    topology: Topology, i: int, spec: JoinSpec, seen: list[int]
+) -> list[tuple[str, str]]:
+    """What a stream-stream join stage gets wrong, or asks for that is not supported yet."""
+    path = f"stages[{i}].join"
+    problems: list[tuple[str, str]] = []
+    names = [s.name for s in topology.sources]
+    if spec.stream not in names[1:]:
+        why = (
+            f"{spec.stream!r} is sources[0], which feeds the stages"
+            if spec.stream == names[0]
+            else f"unknown source {spec.stream!r}"
+        )
+        problems.append(
+            (
+                f"{path}.stream",
+                f"{why}: a stream join names another item of sources: "
+                f"({', '.join(names[1:]) or 'there is none'})",
+            )
+        )
+    if spec.table is not None:
+        problems.append((path, "a join has either table: or stream:, not both"))
+    if spec.within is None:
+        problems.append((f"{path}.within", "a stream join needs within: (e.g. 10m)"))
+    if "missing" in spec.model_fields_set:
+        problems.append((f"{path}.missing", "missing: is for table joins; use type: left"))
+    if seen:
+        problems.append((path, "a topology has at most one stream join (not supported yet)"))
+    if i != len(topology.stages) - 1:
+        problems.append(
+            (
+                f"stages[{i + 1}]",
+                "stages after a stream join are not supported yet: put them before the join",
+            )
+        )
+    if topology.window is not None or topology.key_by is not None:
+        problems.append((path, "a stream join with key_by or a window is not supported yet"))
+    if topology.sinks is not None:
+        problems.append((path, "a stream join writes to sink: (sinks: is not supported yet)"))
+    if topology.standby_replicas:
+        problems.append(
+            ("standby_replicas", "standby replicas of a stream join are not supported yet")
+        )
+    return problems
+
+
 def _join_problems(topology: Topology) -> list[tuple[str, str]]:
     """Tables and joins that the file gets wrong, or asks for what is not supported yet."""
     problems: list[tuple[str, str]] = []
     names: dict[str, int] = {}
+    streams: list[int] = []
     taken = {s.topic for s in topology.sources} | {
         s.topic for s in topology.outputs.values() if isinstance(s, Sink)
     }
@@ -1092,13 +1181,15 @@ def _join_problems(topology: Topology) -> list[tuple[str, str]]:
             continue
         spec, path = stage.join, f"stages[{i}].join"
         if spec.stream is not None:
-            problems.append(
-                (
-                    f"{path}.stream",
-                    "stream-stream joins are not supported yet; join a table (table: <name>)",
-                )
-            )
-        elif spec.table is None:
+            problems += _stream_join_problems(topology, i, spec, streams)
+            streams.append(i)
+            continue
+        if not isinstance(spec.on, str):
+            problems.append((f"{path}.on", "on: {left, right} is for stream joins"))
+        for key in ("within", "type", "allowed_lateness"):
+            if key in spec.model_fields_set:
+                problems.append((f"{path}.{key}", f"{key}: is for stream joins (stream: <source>)"))
+        if spec.table is None:
             problems.append((path, "a join needs table: <name of a tables: item>"))
         elif spec.table not in names:
             known = ", ".join(names) or "none"
@@ -1109,6 +1200,11 @@ def _join_problems(topology: Topology) -> list[tuple[str, str]]:
 
 
 def _without_unused_tables(data: dict[str, Any]) -> None:
+    for stage in data["stages"]:
+        join = stage.get("join")
+        if join is not None and join.get("stream") is None:  # stream-join keys, added later
+            for key in ("within", "type", "allowed_lateness"):
+                join.pop(key, None)
     if not data.get("tables"):
         data.pop("tables", None)
         return
@@ -1170,6 +1266,16 @@ def _standby_problems(topology: Topology) -> list[tuple[str, str]]:
     if topology.standby_replicas and topology.window is None:
         return [("standby_replicas", "standby replicas copy window state: add a window stage")]
     return []
+
+
+# --- webhook sinks: circuit breaker (`sinks.<name>.webhook.circuit`) -------------------
+
+
+class WebhookCircuitSpec(CircuitSpec):
+    """`circuit:` on a webhook sink: stop POSTing to an endpoint that mostly fails; while it
+    is open, batches become dead letters at once instead of waiting out their retries."""
+
+    on_open: Literal["dead_letter"] = "dead_letter"  # type: ignore[assignment]
 
 
 class Topology(StrictModel):
@@ -1242,6 +1348,7 @@ class Topology(StrictModel):
     def _source_problems(self) -> list[tuple[str, str]]:
         problems: list[tuple[str, str]] = []
         first = self.sources[0]
+        joined = joined_stream_names(self)  # a joined stream has a schema of its own
         names: dict[str, int] = {}
         topics: dict[str, int] = {}
         for i, source in enumerate(self.sources):
@@ -1263,7 +1370,7 @@ class Topology(StrictModel):
                     )
                 )
             topics.setdefault(source.topic, i)
-            if source.schema_name != first.schema_name:
+            if source.schema_name != first.schema_name and source.name not in joined:
                 problems.append(
                     (
                         f"sources[{i}].schema",

@@ -14,10 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
-from streamline.topology.model import MapStage, Sink, Topology
+from streamline.topology.model import MapStage, Sink, Topology, joined_stream_names
 
 WINDOW_STORE = "windows"
 """The store of a topology's window stage (changelog `<name>.windows.changelog`)."""
+
+JOIN_STORE = "joins"
+"""The store of a topology's stream-stream join (changelog `<name>.joins.changelog`)."""
 
 LINEAGE_TOPIC = "streamline.lineage"
 """Shared by every topology: one OpenLineage event per committed transaction."""
@@ -155,6 +158,7 @@ class TopologyResources:
     transactional_id_prefix: str  # `<name>-`; an instance's id is the prefix + instance id
     restore_group_prefix: str = RESTORE_GROUP_PREFIX
     global_tables: tuple[str, ...] = ()  # table topics every instance reads whole
+    joined_streams: tuple[str, ...] = ()  # source topics feeding a stream join only
 
     @property
     def window_input_topic(self) -> str | None:
@@ -201,11 +205,20 @@ class TopologyResources:
         return sorted((t for t in self.topics if t.used), key=lambda t: order[t.role])
 
     def copartitioning_problems(self, counts: Mapping[str, int]) -> list[str]:
-        """How each existing table topic fails to be co-partitioned with the first source."""
+        """How each existing table topic (and each source of a stream join) fails to be
+        co-partitioned with the first source."""
         source = self.source_topics[0]
         if source not in counts:
             return []
-        return [
+        streams = [
+            f"source topic {other} has {counts[other]} partitions but {source} has "
+            f"{counts[source]}: a stream join matches records of the same partition number, "
+            f"so both sides need the same count (and keys placed by the same partitioner); "
+            f"recreate {other} with {counts[source]} partitions and produce its records again"
+            for other in self.source_topics[1:]
+            if self.joined_streams and other in counts and counts[other] != counts[source]
+        ]
+        return streams + [
             f"table topic {table} has {counts[table]} partitions but {source} has "
             f"{counts[source]}: a record is joined with the table partition of its own number, "
             f"so both need the same count (and keys placed by the same partitioner); recreate "
@@ -278,7 +291,9 @@ def retries_through_topic(topology: Topology) -> bool:
 def resources_of(topology: Topology) -> TopologyResources:
     """What `topology` implies: its topics with their role, access, partitions and config,
     and its group and transactional-id prefixes."""
-    windowed = topology.window is not None
+    joined = [s.topic for s in topology.sources if s.name in joined_stream_names(topology)]
+    # a stream join keeps state per source partition as a window does: the same topics
+    windowed = topology.window is not None or bool(joined)
     repartition = needs_repartition(topology)
     retrying = retries_through_topic(topology)
     week = {"retention.ms": str(WEEK_MS)}
@@ -301,7 +316,8 @@ def resources_of(topology: Topology) -> TopologyResources:
             config=week,
         ),
     ]
-    changelog = topology.changelog_topic(WINDOW_STORE) if windowed else None
+    store = WINDOW_STORE if topology.window is not None else JOIN_STORE
+    changelog = topology.changelog_topic(store) if windowed else None
     if changelog is not None:
         topics.append(
             TopicResource(
@@ -356,4 +372,5 @@ def resources_of(topology: Topology) -> TopologyResources:
         group_id=topology.group_id,
         transactional_id_prefix=topology.transactional_id(""),
         global_tables=tuple(t.topic for t in topology.tables if t.global_),
+        joined_streams=tuple(joined),
     )

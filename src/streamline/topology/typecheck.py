@@ -31,7 +31,7 @@ from streamline.topology.callables import CallableError, add_import_paths, impor
 from streamline.topology.durations import format_duration
 from streamline.topology.errors import Problem, TopologyError
 from streamline.topology.expressions import Expression, ExpressionError, compile_expression
-from streamline.topology.join_check import check_join, check_tables
+from streamline.topology.join_check import check_join, check_stream_join, check_tables
 from streamline.topology.model import (
     DEFAULT_TRANSACTION_TIMEOUT_MS,
     WINDOW_BOUNDS,
@@ -48,6 +48,7 @@ from streamline.topology.model import (
     WebhookSink,
     WindowSpec,
     WindowStage,
+    joined_stream_names,
     route_of,
     stage_kind,
 )
@@ -95,6 +96,8 @@ class CheckedTopology:
     """Output name -> its schema, for every output (`topology.outputs`)."""
     table_schemas: dict[str, Schema] = field(default_factory=dict)
     """The schema of each table, by table name."""
+    stream_schemas: dict[str, Schema] = field(default_factory=dict)
+    """The schema of each source that feeds a stream join only, by source name."""
 
     schemas: tuple[Schema, ...] = ()
     """Every schema the topology names (its sources', its sinks' and typed maps' outputs)."""
@@ -193,7 +196,10 @@ def check_topology(topology: Topology, store: SchemaStore) -> CheckedTopology:
         before = len(checker.problems)
         if isinstance(stage, JoinStage):
             path = f"stages[{index}].join"
-            schema = check_join(checker, path, stage.join, schema, table_schemas)
+            if stage.join.stream is not None:
+                schema = check_stream_join(checker, path, stage.join, schema)
+            else:
+                schema = check_join(checker, path, stage.join, schema, table_schemas)
             if len(checker.problems) == before:
                 stages.append(CheckedStage(index, "join", stage, _join_output(stage, schema)))
             continue
@@ -239,6 +245,11 @@ def check_topology(topology: Topology, store: SchemaStore) -> CheckedTopology:
         warnings=tuple(warnings),
         sink_schemas=sink_schemas,
         table_schemas=table_schemas,
+        stream_schemas={
+            s.name: store.get(s.schema_name)
+            for s in topology.sources
+            if s.name in joined_stream_names(topology)
+        },
         schemas=tuple(
             {
                 s.name: s
@@ -276,6 +287,8 @@ def _join_output(stage: JoinStage, records: Schema | None) -> str:
         return "records"
     named = avro_types.named_types(records)
     added = {name: avro_types.describe(records.fields[name], named) for name in spec.fields}
+    if spec.stream is not None:
+        return f"the record plus {_fields_text(added)} ({spec.type} join)"
     return f"the record plus {_fields_text(added)} (no match: {spec.missing.replace('_', ' ')})"
 
 
@@ -715,7 +728,16 @@ def _stage_text(stage: Stage) -> str:
             for b in stage.route
         )
     if isinstance(stage, JoinStage):
-        return f"table {stage.join.table} on {stage.join.on}"
+        spec = stage.join
+        if spec.stream is not None:
+            on = (
+                spec.left_on
+                if spec.left_on == spec.right_on
+                else f"{spec.left_on} = {spec.right_on}"
+            )
+            within = format_duration(spec.within or 0)
+            return f"{spec.type} join stream {spec.stream} on {on} within {within}"
+        return f"table {spec.table} on {spec.on}"
     return _window_text(stage.window)
 
 
@@ -751,9 +773,14 @@ def render_chain(checked: CheckedTopology) -> str:
     }
     lines = [f"{topology.name} (version {topology.version}) {topology.origin}"]
     for i, source in enumerate(topology.sources):
+        fields = source_fields
+        own = checked.stream_schemas.get(source.name)
+        if own is not None:  # a joined stream, with a schema of its own
+            own_named = avro_types.named_types(own)
+            fields = {n: avro_types.describe(t, own_named) for n, t in own.fields.items()}
         lines.append(
             f"  sources[{i}] {source.name}: topic {source.topic} -> {source.schema_name} "
-            f"{_fields_text(source_fields)}; event time {source.event_time}, watermark "
+            f"{_fields_text(fields)}; event time {source.event_time}, watermark "
             f"{format_duration(source.watermark.max_out_of_orderness)} out of order"
         )
     for stage in checked.stages:

@@ -138,6 +138,18 @@ class FileSinkWriter:
             folder = folder / f"{key}={quote(str(value), safe='')}"
         return folder
 
+    def planned(self) -> list[tuple[str, int, tuple[str, int, int, int]]]:
+        """The files the next `prepare` writes: (absolute final path, records, (topic,
+        partition, first, last) of their input)."""
+        return [
+            (
+                str((b.folder / b.file_name(self.extension)).absolute()),
+                len(b.rows),
+                (b.topic, b.partition, b.first, b.last),
+            )
+            for b in self._buffers.values()
+        ]
+
     def roll_due(self) -> bool:
         """Whether the buffers hold `roll.max_bytes` or more (the commit is then due)."""
         return self.buffered_bytes >= self.spec.roll.max_bytes
