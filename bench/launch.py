@@ -124,6 +124,7 @@ class Context:
     commit_interval_ms: int
     store: SchemaStore = field(init=False)
     registry_url: str | None = None  # W1-cf's Schema Registry
+    _codecs: dict[str, AvroCodec] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.store = SchemaStore(self.schemas)
@@ -142,7 +143,10 @@ class Context:
         return env
 
     def codec(self, name: str) -> AvroCodec:
-        return AvroCodec(self.store, self.store.get(name))
+        """The codec of a schema, built once (building one compiles its encoder and decoder)."""
+        if name not in self._codecs:
+            self._codecs[name] = AvroCodec(self.store, self.store.get(name))
+        return self._codecs[name]
 
 
 def _not_closing(key: str) -> bool:

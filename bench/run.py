@@ -500,12 +500,20 @@ def run_latency(
             ahead = i / rate - (time.monotonic() - started)
             if ahead > 0:
                 time.sleep(ahead)
+    fed = time.monotonic()
     producer.flush(30)
     wait_until = time.monotonic() + 30
     while time.monotonic() < wait_until and len(reader.records) < expected:
         time.sleep(0.2)
     reader.close()
+    drained = time.monotonic()
     proc.stop(60)
+    cell.extra["latency_phases_s"] = {
+        "feed": round(fed - started, 1),
+        "outputs_after_feed": round(drained - fed, 1),
+        "stop": round(time.monotonic() - drained, 1),
+    }
+    progress(f"  {cell.system} {cell.workload}: phases {cell.extra['latency_phases_s']}")
     warm_ms = feed_start_ms + 1000
     latencies = []
     for r in reader.records:
