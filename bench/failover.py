@@ -10,12 +10,12 @@ at ``--rate`` events/s over the same keys while, one after the other:
 - (c) it is SIGKILLed and never comes back;
 - (d) the lost instance is started again, then a third one joins (2 -> 3 instances).
 
-For each scenario: the **output pause**, the longest time any source partition's
-committed offset did not move (the topology commits its output with its input
-offsets, in one transaction, so a partition whose offset does not move writes
-nothing), and the **restore time**: the longest restore of one partition's store, the sum
-of the restores (one instance restores its partitions one after the other) and
-the records they replayed. Committed offsets are read every 100 ms, so a pause
+For each scenario (and the machine's load average when it starts): the **output
+pause**, the longest time any source partition's committed offset did not move (the
+topology commits its output with its input offsets, in one transaction, so a partition
+whose offset does not move writes nothing), and the **restore time**: the longest
+restore of one partition's store, the sum of the restores (one instance restores its
+partitions one after the other) and the records they replayed. Committed offsets are read every 100 ms, so a pause
 is exact to ~0.1 s plus the commit interval (200 ms). In (d) the pause is given
 apart for the partitions that moved and those that stayed.
 
@@ -224,6 +224,7 @@ class Scenario:
     pause_moved_s: float | None = None
     pause_by_partition: dict[int, float] = field(default_factory=dict)
     restores: list[dict[str, Any]] = field(default_factory=list)
+    load_average: float = 0.0  # the machine's 1-minute load average when triggered
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -235,6 +236,7 @@ class Scenario:
             "restore_total_s": round(sum(r["seconds"] for r in self.restores), 2),
             "restored_records": sum(r["records"] for r in self.restores),
             "output_pause_by_partition_s": self.pause_by_partition,
+            "load_average": round(self.load_average, 1),
             "restores": self.restores,
         }
         if self.pause_moved_s is not None:
@@ -342,6 +344,7 @@ class Bench:
         time.sleep(self.args.steady_s)
         before = dict(self.owner) or self.assignments(0.0)
         scenario.triggered_at = time.time()
+        scenario.load_average = os.getloadavg()[0]
         trigger()
         deadline = time.monotonic() + self.args.settle_timeout
         while True:

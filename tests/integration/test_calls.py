@@ -186,6 +186,68 @@ def test_concurrent_async_calls_beat_one_at_a_time_30x_in_per_key_order(
     assert_per_key_order(batch, [v["order_id"] for v in values], "outputs")
 
 
+def test_a_slow_call_holds_back_only_its_own_partition_while_calls_go_on(
+    kafka: Connection, unique: str, tmp_path: Path
+) -> None:
+    path, source, sink = setup(
+        tmp_path,
+        kafka,
+        unique,
+        '{fn: "tests.support.maps:enrich_async", concurrency: 16, timeout: 8s, '
+        "retry: {attempts: 1}}",
+        partitions=2,
+    )
+    first = orders(40, keys=20)
+    first[0]["order_id"] = "slow-0"  # its call hangs until the 8 s timeout
+    second = orders(40, keys=20, start=40)
+    for order in second:  # keys of its own: no call here waits for the slow one's key
+        order["customer_id"] = "d" + order["customer_id"][1:]
+    producer = Producer(kafka.config(**{"linger.ms": 5}))
+
+    def produce_to(partition: int, batch: list[dict[str, Any]]) -> None:
+        for order in batch:
+            key = order["customer_id"].encode()
+            producer.produce(source, key=key, value=ORDER.encode(order), partition=partition)
+        assert producer.flush(30) == 0
+
+    with Dependency(latency=0.01, hang_prefix="slow-") as dependency:
+        # the client waits longer than the stage's timeout: the stage's timeout ends the call
+        slow_env = {**env(kafka, dependency), "STREAMLINE_TEST_DEPENDENCY_TIMEOUT": "30"}
+        proc = StreamlineProcess(path, "slow", slow_env, tmp_path).start()
+        try:
+            await_started(proc)
+            produce_to(0, first)
+            deadline = time.monotonic() + 30
+            while not any(c.order_id == "slow-0" for c in dependency.calls):
+                assert time.monotonic() < deadline, "the slow call never started"
+                time.sleep(0.01)
+            produce_to(1, second)  # arrives while the slow call runs
+            early = read_all(kafka, sink, timeout=6, expected=len(second))
+            called_early = {c.order_id for c in dependency.calls}
+            slow_started = next(c.started for c in dependency.calls if c.order_id == "slow-0")
+            assert time.monotonic() - slow_started < 7.5  # read before the slow call ended
+            late = read_all(kafka, sink, timeout=60, expected=len(first) - 1 + len(second))
+            dead = read_all(kafka, f"calls-{unique}.dlq", timeout=10, expected=1)
+        finally:
+            proc.kill()
+
+    committed_early = {PAID.decode(m.value())["order_id"] for m in early}
+    # the other partition went on, its calls and its commits; the slow call's partition
+    # waited behind it (its calls went on, its outputs waited)
+    assert committed_early == {o["order_id"] for o in second}
+    slow_key = first[0]["customer_id"]
+    behind = {o["order_id"] for o in first[1:] if o["customer_id"] != slow_key}
+    assert behind <= called_early
+    values = [PAID.decode(m.value()) for m in late]
+    assert {v["order_id"]: v for v in values} == {
+        o["order_id"]: oracle(o) for o in first[1:] + second
+    }
+    assert len(values) == len(first) - 1 + len(second)
+    assert [m.headers() and dict(m.headers()).get("streamline.error.type") for m in dead] == [
+        b"map"
+    ]
+
+
 @pytest.mark.slow
 def test_sigkill_with_64_calls_in_flight_three_times_still_gives_exact_output(
     kafka: Connection, unique: str, tmp_path: Path

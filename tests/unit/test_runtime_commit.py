@@ -128,6 +128,8 @@ def cycle(exactly_once: bool = True) -> tuple[CommitCycle, Log, Offsets]:
         owned_topics=["out"],
         sink_topic="out",
         files=None,
+        windowed=False,
+        stages=[],
         router=None,
     )
     connection: Any = SimpleNamespace(
@@ -232,3 +234,20 @@ def test_a_commit_is_due_after_the_interval_or_the_record_limit() -> None:
     txn.started -= 2
     assert c.due()
     assert c.due_in() == pytest.approx(0.0)
+
+
+def test_the_first_transaction_after_an_assignment_commits_without_waiting_for_the_interval() -> (
+    None
+):
+    c, log, offsets = cycle()
+    offsets.just_assigned = True  # the task manager sets it on each assignment
+    assert not c.due()  # nothing to commit yet
+    txn = c.begin()
+    c.processed(txn, batch(100))
+    assert c.due()  # the interval (1 s) has not passed
+    c.commit_or_abort()
+    assert ("commit",) in log
+    assert offsets.just_assigned is False
+    txn = c.begin()
+    c.processed(txn, batch(101))
+    assert not c.due()  # the next one waits for the interval again

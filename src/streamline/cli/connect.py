@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from streamline.dev.broker import running_dev_broker
 from streamline.errors import BrokerUnavailableError
 from streamline.kafka.connection import Connection
 from streamline.kafka.settings import read_kafka_config_file, settings_from_env
@@ -25,6 +24,8 @@ def resolve_connection(
     address = bootstrap_servers or os.environ.get("STREAMLINE_BOOTSTRAP_SERVERS")
     settings: dict[str, str] = {}
     if not address:
+        from streamline.dev.broker import running_dev_broker  # only without a broker given
+
         info = running_dev_broker()
         if info is None:
             raise BrokerUnavailableError(

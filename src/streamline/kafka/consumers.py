@@ -49,8 +49,9 @@ def group_consumer(
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
             "session.timeout.ms": session_timeout_ms,
-            # a member notices a rebalance at its next heartbeat: within half a second
-            "heartbeat.interval.ms": max(100, min(500, session_timeout_ms // 10)),
+            # a member notices a rebalance at its next heartbeat: within a quarter second
+            # (a lost member's partitions wait for the session timeout, then for this)
+            "heartbeat.interval.ms": max(100, min(250, session_timeout_ms // 10)),
             "enable.partition.eof": False,
             "fetch.wait.max.ms": 50,
             # partition n of every input topic to the same instance: a window task reads

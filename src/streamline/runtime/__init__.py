@@ -12,6 +12,7 @@
 - `collector`: every write, through one producer; `commit`: the commit cycle, and
   `transaction`: what the open transaction holds;
 - `calls`: a map whose calls run concurrently (async or threads), per-key ordered;
+  `call_window`: its calls kept in flight across batches, commits up to the oldest held;
 - `failures`: retry, dead-letter and late records; `retry_gate`: holding retry partitions;
 - `repartition`: keyed records and watermark markers upstream of a repartition;
 - `route`: the route stage and the named sinks it writes to; `sinks/`: sinks that are

@@ -1,16 +1,16 @@
 """A map whose calls run concurrently: an `async def` function, or a plain one in threads.
 
-A batch's calls run on one event loop per processing thread, at most `concurrency`
-at once. Records with the same key form a chain whose calls run one after another, in
-offset order; different keys run side by side. The stage returns when every call of the
-batch has completed (or exhausted its in-line attempts), with its outputs in input
-order, so the batch is written and committed in source-offset order per partition and
-the commit holds only completed calls. A slow call holds back the batch it is in (the
-transaction waits for it), not the calls of other keys.
+Calls run on one event loop per processing thread, at most `concurrency` at once.
+Records with the same key form a chain whose calls run one after another, in offset
+order; different keys run side by side. In the processing loop of a topology without
+windows the calls run across batches (`call_window.py`): the stage passes on, per
+partition, the completed prefix of what it holds, and the commit stops at the oldest
+record still held. Elsewhere (windows, the test driver) the stage returns when every
+call of the batch has completed (or exhausted its in-line attempts), with its outputs
+in input order, so a slow call holds back the batch it is in, not the calls of other keys.
 
-Calls may run again after a crash (the batch's offsets were not committed): side
-effects in a map are at-least-once; its outputs are exactly-once.
-"""
+Calls may run again after a crash (their offsets were not committed): side effects in
+a map are at-least-once; its outputs are exactly-once."""
 
 from __future__ import annotations
 
@@ -28,9 +28,10 @@ from aiolimiter import AsyncLimiter
 from streamline.observability.metrics import Metrics
 from streamline.reliability.dead_letter import CIRCUIT_OPEN, MAP, Failure
 from streamline.reliability.retry import AttemptsExhausted, RetryPolicy
+from streamline.runtime.call_window import CallWindow
 from streamline.runtime.circuit import STATE_VALUES, circuit_of
 from streamline.runtime.record import Record
-from streamline.runtime.stages import Dropped, Failed, Map
+from streamline.runtime.stages import Dropped, Failed, Map, not_a_record
 from streamline.topology.model import CircuitSpec, MapSpec, RateLimitSpec
 
 log = logging.getLogger("streamline.runtime")
@@ -68,6 +69,10 @@ class CircuitOpen:
             retry_after_ms=wait_ms,
         )
 
+
+HOLD_PER_SLOT = 16
+"""A pipelined map holds at most this many records per unit of `concurrency` before it
+waits for the oldest to complete."""
 
 MIN_CIRCUIT_WAIT_MS = 500
 """The shortest wait in the retry topic (a half-open circuit with all its probes out)."""
@@ -111,28 +116,38 @@ class ConcurrentMap(Map):
             ThreadPoolExecutor(threads, thread_name_prefix=f"map-{name}") if threads else None
         )
         self.inflight = 0
+        self.window: CallWindow | None = None  # set when calls run across batches
 
     def process(self, batch: list[Record], failed: Failed, dropped: Dropped) -> list[Record]:
-        results = event_loop().run_until_complete(self._calls(batch))
-        out = []
-        for record, result in zip(batch, results, strict=True):
-            if isinstance(result, AttemptsExhausted):
-                failed(record, Failure(MAP, str(result), self.name, attempts=result.attempts))
-            elif isinstance(result, CircuitOpen):
-                failed(record, result.failure(self.name))
-            elif result is None:
-                dropped(self.name, "map", 1)
-            elif isinstance(result, dict):
+        if self.window is not None:
+            done = self.window.take(batch)
+        else:
+            results = event_loop().run_until_complete(self._calls(batch))
+            done = list(zip(batch, results, strict=True))
+        out: list[Record] = []
+        name = self.name
+        for record, result in done:
+            if isinstance(result, dict):
                 record.value = result
                 out.append(record)
+            elif isinstance(result, AttemptsExhausted):
+                failed(record, Failure(MAP, str(result), name, attempts=result.attempts))
+            elif isinstance(result, CircuitOpen):
+                failed(record, result.failure(name))
             else:
-                failed(
-                    record,
-                    Failure(
-                        MAP, f"returned {type(result).__name__}, expected dict or None", self.name
-                    ),
-                )
+                not_a_record(name, record, result, failed, dropped)
         return out
+
+    def pipeline(self, hold_limit: int | None = None) -> CallWindow:
+        """Keep calls in flight across batches from now on (the processing loop's choice)."""
+        limit = hold_limit if hold_limit is not None else HOLD_PER_SLOT * self.concurrency
+        self.window = CallWindow(event_loop(), self._with_retries, self.concurrency, limit)
+        return self.window
+
+    @property
+    def holds(self) -> bool:
+        """Whether records of earlier batches wait here for their calls."""
+        return self.window is not None and self.window.holds
 
     async def _calls(self, batch: list[Record]) -> list[Any]:
         """Every record's result (or AttemptsExhausted), in batch order."""

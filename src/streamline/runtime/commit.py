@@ -31,6 +31,7 @@ from streamline.errors import StreamlineError
 from streamline.kafka.connection import Connection
 from streamline.observability.lineage import LINEAGE_TOPIC, run_event
 from streamline.observability.metrics import Metrics
+from streamline.runtime.call_window import pipelined_calls
 from streamline.runtime.collector import RecordCollector
 from streamline.runtime.offsets import Offsets
 from streamline.runtime.pipeline import Pipeline
@@ -77,42 +78,6 @@ class Markers(Protocol):
     """Watermark markers written with each commit (`Repartitioner`)."""
 
     def write_markers(self) -> None: ...
-
-
-def transactional_producer(
-    pipeline: Pipeline, instance_id: str, connection: Connection, transaction_timeout_ms: int
-) -> Callable[[Callable[[Any, Any], None]], Producer]:
-    """A factory of the loop's producer (transactional with `exactly_once`)."""
-
-    def new(on_delivery: Callable[[Any, Any], None]) -> Producer:
-        conf: dict[str, Any] = {
-            "on_delivery": on_delivery,
-            "client.id": f"{pipeline.group_id}-{instance_id}",
-            "enable.idempotence": True,
-            "linger.ms": 5,
-            "partitioner": "murmur2_random",
-            "compression.type": "lz4",
-            "queue.buffering.max.messages": 500000,
-        }
-        if pipeline.exactly_once:
-            conf["transactional.id"] = pipeline.transactional_id(instance_id)
-            # a file sink's roll is the commit interval: the transaction must outlive it
-            conf["transaction.timeout.ms"] = max(
-                transaction_timeout_ms, 2 * pipeline.commit_interval_ms
-            )
-        producer = Producer(connection.config(**conf, log_level=3), logger=log)
-        if pipeline.exactly_once:
-            try:
-                producer.init_transactions(60)
-            except KafkaException as exc:
-                tid = conf["transactional.id"]
-                denied = connection.access_error(exc.args[0], transactional_id=tid)
-                if denied is None:
-                    raise
-                raise denied from None
-        return producer
-
-    return new
 
 
 def lineage_counts(txn: Transaction) -> dict[str, Any]:
@@ -165,6 +130,7 @@ class CommitCycle:
         self.txn: Transaction | None = None
         """The open transaction; `None` between a commit (or abort) and the next record."""
         self._files = pipeline.files  # prepared before each commit, finalized after it
+        self._held = pipelined_calls(pipeline)  # maps whose calls run across batches
         router = pipeline.router
         self._webhooks = [
             s.writer
@@ -199,14 +165,24 @@ class CommitCycle:
     def due(self) -> bool:
         txn = self.txn
         return txn is not None and (
-            time.monotonic() - txn.started >= self._interval_s
+            self._offsets.just_assigned
+            or time.monotonic() - txn.started >= self._interval_s
             or txn.records >= self._max_records
             or (self._files is not None and self._files.due(txn.started))
         )
 
     def processed(self, txn: Transaction, batch: list[Record]) -> None:
-        """The batch went through: its partitions' positions move past it."""
-        txn.read(batch, self._offsets.positions)
+        """The batch went through: its partitions' positions move past it (up to the
+        oldest record a map still holds)."""
+        if self._held is None:
+            txn.read(batch, self._offsets.positions)
+        else:
+            self._held.read(txn, batch, self._offsets.positions)
+
+    def revoked(self, partitions: list[tuple[str, int]]) -> None:
+        """After the commit that ends a generation: what maps hold of `partitions` is dropped."""
+        if self._held is not None:
+            self._held.drop(partitions)
 
     # --- commit ------------------------------------------------------------------------
 
@@ -268,6 +244,7 @@ class CommitCycle:
         if self._files is not None:
             self._files.finalize()
         offsets.committed.update(offsets.positions)
+        offsets.just_assigned = False
         offsets.committed_at_ms = int(time.time() * 1000)
         collector.poll(0)  # serve the changelog delivery reports that are ready
         self._tasks.post_commit({**offsets.committed, **collector.changelog_offsets})
@@ -285,7 +262,9 @@ class CommitCycle:
             self._pipeline.fingerprint,
             self._transactional_id,
             self._connection.bootstrap_servers,
-            {tp: (a, b) for tp, (a, b) in txn.inputs.items()},
+            {tp: (a, b) for tp, (a, b) in txn.inputs.items()}
+            if self._held is None
+            else self._held.inputs(self._offsets.positions),  # what this commit covers
             {tp: (a, b) for tp, (a, b) in (collector.produced or {}).items()},
             counts=lineage_counts(txn),
             sink_outputs=sink_datasets(self._files, self._webhooks, txn.outputs_by_topic),
@@ -392,6 +371,8 @@ class CommitCycle:
 
     def lost(self) -> None:
         """The partitions were lost: the open transaction can only be aborted."""
+        if self._held is not None:  # another instance reads them from the committed offsets
+            self._held.drop()
         if self.txn is None or not self._exactly_once:
             return
         try:
@@ -407,6 +388,8 @@ class CommitCycle:
         """After an abort: drop uncommitted state and watermarks moved by the aborted records."""
         if self._files is not None:
             self._files.abort()
+        if self._held is not None:
+            self._held.drop()
         wall_ms = int(time.time() * 1000)
         self._tasks.abort(wall_ms)
         self._source_watermarks.reset(wall_ms)

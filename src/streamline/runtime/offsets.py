@@ -23,6 +23,10 @@ class Offsets:
         """Wall-clock time of this process's last commit (for heartbeats)."""
         self.generation = 0
         """The state generation, kept in the committed offsets' metadata."""
+        self.just_assigned = False
+        """Set on each assignment until the next commit: the first transaction after an
+        assignment commits as soon as it has records, not a commit interval later, so
+        partitions taken over (or back) show progress at once."""
 
     def assign(self, tp: TP) -> None:
         """`tp` is held from now on; its offsets are read from the group's commits."""

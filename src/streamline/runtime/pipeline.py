@@ -210,6 +210,11 @@ class Pipeline:
         return self.checked.topology
 
     @property
+    def holds(self) -> bool:
+        """Whether a map holds records of earlier batches whose calls have not completed."""
+        return any(getattr(stage, "holds", False) for stage in self.stages)
+
+    @property
     def owned_topics(self) -> list[str]:
         """Topics this topology reads or writes besides its sources, which must exist before it runs."""
         return self.resources.required_topics
@@ -297,7 +302,7 @@ class Pipeline:
         (the open transaction's, for its lineage event).
         """
 
-        if not batch:
+        if not batch and not self.holds:
             return batch
 
         def failed(record: Record, failure: Failure) -> None:
@@ -310,7 +315,7 @@ class Pipeline:
 
         records = batch
         for stage in self.stages:
-            if not records:
+            if not records and not self.holds:
                 break
             started = time.perf_counter()
             n = len(records)

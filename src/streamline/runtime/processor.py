@@ -28,11 +28,12 @@ from streamline.reliability.dead_letter import Failure
 from streamline.runtime.batch import process_batch
 from streamline.runtime.bounded import UntilCaughtUp
 from streamline.runtime.collector import RecordCollector
-from streamline.runtime.commit import CommitCycle, TransactionAborted, transactional_producer
+from streamline.runtime.commit import CommitCycle, TransactionAborted
 from streamline.runtime.failures import FailedRecords
 from streamline.runtime.health import Heartbeats, Liveness, caught_up
 from streamline.runtime.offsets import Offsets
 from streamline.runtime.pipeline import Pipeline
+from streamline.runtime.producers import TransactionalProducers
 from streamline.runtime.record import Record
 from streamline.runtime.repartition import Repartitioner
 from streamline.runtime.retry_gate import RetryGate
@@ -106,10 +107,9 @@ class _Loop:
         self.metrics = metrics = processor.metrics
         self.liveness = liveness = processor.liveness
         topology = pipeline.topology
+        self.producers = producers = TransactionalProducers(pipeline, connection, options)
         self.collector = collector = RecordCollector(
-            transactional_producer(
-                pipeline, options.instance_id, connection, options.transaction_timeout_ms
-            ),
+            producers,
             lambda err, topic: connection.access_error(err, topic=topic, operation="WRITE"),
             pipeline.lineage_outputs,
             sink_checksum=pipeline.sink_checksum,
@@ -145,6 +145,7 @@ class _Loop:
         self.tasks = TaskManager(
             pipeline, options.state_dir, connection, consumer, offsets,
             self.source_watermarks, liveness, metrics, outputs, sources, options.instance_id,
+            producers.wait,
         )  # fmt: skip
         self.commit = CommitCycle(
             pipeline, options.instance_id, options.max_records_per_transaction, connection,
@@ -185,7 +186,7 @@ class _Loop:
             self.liveness.alive = False
             self.metrics.set_ready(False)
             self.consumer.close()  # a dynamic member leaves the group; no transaction is open
-            self.collector.flush(10)
+            self.producers.flush(self.collector, 10)  # unless it never initialised
             heartbeats.close()
             self.tasks.close()
 
@@ -195,12 +196,11 @@ class _Loop:
         if self.gate is not None:
             self.gate.resume_due()
         try:
-            if messages:
-                batch = self._accept(messages)
-                if self.gate is not None:
-                    batch = self.gate.hold(batch)
-                if batch:
-                    self._process(batch)
+            batch = self._accept(messages) if messages else []
+            if batch and self.gate is not None:
+                batch = self.gate.hold(batch)
+            if batch or self.pipeline.holds:  # a map's calls of earlier batches complete too
+                self._process(batch)
             if self.tasks.tasks:
                 self._punctuate()
         except TransactionAborted:
@@ -291,6 +291,7 @@ class _Loop:
         self.metrics.rebalance("revoked")
         log.info("revoked %s", sorted(f"{tp.topic}/{tp.partition}" for tp in partitions))
         self.commit.commit_or_abort()  # finish the open transaction while the generation is valid
+        self.commit.revoked([(tp.topic, tp.partition) for tp in partitions])
         self.tasks.revoke(partitions)
 
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:

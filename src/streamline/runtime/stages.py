@@ -290,18 +290,11 @@ class Map:
                 self.progressed_at = now()
                 failed(record, Failure(MAP, str(exc), self.name, attempts=exc.attempts))
                 continue
-            if result is None:
-                dropped(self.name, "map", 1)
-            elif isinstance(result, dict):
+            if isinstance(result, dict):
                 record.value = result
                 out.append(record)
             else:
-                failed(
-                    record,
-                    Failure(
-                        MAP, f"returned {type(result).__name__}, expected dict or None", self.name
-                    ),
-                )
+                not_a_record(self.name, record, result, failed, dropped)
         return out
 
     def _retried(self, attempt: int, error: BaseException) -> None:
@@ -314,6 +307,19 @@ class Map:
         if self.retries:
             metrics.retry(self.name, self.retries)
             self.retries = 0
+
+
+def not_a_record(
+    stage: str, record: Record, result: object, failed: Failed, dropped: Dropped
+) -> None:
+    """A map's result that is not a dict: None drops the record, anything else fails it."""
+    if result is None:
+        dropped(stage, "map", 1)
+    else:
+        failed(
+            record,
+            Failure(MAP, f"returned {type(result).__name__}, expected dict or None", stage),
+        )
 
 
 class FitOutput:

@@ -14,7 +14,8 @@ every few seconds; a partition without an owner (a rebalance in flight, a lost m
 keeps its standbys where they are. The state generation comes from the group's
 committed offsets, as the task manager's does, so a standby checkpoint is one the
 active task trusts. Standbys never block readiness: the loop and `/readyz` do not wait
-for them, and they start after the instance's first assignment is restored.
+for them, and they start a refresh period (2 s) after the instance's first assignment
+is restored, so they delay neither that restore nor the first commit after it.
 """
 
 from __future__ import annotations
@@ -112,12 +113,21 @@ class StandbyReplicas:
 
     # --- the task manager's side -----------------------------------------------------
 
-    def release(self, partitions: Iterable[int]) -> None:
-        """Checkpoints and closes the standby stores of `partitions`, which become held."""
+    def release(self, partitions: Iterable[int]) -> dict[int, PartitionStore]:
+        """Checkpoints the standby stores of `partitions`, which become held, and hands them
+        over still open (the task of the partition takes the store instead of opening it
+        again: a RocksDB close and open less in a takeover). The caller closes the ones it
+        does not use."""
+        handed: dict[int, PartitionStore] = {}
         with self._lock:
             for partition in partitions:
                 self._held.add(partition)
-                self._close(partition)
+                store = self._stores.get(partition)
+                if store is not None:
+                    store.finish_restore(self._position[partition])
+                    handed[partition] = store
+                    self._forget(partition)
+        return handed
 
     def hold(self, partitions: Iterable[int]) -> None:
         """The partitions whose stores the task manager has open: the standby keeps off them."""
@@ -142,10 +152,11 @@ class StandbyReplicas:
 
     def _run(self) -> None:
         # the instance's own partitions first: opening standby stores (a RocksDB recovery
-        # after a crash can take a while) must not delay the restore of the first assignment
+        # after a crash can take a while) must not delay the restore of the first assignment,
+        # nor its first commit (a refresh period later: the loop commits well before)
         self._assigned.wait()
         consumer = standby_consumer(self._connection, self._group_id)
-        refreshed = checkpointed = 0.0
+        refreshed = checkpointed = time.monotonic()
         try:
             while not self._halt.is_set():
                 now = time.monotonic()
@@ -227,14 +238,19 @@ class StandbyReplicas:
 
     def _close(self, partition: int) -> None:
         """Checkpoints what the standby has read and closes its store (the lock is held)."""
-        store = self._stores.pop(partition, None)
-        position = self._position.pop(partition, 0)
+        store = self._stores.get(partition)
         if store is not None:
-            store.finish_restore(position)
+            store.finish_restore(self._position[partition])
             store.close()
-            self._metrics.remove(partition)
-            self._dirty.discard(partition)
-            self._reassign = True
+            self._forget(partition)
+
+    def _forget(self, partition: int) -> None:
+        """The standby no longer reads the partition into its store (the lock is held)."""
+        self._stores.pop(partition, None)
+        self._position.pop(partition, None)
+        self._metrics.remove(partition)
+        self._dirty.discard(partition)
+        self._reassign = True
 
     def _apply(self, messages: list[Message]) -> None:
         chunks: dict[int, list[tuple[bytes, bytes | None]]] = {}

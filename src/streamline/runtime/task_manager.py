@@ -22,6 +22,7 @@ from streamline.kafka.connection import Connection
 from streamline.kafka.consumers import ChangelogReader, restore_consumer
 from streamline.observability.metrics import Metrics
 from streamline.reliability.dead_letter import Failure
+from streamline.runtime.fencing import UNSTABLE_WAIT_S, LostMembers
 from streamline.runtime.health import Liveness
 from streamline.runtime.offsets import Offsets
 from streamline.runtime.operators import Changes, OperatorStore, StatefulOperator, restore_store
@@ -41,6 +42,7 @@ from streamline.runtime.windowed import (
 )
 from streamline.state.generation import generation_of
 from streamline.state.reset import plan_state_reset, reset_topics
+from streamline.state.store import PartitionStore
 
 log = logging.getLogger("streamline.runtime")
 
@@ -65,6 +67,7 @@ class TaskManager:
         outputs: TaskOutputs,
         source_partitions: list[TP] | None,
         instance_id: str = "",
+        producer_ready: Callable[[], None] = lambda: None,
     ) -> None:
         self._pipeline = pipeline
         self._connection = connection
@@ -75,6 +78,7 @@ class TaskManager:
         self._metrics = metrics
         self._outputs = outputs
         self._source_partitions = source_partitions
+        self._producer_ready = producer_ready  # the loop's producer, initialised meanwhile
         self._retry_topic = pipeline.topology.retry_topic
         self.join_settings = (
             StreamJoinSettings.of(pipeline.checked, state_dir) if pipeline.windowed else None
@@ -99,7 +103,16 @@ class TaskManager:
         self._restore_consumer: Consumer | None = None  # one for every restore of this process
         self._skip_to: dict[TP, int] = {}
         self._parked = ParkedTasks()  # revoked cleanly, open until the next assignment
+        self._lost = (  # a lost instance's unfinished commit is aborted when it holds offsets
+            LostMembers(
+                connection, pipeline.group_id, pipeline.source_topics[0], instance_id,
+                pipeline.transactional_id,
+            )
+            if instance_id and pipeline.exactly_once
+            else None
+        )  # fmt: skip
         self._standby = None
+        self._handed: dict[int, PartitionStore] = {}  # standby stores handed over, still open
         if self.window_settings is not None and (replicas := pipeline.topology.standby_replicas):
             self._standby = StandbyReplicas(
                 self.window_settings, connection, pipeline.group_id, instance_id, replicas,
@@ -110,11 +123,18 @@ class TaskManager:
     def _operators(
         self, settings: Settings, partition: int, wall_ms: int
     ) -> list[StatefulOperator]:
-        """The operator chain of one partition of the stateful input."""
+        """The operator chain of one partition of the stateful input.
+
+        Its store is the standby's, handed over open, when that one is of this generation.
+        """
         generation, sources = self._offsets.generation, self._source_partitions
         if isinstance(settings, StreamJoinSettings):
             return [StreamJoinStage(settings, partition, generation, wall_ms, self._metrics)]
-        return [window_stage(settings, partition, generation, sources, wall_ms)]
+        store = self._handed.pop(partition, None)
+        if store is not None and store.generation != generation:
+            store.close()  # checkpointed in its generation: opened again, and wiped
+            store = None
+        return [window_stage(settings, partition, generation, sources, wall_ms, store)]
 
     # --- processing --------------------------------------------------------------------
 
@@ -169,6 +189,8 @@ class TaskManager:
 
     def assign(self, partitions: list[TopicPartition]) -> None:
         """Takes on the partitions: their committed offsets, then their tasks, restored."""
+        if self._lost is not None:
+            self._lost.assigned()
         metrics = self._metrics
         metrics.rebalance("assigned")
         self._liveness.restoring = True
@@ -177,7 +199,7 @@ class TaskManager:
         for tp in partitions:
             offsets.assign((tp.topic, tp.partition))
         try:
-            committed = self._consumer.committed(partitions, timeout=30) if partitions else []
+            committed = self._committed(partitions) if partitions else []
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError._DESTROY:
                 raise
@@ -198,10 +220,13 @@ class TaskManager:
         metrics.set_assigned_partitions(len(offsets.assignment))
         log.info("assigned %s", sorted(f"{t}/{p}" for t, p in offsets.assignment))
         if self._standby is not None:  # their standby stores become the tasks' stores
-            self._standby.release(tp.partition for tp in partitions)
+            self._handed = self._standby.release(tp.partition for tp in partitions)
         settings = self.window_settings or self.join_settings
         if settings is not None:
             self._open_tasks(settings, partitions, rewound)
+        for store in self._handed.values():  # not taken by a task
+            store.close()
+        self._handed = {}
         if self.tables is not None:  # loaded before the instance is ready
             sources = self._pipeline.source_topics
             self.tables.assign(tp.partition for tp in partitions if tp.topic in sources)
@@ -212,9 +237,29 @@ class TaskManager:
         for tp in partitions:
             if tp.topic in self._pipeline.source_topics:
                 self._source_watermarks.assign((tp.topic, tp.partition), wall_ms)
+        self._producer_ready()  # no transaction begins before (commit.py)
+        offsets.just_assigned = True
         self._liveness.joined = True
         self._liveness.restoring = False
         metrics.set_ready(True)
+
+    def _committed(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        """The group's committed offsets of the partitions (read_committed: stable ones).
+
+        Offsets a lost instance sent in a commit it never finished stay unstable until its
+        transaction times out (~35 s): after `UNSTABLE_WAIT_S`, its transactional id is
+        fenced, which aborts that transaction, and they are read again (`fencing.py`).
+        """
+        if self._lost is None:
+            return self._consumer.committed(partitions, timeout=30)
+        try:
+            return self._consumer.committed(partitions, timeout=UNSTABLE_WAIT_S)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError._TIMED_OUT:
+                raise
+        log.info("committed offsets held by an unfinished commit: fencing lost instances")
+        self._lost.fence_lost()
+        return self._consumer.committed(partitions, timeout=30)
 
     def revoke(self, partitions: list[TopicPartition], clean: bool = True) -> None:
         """Forgets the partitions and closes their tasks (after the commit cycle is done).

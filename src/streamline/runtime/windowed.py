@@ -122,12 +122,19 @@ class WindowStage:
     over the source partitions', which arrive as marker records.
     """
 
-    def __init__(self, settings: WindowSettings, partition: int, generation: int) -> None:
+    def __init__(
+        self,
+        settings: WindowSettings,
+        partition: int,
+        generation: int,
+        store: PartitionStore | None = None,
+    ) -> None:
+        """`store`: the partition's store already open (a standby's, handed over)."""
         self.settings = settings
         self.stage = settings.stage
         self.partition = partition
         path = partition_path(settings.state_dir, settings.topology, STORE, partition)
-        self.store = PartitionStore(path, generation, fingerprint=settings.fingerprint)
+        self.store = store or PartitionStore(path, generation, fingerprint=settings.fingerprint)
         self.stores = [OperatorStore(StoreSpec(STORE, settings.changelog_topic), self.store)]
         self.operator = settings.operator(self.store)
 
@@ -173,9 +180,14 @@ class DirectWindowStage(WindowStage):
     """Window state of a source partition, keyed by the stages: its own watermark."""
 
     def __init__(
-        self, settings: WindowSettings, partition: int, generation: int, wall_ms: int
+        self,
+        settings: WindowSettings,
+        partition: int,
+        generation: int,
+        wall_ms: int,
+        store: PartitionStore | None = None,
     ) -> None:
-        super().__init__(settings, partition, generation)
+        super().__init__(settings, partition, generation, store)
         self.tracker = WatermarkTracker(
             settings.max_out_of_orderness_ms, settings.idle_timeout_ms, start_wall_ms=wall_ms
         )
@@ -224,8 +236,9 @@ class RepartitionedWindowStage(WindowStage):
         generation: int,
         source_partitions: list[tuple[str, int]],
         wall_ms: int,
+        store: PartitionStore | None = None,
     ) -> None:
-        super().__init__(settings, partition, generation)
+        super().__init__(settings, partition, generation, store)
         # Upstream instances mark their idle source partitions in the markers (sent at
         # least every idle_timeout / 2); a source partition silent for much longer than
         # that has no live owner, and is left out until it has one again.
@@ -277,12 +290,16 @@ def window_stage(
     generation: int,
     source_partitions: list[tuple[str, int]] | None,
     wall_ms: int,
+    store: PartitionStore | None = None,
 ) -> DirectWindowStage | RepartitionedWindowStage:
     """The window stage of one partition: reading the sources directly, or `<name>.repartition`
-    (whose watermark combines `source_partitions`) when those are given."""
+    (whose watermark combines `source_partitions`) when those are given. `store`: the
+    partition's store already open (a standby's, handed over), else it is opened."""
     if source_partitions is None:
-        return DirectWindowStage(settings, partition, generation, wall_ms)
-    return RepartitionedWindowStage(settings, partition, generation, source_partitions, wall_ms)
+        return DirectWindowStage(settings, partition, generation, wall_ms, store)
+    return RepartitionedWindowStage(
+        settings, partition, generation, source_partitions, wall_ms, store
+    )
 
 
 class SourceWatermarks:

@@ -27,11 +27,12 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Callable, Collection, Mapping
-from typing import Any
-
-import cel
+from typing import TYPE_CHECKING, Any
 
 from streamline.topology.fastpath import translate
+
+if TYPE_CHECKING:
+    import cel
 
 CEL_BUILTINS = frozenset(
     {
@@ -169,6 +170,8 @@ def compile_expression(
     `field_names` are the fields of the record the expression sees; None skips
     that check. `schema_name` only makes the error message say whose fields.
     """
+    import cel  # on first use: importing it (and its CLI's dependencies) takes ~0.2 s
+
     try:
         program = cel.compile(expr)
     except Exception as exc:

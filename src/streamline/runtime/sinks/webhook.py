@@ -29,8 +29,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from streamline.reliability.dead_letter import SINK, Failure
 from streamline.reliability.retry import RetryPolicy
 from streamline.runtime.circuit import STATE_VALUES, circuit_of
@@ -78,6 +76,9 @@ class WebhookSender:
             jitter=spec.retry.backoff.jitter,
         )
         self._sleep = sleep
+        import httpx  # here: a topology without webhooks does not pay for importing it
+
+        self._http_error = httpx.HTTPError
         self._client = httpx.Client(
             timeout=spec.timeout / 1000,
             headers={"content-type": "application/json", **spec.headers},
@@ -135,7 +136,7 @@ class WebhookSender:
                     return None
                 problem = f"HTTP {response.status_code}: {response.text[:BODY_EXCERPT]}"
                 final = response.status_code < 500 and response.status_code not in _RETRIED
-            except httpx.HTTPError as exc:
+            except self._http_error as exc:
                 problem, final = f"{type(exc).__name__}: {exc}"[:BODY_EXCERPT], False
             if circuit is not None:
                 circuit.record(final)  # a refusal of the records is an answer: not a failure
