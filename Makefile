@@ -52,19 +52,20 @@ lint: setup
 	$(BIN)/lint-imports
 
 # BENCH_ARGS, e.g. make bench BENCH_ARGS="--events 50000 --only streamline,quix"
+# or BENCH_ARGS="--suite nexmark" (the Nexmark-style queries only; W5 is part of the classic suite)
 BENCH_ARGS ?=
 
 $(VENV)/.bench-installed: pyproject.toml $(VENV)/.installed
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	@touch $@
 
-# the peers' own virtual environments under bench/.venvs/ (Quix Streams, faust-streaming)
+# the peers' own virtual environments under bench/.venvs/ (Quix Streams, faust-streaming, Bytewax)
 bench-setup: $(VENV)/.bench-installed
 	$(BIN)/python -m bench.venvs
 
 bench: broker bench-setup
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
-	$(BIN)/python -m bench.enrich $(W5_ARGS)
+	$(if $(findstring nexmark,$(BENCH_ARGS)),,$(BIN)/python -m bench.enrich $(W5_ARGS))
 
 clean:
 	-$(BIN)/streamline dev-broker stop

@@ -15,13 +15,14 @@ from typing import Any
 
 Row = tuple[Any, ...]
 
-SYSTEMS = ("bare", "streamline", "quix", "faust")
+SYSTEMS = ("bare", "streamline", "quix", "faust", "bytewax")
 WORKLOADS = ("W0", "W0-tx", "W1", "W1-cf", "W2", "W3", "W4")
 SYSTEM_TITLES = {
     "bare": "confluent-kafka loop",
     "streamline": "streamline",
     "quix": "Quix Streams",
     "faust": "faust-streaming",
+    "bytewax": "Bytewax (at-least-once)",
 }
 WORKLOAD_TITLES = {
     "W0": "W0 consume→produce",

@@ -47,6 +47,8 @@ from bench.cluster import (
 from bench.file_sink import run_file_sink
 from bench.joins import CustomerTable, table_topic
 from bench.launch import ROOT, SUPPORTED, Context, Launch, make_launch
+from bench.nexmark import QUERIES
+from bench.nexmark_suite import NEXMARK_METHOD, run_nexmark
 from bench.process import SystemProcess
 from bench.report import (
     SYSTEMS,
@@ -56,9 +58,9 @@ from bench.report import (
     checksum,
     percentile,
     render_chart,
-    render_markdown,
     targets,
 )
+from bench.results_page import record_run, round_two_targets, write_page
 from bench.workload import (
     PARTITIONS,
     Expectation,
@@ -71,8 +73,18 @@ from streamline.kafka.connection import Connection
 from streamline.serde import AvroCodec, SchemaStore
 
 RESULTS = ROOT / "bench" / "results"
+DEFAULT_EVENTS = 50_000  # with the Nexmark suite and W5, `make bench` fits in 15 minutes here
+DEFAULT_NEXMARK_EVENTS = 200_000
+READY_WITHOUT_GROUP_S = 8.0
+MIN_TIMED_SHARE = 0.5  # a cell that timed less of its input than this is not judged
 WORK = ROOT / "bench" / ".work"
-LATENCY_CELLS = {("bare", "W0-tx"), ("streamline", "W1"), ("quix", "W1"), ("faust", "W1")}
+LATENCY_CELLS = {
+    ("bare", "W0-tx"),
+    ("streamline", "W1"),
+    ("quix", "W1"),
+    ("faust", "W1"),
+    ("bytewax", "W1"),
+}
 RUN_PREFIX = re.compile(r"^bench-(\d{14})-")
 STALE_AFTER_S = 3 * 3600  # a run's topics left behind (after a crash) are deleted after this
 
@@ -302,16 +314,26 @@ def run_throughput(
         return _failed(
             cell, f"stalled: committed {max(last_total, 0):,} of {target:,} input records", proc
         )
+    if launch.settle_output:
+        wait_for_outputs(connection, launch, cell.expected_records or 0, stall_s)
+        cell.extra["cpu_end"] = proc.cpu_seconds()
     cpu = float(cell.extra.pop("cpu_end")) - cpu_start
     if launch.compacted:
         settle(connection, launch.read_topic)
     exit_code = proc.stop(60)
     measured = max(events - first_committed, 1)
     cell.extra["measured_events"] = measured
+    if measured < events * MIN_TIMED_SHARE:
+        cell.extra["too_short"] = True
+        cell.note = (
+            f"too short to time: {first_committed:,} of {events:,} input records were committed "
+            "by the first commit seen; run more events"
+        )
     cell.peak_rss_mb = proc.peak_rss / 1e6
     cell.cpu_s_per_m = cpu / measured * 1e6
     if exit_code not in (0, -15, 143):
-        cell.note = f"exit status {exit_code} after SIGTERM"
+        status = f"exit status {exit_code} after SIGTERM"
+        cell.note = f"{cell.note}; {status}" if cell.note else status
     reader = OutputReader(connection, [launch.read_topic])
     try:
         reader.read_to_end()
@@ -387,6 +409,23 @@ def settle(connection: Connection, topic: str, quiet_s: float = 3.0, limit_s: fl
             last, since = now, time.monotonic()
 
 
+def wait_for_outputs(connection: Connection, launch: Launch, expected: int, stall_s: float) -> None:
+    """Waits until `expected` results are readable (or none came for `stall_s`): a system
+    whose outputs can land after its input offsets commit (a repartition, a non-transactional
+    sink) is stopped only then, and its CPU time counted until then."""
+    reader = OutputReader(connection, [launch.read_topic])
+    results, last = 0, time.monotonic()
+    try:
+        while results < expected and time.monotonic() - last < stall_s:
+            before = len(reader.records)
+            if reader.poll(0.2):
+                results += sum(1 for r in reader.records[before:] if launch.decode(r) is not None)
+                last = time.monotonic()
+    finally:
+        reader.close()
+    settle(connection, launch.read_topic, quiet_s=1.0)
+
+
 def latency_event(i: int, now_ms: int, rng: random.Random) -> tuple[str, dict[str, Any]]:
     key = f"c-{rng.randrange(1000):04d}"
     return key, {
@@ -418,7 +457,18 @@ def run_latency(
     proc = SystemProcess(launch.command, launch.env, ROOT, log_dir / f"{launch.group}.log").start()
     offsets = GroupOffsets(connection, launch.group, source, PARTITIONS)
     deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and proc.alive() and offsets.stable_members() == 0:
+    if not launch.joins_group:
+        # it assigns itself every partition from the start (Bytewax): give it time to start
+        deadline = time.monotonic() + READY_WITHOUT_GROUP_S
+        while time.monotonic() < deadline and proc.alive():
+            time.sleep(0.2)
+        deadline = time.monotonic() + 1
+    while (
+        time.monotonic() < deadline
+        and proc.alive()
+        and launch.joins_group
+        and offsets.stable_members() == 0
+    ):
         time.sleep(0.2)
     if not proc.alive() or time.monotonic() >= deadline:
         proc.stop(30)
@@ -450,12 +500,20 @@ def run_latency(
             ahead = i / rate - (time.monotonic() - started)
             if ahead > 0:
                 time.sleep(ahead)
+    fed = time.monotonic()
     producer.flush(30)
     wait_until = time.monotonic() + 30
     while time.monotonic() < wait_until and len(reader.records) < expected:
         time.sleep(0.2)
     reader.close()
+    drained = time.monotonic()
     proc.stop(60)
+    cell.extra["latency_phases_s"] = {
+        "feed": round(fed - started, 1),
+        "outputs_after_feed": round(drained - fed, 1),
+        "stop": round(time.monotonic() - drained, 1),
+    }
+    progress(f"  {cell.system} {cell.workload}: phases {cell.extra['latency_phases_s']}")
     warm_ms = feed_start_ms + 1000
     latencies = []
     for r in reader.records:
@@ -517,7 +575,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n", 1)[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--events", type=int, default=200_000, help="input events (default 200k)")
+    parser.add_argument(
+        "--events",
+        type=int,
+        default=DEFAULT_EVENTS,
+        help=f"classic input events (default {DEFAULT_EVENTS:,})",
+    )
     parser.add_argument("--only", help=f"systems, comma-separated: {','.join(SYSTEMS)}")
     parser.add_argument("--workloads", help=f"workloads, comma-separated: {','.join(WORKLOADS)}")
     parser.add_argument("--skip-latency", action="store_true", help="skip the fixed-rate runs")
@@ -526,9 +589,19 @@ def main() -> int:
     parser.add_argument("--commit-interval-ms", type=int, default=100)
     parser.add_argument("--stall-seconds", type=float, default=90.0)
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--suite", choices=["classic", "nexmark", "all"], default="all",
+                        help="classic: W0-W4; nexmark: the Nexmark-style queries; all (default)")  # fmt: skip
+    parser.add_argument("--queries", help=f"Nexmark queries, comma-separated: {','.join(QUERIES)}")
+    parser.add_argument("--nexmark-events", type=int, default=DEFAULT_NEXMARK_EVENTS,
+                        help=f"Nexmark events (default {DEFAULT_NEXMARK_EVENTS:,})")  # fmt: skip
     args = parser.parse_args()
     systems = parse_list(args.only, SYSTEMS, "system")
     workloads = parse_list(args.workloads, WORKLOADS, "workload")
+    queries = parse_list(args.queries, QUERIES, "query")
+    classic = args.suite in ("classic", "all")
+    nexmark = args.suite in ("nexmark", "all")
+    if not classic:
+        workloads = []
     progress = Progress()
 
     connection = resolve_connection()
@@ -536,7 +609,11 @@ def main() -> int:
     machine = machine_info(connection)
     progress(f"broker {connection.bootstrap_servers}; load average {machine['load_before']}")
     versions: dict[str, str] = {"streamline": "0.1.0 (this tree)"}
-    for peer, package in (("quix", "quixstreams"), ("faust", "faust-streaming")):
+    for peer, package in (
+        ("quix", "quixstreams"),
+        ("faust", "faust-streaming"),
+        ("bytewax", "bytewax"),
+    ):
         if peer in systems:
             progress(f"virtual environment for {peer} (bench/.venvs/{peer})")
             venvs.ensure(peer)
@@ -572,6 +649,8 @@ def main() -> int:
             else:
                 plan.append((system, workload))
     failed = False
+    nexmark_cells: list[Cell] = []
+    nexmark_info: dict[str, Any] = {}
     registry = registry_variant.RegistryForRun(workdir)
     if any(w == registry_variant.WORKLOAD for _, w in plan):
         registry.__enter__()
@@ -582,14 +661,17 @@ def main() -> int:
         ctx.registry_url = registry.url
     try:
         source = f"{prefix}-orders"
-        create(connection, {source: (PARTITIONS, KEEP)})
-        progress(f"producing {args.events:,} events (+{PARTITIONS} closing) to {source}")
-        expected, produced = produce_input(connection, source, args.events, ctx.store, progress)
-        progress(
-            f"produced {produced:,} events; expected W1 {expected['W1'][2]:,} records, "
-            f"W2 {expected['W2'][2]:,} windows, W3 {expected['W3'][2]:,} sessions, "
-            f"W4 {expected['W4'][2]:,} enriched orders"
-        )
+        expected: dict[str, tuple[list[Row], str, int]] = {}
+        produced = 0
+        if plan:
+            create(connection, {source: (PARTITIONS, KEEP)})
+            progress(f"producing {args.events:,} events (+{PARTITIONS} closing) to {source}")
+            expected, produced = produce_input(connection, source, args.events, ctx.store, progress)
+            progress(
+                f"produced {produced:,} events; expected W1 {expected['W1'][2]:,} records, "
+                f"W2 {expected['W2'][2]:,} windows, W3 {expected['W3'][2]:,} sessions, "
+                f"W4 {expected['W4'][2]:,} enriched orders"
+            )
         sources = {w: source for w in WORKLOADS}
         if ctx.registry_url and ("streamline", registry_variant.WORKLOAD) in plan:
             sources[registry_variant.WORKLOAD] = registry_variant.prepare_input(
@@ -620,6 +702,11 @@ def main() -> int:
                         f"{cell.system} {cell.workload}: p50 {_ms(cell.p50_ms)} p99 {_ms(cell.p99_ms)} "
                         f"({cell.latency_samples or 0:,} samples)"
                     )
+        if nexmark:
+            nexmark_cells, nexmark_info = run_nexmark(
+                connection, ctx, systems, queries, args.nexmark_events, log_dir, progress,
+                args.stall_seconds,
+            )  # fmt: skip
     finally:
         registry.__exit__()
         progress("deleting this run's topics and state")
@@ -639,16 +726,34 @@ def main() -> int:
         "method": METHOD,
         "file_sink": file_sink,
     }
-    write_results(args.results, cells, machine, settings)
-    if file_sink:
-        with open(args.results / "results.md", "a") as md:
-            md.write(file_sink_markdown(file_sink))
+    if classic:
+        write_results(args.results, cells, machine, settings)
+    if nexmark:
+        nexmark_info.update(date=machine["date"], load_before=machine["load_before"],
+                            load_after=machine["load_after"])  # fmt: skip
+        (args.results / "nexmark.json").write_text(json.dumps({
+            "machine": machine, "settings": nexmark_info, "method": NEXMARK_METHOD,
+            "cells": [c.as_dict() for c in nexmark_cells],
+        }, indent=2) + "\n")  # fmt: skip
+    run_targets = round_two_targets([*cells, *nexmark_cells])
+    history_path = args.results / "runs.json"
+    history = json.loads(history_path.read_text()) if history_path.exists() else []
+    history = record_run(history, {
+        "date": machine["date"], "suite": args.suite, "git_sha": machine["git_sha"],
+        "load": f"{machine['load_before']} / {machine['load_after']}",
+        "events": {"classic": args.events if classic else None,
+                   "nexmark": args.nexmark_events if nexmark else None},
+        "ratios": {t.name: t.value for t in run_targets if t.met is not None},
+    })  # fmt: skip
+    history_path.write_text(json.dumps(history, indent=2) + "\n")
+    write_page(args.results)
     progress(
         f"results in {args.results.relative_to(ROOT) if args.results.is_relative_to(ROOT) else args.results}/"
     )
-    for t in targets(cells):
+    for t in [*targets(cells), *run_targets]:
         verdict = "not measured" if t.met is None else ("met" if t.met else "MISSED")
         progress(f"target {t.name}: {t.value} (goal {t.goal}): {verdict}")
+    cells = [*cells, *nexmark_cells]
     failed = any(c.status in ("mismatch", "failed") for c in cells)
     if file_sink and file_sink["status"] != "ok":
         print(
@@ -675,7 +780,15 @@ def run_file_sink_cell(
     if ("streamline", "W1") not in plan:
         return None
     progress("streamline W1 into Parquet files: starting")
-    result = run_file_sink(connection, ctx, source, produced, expected["W1"], log_dir, stall_s)
+    try:
+        result = run_file_sink(connection, ctx, source, produced, expected["W1"], log_dir, stall_s)
+    except subprocess.CalledProcessError as exc:
+        # reported, and the run goes on: the other cells' results are still written
+        output = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
+        result = {"status": "failed", "roll": "-",
+                  "reason": f"{' '.join(exc.cmd[2:4])} failed: {output[-1] if output else exc}"}  # fmt: skip
+        progress(f"streamline W1 into Parquet files: FAILED, {result['reason']}")
+        return result
     topic = next((c for c in cells if (c.system, c.workload) == ("streamline", "W1")), None)
     if topic is not None and topic.events_per_s and result.get("events_per_s"):
         result["topic_sink_events_per_s"] = topic.events_per_s
@@ -687,18 +800,6 @@ def run_file_sink_cell(
         f"{result.get('files', 0)} files"
     )
     return result
-
-
-def file_sink_markdown(result: dict[str, Any]) -> str:
-    return (
-        "\n## File sink\n\nstreamline W1 writing Parquet files (`roll.every` "
-        f"{result['roll']}) instead of the sink topic, same input, same run: "
-        f"**{result.get('events_per_s', 0):,.0f} events/s**, "
-        f"{result.get('ratio_to_topic_sink', 0):.0%} of the topic sink's W1 "
-        f"({result.get('topic_sink_events_per_s', 0):,.0f} events/s; goal: within 25%), "
-        f"{result.get('cpu_s_per_m', 0):.1f} CPU s/M, {result.get('files', 0)} files, "
-        f"output check: {result['status']}.\n"
-    )
 
 
 def _ms(value: float | None) -> str:
@@ -720,13 +821,13 @@ def write_results(
 ) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     payload = {
+        "method": settings.get("method"),
         "machine": machine,
         "settings": {k: v for k, v in settings.items() if k != "method"},
         "cells": [c.as_dict() for c in cells],
         "targets": [t.__dict__ for t in targets(cells)],
     }
     (folder / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
-    (folder / "results.md").write_text(render_markdown(cells, machine, settings))
     render_chart(cells, folder / "results.png")
 
 

@@ -1,7 +1,7 @@
 """The peers' virtual environments under bench/.venvs/<peer>, from PyPI, created once.
 
-Each peer pins its own dependencies (Quix Streams its confluent-kafka, faust
-aiokafka), so none of them is installed into streamline's environment.
+Each peer pins its own dependencies (Quix Streams and Bytewax their confluent-kafka,
+faust aiokafka), so none of them is installed into streamline's environment.
 `python -m bench.venvs` creates the missing ones (`make bench-setup`).
 """
 
@@ -16,6 +16,8 @@ VENVS = Path(__file__).resolve().parent / ".venvs"
 REQUIREMENTS: dict[str, list[str]] = {
     "quix": ["quixstreams>=3.0,<4", "fastavro>=1.9"],
     "faust": ["faust-streaming>=0.11", "aiokafka[lz4]", "rocksdict>=0.3.23", "fastavro>=1.9"],
+    # Bytewax 0.21 ships wheels for CPython 3.8-3.12 (the machine's python3 is 3.11)
+    "bytewax": ["bytewax[kafka]==0.21.1", "fastavro>=1.9"],
 }
 
 
