@@ -111,25 +111,9 @@ def check_join(
             "source records by it, with the same partitioner as the table's topic; "
             "repartitioning before a join is not supported yet (a global table needs neither)",
         )
-    added: dict[str, Any] = {}
-    for new, table_field in spec.fields.items():
-        field_type = schema.fields.get(table_field)
-        if field_type is None:
-            checker.problem(
-                f"{path}.fields.{new}",
-                f"table {table.name!r} has no field {table_field!r}; fields of "
-                f"{schema.name}: {', '.join(schema.fields)}",
-            )
-            continue
-        if new in records.fields:
-            checker.problem(
-                f"{path}.fields.{new}",
-                f"the records already have a field {new!r}; pick another name",
-            )
-            continue
-        if spec.missing == "null" and not avro_types.is_nullable(field_type):
-            field_type = ["null", field_type]
-        added[new] = field_type
+    added = _added_fields(
+        checker, path, spec, records, schema, f"table {table.name!r}", spec.missing == "null"
+    )
     definition = dict(records.definition)
     definition["fields"] = [
         *records.definition.get("fields", []),
@@ -195,25 +179,9 @@ def check_stream_join(
                 f"other side's partitioner); repartitioning before a stream join is not "
                 f"supported yet",
             )
-    added: dict[str, Any] = {}
-    for new, right_field in spec.fields.items():
-        field_type = right.fields.get(right_field)
-        if field_type is None:
-            checker.problem(
-                f"{path}.fields.{new}",
-                f"stream {spec.stream!r} has no field {right_field!r}; fields of "
-                f"{right.name}: {', '.join(right.fields)}",
-            )
-            continue
-        if new in records.fields:
-            checker.problem(
-                f"{path}.fields.{new}",
-                f"the records already have a field {new!r}; pick another name",
-            )
-            continue
-        if spec.type != "inner" and not avro_types.is_nullable(field_type):
-            field_type = ["null", field_type]
-        added[new] = field_type
+    added = _added_fields(
+        checker, path, spec, records, right, f"stream {spec.stream!r}", spec.type != "inner"
+    )
     fields = []
     for f in records.definition.get("fields", []):
         if (
@@ -227,6 +195,39 @@ def check_stream_join(
     definition = dict(records.definition)
     definition["fields"] = [*fields, *({"name": n, "type": t} for n, t in added.items())]
     return dataclasses.replace(records, name=f"{records.name}+{spec.stream}", definition=definition)
+
+
+def _added_fields(
+    checker: Checker,
+    path: str,
+    spec: JoinSpec,
+    records: Schema,
+    other: Schema,
+    other_label: str,
+    nullable: bool,
+) -> dict[str, Any]:
+    """The fields a join adds (new name -> type, made nullable when a match may be
+    missing); a field `other` lacks, or a name the records already have, is a problem."""
+    added: dict[str, Any] = {}
+    for new, other_field in spec.fields.items():
+        field_type = other.fields.get(other_field)
+        if field_type is None:
+            checker.problem(
+                f"{path}.fields.{new}",
+                f"{other_label} has no field {other_field!r}; fields of "
+                f"{other.name}: {', '.join(other.fields)}",
+            )
+            continue
+        if new in records.fields:
+            checker.problem(
+                f"{path}.fields.{new}",
+                f"the records already have a field {new!r}; pick another name",
+            )
+            continue
+        if nullable and not avro_types.is_nullable(field_type):
+            field_type = ["null", field_type]
+        added[new] = field_type
+    return added
 
 
 def _base(field_type: Any, named: Any) -> Any:
