@@ -177,6 +177,14 @@ def standby_lag(port: int) -> dict[int, float]:
     return {int(p): float(v) for p, v in lags}
 
 
+def standby_caught_up(port: int, partitions: set[int]) -> bool:
+    try:
+        lag = standby_lag(port)
+    except OSError:  # not serving yet
+        return False
+    return set(lag) >= partitions and max(lag[p] for p in partitions) < 500
+
+
 @pytest.mark.timeout(300)
 def test_five_kills_and_restarts_with_standbys_while_input_flows_stay_exact(
     kafka: Connection, unique: str, tmp_path: Path
@@ -214,6 +222,12 @@ def test_five_kills_and_restarts_with_standbys_while_input_flows_stay_exact(
             victim = rng.choice(["a", "b"])
             survivor = "b" if victim == "a" else "a"
             time.sleep(rng.uniform(0.5, 1.5))
+            if cycle % 2:  # a survivor restarted a moment ago may still be filling its standbys
+                await_condition(
+                    f"{survivor}'s standbys of {victim}'s partitions caught up",
+                    lambda: standby_caught_up(c.procs[survivor].metrics_port, owned[victim]),  # noqa: B023
+                    60,
+                )
             killed_at = time.time()
             c.procs[victim].kill()
             if cycle % 2:  # lost for longer than its session: the survivor takes over
