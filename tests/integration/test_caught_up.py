@@ -55,3 +55,24 @@ def test_a_partition_ending_in_a_commit_marker_is_caught_up_at_its_last_record(
         assert caught_up(consumer, offsets, tp)
     finally:
         consumer.close()
+
+
+def test_a_partition_never_written_to_is_caught_up_before_anything_is_processed(
+    kafka: Connection, make_topic
+) -> None:  # type: ignore[no-untyped-def]
+    """Upstream of a repartition, a source partition that got no record (a producer's sticky
+    partitioner can leave one empty) must still go idle, or no window ever closes."""
+    topic = make_topic("empty-input")
+    consumer = Consumer(
+        kafka.config(**{"group.id": f"{topic}-reader", "enable.auto.commit": False})
+    )
+    tp = (topic, 0)
+    offsets = Offsets()  # nothing processed, nothing committed: no position
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    try:
+        deadline = time.monotonic() + 10
+        while not caught_up(consumer, offsets, tp) and time.monotonic() < deadline:
+            consumer.consume(10, 0.2)  # a fetch tells the consumer the partition's offsets
+        assert caught_up(consumer, offsets, tp)
+    finally:
+        consumer.close()

@@ -88,14 +88,19 @@ def caught_up(consumer: Consumer, offsets: Offsets, tp: TP) -> bool:
     the end offset is one past the marker, and what this process has processed reaches
     only the last record. The consumer's own position moves past the control records it
     fetched, so it says whether only a marker is left. Asked between batches, when every
-    record the consumer handed over is processed.
+    record the consumer handed over is processed. A partition that holds nothing (never
+    written to, or emptied by retention) is caught up before anything was processed.
     """
     try:
-        _low, high = consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)
+        low, high = consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)
     except KafkaException:
         return False
+    if high < 0:
+        return False
+    if high == 0 or low == high:
+        return True
     position = offsets.position(tp)
-    if high < 0 or position is None:
+    if position is None:
         return False
     if position >= high:
         return True
