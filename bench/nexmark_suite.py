@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from bench.nexmark_run import (
     make_nexmark_launch,
     streamline_accepts,
 )
+from bench.repeats import combine, run_repeated
 from bench.report import Cell
 from streamline.kafka.connection import Connection
 
@@ -67,38 +69,55 @@ def run_nexmark(
     log_dir: Path,
     progress: Progress,
     stall_s: float,
+    repeats: int = 1,
+    repeat_limit_s: float = math.inf,
 ) -> tuple[list[Cell], dict[str, Any]]:
-    """The suite's cells (in system, query order) and what was produced."""
+    """The suite's cells (in system, query order) and what was produced.
+
+    Each runnable cell runs `repeats` times in interleaved rounds (query by query, every
+    system of a query one after the other) and is reported as the medians of its repeats."""
     from bench.run import run_throughput
 
     data = NexmarkInput(ctx.prefix)
     progress(f"Nexmark: generating {events:,} events (persons, auctions, bids)")
     data.produce(connection, ctx, events, int(time.time() * 1000) - 2 * 3_600_000, progress)
-    cells: list[Cell] = []
+    cells: dict[tuple[str, str], Cell] = {}
+    plan: list[tuple[str, str]] = []
     for system in [s for s in NEXMARK_SYSTEMS if s in systems]:
         for query in [q for q in QUERIES if q in queries]:
             reason = NEXMARK_SUPPORTED[system].get(query)
             if reason is None and system == "streamline" and query == "q8":
                 reason = streamline_accepts(ctx, data, query)
             if reason is not None:
-                cells.append(Cell(system, query, status="n/a", note=reason))
-                continue
-            progress(f"{system} {query}: starting")
-            launch, source = make_nexmark_launch(ctx, system, query, data)
-            cell = run_throughput(
-                connection, launch, source, data.counts_of(source), data.expected(query),
-                log_dir, progress, stall_s,
-            )  # fmt: skip
-            cell.extra["input_topic"] = source.rsplit("-", 1)[-1]
-            cells.append(cell)
-            progress(f"{system} {query}: {cell.status}, {cell.events_per_s or 0:,.0f} events/s, "
-                     f"{cell.cpu_s_per_m or 0:.1f} CPU s/M, {cell.output_records or 0:,} results "
-                     f"(expected {cell.expected_records:,}) {cell.note}")  # fmt: skip
-            if cell.status != "ok":
-                print(cell.extra.get("log_tail", ""), file=sys.stderr)
+                cells[(system, query)] = Cell(system, query, status="n/a", note=reason)
+            else:
+                plan.append((system, query))
+    order = list(cells) + plan  # the report's order: by system, then query
+
+    def run_one(item: tuple[str, str], r: int) -> Cell:
+        system, query = item
+        progress(f"{system} {query}: starting (repeat {r + 1} of {repeats})")
+        launch, source = make_nexmark_launch(ctx, system, query, data, f"nx{r + 1}")
+        cell = run_throughput(
+            connection, launch, source, data.counts_of(source), data.expected(query),
+            log_dir, progress, stall_s,
+        )  # fmt: skip
+        cell.extra["input_topic"] = source.rsplit("-", 1)[-1]
+        progress(f"{system} {query}: {cell.status}, {cell.events_per_s or 0:,.0f} events/s, "
+                 f"{cell.cpu_s_per_m or 0:.1f} CPU s/M, {cell.output_records or 0:,} results "
+                 f"(expected {cell.expected_records:,}) {cell.note}")  # fmt: skip
+        if cell.status != "ok":
+            print(cell.extra.get("log_tail", ""), file=sys.stderr)
+        return cell
+
+    by_query = sorted(plan, key=lambda sq: (QUERIES.index(sq[1]), NEXMARK_SYSTEMS.index(sq[0])))
+    for item, runs in run_repeated(by_query, repeats, repeat_limit_s, run_one).items():
+        cells[item] = combine(runs)
+    ranks = {(s, q): (NEXMARK_SYSTEMS.index(s), QUERIES.index(q)) for s, q in order}
     info = {
         "events": events,
         "records": dict(data.counts),
         "expected": {q: len(rows) for q, rows in data.rows.items()},
+        "repeats": repeats,
     }
-    return cells, info
+    return [cells[k] for k in sorted(cells, key=lambda k: ranks[k])], info

@@ -220,7 +220,7 @@ def render_spread(history: Sequence[dict[str, Any]]) -> str:
                      f"load average before / after {run.get('load', '?')}")  # fmt: skip
     lines += [
         "",
-        "| ratio | runs | earlier | later | spread | |",
+        "| ratio | runs | previous run | newest run | spread | |",
         "| --- | --- | ---: | ---: | ---: | --- |",
     ]
     for name, (a_i, b_i) in pairs.items():
@@ -230,6 +230,50 @@ def render_spread(history: Sequence[dict[str, Any]]) -> str:
             lines.append(
                 f"| {name} | {a_i + 1}, {b_i + 1} | {a:.2f} | {b:.2f} | {sp:.0%} | {verdict} |"
             )
+    return "\n".join(lines) + "\n"
+
+
+def _range(values: Sequence[float | None], digits: int) -> str:
+    present = [v for v in values if v is not None]
+    if len(present) < 2:
+        return "-"
+    return f"{_num(min(present), digits)} to {_num(max(present), digits)}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def render_repeats(cells: Sequence[Cell]) -> str:
+    """Each measured cell's repeats: their number, the range of each figure, its spread
+    ((largest - smallest) / median; the tables above give the medians)."""
+    rows = [c for c in cells if c.extra.get("repeats")]
+    if not rows:
+        return ""
+    lines = [
+        "## Repeats per cell",
+        "",
+        "Every cell runs several times in interleaved rounds; the tables above give the median "
+        "of its repeats. Spread: (largest - smallest) / median. A cell timed over more than the "
+        "repeat limit in its first run, or whose first run failed, runs once.",
+        "",
+        "| system | workload | repeats | events/s range | spread | CPU s/M range | spread "
+        "| p99 ms range | spread |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for c in rows:
+        reps = c.extra["repeats"]
+        lat = c.extra.get("latency_repeats") or []
+        sp = c.extra.get("spread") or {}
+        title = WORKLOAD_TITLES.get(c.workload) or NEXMARK_TITLES.get(c.workload, c.workload)
+        lines.append(
+            f"| {SYSTEM_TITLES.get(c.system, c.system)} | {title} | {len(reps)}"
+            + (f" + {len(lat)} latency" if lat else "")
+            + f" | {_range([r.get('events_per_s') for r in reps], 0)} "
+            f"| {_pct(sp.get('events_per_s'))} "
+            f"| {_range([r.get('cpu_s_per_m') for r in reps], 1)} | {_pct(sp.get('cpu_s_per_m'))} "
+            f"| {_range([r.get('p99_ms') for r in lat], 0)} | {_pct(sp.get('p99_ms'))} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -313,6 +357,9 @@ def render_page(
         parts.append(render_nexmark(nexmark_cells, nexmark.get("settings", {})))
     parts.append(render_targets(round_two_targets([*classic_cells, *nexmark_cells])))
     parts.append(render_spread(history))
+    repeats = render_repeats([*classic_cells, *nexmark_cells])
+    if repeats:
+        parts.append(repeats)
     parts.append(render_failover(failover))
     parts.append(render_ingest(ingest))
     methods = [p.get("method") for p in (classic, nexmark) if p and p.get("method")]
@@ -384,4 +431,11 @@ if __name__ == "__main__":
     main()
 
 
-__all__ = ["WORKLOAD_TITLES", "record_run", "render_page", "round_two_targets", "spread"]
+__all__ = [
+    "WORKLOAD_TITLES",
+    "record_run",
+    "render_page",
+    "render_repeats",
+    "round_two_targets",
+    "spread",
+]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
+import math
 import os
 import platform
 import random
@@ -50,6 +51,7 @@ from bench.launch import ROOT, SUPPORTED, Context, Launch, make_launch
 from bench.nexmark import QUERIES
 from bench.nexmark_suite import NEXMARK_METHOD, run_nexmark
 from bench.process import SystemProcess
+from bench.repeats import combine, combine_latency, run_repeated
 from bench.report import (
     SYSTEMS,
     WORKLOADS,
@@ -73,9 +75,14 @@ from streamline.kafka.connection import Connection
 from streamline.serde import AvroCodec, SchemaStore
 
 RESULTS = ROOT / "bench" / "results"
-DEFAULT_EVENTS = 50_000  # with the Nexmark suite and W5, `make bench` fits in 15 minutes here
+DEFAULT_EVENTS = 100_000
 DEFAULT_NEXMARK_EVENTS = 200_000
+DEFAULT_SUITE = "classic"  # with its repeats and W5, `make bench` fits in 15 minutes here
+DEFAULT_REPEATS = 3
+DEFAULT_LATENCY_REPEATS = 3
+REPEAT_LIMIT_S = 20.0
 READY_WITHOUT_GROUP_S = 8.0
+START_POLL_S = 0.01  # the first commit is looked for this often (not timed: the system is starting)
 MIN_TIMED_SHARE = 0.5  # a cell that timed less of its input than this is not judged
 WORK = ROOT / "bench" / ".work"
 LATENCY_CELLS = {
@@ -110,14 +117,24 @@ METHOD = """
   clean stop gives the right table.
 - Throughput: input events committed after the start / (end - start). Start: the first
   moment the harness sees a committed offset of the system's consumer group on the input
-  (polled every 50 ms); the events committed by then are not counted, so start-up and the
-  first commit interval are left out. End: the largest LogAppendTime of the output records
-  (the output topics are created with `message.timestamp.type=LogAppendTime`); for faust
-  W2, of its table's changelog. Short runs (a few seconds) are noisy: quote runs of at
-  least the default 200k events.
+  (asked every 10 ms; the middle of the request that first sees one); the events committed
+  by then are not counted, so process start-up, imports, the group join and the first
+  commit interval are left out for every system alike. End: the largest LogAppendTime of
+  the output records (the output topics are created with
+  `message.timestamp.type=LogAppendTime`); for faust W2, of its table's changelog.
   The run of a system ends when its group has committed the end offset of every input
   partition; then it is stopped (SIGTERM) and its output read back with a read_committed
   consumer and checked.
+- Repeats: every cell runs `--repeats` times (default 3) in rounds that interleave the
+  systems (each round runs every cell once, workload by workload, every other round in
+  reverse order), each repeat with a fresh consumer group, fresh output and internal topics
+  (same partitions; deleted once the repeat is checked, so the broker holds the same for
+  every repeat: the pre-produced inputs and that repeat's topics) and fresh state. Every
+  repeat's output is checked. The figures are the medians of the repeats; the results page
+  gives each cell's range and spread ((largest - smallest) / median). A cell timed over more
+  than `--repeat-limit-seconds` (default 20) in its first run runs once: a run that long is
+  timed well enough once (faust, Quix Streams' W3). Latency cells run `--latency-repeats`
+  times (default 3), interleaved likewise; p50 and p99 are the medians.
 - Check: the number of output records and a SHA-256 over the sorted result tuples — W0
   (order_id, created_at), W1 (order_id, customer_id, amount_eur, country, created_at), W2/W3
   (key, window_start, count, round(sum, 6)) — against the expectation computed by the harness
@@ -127,8 +144,10 @@ METHOD = """
   event-time windows of historical input. faust sends table updates through a buffer after
   the input offsets commit, so the harness stops it only once the changelog has not grown
   for 3 s; updates missing after that are reported as a mismatch.
-- CPU: user + system seconds of the system's process tree (psutil) between start and the
-  moment the run was seen complete, per million of the events counted for throughput.
+- CPU: user + system seconds of the system's process tree between start and the moment the
+  run was seen complete, per million of the events counted for throughput; each thread's
+  time on the CPU is read from /proc/PID/task/TID/schedstat (nanoseconds; psutil's clock
+  ticks of 10 ms were too coarse for the bare loop, which spends a quarter of a second).
   Peak RSS: the largest sum of RSS over the process tree, sampled every 200 ms over the
   whole run.
 - W4 (stream-table join): a customers topic of 10,000 customers (the orders' keys are 1,000
@@ -284,12 +303,14 @@ def run_throughput(
     first_committed = 0
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and proc.alive():
+        asked = time.time()
         first_committed = sum(offsets.committed().values())
         if first_committed > 0:
-            start = time.time()
+            # the broker answered with the offsets of that moment: the middle of the request
+            start = (asked + time.time()) / 2
             cpu_start = proc.cpu_seconds()
             break
-        time.sleep(0.05)
+        time.sleep(START_POLL_S)
     if start is None:
         proc.stop(30)
         return _failed(cell, "did not commit any input within 180 s", proc)
@@ -336,7 +357,7 @@ def run_throughput(
         cell.note = f"{cell.note}; {status}" if cell.note else status
     reader = OutputReader(connection, [launch.read_topic])
     try:
-        reader.read_to_end()
+        reader.read_to_end(quiet_s=0.5)  # the system has stopped: its output is final
     finally:
         reader.close()
     rows: list[Row] = []
@@ -386,6 +407,9 @@ def run_throughput(
     if launch.compacted:
         note = f"result read as a table from {raw:,} changelog records"
         cell.note = f"{cell.note}; {note}" if cell.note else note
+    # the broker holds the same for every cell: the inputs, and only this cell's own topics
+    delete_topics(connection, f"^{re.escape(launch.group)}")
+    delete_groups(connection, f"^{re.escape(launch.group)}$")
     return cell
 
 
@@ -447,10 +471,11 @@ def run_latency(
     seconds: float,
     log_dir: Path,
     progress: Progress,
+    tag: str = "lat",
 ) -> None:
-    source = f"{ctx.prefix}-lat-{cell.system}-{cell.workload.lower()}-in"
+    source = f"{ctx.prefix}-{tag}-{cell.system}-{cell.workload.lower()}-in"
     create(connection, {source: (PARTITIONS, KEEP)})
-    launch = make_launch(ctx, cell.system, cell.workload, source, "lat")
+    launch = make_launch(ctx, cell.system, cell.workload, source, tag)
     create(connection, launch.topics)
     for command in launch.setup:
         subprocess.run(command, cwd=ROOT, env=launch.env, capture_output=True, check=True)
@@ -589,8 +614,16 @@ def main() -> int:
     parser.add_argument("--commit-interval-ms", type=int, default=100)
     parser.add_argument("--stall-seconds", type=float, default=90.0)
     parser.add_argument("--results", type=Path, default=RESULTS)
-    parser.add_argument("--suite", choices=["classic", "nexmark", "all"], default="all",
-                        help="classic: W0-W4; nexmark: the Nexmark-style queries; all (default)")  # fmt: skip
+    parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS,
+                        help=f"runs of each cell, interleaved; figures are their medians "
+                        f"(default {DEFAULT_REPEATS})")  # fmt: skip
+    parser.add_argument("--repeat-limit-seconds", type=float, default=REPEAT_LIMIT_S,
+                        help="a cell timed over longer than this in its first run is not "
+                        f"repeated (default {REPEAT_LIMIT_S:g})")  # fmt: skip
+    parser.add_argument("--latency-repeats", type=int, default=DEFAULT_LATENCY_REPEATS,
+                        help=f"fixed-rate runs per latency cell (default {DEFAULT_LATENCY_REPEATS})")  # fmt: skip
+    parser.add_argument("--suite", choices=["classic", "nexmark", "all"], default=DEFAULT_SUITE,
+                        help="classic (default): W0-W4; nexmark: the Nexmark-style queries; all")  # fmt: skip
     parser.add_argument("--queries", help=f"Nexmark queries, comma-separated: {','.join(QUERIES)}")
     parser.add_argument("--nexmark-events", type=int, default=DEFAULT_NEXMARK_EVENTS,
                         help=f"Nexmark events (default {DEFAULT_NEXMARK_EVENTS:,})")  # fmt: skip
@@ -677,35 +710,53 @@ def main() -> int:
             sources[registry_variant.WORKLOAD] = registry_variant.prepare_input(
                 connection, ctx.store, source, ctx.registry_url, progress
             )
-        for system, workload in plan:
-            progress(f"{system} {workload}: starting")
-            launch = make_launch(ctx, system, workload, sources[workload], "tp")
+
+        def run_one(item: tuple[str, str], r: int) -> Cell:
+            system, workload = item
+            progress(f"{system} {workload}: starting (repeat {r + 1} of {args.repeats})")
+            launch = make_launch(ctx, system, workload, sources[workload], f"tp{r + 1}")
             cell = run_throughput(
                 connection, launch, sources[workload], produced, expected[workload], log_dir, progress,
                 args.stall_seconds,
             )  # fmt: skip
-            cells.append(cell)
             progress(f"{system} {workload}: {_summary(cell)}")
             if cell.status != "ok":
                 print(cell.extra.get("log_tail", ""), file=sys.stderr)
+            return cell
+
+        plan.sort(key=lambda sw: (WORKLOADS.index(sw[1]), SYSTEMS.index(sw[0])))
+        runs = run_repeated(plan, args.repeats, args.repeat_limit_seconds, run_one)
+        cells.extend(combine(r) for r in runs.values())
         file_sink = run_file_sink_cell(connection, ctx, plan, cells, source, produced,
                                        expected, log_dir, progress, args.stall_seconds)  # fmt: skip
         if not args.skip_latency:
-            for cell in cells:
-                if (cell.system, cell.workload) in LATENCY_CELLS and cell.status != "n/a":
-                    progress(f"{cell.system} {cell.workload}: latency")
-                    run_latency(
-                        connection, ctx, cell, args.latency_rate, args.latency_seconds, log_dir,
-                        progress,
-                    )  # fmt: skip
-                    progress(
-                        f"{cell.system} {cell.workload}: p50 {_ms(cell.p50_ms)} p99 {_ms(cell.p99_ms)} "
-                        f"({cell.latency_samples or 0:,} samples)"
-                    )
+            latency_cells = [c for c in cells if (c.system, c.workload) in LATENCY_CELLS
+                             and c.status != "n/a"]  # fmt: skip
+
+            def run_latency_once(i: int, r: int) -> Cell:
+                cell = latency_cells[i]
+                progress(f"{cell.system} {cell.workload}: latency (repeat {r + 1} of "
+                         f"{args.latency_repeats})")  # fmt: skip
+                one = Cell(cell.system, cell.workload, events_per_s=cell.events_per_s)
+                run_latency(
+                    connection, ctx, one, args.latency_rate, args.latency_seconds, log_dir,
+                    progress, tag=f"lat{r + 1}",
+                )  # fmt: skip
+                one.seconds = args.latency_seconds  # every latency run is repeated alike
+                progress(
+                    f"{cell.system} {cell.workload}: p50 {_ms(one.p50_ms)} p99 {_ms(one.p99_ms)} "
+                    f"({one.latency_samples or 0:,} samples)"
+                )
+                return one
+
+            by_cell = run_repeated(range(len(latency_cells)), args.latency_repeats, math.inf,
+                                   run_latency_once)  # fmt: skip
+            for i, repeats in by_cell.items():
+                combine_latency(latency_cells[i], repeats)
         if nexmark:
             nexmark_cells, nexmark_info = run_nexmark(
                 connection, ctx, systems, queries, args.nexmark_events, log_dir, progress,
-                args.stall_seconds,
+                args.stall_seconds, args.repeats, args.repeat_limit_seconds,
             )  # fmt: skip
     finally:
         registry.__exit__()
@@ -721,6 +772,9 @@ def main() -> int:
         "events": args.events,
         "partitions": PARTITIONS,
         "commit_interval_ms": args.commit_interval_ms,
+        "repeats": args.repeats,
+        "repeat_limit_s": args.repeat_limit_seconds,
+        "latency_repeats": None if args.skip_latency else args.latency_repeats,
         "latency_rate": None if args.skip_latency else args.latency_rate,
         "latency_seconds": None if args.skip_latency else args.latency_seconds,
         "method": METHOD,
