@@ -52,7 +52,8 @@ lint: setup
 	$(BIN)/lint-imports
 
 # BENCH_ARGS, e.g. make bench BENCH_ARGS="--events 50000 --only streamline,quix"
-# or BENCH_ARGS="--suite nexmark" (the Nexmark-style queries only; W5 is part of the classic suite)
+# or BENCH_ARGS="--suite nexmark" (the Nexmark-style queries only; W5 is part of the classic suite).
+# The default suite is the classic one (W0-W4, latency, then W5), every cell run 3 times.
 BENCH_ARGS ?=
 
 $(VENV)/.bench-installed: pyproject.toml $(VENV)/.installed

@@ -229,7 +229,7 @@ def make_launch(ctx: Context, system: str, workload: str, source: str, tag: str)
             [*streamline, "run", str(topology), "--instance-id", "bench",
              "--state-dir", str(state), "--metrics-port", "0"],
             env, name, output, output, decode_streamline, topics=outputs,
-            # `run` creates the topology's internal topics itself (as `topics create` would)
+            setup=[[*streamline, "topics", "create", str(topology), "--partitions", str(PARTITIONS)]],
             commit_interval_ms=ci,
         )  # fmt: skip
 

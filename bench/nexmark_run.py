@@ -258,7 +258,7 @@ def make_nexmark_launch(
             [*streamline, "run", str(topology), "--instance-id", "bench",
              "--state-dir", str(state), "--metrics-port", "0"],
             ctx.env(), name, output, output, decode_streamline, topics=outputs,
-            # `run` creates the topology's internal topics itself (as `topics create` would)
+            setup=[[*streamline, "topics", "create", str(topology), "--partitions", str(PARTITIONS)]],
             commit_interval_ms=ci, settle_output=query in REPARTITIONED,
         ), primary  # fmt: skip
 
