@@ -11,7 +11,14 @@ from bench.repeats import (
     worth_repeating,
 )
 from bench.report import Cell
-from bench.results_page import render_repeats, render_spread
+from bench.results_page import (
+    ratio_ranges,
+    render_repeats,
+    render_spread,
+    render_targets,
+    repeat_cells,
+    round_two_targets,
+)
 
 
 def run(eps: float, cpu: float, seconds: float = 2.0, status: str = "ok", note: str = "") -> Cell:
@@ -123,3 +130,24 @@ def test_the_spread_table_gives_the_previous_and_the_newest_figure() -> None:
     assert "| W2 x | 1, 3 | 2.00 | 2.10 | 5% | within |" in lines
     assert "| W1 y | 1, 3 | 0.50 | 0.60 | 18% | **outside** |" in lines
     assert not any(line.startswith("| q7 z") for line in lines)
+
+
+def test_each_ratio_is_also_computed_on_every_repeat_alone() -> None:
+    def cell(system: str, eps: list[float], cpu: list[float]) -> Cell:
+        out = combine([run(e, c) for e, c in zip(eps, cpu, strict=True)])
+        out.system = system
+        return out
+
+    cells = [
+        cell("bare", [100_000.0, 120_000.0, 110_000.0], [2.0, 2.0, 2.5]),
+        cell("streamline", [60_000.0, 66_000.0, 77_000.0], [10.0, 12.0, 10.0]),
+    ]
+    cells[0].workload = "W0-tx"
+    ranges = ratio_ranges(cells)
+    assert ranges["W1 events/s / transactional loop's"] == (0.55, 0.7)  # 60/100, 66/120, 77/110
+    assert ranges["W1 CPU s/M / transactional loop's"] == (4.0, 6.0)
+    assert repeat_cells(cells, 2)[1].events_per_s == 77_000.0
+    text = render_targets(round_two_targets(cells), ranges)
+    assert (
+        "| W1 events/s / transactional loop's | 60% | ≥ 75% | **missed** | 0.55 to 0.70 |" in text
+    )
