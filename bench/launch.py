@@ -111,6 +111,9 @@ class Launch:
     # its outputs may land after its input offsets commit (Bytewax): read them once settled
     settle_output: bool = False
     joins_group: bool = True  # False: it assigns itself the partitions (Bytewax's source)
+    # False: its sink writes without transactions (Bytewax), so the output topic's end
+    # offsets count its records and the harness need not read them while it runs
+    transactional_output: bool = True
 
 
 @dataclass

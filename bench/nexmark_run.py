@@ -308,6 +308,7 @@ def bytewax_launch(
         topics={output: (PARTITIONS, {**LOG_APPEND, **KEEP})},
         setup=[[python, "-m", "bytewax.recovery", str(recovery), "1"]],
         commit_interval_ms=ctx.commit_interval_ms, settle_output=True, joins_group=False,
+        transactional_output=False,
     )  # fmt: skip
 
 
