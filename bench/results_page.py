@@ -257,7 +257,8 @@ def render_spread(history: Sequence[dict[str, Any]]) -> str:
     lines.append("")
     for i in used:
         run = history[i]
-        lines.append(f"- run {i + 1}: {run.get('date', '?')}, suite {run.get('suite', '?')}, "
+        repeats = f", {run['repeats']} repeats per cell" if run.get("repeats") else ""
+        lines.append(f"- run {i + 1}: {run.get('date', '?')}, suite {run.get('suite', '?')}{repeats}, "
                      f"load average before / after {run.get('load', '?')}")  # fmt: skip
     lines += [
         "",

@@ -815,6 +815,7 @@ def main() -> int:
         "load": f"{machine['load_before']} / {machine['load_after']}",
         "events": {"classic": args.events if classic else None,
                    "nexmark": args.nexmark_events if nexmark else None},
+        "repeats": args.repeats,
         "ratios": {t.name: t.value for t in run_targets if t.met is not None},
     })  # fmt: skip
     history_path.write_text(json.dumps(history, indent=2) + "\n")
