@@ -69,6 +69,9 @@ def combine(runs: Sequence[Cell]) -> Cell:
         setattr(cell, name, median([getattr(c, name) for c in runs]))
     rss = [c.peak_rss_mb for c in runs if c.peak_rss_mb is not None]
     cell.peak_rss_mb = max(rss) if rss else None
+    share = median([c.extra.get("others_cpu_share") for c in runs])
+    if share is not None:
+        cell.extra["others_cpu_share"] = share
     measured = median([c.extra.get("measured_events") for c in runs])
     if measured is not None:
         cell.extra["measured_events"] = int(measured)
@@ -83,6 +86,14 @@ def combine(runs: Sequence[Cell]) -> Cell:
     return cell
 
 
+def others_share(machine_busy_s: float, system_cpu_s: float, wall_s: float, cores: int) -> float:
+    """The share of the machine's CPU (0..1) used by everything but the system under test
+    over `wall_s`: the broker, the harness and whatever else runs on the machine."""
+    if wall_s <= 0 or cores <= 0:
+        return 0.0
+    return min(1.0, max(0.0, (machine_busy_s - system_cpu_s) / (wall_s * cores)))
+
+
 def _figures(cell: Cell) -> dict[str, Any]:
     return {
         "status": cell.status,
@@ -90,6 +101,7 @@ def _figures(cell: Cell) -> dict[str, Any]:
         "cpu_s_per_m": cell.cpu_s_per_m,
         "seconds": cell.seconds,
         "measured_events": cell.extra.get("measured_events"),
+        "others_cpu_share": cell.extra.get("others_cpu_share"),
     }
 
 

@@ -297,11 +297,14 @@ def render_repeats(cells: Sequence[Cell]) -> str:
         "",
         "Every cell runs several times in interleaved rounds; the tables above give the median "
         "of its repeats. Spread: (largest - smallest) / median. A cell timed over more than the "
-        "repeat limit in its first run, or whose first run failed, runs once.",
+        "repeat limit in its first run, or whose first run failed, runs once. Others' CPU: the "
+        "share of the machine's CPU used by everything but the system under test while it was "
+        "timed (the broker, the harness, other work; median of the repeats): well above the "
+        "broker's and the harness's own share, the machine was busy and the figures are noisy.",
         "",
         "| system | workload | repeats | events/s range | spread | CPU s/M range | spread "
-        "| p99 ms range | spread |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| p99 ms range | spread | others' CPU |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for c in rows:
         reps = c.extra["repeats"]
@@ -314,7 +317,8 @@ def render_repeats(cells: Sequence[Cell]) -> str:
             + f" | {_range([r.get('events_per_s') for r in reps], 0)} "
             f"| {_pct(sp.get('events_per_s'))} "
             f"| {_range([r.get('cpu_s_per_m') for r in reps], 1)} | {_pct(sp.get('cpu_s_per_m'))} "
-            f"| {_range([r.get('p99_ms') for r in lat], 0)} | {_pct(sp.get('p99_ms'))} |"
+            f"| {_range([r.get('p99_ms') for r in lat], 0)} | {_pct(sp.get('p99_ms'))} "
+            f"| {_pct(c.extra.get('others_cpu_share'))} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
@@ -51,7 +52,7 @@ from bench.launch import ROOT, SUPPORTED, Context, Launch, make_launch
 from bench.nexmark import QUERIES
 from bench.nexmark_suite import NEXMARK_METHOD, run_nexmark
 from bench.process import SystemProcess
-from bench.repeats import combine, combine_latency, run_repeated
+from bench.repeats import combine, combine_latency, others_share, run_repeated
 from bench.report import (
     SYSTEMS,
     WORKLOADS,
@@ -302,6 +303,7 @@ def run_throughput(
     proc = SystemProcess(launch.command, launch.env, ROOT, log_dir / f"{launch.group}.log").start()
     start = None
     cpu_start = 0.0
+    machine_start = (0.0, 0.0)
     first_committed = 0
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and proc.alive():
@@ -311,6 +313,7 @@ def run_throughput(
             # the broker answered with the offsets of that moment: the middle of the request
             start = (asked + time.time()) / 2
             cpu_start = proc.cpu_seconds()
+            machine_start = machine_busy_seconds(), time.monotonic()
             break
         time.sleep(START_POLL_S)
     if start is None:
@@ -341,6 +344,9 @@ def run_throughput(
         wait_for_outputs(connection, launch, cell.expected_records or 0, stall_s)
         cell.extra["cpu_end"] = proc.cpu_seconds()
     cpu = float(cell.extra.pop("cpu_end")) - cpu_start
+    busy, wall = machine_busy_seconds() - machine_start[0], time.monotonic() - machine_start[1]
+    # the share of the machine's CPU that the rest (broker, harness, other work) used meanwhile
+    cell.extra["others_cpu_share"] = others_share(busy, cpu, wall, os.cpu_count() or 1)
     if launch.compacted:
         settle(connection, launch.read_topic)
     exit_code = proc.stop(60)
@@ -413,6 +419,14 @@ def run_throughput(
     delete_topics(connection, f"^{re.escape(launch.group)}")
     delete_groups(connection, f"^{re.escape(launch.group)}$")
     return cell
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (not idle, not waiting on I/O; steal
+    counts as busy); guest time is already in user time."""
+    t = psutil.cpu_times()
+    skip = ("idle", "iowait", "guest", "guest_nice")
+    return float(sum(v for k, v in t._asdict().items() if k not in skip))
 
 
 def _failed(cell: Cell, reason: str, proc: SystemProcess) -> Cell:

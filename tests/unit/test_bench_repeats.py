@@ -5,6 +5,7 @@ from bench.repeats import (
     combine,
     combine_latency,
     median,
+    others_share,
     rounds,
     run_repeated,
     spread,
@@ -107,14 +108,17 @@ def test_latency_is_the_median_of_its_repeats() -> None:
 
 
 def test_the_page_gives_each_cells_range_and_spread() -> None:
-    cell = combine([run(100.0, 12.0), run(130.0, 10.0), run(90.0, 11.0)])
+    reps = [run(100.0, 12.0), run(130.0, 10.0), run(90.0, 11.0)]
+    for r, share in zip(reps, (0.2, 0.3, 0.6), strict=True):
+        r.extra["others_cpu_share"] = share
+    cell = combine(reps)
     combine_latency(cell, [Cell("streamline", "W1", p50_ms=80.0, p99_ms=p99) for p99 in (200.0, 150.0)])  # fmt: skip
     once = combine([run(50.0, 20.0, seconds=40.0)])
     once.system = "faust"
     text = render_repeats([cell, once, Cell("faust", "W3", status="n/a")])
     lines = text.splitlines()
-    assert "| streamline | W1 validate+filter+map | 3 + 2 latency | 90 to 130 | 40% | 10.0 to 12.0 | 18% | 150 to 200 | 29% |" in lines  # fmt: skip
-    assert "| faust-streaming | W1 validate+filter+map | 1 | - | - | - | - | - | - |" in lines
+    assert "| streamline | W1 validate+filter+map | 3 + 2 latency | 90 to 130 | 40% | 10.0 to 12.0 | 18% | 150 to 200 | 29% | 30% |" in lines  # fmt: skip
+    assert "| faust-streaming | W1 validate+filter+map | 1 | - | - | - | - | - | - | - |" in lines
     assert not any("W3" in line for line in lines)
     assert render_repeats([Cell("faust", "W3", status="n/a")]) == ""
 
@@ -151,3 +155,10 @@ def test_each_ratio_is_also_computed_on_every_repeat_alone() -> None:
     assert (
         "| W1 events/s / transactional loop's | 60% | ≥ 75% | **missed** | 0.55 to 0.70 |" in text
     )
+
+
+def test_the_others_share_of_the_cpu_is_what_the_system_did_not_use() -> None:
+    # 2 cores for 10 s: 20 CPU s; the machine was busy 12 s, 7 of them the system's own
+    assert others_share(12.0, 7.0, 10.0, 2) == 0.25
+    assert others_share(5.0, 7.0, 10.0, 2) == 0.0  # sampling skew: never negative
+    assert others_share(1.0, 0.0, 0.0, 2) == 0.0
