@@ -111,7 +111,10 @@ def run_nexmark(
         return cell
 
     by_query = sorted(plan, key=lambda sq: (QUERIES.index(sq[1]), NEXMARK_SYSTEMS.index(sq[0])))
-    for item, runs in run_repeated(by_query, repeats, repeat_limit_s, run_one).items():
+    from bench.run import MAX_REPEATS, MIN_TIMED_S
+
+    repeated = run_repeated(by_query, repeats, repeat_limit_s, run_one, MIN_TIMED_S, MAX_REPEATS)
+    for item, runs in repeated.items():
         cells[item] = combine(runs)
     ranks = {(s, q): (NEXMARK_SYSTEMS.index(s), QUERIES.index(q)) for s, q in order}
     info = {

@@ -5,6 +5,7 @@ from bench.repeats import (
     combine,
     combine_latency,
     median,
+    needs_more,
     others_share,
     rounds,
     run_repeated,
@@ -162,3 +163,18 @@ def test_the_others_share_of_the_cpu_is_what_the_system_did_not_use() -> None:
     assert others_share(12.0, 7.0, 10.0, 2) == 0.25
     assert others_share(5.0, 7.0, 10.0, 2) == 0.0  # sampling skew: never negative
     assert others_share(1.0, 0.0, 0.0, 2) == 0.0
+
+
+def test_cells_timed_too_briefly_get_further_interleaved_rounds() -> None:
+    calls: list[tuple[str, int]] = []
+    timed = {"bare": 0.4, "tx": 0.9, "slow": 2.0}
+
+    def run_one(item: str, r: int) -> Cell:
+        calls.append((item, r))
+        return run(100.0, 1.0, seconds=timed[item])
+
+    results = run_repeated(["bare", "tx", "slow"], 3, 20.0, run_one, min_timed_s=3.0, max_repeats=5)
+    # 3 s needs 8 runs of 0.4 s (capped at 5) and 4 of 0.9 s; 3 of 2 s are enough
+    assert {k: len(v) for k, v in results.items()} == {"bare": 5, "tx": 4, "slow": 3}
+    assert calls[9:] == [("tx", 3), ("bare", 3), ("bare", 4)]
+    assert not needs_more([run(1.0, 1.0, seconds=0.1, status="mismatch")], 3.0)
