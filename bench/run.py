@@ -76,7 +76,7 @@ from streamline.kafka.connection import Connection
 from streamline.serde import AvroCodec, SchemaStore
 
 RESULTS = ROOT / "bench" / "results"
-DEFAULT_EVENTS = 100_000
+DEFAULT_EVENTS = 60_000
 DEFAULT_NEXMARK_EVENTS = 200_000
 DEFAULT_SUITE = "classic"  # with its repeats and W5, `make bench` fits in 15 minutes here
 DEFAULT_REPEATS = 3
@@ -84,7 +84,7 @@ DEFAULT_LATENCY_REPEATS = 3
 DEFAULT_LATENCY_S = 8.0
 REPEAT_LIMIT_S = 20.0
 # a cell timed for less than this over its repeats runs again, up to MAX_REPEATS times in all
-MIN_TIMED_S = 3.0
+MIN_TIMED_S = 2.0
 MAX_REPEATS = 9
 READY_WITHOUT_GROUP_S = 8.0
 START_POLL_S = 0.01  # the first commit is looked for this often (not timed: the system is starting)
@@ -138,8 +138,8 @@ METHOD = """
   repeat's output is checked. The figures are the medians of the repeats; the results page
   gives each cell's range and spread ((largest - smallest) / median). A cell timed over more
   than `--repeat-limit-seconds` (default 20) in its first run runs once: a run that long is
-  timed well enough once (faust, Quix Streams' W3). A cell timed for less than 3 s over its
-  repeats (the bare loop, through 100,000 events in a few tenths of a second) runs again,
+  timed well enough once (faust, Quix Streams' W3). A cell timed for less than 2 s over its
+  repeats (the bare loop, through 60,000 events in a few tenths of a second) runs again,
   up to 9 times in all, in further interleaved rounds. Latency cells run `--latency-repeats`
   times (default 3), interleaved likewise; p50 and p99 are the medians. A latency cell
   whose first run did not keep up with the feed (faust) runs once.
@@ -155,7 +155,7 @@ METHOD = """
 - CPU: user + system seconds of the system's process tree between start and the moment the
   run was seen complete, per million of the events counted for throughput; each thread's
   time on the CPU is read from /proc/PID/task/TID/schedstat (nanoseconds; psutil's clock
-  ticks of 10 ms were too coarse for the bare loop, which spends a quarter of a second).
+  ticks of 10 ms were too coarse for the bare loop, which spends a tenth of a second).
   Peak RSS: the largest sum of RSS over the process tree, sampled every 200 ms over the
   whole run.
 - W4 (stream-table join): a customers topic of 10,000 customers (the orders' keys are 1,000
