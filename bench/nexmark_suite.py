@@ -96,7 +96,7 @@ def run_nexmark(
 
     def run_one(item: tuple[str, str], r: int) -> Cell:
         system, query = item
-        progress(f"{system} {query}: starting (repeat {r + 1} of {repeats})")
+        progress(f"{system} {query}: starting (repeat {r + 1})")
         launch, source = make_nexmark_launch(ctx, system, query, data, f"nx{r + 1}")
         cell = run_throughput(
             connection, launch, source, data.counts_of(source), data.expected(query),

@@ -748,7 +748,7 @@ def main() -> int:
 
         def run_one(item: tuple[str, str], r: int) -> Cell:
             system, workload = item
-            progress(f"{system} {workload}: starting (repeat {r + 1} of {args.repeats})")
+            progress(f"{system} {workload}: starting (repeat {r + 1})")
             launch = make_launch(ctx, system, workload, sources[workload], f"tp{r + 1}")
             cell = run_throughput(
                 connection, launch, sources[workload], produced, expected[workload], log_dir, progress,
