@@ -78,7 +78,7 @@ from streamline.serde import AvroCodec, SchemaStore
 RESULTS = ROOT / "bench" / "results"
 DEFAULT_EVENTS = 60_000
 DEFAULT_NEXMARK_EVENTS = 200_000
-DEFAULT_SUITE = "classic"  # with its repeats and W5, `make bench` fits in 15 minutes here
+DEFAULT_SUITE = "classic"  # with its repeats and W5: about 13 minutes on a quiet 2-core machine
 DEFAULT_REPEATS = 3
 DEFAULT_LATENCY_REPEATS = 3
 DEFAULT_LATENCY_S = 8.0
