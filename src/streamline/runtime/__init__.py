@@ -15,6 +15,7 @@
   `call_window`: its calls kept in flight across batches, commits up to the oldest held;
 - `failures`: retry, dead-letter and late records; `retry_gate`: holding retry partitions;
 - `repartition`: keyed records and watermark markers upstream of a repartition;
+  `repartition_codec`: the format of its keyed records (pure);
 - `route`: the route stage and the named sinks it writes to; `sinks/`: sinks that are
   not topics (`files`: the exactly-once file sink's two phases, `webhook`: POSTed batches);
 - `table_manager`: loading and following tables (`tables:`); `table_operator`: one table
