@@ -22,6 +22,7 @@ from streamline.runtime.repartition_codec import (
 )
 from streamline.serde import AvroCodec, SchemaStore
 from streamline.testing import TopologyDriver
+from streamline.topology import load_topology
 from tests.support.windows_oracle import BASE, Event, events, windows
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -185,3 +186,15 @@ def test_a_late_repartitioned_record_names_its_source_record(previous: bool) -> 
     assert late.header(h.SOURCE_PARTITION) == b"0"
     assert late.header(h.SOURCE_OFFSET) == b"200"
     assert late.key == (b"k-1" if previous else b"src-key")
+
+
+def test_a_record_carries_only_the_fields_the_window_reads() -> None:
+    encoder = RepartitionEncoder.of(load_topology(REVENUE))
+    value = {**order(Event("c-1", "o-1", 2.5, BASE, 0)), "note": "x" * 100}
+    value_bytes, _ = encoder.encode(keyed(value, b"c-1"))
+    decoded, _, _, _ = decode_repartitioned(as_read(value_bytes, None, b"c-1"), "customer_id")
+    # revenue-per-minute aggregates amount and order_id (count() reads none)
+    assert decoded == {"amount": 2.5, "order_id": "o-1", "customer_id": "c-1"}
+    missing, _ = encoder.encode(keyed({"amount": 1.0}, b"c-2"))
+    decoded, _, _, _ = decode_repartitioned(as_read(missing, None, b"c-2"), "customer_id")
+    assert decoded == {"amount": 1.0, "customer_id": "c-2"}  # still missing: a dead letter

@@ -35,7 +35,7 @@ from streamline.runtime.offsets import Offsets
 from streamline.runtime.pipeline import Pipeline
 from streamline.runtime.producers import TransactionalProducers
 from streamline.runtime.record import Record
-from streamline.runtime.repartition import Repartitioner
+from streamline.runtime.repartition import RepartitionEncoder, Repartitioner
 from streamline.runtime.retry_gate import RetryGate
 from streamline.runtime.stages import Map
 from streamline.runtime.task import TaskOutputs
@@ -132,7 +132,7 @@ class _Loop:
             partitions = len(topics[stateful].partitions)
             sources = [(t, p) for t in pipeline.source_topics for p in topics[t].partitions]
             self.repartitioner = Repartitioner(
-                collector, self.source_watermarks, stateful, partitions, topology.key_by.key_name,
+                collector, self.source_watermarks, stateful, partitions, RepartitionEncoder.of(topology),
                 max(pipeline.commit_interval_ms, watermark.idle_timeout // 2),
                 partial(caught_up, consumer, offsets),
             )  # fmt: skip

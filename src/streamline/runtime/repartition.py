@@ -19,6 +19,8 @@ from streamline import headers as h
 from streamline.runtime.collector import RecordCollector
 from streamline.runtime.record import Record
 from streamline.runtime.repartition_codec import RepartitionEncoder
+
+__all__ = ["RepartitionEncoder", "Repartitioner"]
 from streamline.runtime.windowed import SourceWatermarks, encode_marker
 
 TP = tuple[str, int]
@@ -35,7 +37,7 @@ class Repartitioner:
         source_watermarks: SourceWatermarks,
         topic: str,
         partitions: int,
-        key_name: str,
+        encoder: RepartitionEncoder,
         keepalive_ms: int,
         caught_up: Callable[[TP], bool],
         clock: Callable[[], float] = time.time,
@@ -45,7 +47,7 @@ class Repartitioner:
         self._watermarks = source_watermarks
         self._topic = topic
         self._partitions = partitions
-        self._encoder = RepartitionEncoder(key_name)
+        self._encoder = encoder
         self._keepalive_ms = keepalive_ms
         self._caught_up = caught_up
         self._sent: dict[TP, tuple[int, bool]] = {}

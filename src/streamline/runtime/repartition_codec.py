@@ -5,7 +5,9 @@ Format 1 (what this version writes) is one MessagePack array, with no headers:
     [1, event_time, source topic, source partition, source offset, source key,
      original value bytes, value]
 
-`value` is the record as the stages left it (a map of field to value). The grouping key
+`value` is the record as the stages left it (a map of field to value), with only the fields
+the window's aggregates read (none for `count()` alone): nothing else reads it, and the
+fewer fields, the less there is to encode and decode. The grouping key
 is the Kafka key of the repartition record (the window stage adds it to the value under
 the key's name). Everything a window task needs is one C-level decode, and the producer
 and consumer convert no headers.
@@ -21,12 +23,14 @@ with a MessagePack array's tag.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 import msgpack
 
 from streamline import headers as h
 from streamline.runtime.record import Headers, Record
+from streamline.topology.model import Topology
 
 FORMAT = 1
 """The version number that leads a format 1 value."""
@@ -35,11 +39,30 @@ _unpackb = msgpack.unpackb
 
 
 class RepartitionEncoder:
-    """Encodes keyed records for the repartition topic (one per repartitioner)."""
+    """Encodes keyed records for the repartition topic (one per repartitioner).
 
-    def __init__(self, key_name: str) -> None:
+    `fields`: the value's fields the window stage reads (its aggregates' inputs); the
+    record carries only those. None: the whole value.
+    """
+
+    def __init__(self, key_name: str, fields: Iterable[str] | None = None) -> None:
         self._key_name = key_name
+        self._fields = None if fields is None else tuple(fields)
         self._pack = msgpack.Packer().pack
+
+    @classmethod
+    def of(cls, topology: Topology) -> RepartitionEncoder:
+        """The encoder of a repartitioned topology: its key, its window's input fields."""
+        assert topology.key_by is not None and topology.window is not None
+        calls = topology.window.aggregate.values()
+        fields = sorted({call.field for call in calls if call.field is not None})
+        return cls(topology.key_by.key_name, fields)
+
+    def _value(self, record: Record) -> dict[str, Any]:
+        fields, value = self._fields, record.value
+        if fields is None:
+            return value
+        return {name: value[name] for name in fields if name in value}
 
     def encode(self, record: Record) -> tuple[bytes, Headers | None]:
         """The repartition record's value and headers (none, but in the JSON fallback)."""
@@ -53,7 +76,7 @@ class RepartitionEncoder:
                     record.offset,
                     record.key,
                     record.raw or b"",
-                    record.value,
+                    self._value(record),
                 ]
             ), None
         except (OverflowError, TypeError, ValueError):
@@ -61,7 +84,7 @@ class RepartitionEncoder:
 
     def encode_json(self, record: Record) -> tuple[bytes, Headers]:
         """The earlier format: the value (with the grouping key) as JSON, the rest in headers."""
-        value = dict(record.value)
+        value = dict(self._value(record))
         value[self._key_name] = record.out_key.decode() if record.out_key is not None else None
         headers = [
             (h.EVENT_TIME, str(record.event_time).encode()),
