@@ -78,7 +78,7 @@ class JoinIndex(Generic[T]):
 
     def expire(self, bound: int) -> list[tuple[str, str, T]]:
         """Removes the records with a time before `bound`: (side, key, item) of each, in
-        (time, side, position) order."""
+        (time, side, position, key) order."""
         heap = self._by_time
         by_key = self._by_key
         gone: list[tuple[str, str, T]] = []
