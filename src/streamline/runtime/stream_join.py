@@ -47,6 +47,7 @@ _EXPIRY = b"X"
 _TIME = struct.Struct(">Q")
 _POSITION = struct.Struct(">BQ")
 _WATERMARK = struct.Struct(">q")
+_LENGTH = struct.Struct(">H")
 
 
 class Buffered(NamedTuple):
@@ -62,13 +63,15 @@ class Buffered(NamedTuple):
 
 
 class _Held:
-    """A buffered record in memory, its store key, and whether the store holds it yet."""
+    """A buffered record in memory, its store key, whether it ever matched (the record's
+    own `matched` is as it arrived) and whether the store holds it yet."""
 
-    __slots__ = ("buffer_key", "record", "stored")
+    __slots__ = ("buffer_key", "matched", "record", "stored")
 
-    def __init__(self, record: Buffered, buffer_key: bytes, stored: bool) -> None:
+    def __init__(self, record: Buffered, buffer_key: bytes, matched: bool, stored: bool) -> None:
         self.record = record
         self.buffer_key = buffer_key
+        self.matched = matched
         self.stored = stored
 
 
@@ -76,9 +79,12 @@ def _time(t: int) -> bytes:
     return _TIME.pack(t + _OFFSET)
 
 
-def _key_prefix(side: Side, key: str) -> bytes:
+def _buffer_key(side: Side, key: str, time: int, position: bytes) -> bytes:
     encoded = key.encode()
-    return _BUFFER + side.encode() + struct.pack(">H", len(encoded)) + encoded
+    return b"".join(
+        (_BUFFER, side.encode(), _LENGTH.pack(len(encoded)), encoded, _TIME.pack(time + _OFFSET),
+         position)
+    )  # fmt: skip
 
 
 class JoinBuffers:
@@ -126,7 +132,7 @@ class JoinBuffers:
         for buffer_key, raw in store.items(prefix=_BUFFER):
             side: Side = LEFT if buffer_key[1:2] == b"L" else RIGHT
             record = self._decode(side, raw)
-            held = _Held(record, buffer_key, True)
+            held = _Held(record, buffer_key, record.matched, True)
             index.add(side, record.key, record.time, buffer_key[-_POSITION.size :], held)
         self._index = index
         self._legacy = [
@@ -146,7 +152,7 @@ class JoinBuffers:
         store = self.store
         encode = self._encode
         for buffer_key, held in unwritten.items():
-            store.put(buffer_key, encode(held.record))
+            store.put(buffer_key, encode(held.record, held.matched))
             held.stored = True
         unwritten.clear()
 
@@ -171,20 +177,25 @@ class JoinBuffers:
         time = record.time
         within = self.within
         found = self._index.between(other, record.key, time - within, time + within)
-        matches: list[Buffered] = []
-        if found:
+        if not found:
+            matches: list[Buffered] = []
+            matched = False
+        else:
             keeps = other in self.keeps
+            matches = []
             for held in found:
                 match = held.record
-                matches.append(match)
-                if keeps and not match.matched:  # never unmatched, from now on
-                    held.record = Buffered(*match[:5], True)
+                if held.matched and not match.matched:  # as it is stored
+                    match = Buffered(*match[:5], True)
+                elif keeps and not held.matched:  # never unmatched, from now on
+                    held.matched = True
                     self._unwritten[held.buffer_key] = held
-            record = Buffered(*record[:5], True)
+                matches.append(match)
+            matched = True
         topic, _, offset = record.origin
         position = _POSITION.pack(self._topics.get(topic, 255), offset)
-        buffer_key = _key_prefix(side, record.key) + _TIME.pack(time + _OFFSET) + position
-        held = _Held(record, buffer_key, False)
+        buffer_key = _buffer_key(side, record.key, time, position)
+        held = _Held(record, buffer_key, matched or record.matched, False)
         self._index.add(side, record.key, time, position, held)
         self._unwritten[buffer_key] = held
         return matches
@@ -209,7 +220,7 @@ class JoinBuffers:
             if held.stored:
                 store.delete(held.buffer_key)
             unwritten.pop(held.buffer_key, None)
-            if side in keeps and not held.record.matched:
+            if side in keeps and not held.matched:
                 unmatched.append(held.record)
         if self._legacy:
             done = bisect_left(self._legacy, (bound,))
@@ -227,9 +238,9 @@ class JoinBuffers:
 
     # --- encoding -----------------------------------------------------------------------
 
-    def _encode(self, record: Buffered) -> bytes:
+    def _encode(self, record: Buffered, matched: bool) -> bytes:
         packed: bytes = self._packer.pack(
-            (record.key, record.time, record.value, record.origin, record.matched)
+            (record.key, record.time, record.value, record.origin, matched)
         )
         return packed
 
