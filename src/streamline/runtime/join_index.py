@@ -37,8 +37,9 @@ class JoinIndex(Generic[T]):
 
     def __init__(self) -> None:
         self._by_key: dict[tuple[str, str], _KeyRecords[T]] = {}
-        self._by_time: list[tuple[int, str, bytes, str]] = []
-        """A heap of (time, side, position, key): expiry order."""
+        self._by_time: list[tuple[int, str, bytes, str, _KeyRecords[T]]] = []
+        """A heap of (time, side, position, key, the key's records): expiry order. No two
+        entries have equal (time, side, position, key), so the records are never compared."""
 
     def __len__(self) -> int:
         return len(self._by_time)
@@ -61,7 +62,7 @@ class JoinIndex(Generic[T]):
                 return
             order.insert(i, entry)
             records.items.insert(i, item)
-        heapq.heappush(self._by_time, (time, side, position, key))
+        heapq.heappush(self._by_time, (time, side, position, key, records))
 
     def between(self, side: str, key: str, low: int, high: int) -> list[T]:
         """The items of one side and key with `low <= time <= high`, in (time, position)
@@ -83,15 +84,10 @@ class JoinIndex(Generic[T]):
         by_key = self._by_key
         gone: list[tuple[str, str, T]] = []
         while heap and heap[0][0] < bound:
-            time, side, position, key = heapq.heappop(heap)
-            records = by_key.get((side, key))
-            if records is None:
-                continue
+            time, side, position, key, records = heapq.heappop(heap)
             order = records.order
             entry = (time, position)
             i = 0 if order[0] == entry else bisect_left(order, entry)
-            if i == len(order) or order[i] != entry:
-                continue
             del order[i]
             gone.append((side, key, records.items.pop(i)))
             if not order:
