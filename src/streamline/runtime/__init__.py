@@ -21,7 +21,8 @@
 - `table_manager`: loading and following tables (`tables:`); `table_operator`: one table
   partition in RocksDB, plain or versioned (pure); `tables`: a topology's table settings;
   `join_operator`: the stream-table join stage; `stream_join_stage`: the stream-stream
-  join of one partition (both sides' watermarks), over `stream_join`'s buffers (pure);
+  join of one partition (both sides' watermarks), over `stream_join`'s buffers (pure),
+  indexed in memory by `join_index` (pure);
 - `health`: liveness, readiness, heartbeats and lag; `offsets`: assignment and offsets;
 - pure logic: `pipeline`/`stages` (stateless stages), `record`, `windows`, `watermark`,
   `aggregates`, `window_operator`/`window_state` (windowed aggregation over a store);
