@@ -236,6 +236,16 @@ def test_a_commit_is_due_after_the_interval_or_the_record_limit() -> None:
     assert c.due_in() == pytest.approx(0.0)
 
 
+def test_a_batch_waits_a_tenth_of_the_commit_interval_and_never_past_the_commit() -> None:
+    c, _, _ = cycle()  # commit interval 1 s
+    txn = c.begin()
+    assert c.batch_wait() == pytest.approx(0.1, abs=0.01)
+    txn.started -= 0.95  # 50 ms to the commit
+    assert c.batch_wait() == pytest.approx(0.05, abs=0.01)
+    txn.started -= 1
+    assert c.batch_wait() == 0.0
+
+
 def test_the_first_transaction_after_an_assignment_commits_without_waiting_for_the_interval() -> (
     None
 ):

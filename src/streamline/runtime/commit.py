@@ -47,6 +47,10 @@ log = logging.getLogger("streamline.runtime")
 TP = tuple[str, int]
 
 
+BATCH_SLICES = 10
+"""A batch of the open transaction waits at most this fraction of the commit interval."""
+MAX_BATCH_WAIT_S = 0.1
+
 FENCED = frozenset(
     {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
 )
@@ -116,6 +120,7 @@ class CommitCycle:
         self._pipeline = pipeline
         self._exactly_once = pipeline.exactly_once
         self._interval_s = pipeline.commit_interval_ms / 1000
+        self._slice_s = min(self._interval_s / BATCH_SLICES, MAX_BATCH_WAIT_S)
         self._max_records = max_records
         self._transactional_id = pipeline.transactional_id(instance_id)
         self._connection = connection
@@ -161,6 +166,18 @@ class CommitCycle:
         if self.txn is None:
             return 0.0
         return max(self.txn.started + self._interval_s - time.monotonic(), 0.0)
+
+    def batch_wait(self) -> float:
+        """How long the next batch of the open transaction may wait to fill up: a slice of
+        the commit interval, never past the commit.
+
+        The records that come in meanwhile are processed slice by slice, and their
+        outputs delivered while the transaction is still open, so what is left for the
+        commit is the last slice: its processing and its outputs' delivery, not the whole
+        interval's (processing every record at the end of the interval added that much
+        to each record's latency).
+        """
+        return min(self._slice_s, self.due_in())
 
     def due(self) -> bool:
         txn = self.txn
