@@ -217,12 +217,12 @@ class CommitCycle:
 
         1. watermark markers to every repartition partition;
         2. the stores' changes to their changelogs;
-        3. with `exactly_once`, the consumed offsets into the transaction, while the outputs
-           are still being delivered;
-        4. the lineage event (after a flush, so the delivered output ranges are known); the
-           file sinks' in-progress files (`prepare`); then commit the transaction
-           (`exactly_once`), or flush, check every write was delivered, and commit the
-           offsets (`at_least_once`);
+        3. the lineage event (after a flush, so the delivered output ranges are known); the
+           file sinks' in-progress files (`prepare`);
+        4. with `exactly_once`, the consumed offsets into the transaction, while the
+           lineage event's partition joins it and the event is delivered; then commit the
+           transaction; with `at_least_once`, flush, check every write was delivered, and
+           commit the offsets;
         5. the file sinks' files renamed to their final names (`finalize`); the stores commit, checkpointed at their changelogs' delivered offsets;
            the committed offsets and the transaction's counts go to the metrics.
         """
@@ -242,12 +242,14 @@ class CommitCycle:
         ]
         if self._exactly_once:
             producer = collector.producer
-            # the coordinator's round trips overlap the outputs' delivery, which the lineage
-            # event's flush then seldom waits for
+            # the outputs of all but the last batch were delivered while the transaction
+            # was open (batch_wait), so the flush is short; the coordinator's round trips
+            # for the offsets then overlap the lineage event's (its partition joining the
+            # transaction, its delivery) instead of coming before them
+            self._lineage_and_files(txn, lineage)
             producer.send_offsets_to_transaction(
                 committing, self._consumer.consumer_group_metadata(), 30
             )
-            self._lineage_and_files(txn, lineage)
             self._retrying(lambda: producer.commit_transaction(30))
         else:
             self._lineage_and_files(txn, lineage)
