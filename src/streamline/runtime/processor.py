@@ -217,9 +217,9 @@ class _Loop:
     def _next_messages(self) -> list[Message]:
         """The next batch: at once when records arrive, never waiting past a commit that is due.
 
-        consume() waits for a full batch or its timeout. Without an open transaction
-        the first record starts one (its commit follows within commit_interval), so
-        that record is taken as soon as it arrives, with whatever else is queued.
+        consume() waits for a full batch or a slice of the commit interval (batch_wait).
+        Without an open transaction the first record starts one (its commit follows within
+        commit_interval), so it is taken as soon as it arrives, with whatever is queued.
         """
         consumer = self.consumer
         batch_size = self.options.batch_size
@@ -228,7 +228,7 @@ class _Loop:
             if first is None:
                 return []
             return [first, *consumer.consume(batch_size - 1, timeout=0)]
-        return consumer.consume(batch_size, timeout=min(0.1, self.commit.due_in()))
+        return consumer.consume(batch_size, timeout=self.commit.batch_wait())
 
     def _accept(self, messages: list[Message]) -> list[Record]:
         """Records of the messages that belong to the current assignment, in order."""
