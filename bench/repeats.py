@@ -135,7 +135,9 @@ def needs_more(runs: Sequence[Cell], min_timed_s: float) -> bool:
     """Whether a cell's repeats so far were all ok but timed less than `min_timed_s` together:
     a fast system (the bare loop) gets through its input in a fraction of a second, where
     the commit intervals and the scheduler weigh most; more repeats steady its median."""
-    return all(c.status == "ok" for c in runs) and sum(c.seconds or 0.0 for c in runs) < min_timed_s
+    if any(c.status != "ok" or c.extra.get("too_short") for c in runs):
+        return False  # more repeats would not make it judged: it needs a larger input
+    return sum(c.seconds or 0.0 for c in runs) < min_timed_s
 
 
 def run_repeated(

@@ -76,9 +76,9 @@ from streamline.kafka.connection import Connection
 from streamline.serde import AvroCodec, SchemaStore
 
 RESULTS = ROOT / "bench" / "results"
-DEFAULT_EVENTS = 60_000
+DEFAULT_EVENTS = 80_000
 DEFAULT_NEXMARK_EVENTS = 200_000
-DEFAULT_SUITE = "classic"  # with its repeats and W5: about 13 minutes on a quiet 2-core machine
+DEFAULT_SUITE = "classic"  # with its repeats and W5: about 14 minutes on a quiet 2-core machine
 DEFAULT_REPEATS = 3
 DEFAULT_LATENCY_REPEATS = 3
 DEFAULT_LATENCY_S = 8.0
@@ -139,7 +139,7 @@ METHOD = """
   gives each cell's range and spread ((largest - smallest) / median). A cell timed over more
   than `--repeat-limit-seconds` (default 20) in its first run runs once: a run that long is
   timed well enough once (faust, Quix Streams' W3). A cell timed for less than 2 s over its
-  repeats (the bare loop, through 60,000 events in a few tenths of a second) runs again,
+  repeats (the bare loop, through 80,000 events in a few tenths of a second) runs again,
   up to 9 times in all, in further interleaved rounds. Latency cells run `--latency-repeats`
   times (default 3), interleaved likewise; p50 and p99 are the medians. A latency cell
   whose first run did not keep up with the feed (faust) runs once.

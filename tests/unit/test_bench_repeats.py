@@ -178,3 +178,7 @@ def test_cells_timed_too_briefly_get_further_interleaved_rounds() -> None:
     assert {k: len(v) for k, v in results.items()} == {"bare": 5, "tx": 4, "slow": 3}
     assert calls[9:] == [("tx", 3), ("bare", 3), ("bare", 4)]
     assert not needs_more([run(1.0, 1.0, seconds=0.1, status="mismatch")], 3.0)
+    short = run(1.0, 1.0, seconds=0.1)
+    short.extra["too_short"] = True
+    assert not needs_more([run(1.0, 1.0, seconds=0.1), short], 3.0)
+    assert needs_more([run(1.0, 1.0, seconds=0.1)], 3.0)
