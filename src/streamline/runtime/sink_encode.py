@@ -31,7 +31,7 @@ class Encode:
 
     With `unchanged` (see `unchanged_header`), a record whose input bytes carry that
     single-object header goes out as those bytes: its stages kept its value as it was
-    decoded, and writing it again with the same schema gives the same Avro.
+    decoded, so they are bytes of the sink schema that decode to the record it writes.
     """
 
     def __init__(self, name: str, codec: Codec, unchanged: bytes | None = None) -> None:
