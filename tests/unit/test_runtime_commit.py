@@ -37,6 +37,7 @@ class FakeProducer:
         return 0
 
     def flush(self, timeout: float = 0) -> int:
+        self.log.append(("flush",))
         self.poll()
         return 0
 
@@ -117,13 +118,14 @@ class FakeMetrics:
         return record
 
 
-def cycle(exactly_once: bool = True) -> tuple[CommitCycle, Log, Offsets]:
+def cycle(exactly_once: bool = True, lineage: bool = False) -> tuple[CommitCycle, Log, Offsets]:
     log: Log = []
     pipeline: Any = SimpleNamespace(
         exactly_once=exactly_once,
         commit_interval_ms=1000,
         transactional_id=lambda instance: f"t-{instance}",
-        topology=SimpleNamespace(lineage=False, late_topic="late"),
+        topology=SimpleNamespace(lineage=lineage, late_topic="late", name="t", version="1"),
+        fingerprint="f",
         group_id="g",
         owned_topics=["out"],
         sink_topic="out",
@@ -174,6 +176,25 @@ def test_a_commit_runs_its_steps_in_order() -> None:
     assert post[1] == {("in", 1): 103, ("w.changelog", 1): 10}
     assert offsets.committed == {("in", 1): 103}
     assert c.txn is None
+
+
+def test_the_lineage_event_goes_out_after_the_flush_and_before_the_offsets() -> None:
+    # its partition joins the transaction and the event is delivered while the coordinator
+    # takes the offsets, rather than after them
+    c, log, _ = cycle(lineage=True)
+    txn = c.begin()
+    c.processed(txn, batch(100, 101, 102))
+    c.commit_or_abort()
+    steps = [
+        entry[:2] for entry in log if entry[0] in ("flush", "produce", "send_offsets", "commit")
+    ]
+    assert steps == [
+        ("produce", "w.changelog"),
+        ("flush",),
+        ("produce", "streamline.lineage"),
+        ("send_offsets", [("in", 1, 103)]),
+        ("commit",),
+    ]
 
 
 def test_at_least_once_flushes_then_commits_the_offsets_with_the_consumer() -> None:
@@ -234,6 +255,16 @@ def test_a_commit_is_due_after_the_interval_or_the_record_limit() -> None:
     txn.started -= 2
     assert c.due()
     assert c.due_in() == pytest.approx(0.0)
+
+
+def test_a_batch_waits_a_tenth_of_the_commit_interval_and_never_past_the_commit() -> None:
+    c, _, _ = cycle()  # commit interval 1 s
+    txn = c.begin()
+    assert c.batch_wait() == pytest.approx(0.1, abs=0.01)
+    txn.started -= 0.95  # 50 ms to the commit
+    assert c.batch_wait() == pytest.approx(0.05, abs=0.01)
+    txn.started -= 1
+    assert c.batch_wait() == 0.0
 
 
 def test_the_first_transaction_after_an_assignment_commits_without_waiting_for_the_interval() -> (

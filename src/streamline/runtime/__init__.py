@@ -15,12 +15,14 @@
   `call_window`: its calls kept in flight across batches, commits up to the oldest held;
 - `failures`: retry, dead-letter and late records; `retry_gate`: holding retry partitions;
 - `repartition`: keyed records and watermark markers upstream of a repartition;
+  `repartition_codec`: the format of its keyed records (pure);
 - `route`: the route stage and the named sinks it writes to; `sinks/`: sinks that are
   not topics (`files`: the exactly-once file sink's two phases, `webhook`: POSTed batches);
 - `table_manager`: loading and following tables (`tables:`); `table_operator`: one table
   partition in RocksDB, plain or versioned (pure); `tables`: a topology's table settings;
   `join_operator`: the stream-table join stage; `stream_join_stage`: the stream-stream
-  join of one partition (both sides' watermarks), over `stream_join`'s buffers (pure);
+  join of one partition (both sides' watermarks), over `stream_join`'s buffers (pure),
+  indexed in memory by `join_index` (pure);
 - `health`: liveness, readiness, heartbeats and lag; `offsets`: assignment and offsets;
 - pure logic: `pipeline`/`stages` (stateless stages), `record`, `windows`, `watermark`,
   `aggregates`, `window_operator`/`window_state` (windowed aggregation over a store);

@@ -302,6 +302,11 @@ class AggregateSpec:
         """
         return self._add(acc, record, event_time_ms, arrival_seq)
 
+    @property
+    def folder(self) -> Callable[[Accumulator, Record, int, int], Accumulator]:
+        """`add` itself (the generated function), for a caller that folds many records."""
+        return self._add
+
     def merge(self, a: Accumulator, b: Accumulator) -> Accumulator:
         """The accumulator of the records of ``a`` and ``b`` together (a new list)."""
         new = a.copy()

@@ -47,6 +47,10 @@ log = logging.getLogger("streamline.runtime")
 TP = tuple[str, int]
 
 
+BATCH_SLICES = 10
+"""A batch of the open transaction waits at most this fraction of the commit interval."""
+MAX_BATCH_WAIT_S = 0.1
+
 FENCED = frozenset(
     {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
 )
@@ -116,6 +120,7 @@ class CommitCycle:
         self._pipeline = pipeline
         self._exactly_once = pipeline.exactly_once
         self._interval_s = pipeline.commit_interval_ms / 1000
+        self._slice_s = min(self._interval_s / BATCH_SLICES, MAX_BATCH_WAIT_S)
         self._max_records = max_records
         self._transactional_id = pipeline.transactional_id(instance_id)
         self._connection = connection
@@ -162,6 +167,18 @@ class CommitCycle:
             return 0.0
         return max(self.txn.started + self._interval_s - time.monotonic(), 0.0)
 
+    def batch_wait(self) -> float:
+        """How long the next batch of the open transaction may wait to fill up: a slice of
+        the commit interval, never past the commit.
+
+        The records that come in meanwhile are processed slice by slice, and their
+        outputs delivered while the transaction is still open, so what is left for the
+        commit is the last slice: its processing and its outputs' delivery, not the whole
+        interval's (processing every record at the end of the interval added that much
+        to each record's latency).
+        """
+        return min(self._slice_s, self.due_in())
+
     def due(self) -> bool:
         txn = self.txn
         return txn is not None and (
@@ -200,12 +217,12 @@ class CommitCycle:
 
         1. watermark markers to every repartition partition;
         2. the stores' changes to their changelogs;
-        3. with `exactly_once`, the consumed offsets into the transaction, while the outputs
-           are still being delivered;
-        4. the lineage event (after a flush, so the delivered output ranges are known); the
-           file sinks' in-progress files (`prepare`); then commit the transaction
-           (`exactly_once`), or flush, check every write was delivered, and commit the
-           offsets (`at_least_once`);
+        3. the lineage event (after a flush, so the delivered output ranges are known); the
+           file sinks' in-progress files (`prepare`);
+        4. with `exactly_once`, the consumed offsets into the transaction, while the
+           lineage event's partition joins it and the event is delivered; then commit the
+           transaction; with `at_least_once`, flush, check every write was delivered, and
+           commit the offsets;
         5. the file sinks' files renamed to their final names (`finalize`); the stores commit, checkpointed at their changelogs' delivered offsets;
            the committed offsets and the transaction's counts go to the metrics.
         """
@@ -225,12 +242,14 @@ class CommitCycle:
         ]
         if self._exactly_once:
             producer = collector.producer
-            # the coordinator's round trips overlap the outputs' delivery, which the lineage
-            # event's flush then seldom waits for
+            # the outputs of all but the last batch were delivered while the transaction
+            # was open (batch_wait), so the flush is short; the coordinator's round trips
+            # for the offsets then overlap the lineage event's (its partition joining the
+            # transaction, its delivery) instead of coming before them
+            self._lineage_and_files(txn, lineage)
             producer.send_offsets_to_transaction(
                 committing, self._consumer.consumer_group_metadata(), 30
             )
-            self._lineage_and_files(txn, lineage)
             self._retrying(lambda: producer.commit_transaction(30))
         else:
             self._lineage_and_files(txn, lineage)

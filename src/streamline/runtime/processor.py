@@ -35,7 +35,7 @@ from streamline.runtime.offsets import Offsets
 from streamline.runtime.pipeline import Pipeline
 from streamline.runtime.producers import TransactionalProducers
 from streamline.runtime.record import Record
-from streamline.runtime.repartition import Repartitioner
+from streamline.runtime.repartition import RepartitionEncoder, Repartitioner
 from streamline.runtime.retry_gate import RetryGate
 from streamline.runtime.stages import Map
 from streamline.runtime.task import TaskOutputs
@@ -132,7 +132,7 @@ class _Loop:
             partitions = len(topics[stateful].partitions)
             sources = [(t, p) for t in pipeline.source_topics for p in topics[t].partitions]
             self.repartitioner = Repartitioner(
-                collector, self.source_watermarks, stateful, partitions, topology.key_by.key_name,
+                collector, self.source_watermarks, stateful, partitions, RepartitionEncoder.of(topology),
                 max(pipeline.commit_interval_ms, watermark.idle_timeout // 2),
                 partial(caught_up, consumer, offsets),
             )  # fmt: skip
@@ -217,9 +217,9 @@ class _Loop:
     def _next_messages(self) -> list[Message]:
         """The next batch: at once when records arrive, never waiting past a commit that is due.
 
-        consume() waits for a full batch or its timeout. Without an open transaction
-        the first record starts one (its commit follows within commit_interval), so
-        that record is taken as soon as it arrives, with whatever else is queued.
+        consume() waits for a full batch or a slice of the commit interval (batch_wait).
+        Without an open transaction the first record starts one (its commit follows within
+        commit_interval), so it is taken as soon as it arrives, with whatever is queued.
         """
         consumer = self.consumer
         batch_size = self.options.batch_size
@@ -228,7 +228,7 @@ class _Loop:
             if first is None:
                 return []
             return [first, *consumer.consume(batch_size - 1, timeout=0)]
-        return consumer.consume(batch_size, timeout=min(0.1, self.commit.due_in()))
+        return consumer.consume(batch_size, timeout=self.commit.batch_wait())
 
     def _accept(self, messages: list[Message]) -> list[Record]:
         """Records of the messages that belong to the current assignment, in order."""

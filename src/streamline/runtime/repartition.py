@@ -11,14 +11,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from itertools import groupby
+from operator import attrgetter
 from typing import Any
 
 from streamline import headers as h
 from streamline.runtime.collector import RecordCollector
 from streamline.runtime.record import Record
-from streamline.runtime.windowed import SourceWatermarks, encode_marker, encode_repartitioned
+from streamline.runtime.repartition_codec import RepartitionEncoder
+
+__all__ = ["RepartitionEncoder", "Repartitioner"]
+from streamline.runtime.windowed import SourceWatermarks, encode_marker
 
 TP = tuple[str, int]
+_partition_of = attrgetter("topic", "partition")
+_event_time = attrgetter("event_time")
 
 
 class Repartitioner:
@@ -30,7 +37,7 @@ class Repartitioner:
         source_watermarks: SourceWatermarks,
         topic: str,
         partitions: int,
-        key_name: str,
+        encoder: RepartitionEncoder,
         keepalive_ms: int,
         caught_up: Callable[[TP], bool],
         clock: Callable[[], float] = time.time,
@@ -40,32 +47,34 @@ class Repartitioner:
         self._watermarks = source_watermarks
         self._topic = topic
         self._partitions = partitions
-        self._key_name = key_name
+        self._encoder = encoder
         self._keepalive_ms = keepalive_ms
         self._caught_up = caught_up
         self._sent: dict[TP, tuple[int, bool]] = {}
         self._sent_at = 0
 
     def send(self, records: list[Record], wall_ms: int) -> None:
-        """Writes keyed records, carrying event time and the original bytes."""
-        produce = self._collector.produce
+        """Writes keyed records, carrying event time and the source record's position and bytes."""
+        collector = self._collector
         observe = self._watermarks.observe
         topic = self._topic
-        key_name = self._key_name
+        encode = self._encoder.encode
+        # A partition's tracker keeps the largest event time and marks the partition
+        # active: the largest of a run, observed once, does the same as each in turn.
+        for tp, run in groupby(records, _partition_of):  # runs of one partition, as consumed
+            observe(tp, max(map(_event_time, run)), wall_ms)
+        # The producer's own call, positional (topic, value, key): keyword arguments cost
+        # librdkafka's binding more than the rest of the call.
+        produce = collector.producer.produce
         for record in records:
-            observe((record.topic, record.partition), record.event_time, wall_ms)
-            value = dict(record.value)
-            value[key_name] = record.out_key.decode() if record.out_key is not None else None
-            headers = [
-                (h.EVENT_TIME, str(record.event_time).encode()),
-                (h.ORIGINAL, record.raw or b""),
-                (h.SOURCE_TOPIC, record.topic.encode()),
-                (h.SOURCE_PARTITION, str(record.partition).encode()),
-                (h.SOURCE_OFFSET, str(record.offset).encode()),
-            ]
-            if record.key is not None:
-                headers.append((h.SOURCE_KEY, record.key))
-            produce(topic, record.out_key, encode_repartitioned(value), headers)
+            value, headers = encode(record)
+            if headers is None:
+                try:
+                    produce(topic, value, record.out_key)
+                    continue
+                except BufferError:  # the local queue is full: the collector waits it out
+                    pass
+            collector.produce(topic, record.out_key, value, headers)
 
     def markers_due(self) -> bool:
         """Whether a source partition's watermark or idleness changed, or a keepalive is due."""

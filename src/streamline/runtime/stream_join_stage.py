@@ -171,6 +171,8 @@ class StreamJoinStage:
         s = self.settings
         right_topic, retry_topic = s.right_topic, s.retry_topic
         left_tracker, right_tracker = self.combined.tracker(LEFT), self.combined.tracker(RIGHT)
+        buffers = self.buffers
+        lateness = buffers.lateness
         emitted: list[Record] = []
         for record in records:
             side = RIGHT if record.topic == right_topic else LEFT
@@ -179,19 +181,20 @@ class StreamJoinStage:
                 why = f"no join key: field {s.right_on if side == RIGHT else s.left_on} is null"
                 out.fail(record, Failure(JOIN, why, self.stage))
                 continue
+            time = record.event_time
             watermark = self.watermark(wall_ms)
-            if self.buffers.is_late(record.event_time, watermark):
+            if time < watermark - lateness:  # buffers.is_late
                 out.late(record, "join window closed", watermark)
                 continue
             origin = record.origin() if record.topic == retry_topic else (
                 record.topic, record.partition, record.offset
             )  # fmt: skip
-            arrived = Buffered(side, str(key), record.event_time, record.value, origin)
-            for match in self.buffers.add(arrived):
+            arrived = Buffered(side, str(key), time, record.value, origin)
+            for match in buffers.add(arrived):
                 left, right = (arrived, match) if side == LEFT else (match, arrived)
                 emitted.append(self._output(s.joined(left.value, right.value), record, match))
             self._buffered += 1
-            (right_tracker if side == RIGHT else left_tracker).observe(record.event_time, wall_ms)
+            (right_tracker if side == RIGHT else left_tracker).observe(time, wall_ms)
         if emitted:
             self.metrics.matched(self.stage, len(emitted))
             out.emit(emitted)

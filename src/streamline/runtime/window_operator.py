@@ -127,6 +127,7 @@ class WindowOperator:
         # the store once, when it flushes (before a scan, a listing or a commit).
         self._state = state = DecodedState(store)
         self._read, self._write, self._remove = state.read, state.write, state.remove
+        self._fold = state.fold
         self._watermark_dirty = False
         store.add_flusher(self.flush)
         self._epoch = store.epoch
@@ -217,12 +218,10 @@ class WindowOperator:
                 f"(end + allowed lateness = {end + self._lateness})"
             )
         timer_key = timer_key_of(end, WINDOW_TAG, key.encode())
-        state = self._read(timer_key)
-        new = fold(self.aggregates, state, value, t, seq)
-        self._write(timer_key, new)
-        if state is None:
+        if self._fold(timer_key, self.aggregates, value, t, seq):
             self._timer_added(end)
         if self._updates:
+            new = self._read(timer_key)
             return AddResult(
                 None, (window_result(self.aggregates, key, end - size, end, new, False),)
             )

@@ -166,6 +166,38 @@ class DecodedState:
         self._cache[key] = None
         self._dirty.pop(key, None)
 
+    def fold(
+        self,
+        key: bytes,
+        spec: AggregateSpec,
+        value: Mapping[str, Any],
+        t: int,
+        seq: int,
+    ) -> bool:
+        """Folds one record into the window state at `key` (as `fold` does); True if the
+        state is new (its window had no record).
+
+        The cached state is changed in place (the cache is dropped on a rollback), after
+        the aggregates took the record: if they reject it, the state is unchanged.
+        """
+        cache = self._cache
+        state = cache[key] if key in cache else self.read(key)
+        if state is None:
+            cache[key] = [seq, seq, t, t, spec.folder(spec.init(), value, t, seq)]
+            self._dirty[key] = None
+            return True
+        state[4] = spec.folder(state[4], value, t, seq)  # raises before any change
+        if seq < state[0]:
+            state[0] = seq
+        if seq > state[1]:
+            state[1] = seq
+        if t < state[2]:
+            state[2] = t
+        if t > state[3]:
+            state[3] = t
+        self._dirty[key] = None
+        return False
+
     def take(self, key: bytes) -> Any:
         """The cached value of `key` (None if not cached), forgotten: the caller deletes it."""
         self._dirty.pop(key, None)

@@ -17,7 +17,6 @@ source partitions upstream for the markers. Nothing here talks to Kafka.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -31,9 +30,10 @@ from streamline.reliability.dead_letter import Failure
 from streamline.runtime.aggregates import AggregateSpec
 from streamline.runtime.operators import OperatorOutput, OperatorStore, StoreSpec
 from streamline.runtime.record import Record
+from streamline.runtime.repartition_codec import decode_repartitioned, origin_headers
 from streamline.runtime.watermark import NO_WATERMARK, CombinedWatermark, WatermarkTracker
 from streamline.runtime.window_operator import WindowOperator
-from streamline.runtime.window_state import AddResult, WindowResult
+from streamline.runtime.window_state import WindowResult
 from streamline.state import WINDOW_STORE as STORE
 from streamline.state.store import PartitionStore, partition_path
 from streamline.topology.model import Topology, WindowSpec
@@ -153,15 +153,6 @@ class WindowStage:
         results = self.operator.fire(watermark)
         return self._records(results) if results else []
 
-    def _outcome(
-        self, record: Record, result: AddResult, watermark: int, out: OperatorOutput
-    ) -> None:
-        """What became of an added record: late, or (`emit: update`) updated windows."""
-        if result.late_reason is not None:
-            out.late(record, result.late_reason, watermark)
-        elif result.updates:
-            out.emit(self._records(result.updates))
-
     def _failed(self, record: Record, exc: Exception, out: OperatorOutput) -> None:
         out.fail(record, Failure(AGGREGATE, f"cannot aggregate: {exc!r}", self.stage))
 
@@ -267,20 +258,32 @@ class RepartitionedWindowStage(WindowStage):
         """Takes the markers; adds each keyed record at the watermark before it."""
         key_name = self.settings.key_name
         add = self.operator.add
+        current = self.combined.current
+        # Only a marker moves the combined watermark at one wall time: it is computed
+        # again after one, not for every record.
+        watermark = current(wall_ms)
         for record in records:
-            marker = dict(record.headers or []).get(h.WATERMARK_MARKER)
-            if marker is not None:
-                self.marker(*decode_marker(marker), wall_ms)
-                continue
-            record.value, record.event_time, _original = record_from_repartition(record)
-            key = record.value.get(key_name)
+            if record.raw is None:  # a marker (a keyed record always has a value)
+                marker = dict(record.headers or []).get(h.WATERMARK_MARKER)
+                if marker is not None:
+                    self.marker(*decode_marker(marker), wall_ms)
+                    watermark = current(wall_ms)
+                    continue
+            value, event_time, key, fields = decode_repartitioned(record, key_name)
+            record.value, record.event_time = value, event_time
             try:
-                watermark = self.combined.current(wall_ms)
-                result = add(str(key), record.value, record.event_time, record.offset, watermark)
+                result = add(str(key), value, event_time, record.offset, watermark)
             except (KeyError, TypeError, ValueError) as exc:
+                if fields is not None:  # dead letters name the source record
+                    record.headers = origin_headers(fields)
                 self._failed(record, exc, out)
                 continue
-            self._outcome(record, result, watermark, out)
+            if result.late_reason is not None:
+                if fields is not None:
+                    record.headers = origin_headers(fields)
+                out.late(record, result.late_reason, watermark)
+            elif result.updates:
+                out.emit(self._records(result.updates))
 
     def marker(self, source: tuple[str, int], watermark: int, idle: bool, wall_ms: int) -> None:
         if source not in self.combined:
@@ -394,24 +397,3 @@ def encode_marker(source: tuple[str, int], watermark: int, idle: bool) -> bytes:
 def decode_marker(data: bytes) -> tuple[tuple[str, int], int, bool]:
     topic, partition, watermark, idle = data.decode().rsplit("|", 3)
     return (topic, int(partition)), int(watermark), idle == "1"
-
-
-def encode_repartitioned(value: dict[str, Any]) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
-
-
-def decode_repartitioned(data: bytes) -> dict[str, Any]:
-    value = json.loads(data)
-    assert isinstance(value, dict)
-    return value
-
-
-def record_from_repartition(record: Record) -> tuple[dict[str, Any], int, bytes | None]:
-    """(value, event time, original bytes) of a record read from the repartition topic."""
-    headers = dict(record.headers or [])
-    assert record.raw is not None
-    return (
-        decode_repartitioned(record.raw),
-        int(headers[h.EVENT_TIME]),
-        headers.get(h.ORIGINAL),
-    )

@@ -38,7 +38,7 @@ from streamline.runtime.operators import (
 )
 from streamline.runtime.pipeline import Pipeline
 from streamline.runtime.record import Record
-from streamline.runtime.repartition import Repartitioner
+from streamline.runtime.repartition import RepartitionEncoder, Repartitioner
 from streamline.runtime.stream_join_stage import StreamJoinSettings, StreamJoinStage
 from streamline.runtime.task import Task, TaskOutputs, partition_runs
 from streamline.runtime.transaction import Transaction
@@ -235,7 +235,7 @@ class TopologyDriver:
             assert topology.key_by is not None
             self.repartitioner = Repartitioner(
                 collector, self.source_watermarks, pipeline.window_input_topic, self.partitions,
-                topology.key_by.key_name,
+                RepartitionEncoder.of(topology),
                 max(pipeline.commit_interval_ms, watermark.idle_timeout // 2),
                 lambda _tp: True,  # everything piped is read before the clock moves on
                 clock=self._clock,
