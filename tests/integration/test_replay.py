@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from streamline.dev.broker import free_port
 from streamline.kafka.connection import Connection
 from tests.helpers import ROOT, read_all, run_cli
 from tests.integration.test_run import scrape
@@ -184,10 +183,8 @@ def test_lag_agrees_with_kafkas_describe_and_prometheus(
     scenario = Scenario(kafka, tmp_path, unique, "tumbling")
     evts = events(6_000, keys=50, step_ms=20, disorder_ms=1000)
     scenario.produce(evts[:4000])
-    port = free_port()
-    proc = StreamlineProcess(
-        scenario.path, "lag", scenario.env, tmp_path, metrics_port=port
-    ).start()
+    proc = StreamlineProcess(scenario.path, "lag", scenario.env, tmp_path).start()
+    port = proc.metrics_port
     try:
         await_started(proc)
         deadline = time.monotonic() + 60
