@@ -109,7 +109,8 @@ def test_replay_to_datetime_plan_dry_run_and_refusal_while_running(
     produce_orders(kafka, scenario.source, evts, event_time_stamps=True)
     expected = scenario.expected(evts)
     run_to_completion(scenario, expected)
-    messages = read_all(kafka, scenario.source)
+    messages = read_all(kafka, scenario.source, timeout=60, expected=len(evts))
+    assert len(messages) == len(evts)
     cut = sorted(e.t for e in evts)[len(evts) // 2]
     want: dict[int, int] = {}
     for msg in sorted(messages, key=lambda m: m.offset()):
