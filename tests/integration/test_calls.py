@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
-from streamline.dev.broker import free_port
 from streamline.kafka.admin import create_topics
 from streamline.kafka.connection import Connection
 from streamline.ops.topics import topology_topics
@@ -329,11 +328,9 @@ def test_a_dependency_down_mid_stream_opens_the_circuit_and_loses_nothing(
     create_topics(kafka, {"streamline.lineage": (3, {}), "streamline.heartbeats": (1, {})})
     batch = orders(n, keys=300)
     stream = [(o["customer_id"].encode(), ORDER.encode(o)) for o in batch]
-    port = free_port()
     with Dependency(latency=0.01) as dependency:
-        proc = StreamlineProcess(
-            path, "circuit", env(kafka, dependency), tmp_path, metrics_port=port
-        ).start()
+        proc = StreamlineProcess(path, "circuit", env(kafka, dependency), tmp_path).start()
+        port = proc.metrics_port
         try:
             await_started(proc)
             feeder = InputFeeder(kafka, source, stream, rate=rate)

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from streamline.dev.broker import free_port
 from streamline.kafka.admin import create_topics
 from streamline.kafka.connection import Connection
 from streamline.ops.topics import topology_topics
@@ -162,8 +161,8 @@ def test_the_dashboard_queries_only_what_a_running_topology_exports(
     path.write_text(TOPOLOGY.format(name=name, source=source, sink=sink))
     create_topics(kafka, topology_topics(load_topology(path), 1))
     produce_input(kafka, source)
-    port = free_port()
-    proc = StreamlineProcess(path, "a", process_env(kafka), tmp_path, metrics_port=port).start()
+    proc = StreamlineProcess(path, "a", process_env(kafka), tmp_path).start()
+    port = proc.metrics_port
     uses = dashboard_uses()
     exposition = Exposition()
     try:

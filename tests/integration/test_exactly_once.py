@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from tests.support.harness import (
     Expected,
     InputFeeder,
     StreamlineProcess,
+    await_started,
     crash_repeatedly,
     duplicates,
     expectation,
@@ -55,6 +57,29 @@ def wait_for_output(
     )
 
 
+def await_output(connection: Connection, sink: str, proc: StreamlineProcess) -> None:
+    """Waits until `proc` has committed some output."""
+    deadline = time.monotonic() + 60
+    while not read_all(connection, sink, timeout=5):
+        assert time.monotonic() < deadline, f"no output:\n{proc.log()[-3000:]}"
+        time.sleep(0.2)
+
+
+def await_takeover(proc: StreamlineProcess, topic: str, until: float) -> bool:
+    """Waits (until the monotonic time `until`) for `proc` to take every partition of `topic`
+    over: assigned them, or waiting for the committed offsets a frozen commit holds."""
+    while True:
+        log = proc.current_log()
+        if "committed offsets held by an unfinished commit" in log:
+            return True
+        lines = [x for x in log.splitlines() if " assigned [" in x]
+        if lines and set(re.findall(rf"'{re.escape(topic)}/(\d+)'", lines[-1])) == {"0", "1", "2"}:
+            return True
+        if time.monotonic() > until:
+            return False
+        time.sleep(0.1)
+
+
 def assert_exact(
     connection: Connection,
     sink: str,
@@ -64,7 +89,9 @@ def assert_exact(
     feeder: InputFeeder,
 ) -> None:
     """The committed output equals the expectation: no duplicate, none missing, exact dead letters."""
-    outputs = read_all(connection, sink)
+    # read until every expected output is there (or 60 s): a busy machine can take longer than
+    # read_all's default 10 s, which would look like missing outputs
+    outputs = read_all(connection, sink, timeout=60, expected=len(expected.outputs))
     values = [PAID_ORDER.decode(m.value()) for m in outputs]
     ids = [v["order_id"] for v in values]
     assert duplicates(ids) == []
@@ -75,7 +102,7 @@ def assert_exact(
         assert headers["streamline.event_time"] == str(value["created_at"]).encode()
         assert headers["streamline.topology"].startswith(b"crash-")
 
-    dead = read_all(connection, dlq)
+    dead = read_all(connection, dlq, timeout=60, expected=len(expected.dead_letters))
     assert duplicates([m.value() for m in dead]) == []  # type: ignore[arg-type]
     assert {m.value() for m in dead} == set(expected.dead_letters)
     for msg in dead:
@@ -144,19 +171,29 @@ def test_two_instances_one_joining_and_one_leaving_stay_exact(
 def test_frozen_zombie_produces_no_duplicates_after_takeover(
     kafka: Connection, unique: str, tmp_path: Path
 ) -> None:
+    """SIGSTOPped while it processes (often in the middle of a commit), the zombie's session
+    expires and the heir takes every partition over; resumed, the zombie finds its group
+    generation stale: what it had not committed is aborted, and it rejoins."""
     topology, source, sink, dlq = make_topology(tmp_path, kafka, unique)
     feeder, expected = start_feeding(kafka, source)
     env = process_env(kafka)
     zombie = StreamlineProcess(topology, "zombie", env, tmp_path).start()
-    time.sleep(4)
+    await_started(zombie)
+    await_output(kafka, sink, zombie)  # frozen in the middle of the stream, not before it
     zombie.freeze()
+    frozen_at = time.monotonic()
     heir = StreamlineProcess(topology, "heir", env, tmp_path).start()
-    time.sleep(12)  # the zombie's session (6 s) expires and the heir takes its partitions
+    # resumed once the heir took its partitions over (after the zombie's 6 s session), and
+    # well within the transaction timeout (30 s): a transaction the zombie left open is
+    # still its own to finish or abort, and the heir may be waiting for it (on a machine so
+    # busy that the heir has not joined by then, it joins after the zombie resumed)
+    await_takeover(heir, source, frozen_at + 20)
     zombie.thaw()
     feeder.join(120)
+    assert feeder.error is None
     wait_for_output(kafka, sink, dlq, expected, 180, [zombie, heir])
-    assert zombie.stop() == 0
-    assert heir.stop() == 0
+    assert zombie.stop() == 0, zombie.log()[-3000:]
+    assert heir.stop() == 0, heir.log()[-3000:]
     assert_exact(kafka, sink, dlq, source, expected, feeder)
 
 

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from streamline.dev.broker import free_port
 from streamline.kafka.admin import create_topics
 from streamline.kafka.connection import Connection
 from streamline.ops.topics import topology_topics
@@ -64,7 +63,7 @@ class Cluster:
 
     def start(self, member: str) -> None:
         self.procs[member].start()
-        self.sampler.watch(member, self.procs[member].metrics_port)
+        self.sampler.watch(member, self.procs[member])
 
     def holding(self, members: list[str]) -> bool:
         """Each member answers ready with partitions, and they hold every partition."""
@@ -131,9 +130,7 @@ def cluster(
     feeder = ContinuousOrders(kafka, source, ORDER, rate, keys, STEP_MS, OOO_MS - 1000, False)
     sampler = Sampler(source)
     procs = {
-        m: StreamlineProcess(
-            path, m, env, tmp_path, metrics_port=free_port(), extra_args=["--static-membership"]
-        )
+        m: StreamlineProcess(path, m, env, tmp_path, extra_args=["--static-membership"])
         for m in members
     }
     c = Cluster(kafka, topology, source, sink, feeder, sampler, procs)

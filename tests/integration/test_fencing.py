@@ -9,12 +9,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from streamline.kafka.connection import Connection
+from streamline.runtime.collector import RecordCollector
+from streamline.runtime.commit import fenced
 from streamline.runtime.fencing import LostMembers
+from streamline.runtime.producers import TransactionalProducers
 
 pytestmark = [pytest.mark.kafka]
 
@@ -77,3 +82,30 @@ def test_fencing_a_lost_instance_aborts_its_open_transaction_at_once(
     finally:
         consumer.close()
     assert time.monotonic() - started < 15  # the transaction timeout is 60 s
+
+
+def test_a_producer_fenced_at_its_commit_leaves_the_error_that_stops_the_run_alone(
+    kafka: Connection, make_topic, unique: str
+) -> None:
+    """Fenced at `commit_transaction` (frozen in the middle of a commit, fenced meanwhile),
+    a producer raises "Failed to end transaction" again from its next flush: the run's final
+    flush must not replace the `ProducerFenced` line with that raw Kafka error."""
+    topic = make_topic("fenced-commit")
+    transactional_id = f"fenced-commit-{unique}"
+
+    def new_producer(on_delivery: Any) -> Producer:
+        conf = {"transactional.id": transactional_id, "on_delivery": on_delivery}
+        return Producer(kafka.config(**conf, log_level=0))
+
+    collector = RecordCollector(new_producer, lambda _err, _topic: None)
+    collector.producer.init_transactions(30)
+    collector.producer.begin_transaction()
+    collector.produce(topic, b"k", b"uncommitted", None)
+    assert collector.flush(30) == 0
+    Producer(kafka.config(**{"transactional.id": transactional_id})).init_transactions(30)
+    with pytest.raises(KafkaException) as failed:
+        collector.producer.commit_transaction(30)
+    assert fenced(failed.value.args[0])
+    # the producer's next flush serves the fatal error again, raising it: the run's last flush
+    options = SimpleNamespace(instance_id="a", transaction_timeout_ms=30000)
+    TransactionalProducers(None, kafka, options).flush(collector, 1)  # type: ignore[arg-type]

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from streamline.dev.broker import free_port
 from streamline.kafka.admin import create_topics
 from streamline.kafka.connection import Connection
 from streamline.ops.topics import topology_topics
@@ -52,8 +51,8 @@ def test_heartbeats_track_staleness_through_ok_late_breached(
     create_topics(kafka, topology_topics(topology, 1))
     store = SchemaStore(SCHEMAS)
     codec = AvroCodec(store, store.get("com.example.Order"))
-    port = free_port()
-    proc = StreamlineProcess(path, "h", process_env(kafka), tmp_path, metrics_port=port).start()
+    proc = StreamlineProcess(path, "h", process_env(kafka), tmp_path).start()
+    port = proc.metrics_port
     producer = Producer(kafka.config())
     try:
         await_started(proc)

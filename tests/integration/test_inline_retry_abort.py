@@ -11,7 +11,9 @@ every call that times out counts as progress.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import threading
 import time
 import urllib.error
@@ -22,7 +24,6 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from streamline.dev.broker import free_port
 from streamline.kafka.admin import create_topics
 from streamline.kafka.connection import Connection
 from streamline.runtime.processor import RunOptions
@@ -111,7 +112,7 @@ def test_inline_retries_past_the_transaction_timeout_abort_the_transaction_while
     with Dependency(hang_prefix="hang-") as dependency:
         monkeypatch.setenv("STREAMLINE_TEST_DEPENDENCY", dependency.url)
         monkeypatch.setenv("STREAMLINE_TEST_DEPENDENCY_TIMEOUT", "1")
-        port = free_port()
+        caplog.set_level(logging.INFO, logger="streamline.runtime")  # the `running` line
         stop = threading.Event()
         options = RunOptions(
             instance_id="abortloop", transaction_timeout_ms=3000, state_dir=tmp_path / "state"
@@ -123,12 +124,13 @@ def test_inline_retries_past_the_transaction_timeout_abort_the_transaction_while
                 "store": store,
                 "connection": kafka,
                 "options": options,
-                "metrics_port": port,
+                "metrics_port": 0,  # the run binds a free port and names it
                 "stop": stop,
             },
         )
         worker.start()
         try:
+            port = served_port(caplog)
             await_port(port)
             time.sleep(3)  # assigned
             # a fast record opens a transaction and writes its output; the hanging records
@@ -179,6 +181,21 @@ def test_inline_retries_past_the_transaction_timeout_abort_the_transaction_while
 SLOW = (
     4  # 4 records x (3 attempts x 1 s + 0.3 s backoff) = ~13 s: past 3 s + the broker's 10 s check
 )
+
+
+def served_port(caplog: pytest.LogCaptureFixture, timeout: float = 30) -> int:
+    """The port the run's `running` line names (`metrics_port=0` lets it bind a free one)."""
+    found: list[int] = []
+
+    def running() -> bool:
+        for record in caplog.records:
+            match = re.search(r"metrics on http://\S+:(\d+)/metrics", record.getMessage())
+            if match:
+                found.append(int(match.group(1)))
+        return bool(found)
+
+    await_condition(running, timeout)
+    return found[0]
 
 
 def await_port(port: int, timeout: float = 30) -> None:

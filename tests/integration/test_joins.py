@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from streamline.dev.broker import free_port
 from streamline.kafka.connection import Connection
 from streamline.state.store import PartitionStore
 from tests.helpers import read_all, run_cli
@@ -119,8 +118,8 @@ def test_readyz_waits_for_the_table_and_the_first_output_is_enriched(
     stream = Stream.make(400, customers, 0)
     feeder = Feeder(scenario, stream, 10_000)
     feeder.run()  # the orders are there before the topology starts
-    port = free_port()
-    proc = scenario.process("a", metrics_port=port).start()
+    proc = scenario.process("a").start()
+    port = proc.metrics_port
     statuses: list[tuple[float, int]] = []
     try:
         deadline = time.monotonic() + 120
@@ -164,8 +163,8 @@ def test_a_global_table_is_held_whole_by_each_of_two_instances(
     )
     stream = Stream.make(ORDERS // 2, CUSTOMERS, UPDATES // 2, seed=13)
     scenario.produce_customers(stream.initial)
-    ports = {name: free_port() for name in ("a", "b")}
-    procs = [scenario.process(name, metrics_port=port).start() for name, port in ports.items()]
+    procs = [scenario.process(name).start() for name in ("a", "b")]
+    ports = {proc.instance_id: proc.metrics_port for proc in procs}
     try:
         Feeder(scenario, stream, RATE * 2, key="order_id").run()
         outputs = await_outputs(scenario, len(stream.orders), timeout=180)

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from streamline.dev.broker import free_port
 from streamline.kafka.admin import create_topics
 from streamline.kafka.connection import Connection
 from streamline.ops.topics import topology_topics
@@ -69,15 +68,14 @@ def test_a_stuck_map_turns_healthz_503_while_an_idle_loop_stays_healthy(
     path = tmp_path / "stall.yaml"
     path.write_text(TOPOLOGY.format(unique=unique))
     create_topics(kafka, topology_topics(load_topology(path), 1))
-    port = free_port()
     proc = StreamlineProcess(
         path,
         "stall-1",
         process_env(kafka),
         tmp_path,
-        metrics_port=port,
         extra_args=["--stall-timeout", str(STALL_TIMEOUT_S)],
     ).start()
+    port = proc.metrics_port
     try:
         await_started(proc)
         produce(kafka, f"orders-{unique}", [f"ok-{i}" for i in range(20)])

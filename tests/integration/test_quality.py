@@ -13,7 +13,6 @@ import pytest
 from confluent_kafka import Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from streamline.dev.broker import free_port
 from streamline.kafka.admin import create_topics
 from streamline.kafka.connection import Connection
 from streamline.reliability.checksum import value_checksum
@@ -131,8 +130,8 @@ def test_warn_rules_mark_outputs_and_per_rule_metrics_match_an_oracle(
     oracle_error = sum(1 for o in orders if o["amount"] <= 0)
     warned = {o["order_id"] for o in orders if o["amount"] > 0 and o["country"] not in ("DE", "FR")}
     produce(kafka, source, [(ORDER.encode(o), None) for o in orders])
-    port = free_port()
-    proc = StreamlineProcess(path, "a", process_env(kafka), tmp_path, metrics_port=port).start()
+    proc = StreamlineProcess(path, "a", process_env(kafka), tmp_path).start()
+    port = proc.metrics_port
     try:
         outputs = await_records(kafka, sink, len(orders) - oracle_error, proc)
         dead = await_records(kafka, dlq, oracle_error, proc)

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from streamline.dev.broker import free_port
 from streamline.kafka.connection import Connection
 from tests.helpers import ROOT, read_all, run_cli
 from tests.integration.test_run import scrape
@@ -110,7 +109,8 @@ def test_replay_to_datetime_plan_dry_run_and_refusal_while_running(
     produce_orders(kafka, scenario.source, evts, event_time_stamps=True)
     expected = scenario.expected(evts)
     run_to_completion(scenario, expected)
-    messages = read_all(kafka, scenario.source)
+    messages = read_all(kafka, scenario.source, timeout=60, expected=len(evts))
+    assert len(messages) == len(evts)
     cut = sorted(e.t for e in evts)[len(evts) // 2]
     want: dict[int, int] = {}
     for msg in sorted(messages, key=lambda m: m.offset()):
@@ -184,10 +184,8 @@ def test_lag_agrees_with_kafkas_describe_and_prometheus(
     scenario = Scenario(kafka, tmp_path, unique, "tumbling")
     evts = events(6_000, keys=50, step_ms=20, disorder_ms=1000)
     scenario.produce(evts[:4000])
-    port = free_port()
-    proc = StreamlineProcess(
-        scenario.path, "lag", scenario.env, tmp_path, metrics_port=port
-    ).start()
+    proc = StreamlineProcess(scenario.path, "lag", scenario.env, tmp_path).start()
+    port = proc.metrics_port
     try:
         await_started(proc)
         deadline = time.monotonic() + 60

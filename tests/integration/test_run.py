@@ -54,8 +54,8 @@ def test_metrics_agree_with_what_was_processed_and_lag_drains(
     feeder = InputFeeder(kafka, source, stream, rate=50_000)
     feeder.start()
     feeder.join(60)
-    port = free_port()
-    proc = StreamlineProcess(topology, "m", process_env(kafka), tmp_path, metrics_port=port).start()
+    proc = StreamlineProcess(topology, "m", process_env(kafka), tmp_path).start()
+    port = proc.metrics_port
     try:
         deadline = time.monotonic() + 90
         samples: dict[str, float] = {}

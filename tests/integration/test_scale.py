@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from streamline.dev.broker import free_port
 from streamline.kafka.admin import create_topics
 from streamline.kafka.connection import Connection
 from streamline.ops.topics import topology_topics
@@ -85,11 +84,10 @@ def test_scaling_from_one_to_three_instances_and_back_keeps_windows_exact(
     procs: dict[str, StreamlineProcess] = {}
 
     def start(instance: str) -> None:
-        port = free_port()
         # its own state dir under tmp_path/state/<instance>, like a pod's volume
-        procs[instance] = StreamlineProcess(path, instance, env, tmp_path, metrics_port=port)
+        procs[instance] = StreamlineProcess(path, instance, env, tmp_path)
         procs[instance].start()
-        sampler.watch(instance, port)
+        sampler.watch(instance, procs[instance])
 
     def progress() -> tuple[float, float]:
         """Input records committed and windows emitted, over the instances still running."""

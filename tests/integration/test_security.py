@@ -158,8 +158,8 @@ def run_orders(broker: Broker, env: dict[str, str], tmp_path: Path, unique: str)
     feeder.start()
     feeder.join(30)
     assert feeder.error is None
-    port = free_port()
-    proc = StreamlineProcess(path, "i1", env, tmp_path, metrics_port=port).start()
+    proc = StreamlineProcess(path, "i1", env, tmp_path).start()
+    port = proc.metrics_port
     try:
         wait_for_output(broker.admin, sink, dlq, len(expected.outputs), len(expected.dead_letters))
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:

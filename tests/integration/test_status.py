@@ -26,7 +26,6 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
-from streamline.dev.broker import free_port
 from streamline.kafka.admin import create_topics
 from streamline.kafka.connection import Connection
 from streamline.ops.status import read_status
@@ -250,18 +249,22 @@ def browse(url: str, tmp: Path, *args: str) -> str:
     return done.stdout
 
 
-def await_page(port: int, timeout: float = 30) -> None:
+def await_page(log: Path, timeout: float = 30) -> int:
+    """The port `status --serve --port 0` bound (its line names it), once the page answers."""
     import httpx
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        serving = re.search(r"status page on http://127\.0\.0\.1:(\d+)/", log.read_text())
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/status.json", timeout=5).status_code == 200:
-                return
+            if serving is not None:
+                port = int(serving.group(1))
+                if httpx.get(f"http://127.0.0.1:{port}/status.json", timeout=5).status_code == 200:
+                    return port
         except httpx.HTTPError:
             pass
         time.sleep(0.3)
-    raise AssertionError("the status page did not answer")
+    raise AssertionError(f"the status page did not answer:\n{log.read_text()[-3000:]}")
 
 
 @pytest.mark.skipif(chromium() is None, reason="no Chromium: apt-get install -y chromium")
@@ -276,7 +279,6 @@ def test_status_page_in_headless_chromium(chain: Chain, tmp_path: Path) -> None:
         time.sleep(0.3)
     chain.feeder.running.clear()
     chain.await_status(LATE)
-    port = free_port()
     server = subprocess.Popen(
         [
             sys.executable,
@@ -286,7 +288,7 @@ def test_status_page_in_headless_chromium(chain: Chain, tmp_path: Path) -> None:
             ONLY,
             "--serve",
             "--port",
-            str(port),
+            "0",  # the page's line names the port it bound
             "--interval",
             "2s",
         ],
@@ -295,7 +297,7 @@ def test_status_page_in_headless_chromium(chain: Chain, tmp_path: Path) -> None:
         stderr=subprocess.STDOUT,
     )
     try:
-        await_page(port)
+        port = await_page(tmp_path / "serve.log")
         dom = browse(f"http://127.0.0.1:{port}/", tmp_path, "--dump-dom")
         rows = dict(re.findall(r'<tr data-topology="([\w-]+)" data-state="(\w+)"', dom))
         assert rows == {A: "late", B: "late", C: "late"}

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
-from streamline.dev.broker import free_port
 from streamline.kafka.admin import create_topics
 from streamline.kafka.connection import Connection
 from streamline.ops.topics import topology_topics
@@ -199,8 +198,8 @@ class Scenario:
             grouped.setdefault(where[e.key], []).append(e)
         return grouped
 
-    def process(self, instance: str, metrics_port: int = 0) -> StreamlineProcess:
-        return StreamlineProcess(self.path, instance, self.env, self.tmp, metrics_port=metrics_port)
+    def process(self, instance: str) -> StreamlineProcess:
+        return StreamlineProcess(self.path, instance, self.env, self.tmp)
 
     def await_output(
         self, expected: dict[tuple[str, int], Any], timeout: float, procs: list[StreamlineProcess]
@@ -342,8 +341,8 @@ def test_late_records_go_to_the_late_topic_with_the_watermark_they_missed(
         Event("k-2", "late-2", 5.0, BASE_T + minute + 30_000, 201),
     ]
     scenario.produce(on_time + late)
-    port = free_port()
-    proc = scenario.process("a", metrics_port=port).start()
+    proc = scenario.process("a").start()
+    port = proc.metrics_port
     late_topic = scenario.topology.late_topic
     try:
         deadline = time.monotonic() + 120

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
 
 from aiohttp import web
-
-from streamline.dev.broker import free_port
 
 TIERS = ("bronze", "silver", "gold")
 
@@ -55,7 +54,6 @@ class Dependency:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Dependency:
-        self.port = free_port()
         self._loop = asyncio.new_event_loop()
         started = threading.Event()
 
@@ -78,7 +76,10 @@ class Dependency:
         app.router.add_get("/customers/{order_id}", self._enrich)  # examples/enrich_http.py
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port, backlog=4096).start()
+        sock = socket.socket()  # port 0: bound here, so no other process can take it first
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        await web.SockSite(self._runner, sock, backlog=4096).start()
 
     def stop(self) -> None:
         if self._loop is None or self._runner is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -22,6 +23,8 @@ from streamline.serde import AvroCodec, SchemaStore
 from tests.helpers import ROOT
 
 SCHEMAS = ROOT / "schemas"
+SERVING = re.compile(r"metrics on http://\S+:(\d+)/metrics")
+"""The `running` line's address: the port the process bound (`--metrics-port 0` picks one)."""
 RATES = {"EUR": 1.0, "USD": 0.9}
 
 TOPOLOGY = """\
@@ -171,13 +174,16 @@ class StreamlineProcess:
         state_dir: Path | None = None,
         extra_args: list[str] | None = None,
     ) -> None:
+        """`metrics_port` 0 (the default) lets the process bind a free port itself and name
+        it in its `running` line (`metrics_port` then reads it): a port picked free here
+        could be taken by another process before the child binds it."""
         self.topology = topology
         self.extra_args = extra_args or []
         self.state_dir = state_dir or log_dir / "state" / instance_id
         self.instance_id = instance_id
         self.env = env
         self.log_path = log_dir / f"{instance_id}.log"
-        self.metrics_port = metrics_port
+        self.requested_port = metrics_port
         self.proc: subprocess.Popen[bytes] | None = None
         self._log_start = 0
 
@@ -194,7 +200,7 @@ class StreamlineProcess:
                 "--instance-id",
                 self.instance_id,
                 "--metrics-port",
-                str(self.metrics_port),
+                str(self.requested_port),
                 "--state-dir",
                 str(self.state_dir),
                 *self.extra_args,
@@ -209,6 +215,29 @@ class StreamlineProcess:
     def current_log(self) -> str:
         """What the latest start has written so far."""
         return self.log()[self._log_start :]
+
+    def served_port(self) -> int | None:
+        """The port the latest start serves metrics on, once it is running (else None)."""
+        if not self.log_path.exists():
+            return None
+        match = SERVING.search(self.current_log())
+        return int(match.group(1)) if match else None
+
+    @property
+    def metrics_port(self) -> int:
+        """The port the latest start serves metrics on: waits for its `running` line."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            port = self.served_port()
+            if port is not None:
+                return port
+            if self.proc is not None and self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(
+            f"{self.instance_id} serves no metrics (exit {self.proc and self.proc.poll()}):\n"
+            f"{self.current_log()[-3000:]}"
+        )
 
     def kill(self) -> None:
         assert self.proc is not None

@@ -190,26 +190,28 @@ class Sampler(threading.Thread):
         super().__init__(daemon=True)
         self.source = source
         self.interval = interval
-        self.ports: dict[str, int] = {}
+        self.procs: dict[str, StreamlineProcess] = {}
         self.timeline: dict[str, list[Sample]] = {}
         self._halt = threading.Event()
         self._lock = threading.Lock()
 
-    def watch(self, instance: str, port: int) -> None:
+    def watch(self, instance: str, proc: StreamlineProcess) -> None:
+        """Scrapes `proc` from now on, at the port its latest start serves (restarts too)."""
         with self._lock:
-            self.ports[instance] = port
+            self.procs[instance] = proc
             self.timeline.setdefault(instance, [])
 
     def unwatch(self, instance: str) -> None:
         with self._lock:
-            self.ports.pop(instance, None)
+            self.procs.pop(instance, None)
 
     def run(self) -> None:
         while not self._halt.is_set():
             with self._lock:
-                ports = dict(self.ports)
-            for instance, port in ports.items():
-                sample = scrape(port, self.source)
+                procs = dict(self.procs)
+            for instance, proc in procs.items():
+                port = proc.served_port()
+                sample = scrape(port, self.source) if port is not None else None
                 if sample is not None:
                     with self._lock:
                         self.timeline[instance].append(sample)

@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 from streamline.serde.fastcodec import (
     LONG_MAX,
     LONG_MIN,
+    compile_batch_reader,
+    compile_batch_writer,
     compile_reader,
     compile_writer,
 )
@@ -239,3 +241,85 @@ def test_values_of_another_type_raise(field: str, value: Any) -> None:
     del missing[field]
     with pytest.raises(KeyError):
         WRITE(missing)
+
+
+class Item:
+    """What the batch reader and writer take: input bytes and the value made of them."""
+
+    def __init__(self, raw: Any, value: Any = None) -> None:
+        self.raw = raw
+        self.value = value
+
+
+HEADER = b"\xc3\x01HEADER!!"
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(everything, max_size=4), st.binary(max_size=30))
+def test_batches_read_and_write_what_one_record_at_a_time_does(
+    records: list[dict[str, Any]], garbage: bytes
+) -> None:
+    """Each item as the per-record functions do it; the rest go, in order, to `slow`."""
+    read_batch = compile_batch_reader(PARSED, HEADER)
+    write_batch = compile_batch_writer(PARSED, HEADER)
+    assert READ is not None and read_batch is not None and write_batch is not None
+    bodies = [fastavro_bytes(PARSED, r) for r in records]
+    items = [Item(HEADER + b) for b in bodies]
+    others = [
+        Item(None), Item(bytearray(HEADER + bodies[0]) if bodies else b""),
+        Item(b"\xc3\x01OTHER!!!" + garbage), Item(HEADER + garbage), Item(HEADER),
+    ]  # fmt: skip
+    mixed = [x for pair in zip(items, others, strict=False) for x in pair] + items[len(others) :]
+    mixed += others[len(items) :]
+    slow: list[Item] = []
+    kept = read_batch(mixed, lambda item: slow.append(item) or item.raw is None)
+    for item in mixed:
+        if item in slow:
+            continue
+        assert item in kept
+        mine, end = READ(item.raw, len(HEADER))
+        assert end == len(item.raw) and item.value == mine
+    assert [x for x in kept if x not in slow] == [x for x in mixed if x not in slow]
+    assert all(x in slow for x in others if not (type(x.raw) is bytes and x in kept))
+    assert [x for x in kept if x in slow] == [x for x in slow if x.raw is None]
+    for item, record in zip(items, records, strict=True):
+        assert item in kept and item.value == fastavro_record(PARSED, item.raw[len(HEADER) :])
+        item.value = record
+
+    misfit = Item(None, dict(records[0], i="one") if records else {"i": "one"})
+    order = [*items[:1], misfit, *items[1:]]
+    refused: list[Item] = []
+    written = write_batch(order, lambda item: refused.append(item) or None)
+    assert refused == [misfit]
+    assert written == [(item, HEADER + body) for item, body in zip(items, bodies, strict=True)]
+    fixed = write_batch([misfit], lambda item: b"slow")
+    assert fixed == [(misfit, b"slow")]
+
+
+def test_batch_functions_of_unsupported_schemas_are_none() -> None:
+    recursive = fastavro.parse_schema(
+        {"type": "record", "name": "Node", "fields": [{"name": "next", "type": ["null", "Node"]}]}
+    )
+    assert compile_batch_reader(recursive, HEADER) is None
+    assert compile_batch_writer(recursive, HEADER) is None
+    assert compile_batch_reader(fastavro.parse_schema("string"), HEADER) is None
+
+
+SIX_BYTE_EDGES = [
+    2**34 - 1, 2**34, 2**41 - 1, 2**41, -(2**34), -(2**34) - 1, -(2**41), -(2**41) - 1,
+    1_764_000_000_000, -1_764_000_000_000, 0, 63, 64, LONG_MAX, LONG_MIN,
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("value", SIX_BYTE_EDGES)
+def test_longs_of_every_varint_length_are_written_and_read_as_fastavro_does(value: int) -> None:
+    """Epoch milliseconds and the varint lengths around them, and the extremes."""
+    parsed = fastavro.parse_schema(ORDER)
+    write, read = compile_writer(parsed), compile_reader(parsed)
+    assert write is not None and read is not None
+    record = {"order_id": "o", "amount": 1.0, "created_at": value}
+    data = write(record)
+    assert data == fastavro_bytes(parsed, record)
+    assert read(data, 0) == (record, len(data))
+    with pytest.raises(IndexError):  # cut short: refused
+        read(data[:-1], 0)

@@ -3,6 +3,7 @@ held by an unfinished commit (runtime/fencing.py)."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -24,6 +25,8 @@ def lost_members(
         members = next(answers)
         if members is None:
             raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "no answer"))
+        if members == ["timeout"]:  # the describe's future not done in time
+            raise TimeoutError()
         return {}, members
 
     monkeypatch.setattr(fencing, "describe_group_assignment", describe)
@@ -63,3 +66,14 @@ def test_nobody_is_fenced_while_the_committed_offsets_are_not_held(
 ) -> None:
     """An instance only expelled (frozen, slow) with no commit in flight carries on."""
     assert lost_members(monkeypatch, [["a", "b"], ["a"]], held=False) == []
+
+
+def test_a_describe_that_times_out_fences_nobody_and_forgets_no_member(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The describe's future can time out (an instance paused in the middle of it): the
+    check ends like a failed describe, with no traceback from its thread."""
+    errors: list[Any] = []
+    monkeypatch.setattr(threading, "excepthook", errors.append)
+    assert lost_members(monkeypatch, [["a", "b"], ["timeout"], ["a"]]) == ["b"]
+    assert errors == []

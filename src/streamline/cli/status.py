@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +34,9 @@ def status(
     serve: Annotated[
         bool, typer.Option("--serve", help="Serve the status page over HTTP until interrupted.")
     ] = False,
-    port: Annotated[int, typer.Option("--port", help="Port of the status page.")] = 8088,
+    port: Annotated[
+        int, typer.Option("--port", help="Port of the status page (0 picks a free one).")
+    ] = 8088,
     host: Annotated[
         str, typer.Option("--host", help="Address the status page listens on.")
     ] = "127.0.0.1",
@@ -117,5 +120,16 @@ def _serve(
         return [d.describe(printer) for d in reversed(letters)]
 
     app = status_app(read, dead_letters, interval_ms)
-    err.print(f"status page on http://{host}:{port}/ (Ctrl-C stops it)")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    # bound here, so the line below names the port `--port 0` picked
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise StreamlineError(
+            f"cannot serve the status page on {host}:{port}: {exc.strerror or exc}"
+        ) from exc
+    shown = f"[{host}]" if ":" in host else host
+    err.print(f"status page on http://{shown}:{sock.getsockname()[1]}/ (Ctrl-C stops it)")
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import random
 import re
 import secrets
 import shutil
@@ -233,8 +234,38 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
         return False
 
 
+PICKED_PORTS = (20000, 32768)
+"""Where `free_port` picks: below the kernel's ephemeral range (Linux: 32768-60999)."""
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return PICKED_PORTS[1]
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A port nothing listens on, for a server that binds it a moment later (a JVM).
+
+    Picked at random below the ephemeral range and checked free: the kernel hands out
+    ephemeral ports to every `bind(0)` and outgoing connection of every process, so one
+    found free that way can be taken before the server binds it; these ports only by
+    another such pick. A server that can bind port 0 itself and say which it got races
+    with nothing: prefer that where possible.
+    """
+    low, high = PICKED_PORTS[0], min(PICKED_PORTS[1], _ephemeral_low())
+    rng = random.SystemRandom()
+    for _ in range(100 if high > low else 0):
+        port = rng.randrange(low, high)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        if not port_open(port, timeout=0.2):  # nothing listens on another address either
+            return port
+    with socket.socket() as s:  # no room below the ephemeral range
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 

@@ -24,7 +24,7 @@
   join of one partition (both sides' watermarks), over `stream_join`'s buffers (pure),
   indexed in memory by `join_index` (pure);
 - `health`: liveness, readiness, heartbeats and lag; `offsets`: assignment and offsets;
-- pure logic: `pipeline`/`stages` (stateless stages), `record`, `windows`, `watermark`,
+- pure logic: `pipeline`/`stages` (stateless stages), `sink_encode` (the sink's bytes), `record`, `windows`, `watermark`,
   `aggregates`, `window_operator`/`window_state` (windowed aggregation over a store);
 - `runner`: `streamline run`; `internal_topics`: the missing internal topics it creates;
   `bounded`: when `run --until-caught-up` is done.

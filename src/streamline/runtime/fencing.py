@@ -73,8 +73,8 @@ class LostMembers:
             _owners, members = describe_group_assignment(
                 self._connection, self._group_id, self._input_topic
             )
-        except KafkaException as exc:
-            log.debug("group not described, no instance fenced: %s", exc)
+        except (KafkaException, TimeoutError) as exc:  # TimeoutError: its future not done
+            log.debug("group not described, no instance fenced: %r", exc)
             return
         now = set(members)
         with self._lock:

@@ -14,10 +14,10 @@ from streamline.runtime.join_operator import Join
 from streamline.runtime.record import Record
 from streamline.runtime.route import Router, router_of
 from streamline.runtime.route import sink_schema_id as sink_schema_id_of
+from streamline.runtime.sink_encode import Encode, unchanged_header
 from streamline.runtime.sinks.files import FileSinks
 from streamline.runtime.stages import (
     Decode,
-    Encode,
     Evaluable,
     EventTime,
     Filter,
@@ -166,6 +166,7 @@ class Pipeline:
                     stages.append(KeyBy(cs.path, field=key))
                 else:
                     stages.append(KeyBy(cs.path, expr=cs.expressions["key_by"]))
+        sink_codec = codec_for(sink_format, store, checked.sink_schema, registry, sink_schema_id)
         joined_stages: list[Stage] = []  # a joined stream's own decode and event time
         for source in topology.sources:
             if source.name in joined:
@@ -189,7 +190,10 @@ class Pipeline:
             retry_policy=policy,
             encode=Encode(
                 "sink",
-                codec_for(sink_format, store, checked.sink_schema, registry, sink_schema_id),
+                sink_codec,
+                None
+                if resources.windowed or router is not None or joined
+                else unchanged_header(stages, list(source_codecs.values()), sink_codec),
             ),
             checked=checked,
             resources=resources,

@@ -95,11 +95,19 @@ class TransactionalProducers:
             raise error
 
     def flush(self, collector: RecordCollector[Producer], timeout: float) -> None:
-        """Flushes the loop's producer as the run ends, unless its `init_transactions` failed:
-        flushing a producer in that (fatal) state raises, hiding the error that stops the run.
+        """Flushes the loop's producer as the run ends, unless its `init_transactions` failed
+        or it was fenced: flushing a producer in such a fatal state raises, hiding the error
+        that stops the run (a producer fenced at its commit raises "Failed to end
+        transaction" from every later flush, where one fenced at a write does not).
         """
-        if not self._failed:
+        if self._failed:
+            return
+        try:
             collector.flush(timeout)
+        except KafkaException as exc:
+            if not exc.args or not exc.args[0].fatal():
+                raise
+            log.debug("producer not flushed: %s", exc.args[0].str())
 
     def _init_in_thread(self, producer: Producer, transactional_id: str) -> None:
         try:

@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 from streamline.errors import UsageError
 from streamline.reliability.dead_letter import Failure
 from streamline.runtime.record import Record
+from streamline.runtime.sink_encode import Encode
 from streamline.runtime.sinks.files import FileSinks, FileSinkWriter
 from streamline.runtime.sinks.webhook import WebhookSender
-from streamline.runtime.stages import Dropped, Encode, Evaluable, Failed
+from streamline.runtime.stages import Dropped, Evaluable, Failed
 from streamline.serde.formats import SchemaRegistry, codec_for, subject_name
 from streamline.topology.model import FileSink, Sink, WebhookSink, route_of
 

@@ -22,13 +22,12 @@ from streamline.reliability.dead_letter import (
     INTEGRITY,
     MAP,
     SCHEMA,
-    SINK,
     VALIDATION,
     Failure,
 )
 from streamline.reliability.retry import AttemptsExhausted, RetryPolicy, call_with_retries
 from streamline.runtime.record import Record
-from streamline.serde import DecodeError, EncodeError
+from streamline.serde import AvroCodec, DecodeError
 from streamline.serde.convert import parse_timestamp_ms
 from streamline.serde.fit import RecordFit
 from streamline.serde.formats import Codec
@@ -57,21 +56,32 @@ class Decode:
     def __init__(self, name: str, codecs: dict[str, Codec]) -> None:
         self.name = name
         self.codecs = codecs
+        # every topic read as one Avro schema: its generated reader takes the whole batch
+        schemas = {c.schema.fingerprint for c in codecs.values() if type(c) is AvroCodec}
+        first = next(iter(codecs.values()), None)
+        self.read_batch = (
+            first.read_batch
+            if isinstance(first, AvroCodec)
+            and len(schemas) == 1
+            and all(type(c) is AvroCodec for c in codecs.values())
+            else None
+        )
 
     def process(self, batch: list[Record], failed: Failed, dropped: Dropped) -> list[Record]:
-        out = []
-        codecs = self.codecs
-        for record in batch:
+        codecs, name = self.codecs, self.name
+
+        def decoded(record: Record) -> bool:
             try:
                 record.value = codecs[record.topic].decode(record.raw)
+                return True
             except DecodeError as exc:
-                failed(
-                    record,
-                    Failure(exc.kind if exc.kind != "decode" else DECODE, str(exc), self.name),
-                )
-                continue
-            out.append(record)
-        return out
+                kind = exc.kind if exc.kind != "decode" else DECODE
+                failed(record, Failure(kind, str(exc), name))
+                return False
+
+        if self.read_batch is not None:  # the rest (other writer schemas, bad bytes) one by one
+            return self.read_batch(batch, decoded)
+        return [record for record in batch if decoded(record)]
 
 
 class EventTime:
@@ -383,22 +393,4 @@ class KeyBy:
                 continue
             record.out_key = str(key).encode()
             out.append(record)
-        return out
-
-
-class Encode:
-    """Records to bytes of the sink schema in the sink's format; a misfit is a dead letter."""
-
-    def __init__(self, name: str, codec: Codec) -> None:
-        self.name = name
-        self.codec = codec
-
-    def encode(self, batch: list[Record], failed: Failed) -> list[tuple[Record, bytes]]:
-        out = []
-        encode = self.codec.encode
-        for record in batch:
-            try:
-                out.append((record, encode(record.value, check=False)))
-            except EncodeError as exc:
-                failed(record, Failure(SINK, str(exc), self.name))
         return out

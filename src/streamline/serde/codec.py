@@ -13,7 +13,15 @@ from typing import Any
 import fastavro
 from fastavro.validation import ValidationError, validate
 
-from streamline.serde.fastcodec import Writer, compile_reader, compile_writer
+from streamline.serde.fastcodec import (
+    BatchReader,
+    BatchWriter,
+    Writer,
+    compile_batch_reader,
+    compile_batch_writer,
+    compile_reader,
+    compile_writer,
+)
 from streamline.serde.schema_store import Schema, SchemaStore
 
 MAGIC = b"\xc3\x01"
@@ -38,6 +46,8 @@ class AvroWriter:
     schema: Schema
     _header: bytes
     _write: Writer | None
+    write_batch: BatchWriter | None = None
+    """write_batch(items, slow): the generated writer over a batch (see `compile_batch_writer`)."""
 
     def encode(self, record: dict[str, Any], *, check: bool = True) -> bytes:
         """`_header` + the record's Avro body; with `check`, a record that does not fit gets a message naming the field."""
@@ -77,6 +87,11 @@ class AvroCodec(AvroWriter):
         # generated for this schema; anything they raise is done again by fastavro
         self._read = compile_reader(schema.parsed, schema.name)
         self._write = compile_writer(schema.parsed, self._header, schema.name)
+        self.read_batch: BatchReader | None = compile_batch_reader(
+            schema.parsed, self._header, schema.name
+        )
+        """read_batch(items, slow): the generated reader over a batch (see `compile_batch_reader`)."""
+        self.write_batch = compile_batch_writer(schema.parsed, self._header, schema.name)
 
     def decode(self, data: bytes | None) -> dict[str, Any]:
         """The record in `data`, read as this codec's schema."""

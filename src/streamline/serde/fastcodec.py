@@ -21,6 +21,8 @@ from typing import Any
 
 Reader = Callable[[bytes, int], tuple[dict[str, Any], int]]
 Writer = Callable[[Any], bytes]
+BatchReader = Callable[[list[Any], Callable[[Any], bool]], list[Any]]
+BatchWriter = Callable[[list[Any], Callable[[Any], bytes | None]], list[tuple[Any, bytes]]]
 
 LONG_MIN = -(1 << 63)
 LONG_MAX = (1 << 63) - 1
@@ -322,6 +324,45 @@ def compile_reader(parsed: Any, name: str = "record") -> Reader | None:
     return src.compile("read", name)  # type: ignore[no-any-return]
 
 
+def compile_batch_reader(parsed: Any, header: bytes, name: str = "record") -> BatchReader | None:
+    """read_batch(items, slow) for a parsed record schema; None if not supported.
+
+    For each item (anything with `raw` and `value`, in order) whose `raw` is `header` +
+    an Avro body of the schema, sets `value` to the record and keeps the item; every
+    other item goes to `slow(item)`, which decodes it some other way and says whether
+    to keep it. Returns the items kept. One call per batch, not two per record.
+    """
+    if not isinstance(parsed, dict) or parsed.get("type") not in ("record", "error"):
+        return None
+    src = _Source(parsed)
+    head = src.constant(header)
+    skip = len(header)
+    src.emit(0, "def read_batch(items, slow):")
+    src.emit(1, "kept = []")
+    src.emit(1, "keep = kept.append")
+    src.emit(1, "for item in items:")
+    src.emit(2, "buf = item.raw")
+    src.emit(2, f"if type(buf) is bytes and buf.startswith({head}):")
+    src.emit(3, "try:")
+    src.emit(4, f"pos = {skip}")
+    src.emit(4, "size = len(buf)")
+    try:
+        with src.named(parsed):
+            _read_record(src, parsed, 4, "value")
+    except Unsupported:
+        return None
+    src.emit(4, "if pos == size:")
+    src.emit(5, "item.value = value")
+    src.emit(5, "keep(item)")
+    src.emit(5, "continue")
+    src.emit(3, "except Exception:")
+    src.emit(4, "pass")
+    src.emit(2, "if slow(item):")
+    src.emit(3, "keep(item)")
+    src.emit(1, "return kept")
+    return src.compile("read_batch", name)  # type: ignore[no-any-return]
+
+
 # --- writers ---------------------------------------------------------------------------
 
 
@@ -442,6 +483,43 @@ def _write_union(src: _Source, branches: list[Any], ind: int, value: str) -> Non
     src.emit(ind, "else:")
     src.emit(ind + 1, f"out.append({branches.index(other) << 1})")
     _write_value(src, other, ind + 1, value)
+
+
+def compile_batch_writer(
+    parsed: Any, header: bytes = b"", name: str = "record"
+) -> BatchWriter | None:
+    """write_batch(items, slow) -> [(item, header + Avro body of item.value)]; None if not supported.
+
+    An item whose `value` the generated code does not write goes to `slow(item)`: its
+    bytes, or None to leave it out (the caller has failed it). One call per batch.
+    """
+    if not isinstance(parsed, dict) or parsed.get("type") not in ("record", "error"):
+        return None
+    src = _Source(parsed)
+    head = src.constant(header)
+    src.emit(0, "def write_batch(items, slow):")
+    src.emit(1, "written = []")
+    src.emit(1, "keep = written.append")
+    src.emit(1, "for item in items:")
+    src.emit(2, "value = item.value")
+    src.emit(2, "try:")
+    src.emit(3, f"out = bytearray({head})")
+    src.emit(3, "if type(value) is not dict:")
+    src.emit(4, "raise TypeError('record')")
+    try:
+        with src.named(parsed):
+            _write_record(src, parsed, 3, "value")
+    except Unsupported:
+        return None
+    src.emit(3, "keep((item, bytes(out)))")
+    src.emit(3, "continue")
+    src.emit(2, "except Exception:")
+    src.emit(3, "pass")
+    src.emit(2, "data = slow(item)")
+    src.emit(2, "if data is not None:")
+    src.emit(3, "keep((item, data))")
+    src.emit(1, "return written")
+    return src.compile("write_batch", name)  # type: ignore[no-any-return]
 
 
 def compile_writer(parsed: Any, header: bytes = b"", name: str = "record") -> Writer | None:
