@@ -159,7 +159,7 @@ def topic_end_offsets(
     for topic in topics:
         partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
         for p in sorted(partitions):
-            ends[(topic, p)] = _end_offset(consumer, TopicPartition(topic, p), deadline)
+            ends[(topic, p)] = end_offset(consumer, TopicPartition(topic, p), deadline)
     return ends
 
 
@@ -170,7 +170,7 @@ _MOVING_LEADER = {
 }
 
 
-def _end_offset(consumer: Consumer, tp: TopicPartition, deadline: float) -> int:
+def end_offset(consumer: Consumer, tp: TopicPartition, deadline: float) -> int:
     """The partition's end offset; asked again while its leader is still being elected
     (a topic created a moment ago, or a broker that has just restarted)."""
     while True:

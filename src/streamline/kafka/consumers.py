@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from streamline.errors import StreamlineError
+from streamline.kafka.admin import end_offset
 from streamline.kafka.connection import Connection
 from streamline.topology.resources import RESTORE_GROUP_PREFIX
 
@@ -126,10 +127,11 @@ class ChangelogReader:
     def high_watermark(self) -> int:
         consumer = self._shared or restore_consumer(self.connection)
         try:
-            _low, high = consumer.get_watermark_offsets(
-                TopicPartition(self.topic, self.partition), timeout=30
+            # a changelog created a moment ago may still be electing its leader
+            high = end_offset(
+                consumer, TopicPartition(self.topic, self.partition), time.monotonic() + 30
             )
-            self._high = int(high)
+            self._high = high
             return self._high
         finally:
             if consumer is not self._shared:

@@ -34,7 +34,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from streamline.kafka.admin import describe_group_assignment
+from streamline.kafka.admin import describe_group_assignment, end_offset
 from streamline.kafka.connection import Connection
 from streamline.kafka.consumers import standby_consumer
 from streamline.observability.metrics import StandbyMetrics
@@ -231,7 +231,7 @@ class StandbyReplicas:
         path = partition_path(settings.state_dir, settings.topology, STORE, partition)
         store = PartitionStore(path, self._generation, fingerprint=settings.fingerprint)
         tp = TopicPartition(settings.changelog_topic, partition)
-        _low, high = consumer.get_watermark_offsets(tp, timeout=10)
+        high = end_offset(consumer, tp, time.monotonic() + 10)
         self._stores[partition] = store
         self._position[partition] = store.begin_restore(int(high))
         self._reassign = True
