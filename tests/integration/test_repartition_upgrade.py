@@ -21,19 +21,7 @@ from tests.integration.test_windows import (
     Scenario,
     assert_windows_exact,
 )
-from tests.support.windows_oracle import Event, events
-
-
-def order(e: Event) -> dict[str, object]:
-    return {
-        "order_id": e.order_id,
-        "customer_id": e.key,
-        "amount": e.amount,
-        "currency": "EUR",
-        "status": "PAID",
-        "country": "DE",
-        "created_at": e.t,
-    }
+from tests.support.windows_oracle import Event, events, order
 
 
 def write_previous_format(kafka: Connection, topic: str, source: str, evts: list[Event]) -> None:

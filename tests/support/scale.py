@@ -18,21 +18,13 @@ from confluent_kafka import Producer
 from streamline.kafka.connection import Connection
 from streamline.serde import AvroCodec
 from tests.support.harness import StreamlineProcess
-from tests.support.windows_oracle import BASE, Event
+from tests.support.windows_oracle import BASE, Event, order
 
 
 def order_value(codec: AvroCodec, e: Event) -> bytes:
     """The event as a PAID order in EUR."""
     return codec.encode(
-        {
-            "order_id": e.order_id,
-            "customer_id": e.key,
-            "amount": e.amount,
-            "currency": "EUR",
-            "status": "PAID",
-            "country": "DE",
-            "created_at": e.t,
-        },
+        order(e),
         check=False,
     )
 

@@ -19,6 +19,20 @@ class Event:
     seq: int  # position in its input partition: ties of first/last go by arrival
 
 
+def order(e: Event, **changes: Any) -> dict[str, Any]:
+    """The event as a PAID order in EUR (the Order schema's fields), with `changes` applied."""
+    return {
+        "order_id": e.order_id,
+        "customer_id": e.key,
+        "amount": e.amount,
+        "currency": "EUR",
+        "status": "PAID",
+        "country": "DE",
+        "created_at": e.t,
+        **changes,
+    }
+
+
 def events(n: int, keys: int, step_ms: int, disorder_ms: int, seed: int = 3) -> list[Event]:
     """n events, event time advancing by step_ms, each delayed by up to disorder_ms."""
     rng = random.Random(seed)

@@ -23,7 +23,7 @@ from streamline.runtime.repartition_codec import (
 from streamline.serde import AvroCodec, SchemaStore
 from streamline.testing import TopologyDriver
 from streamline.topology import load_topology
-from tests.support.windows_oracle import BASE, Event, events, windows
+from tests.support.windows_oracle import BASE, Event, events, order, windows
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = ROOT / "schemas"
@@ -115,18 +115,6 @@ def test_the_previous_versions_json_records_are_read() -> None:
 def test_an_unknown_format_is_refused(value: bytes) -> None:
     with pytest.raises(ValueError):
         decode_repartitioned(as_read(value, None, b"k"), "k")
-
-
-def order(e: Event) -> dict[str, Any]:
-    return {
-        "order_id": e.order_id,
-        "customer_id": e.key,
-        "amount": e.amount,
-        "currency": "EUR",
-        "status": "PAID",
-        "country": "DE",
-        "created_at": e.t,
-    }
 
 
 def previous_format(e: Event, offset: int) -> tuple[bytes, list[tuple[str, bytes]]]:

@@ -12,25 +12,12 @@ from streamline.serde import EncodeError
 from streamline.testing import TopologyDriver
 from streamline.topology.builder import Topology
 from tests.support.maps import paid_order
-from tests.support.windows_oracle import BASE, Event, events, windows
+from tests.support.windows_oracle import BASE, Event, events, order, windows
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = ROOT / "schemas"
 REVENUE = ROOT / "topologies" / "revenue-per-minute.yaml"
 OOO_MS = 5000
-
-
-def order(e: Event, **changes: Any) -> dict[str, Any]:
-    return {
-        "order_id": e.order_id,
-        "customer_id": e.key,
-        "amount": e.amount,
-        "currency": "EUR",
-        "status": "PAID",
-        "country": "DE",
-        "created_at": e.t,
-        **changes,
-    }
 
 
 def by_customer(value: Any) -> str | None:
