@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.support.windows_oracle import events
+from tests.support.windows_oracle import events, order
 
 from streamline.testing import TopologyDriver
 
@@ -37,18 +37,7 @@ def main() -> None:
             "    event_time: created_at\n    partitioned_by: customer_id\n",
         )
     evts = events(args.events, keys=500, step_ms=20, disorder_ms=4000)
-    orders: list[dict[str, Any]] = [
-        {
-            "order_id": e.order_id,
-            "customer_id": e.key,
-            "amount": e.amount,
-            "currency": "EUR",
-            "status": "PAID",
-            "country": "DE",
-            "created_at": e.t,
-        }
-        for e in evts
-    ]
+    orders: list[dict[str, Any]] = [order(e) for e in evts]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "topologies" / "revenue.yaml"
         path.parent.mkdir()

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.nexmark import QUERY_TITLES as NEXMARK_TITLES
 from bench.report import (
     SYSTEM_TITLES,
     WORKLOAD_TITLES,
@@ -28,15 +29,6 @@ from bench.report import (
 )
 
 RESULTS = Path(__file__).resolve().parent / "results"
-NEXMARK_TITLES = {
-    "q0": "q0 passthrough",
-    "q1": "q1 currency map",
-    "q2": "q2 filter",
-    "q3": "q3 person-auction join (stream-table)",
-    "q5": "q5 hot items (hopping, then max)",
-    "q7": "q7 highest bid (tumbling max)",
-    "q8": "q8 new users (stream-stream join)",
-}
 PEERS = ("quix", "faust", "bytewax")
 # windowed and join work: streamline must do it at twice the fastest peer that can
 WINDOWED_OR_JOIN = ("W2", "W3", "W4", "q3", "q5", "q7", "q8")

@@ -27,7 +27,7 @@ from tests.support.harness import (
     duplicates,
     process_env,
 )
-from tests.support.windows_oracle import Event, events, windows
+from tests.support.windows_oracle import Event, events, order, windows
 
 pytestmark = pytest.mark.slow
 
@@ -88,18 +88,7 @@ def produce_orders(
     """
     producer = Producer(kafka.config(**{"enable.idempotence": True, "linger.ms": 20}))
     for e in evts:
-        value = ORDER.encode(
-            {
-                "order_id": e.order_id,
-                "customer_id": e.key,
-                "amount": e.amount,
-                "currency": "EUR",
-                "status": "PAID",
-                "country": "DE",
-                "created_at": e.t,
-            },
-            check=False,
-        )
+        value = ORDER.encode(order(e), check=False)
         key = e.order_id if key_by_order else e.key
         while True:
             try:
