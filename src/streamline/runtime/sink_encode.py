@@ -40,30 +40,28 @@ class Encode:
         self.unchanged = unchanged
 
     def encode(self, batch: list[Record], failed: Failed) -> list[tuple[Record, bytes]]:
-        out = []
-        encode = self.codec.encode
-        header = self.unchanged
-        write_batch = getattr(self.codec, "write_batch", None)
-        if header is None and write_batch is not None:
+        encode, header = self.codec.encode, self.unchanged
 
-            def slow(record: Record) -> bytes | None:  # what the generated writer did not write
-                try:
-                    return encode(record.value, check=False)
-                except EncodeError as exc:
-                    failed(record, Failure(SINK, str(exc), self.name))
-                    return None
-
-            return write_batch(batch, slow)  # type: ignore[no-any-return]
-        for record in batch:
-            if header is not None:
-                raw = record.raw
-                if type(raw) is bytes and raw.startswith(header):
-                    out.append((record, raw))
-                    continue
+        def written(record: Record) -> bytes | None:  # a misfit is a dead letter: None
             try:
-                out.append((record, encode(record.value, check=False)))
+                return encode(record.value, check=False)
             except EncodeError as exc:
                 failed(record, Failure(SINK, str(exc), self.name))
+                return None
+
+        write_batch = getattr(self.codec, "write_batch", None)
+        if header is None and write_batch is not None:  # what it does not write: `written`
+            return write_batch(batch, written)  # type: ignore[no-any-return]
+        out = []
+        for record in batch:
+            raw = record.raw
+            data = (
+                raw
+                if header is not None and type(raw) is bytes and raw.startswith(header)
+                else written(record)
+            )
+            if data is not None:
+                out.append((record, data))
         return out
 
 

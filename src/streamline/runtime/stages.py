@@ -57,15 +57,9 @@ class Decode:
         self.name = name
         self.codecs = codecs
         # every topic read as one Avro schema: its generated reader takes the whole batch
-        schemas = {c.schema.fingerprint for c in codecs.values() if type(c) is AvroCodec}
-        first = next(iter(codecs.values()), None)
-        self.read_batch = (
-            first.read_batch
-            if isinstance(first, AvroCodec)
-            and len(schemas) == 1
-            and all(type(c) is AvroCodec for c in codecs.values())
-            else None
-        )
+        avro = [c for c in codecs.values() if type(c) is AvroCodec]
+        one_schema = len({c.schema.fingerprint for c in avro}) == 1
+        self.read_batch = avro[0].read_batch if one_schema and len(avro) == len(codecs) else None
 
     def process(self, batch: list[Record], failed: Failed, dropped: Dropped) -> list[Record]:
         codecs, name = self.codecs, self.name
