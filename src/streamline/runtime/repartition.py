@@ -11,21 +11,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from itertools import groupby
-from operator import attrgetter
 from typing import Any
 
 from streamline import headers as h
 from streamline.runtime.collector import RecordCollector
 from streamline.runtime.record import Record
 from streamline.runtime.repartition_codec import RepartitionEncoder
-
-__all__ = ["RepartitionEncoder", "Repartitioner"]
 from streamline.runtime.windowed import SourceWatermarks, encode_marker
 
+__all__ = ["RepartitionEncoder", "Repartitioner"]
+
 TP = tuple[str, int]
-_partition_of = attrgetter("topic", "partition")
-_event_time = attrgetter("event_time")
 
 
 class Repartitioner:
@@ -56,13 +52,9 @@ class Repartitioner:
     def send(self, records: list[Record], wall_ms: int) -> None:
         """Writes keyed records, carrying event time and the source record's position and bytes."""
         collector = self._collector
-        observe = self._watermarks.observe
         topic = self._topic
         encode = self._encoder.encode
-        # A partition's tracker keeps the largest event time and marks the partition
-        # active: the largest of a run, observed once, does the same as each in turn.
-        for tp, run in groupby(records, _partition_of):  # runs of one partition, as consumed
-            observe(tp, max(map(_event_time, run)), wall_ms)
+        self._watermarks.observe_all(records, wall_ms)
         # The producer's own call, positional (topic, value, key): keyword arguments cost
         # librdkafka's binding more than the rest of the call.
         produce = collector.producer.produce

@@ -369,9 +369,11 @@ class SourceWatermarks:
         if tracker is not None:
             tracker.observe(event_time, wall_ms)
 
-    def observe_all(self, records: Iterable[Record]) -> None:
-        """Source partitions' event-time progress (for heartbeats and markers)."""
-        wall_ms = int(time.time() * 1000)
+    def observe_all(self, records: Iterable[Record], wall_ms: int | None = None) -> None:
+        """Source partitions' event-time progress (for heartbeats and markers), seen at
+        `wall_ms` (now, when not given)."""
+        if wall_ms is None:
+            wall_ms = int(time.time() * 1000)
         observe = self.observe
         # A partition's tracker keeps the largest event time and marks the partition
         # active: the largest of a run, observed once, does the same as each in turn.
