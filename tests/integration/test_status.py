@@ -249,6 +249,20 @@ def browse(url: str, tmp: Path, *args: str) -> str:
     return done.stdout
 
 
+def screenshot(url: str, shot: Path) -> Path:
+    """Chromium's screenshot of `url` at 1400x600. Chromium can exit 0 before the file is
+    there (or without writing it, seen once in a loaded run): it is awaited, and taken
+    again once if it never comes."""
+    for _attempt in range(2):
+        browse(url, shot.parent, f"--screenshot={shot}", "--window-size=1400,600")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if shot.exists() and shot.stat().st_size > 0:
+                return shot
+            time.sleep(0.1)
+    return shot
+
+
 def await_page(log: Path, timeout: float = 30) -> int:
     """The port `status --serve --port 0` bound (its line names it), once the page answers."""
     import httpx
@@ -315,13 +329,7 @@ def test_status_page_in_headless_chromium(chain: Chain, tmp_path: Path) -> None:
         shown = re.findall(r'(?:"|&quot;)order_id(?:"|&quot;): (?:"|&quot;)(bad-\d+)', letters)
         assert shown == list(reversed(chain.feeder.bad))  # decoded, newest first
         assert letters.count("<td>validation</td>") == len(chain.feeder.bad)
-        shot = tmp_path / "status.png"
-        browse(
-            f"http://127.0.0.1:{port}/",
-            tmp_path,
-            f"--screenshot={shot}",
-            "--window-size=1400,600",
-        )
+        shot = screenshot(f"http://127.0.0.1:{port}/", tmp_path / "status.png")
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert shot.stat().st_size > 10_000
     finally:
