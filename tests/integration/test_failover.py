@@ -10,14 +10,15 @@ import os
 import random
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Producer, TopicPartition
 
-from streamline.kafka.admin import create_topics
+from streamline.kafka.admin import committed_offsets, create_topics
 from streamline.kafka.connection import Connection
 from streamline.ops.topics import topology_topics
 from streamline.topology import Topology, load_topology
@@ -29,11 +30,12 @@ from tests.integration.test_windows import (
     REVENUE,
     TOPOLOGY,
     WINDOWS,
+    Scenario,
     assert_windows_exact,
 )
 from tests.support.harness import StreamlineProcess, await_started, process_env
 from tests.support.scale import ContinuousOrders, Sampler, log_lines
-from tests.support.windows_oracle import windows
+from tests.support.windows_oracle import events, windows
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -77,11 +79,18 @@ class Cluster:
         )
 
     def commits_input(self, member: str, timeout: float = 30) -> None:
+        """The member's latest start counts more input than when this was asked (a sample
+        of an earlier start, whose counters were higher, is not a baseline)."""
+        port = self.procs[member].metrics_port
         first = self.sampler.latest(member)
-        base = first.records_in if first is not None else 0.0
+        base = first.records_in if first is not None and first.port == port else 0.0
         await_condition(
             f"{member} commits input",
-            lambda: (s := self.sampler.latest(member)) is not None and s.records_in > base,
+            lambda: (
+                (s := self.sampler.latest(member)) is not None
+                and s.port == port
+                and s.records_in > base
+            ),
             timeout,
         )
 
@@ -288,3 +297,67 @@ def test_a_rebalance_in_the_middle_of_a_restore_loses_and_doubles_nothing(
         lost = [x.message for x in log_lines(b) if x.at >= frozen_at]
         assert any(m.startswith("assigned ") for m in lost), lost
         c.finish_exact()
+
+
+@pytest.mark.timeout(240)
+def test_a_restore_reads_past_a_transaction_left_open_in_the_changelog(
+    kafka: Connection, unique: str, tmp_path: Path
+) -> None:
+    """An instance that stops in the middle of a commit leaves its changelog records in an
+    open transaction, and the partition's next owner commits its own after them. Until the
+    open one ends, a read_committed reader sees nothing past it: an instance restoring
+    from an older checkpoint then must wait for it, or its state would lack the next
+    owner's work while its input starts after it (that owner's windows emitted twice,
+    its records missing from the windows).
+
+    `a` processes the first part and stops; `b` restores, a transaction is left open in the
+    changelog, and `b` processes the second part (emitting its windows) and stops; `a`
+    restores from its checkpoint, says it waits, and once the transaction ends reads `b`'s
+    work; the third part closes every window. The windows equal the oracle's."""
+    scenario = Scenario(kafka, tmp_path, unique, "tumbling", partitions=1)
+    evts = events(9_000, keys=40, step_ms=100, disorder_ms=OOO_MS - 1000)
+    parts = [evts[:3000], evts[3000:6000], evts[6000:]]
+    group, source = scenario.topology.group_id, scenario.source
+    changelog = scenario.topology.changelog_topic("windows")
+
+    def committed_through(n: int) -> Callable[[], bool]:
+        tp = TopicPartition(source, 0)
+        return lambda: committed_offsets(kafka, group, [tp])[(source, 0)].offset >= n
+
+    a, b = scenario.process("a"), scenario.process("b")
+    scenario.produce(parts[0])
+    a.start()
+    await_condition("a commits the first part", committed_through(3000), 90)
+    assert a.stop() == 0
+    b.start()
+    await_condition("b restored", lambda: "restored windows partition 0" in b.current_log(), 90)
+    left_open = Producer(
+        kafka.config(
+            **{"transactional.id": f"{scenario.name}-stopped", "transaction.timeout.ms": 120_000}
+        )
+    )
+    left_open.init_transactions(30)
+    left_open.begin_transaction()
+    left_open.produce(changelog, key=b"T-never-committed", value=b"x", partition=0)
+    assert left_open.flush(30) == 0
+    scenario.produce(parts[1])
+    await_condition("b commits the second part", committed_through(6000), 90)
+    assert b.stop() == 0
+    emitted_by_b = len(read_all(kafka, scenario.sink, timeout=10))
+    assert emitted_by_b > 0
+
+    a.start()
+    await_condition(
+        "a waits for the open transaction",
+        lambda: "an open transaction holds offsets" in a.current_log(),
+        60,
+    )
+    assert "restored windows partition 0" not in a.current_log()
+    left_open.abort_transaction(30)
+    scenario.produce(parts[2])
+    expected = scenario.expected(evts)
+    try:
+        values = scenario.await_output(expected, 120, [a])
+    finally:
+        assert a.stop() == 0
+    assert_windows_exact(values, expected)

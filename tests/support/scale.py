@@ -136,6 +136,8 @@ class Sample:
     """One scrape of an instance: when, what it holds and how far it has committed."""
 
     at: float
+    port: int
+    """The metrics port scraped: a restarted instance serves another, its counters from 0."""
     assigned: int
     ready: bool
     records_in: float
@@ -172,7 +174,7 @@ def scrape(port: int, source: str) -> Sample | None:
             restored += float(value)
         elif name.startswith("streamline_rebalances_total{"):
             rebalances += float(value)
-    return Sample(at, int(assigned), ready, records_in, records_out, restored, rebalances)
+    return Sample(at, port, int(assigned), ready, records_in, records_out, restored, rebalances)
 
 
 class Sampler(threading.Thread):

@@ -11,6 +11,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
@@ -64,13 +65,34 @@ def group_consumer(
     return Consumer(conf, logger=log)
 
 
-def restore_consumer(connection: Connection) -> Consumer:
-    """A read_committed consumer for restores: assigned partitions only, no group membership."""
+@dataclass(frozen=True)
+class RestoreClients:
+    """The consumers restores share (the caller owns and closes them)."""
+
+    records: Consumer
+    """read_committed: replays the committed records."""
+    ends: Consumer
+    """read_uncommitted: asks each partition's end offset, past transactions still open
+    (a read_committed consumer's end offset is the last stable offset)."""
+
+    def close(self) -> None:
+        self.records.close()
+        self.ends.close()
+
+
+def restore_clients(connection: Connection) -> RestoreClients:
+    return RestoreClients(
+        restore_consumer(connection), restore_consumer(connection, "read_uncommitted")
+    )
+
+
+def restore_consumer(connection: Connection, isolation: str = "read_committed") -> Consumer:
+    """A consumer for restores: assigned partitions only, no group membership."""
     return Consumer(
         connection.config(
             **{
                 "group.id": f"{RESTORE_GROUP_PREFIX}{uuid.uuid4().hex[:8]}",
-                "isolation.level": "read_committed",
+                "isolation.level": isolation,
                 "enable.auto.commit": False,
                 "enable.partition.eof": True,
                 "auto.offset.reset": "earliest",
@@ -109,32 +131,52 @@ class ChangelogReader:
     """The committed records of one changelog partition from an offset to its end.
 
     Iterating yields chunks of (key, value or None); afterwards `end` is the offset the
-    replay reached: everything committed below it has been read. With `consumer` (from
-    `restore_consumer`, which the caller owns and closes) restores of several partitions
-    share one connection instead of opening their own; one partition at a time.
+    replay reached: everything committed below it has been read. With `clients` (from
+    `restore_clients`, which the caller owns and closes) restores of several partitions
+    share their connections instead of opening their own; one partition at a time.
+
+    The replay reads to the partition's end offset when it began (`high_watermark`), not
+    only to its last stable offset: a transaction left open below the end (by an instance
+    that died in the middle of a commit) hides the records committed after it by the
+    partition's later owners, and a state restored without them would count their input
+    again, or emit their windows again, while its input starts after it. While such a
+    transaction holds the replay back, it yields an empty chunk about every 0.1 s and
+    `waiting_below` names the end offset it waits for: the caller can fence the instance
+    that left it, or wait for its own producer, whose `init_transactions` aborts its
+    predecessor's. The broker aborts it at the latest at its transaction timeout.
     """
 
     def __init__(
-        self, connection: Connection, topic: str, partition: int, consumer: Consumer | None = None
+        self,
+        connection: Connection,
+        topic: str,
+        partition: int,
+        clients: RestoreClients | None = None,
     ) -> None:
         self.connection = connection
         self.topic = topic
         self.partition = partition
         self.end = 0
-        self._shared = consumer
+        self.waiting_below: int | None = None
+        """While an open transaction holds the replay back: the end offset it must reach."""
+        self._shared = clients
         self._high: int | None = None
 
     def high_watermark(self) -> int:
-        consumer = self._shared or restore_consumer(self.connection)
+        """The partition's end offset (read_uncommitted: past transactions still open)."""
+        consumer = (
+            self._shared.ends
+            if self._shared is not None
+            else restore_consumer(self.connection, "read_uncommitted")
+        )
         try:
             # a changelog created a moment ago may still be electing its leader
-            high = end_offset(
+            self._high = end_offset(
                 consumer, TopicPartition(self.topic, self.partition), time.monotonic() + 30
             )
-            self._high = high
             return self._high
         finally:
-            if consumer is not self._shared:
+            if self._shared is None:
                 consumer.close()
 
     def read(self, start: int) -> Iterator[list[tuple[bytes, bytes | None]]]:
@@ -142,7 +184,9 @@ class ChangelogReader:
         high = self._high if self._high is not None else self.high_watermark()
         if start >= high:
             return
-        consumer = self._shared or restore_consumer(self.connection)
+        consumer = (
+            self._shared.records if self._shared is not None else restore_consumer(self.connection)
+        )
         consumer.assign([TopicPartition(self.topic, self.partition, start)])
         deadline = time.monotonic() + RESTORE_TIMEOUT_S
         try:
@@ -161,23 +205,32 @@ class ChangelogReader:
                     error = msg.error()
                     if error is not None:
                         if error.code() == KafkaError._PARTITION_EOF:
+                            # read_committed: the end is the last stable offset, held below
+                            # the end offset by a transaction still open
                             self.end = max(self.end, msg.offset() or 0)
-                            done = True
+                            done = self.end >= high
+                            self.waiting_below = None if done else high
                             continue
                         raise StreamlineError(f"restoring from {self.topic}: {error.str()}")
                     key = msg.key()
                     if key is not None:
                         chunk.append((key, msg.value()))
                     self.end = max(self.end, (msg.offset() or 0) + 1)
-                if chunk:
+                if chunk or self.waiting_below is not None:
                     yield chunk
                 if done:
                     return
+            waiting = (
+                f" (a transaction left open below offset {self.waiting_below} did not end)"
+                if self.waiting_below is not None
+                else ""
+            )
             raise StreamlineError(
-                f"restoring {self.topic}/{self.partition} did not finish within {RESTORE_TIMEOUT_S:.0f}s"
+                f"restoring {self.topic}/{self.partition} did not finish within "
+                f"{RESTORE_TIMEOUT_S:.0f}s{waiting}"
             )
         finally:
-            if consumer is self._shared:
+            if self._shared is not None:
                 consumer.unassign()
             else:
                 consumer.close()

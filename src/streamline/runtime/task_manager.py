@@ -19,7 +19,7 @@ from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException
 
 from streamline.kafka.admin import delete_all_records, topic_end_offsets
 from streamline.kafka.connection import Connection
-from streamline.kafka.consumers import ChangelogReader, restore_consumer
+from streamline.kafka.consumers import ChangelogReader, RestoreClients, restore_clients
 from streamline.observability.metrics import Metrics
 from streamline.reliability.dead_letter import Failure
 from streamline.runtime.fencing import UNSTABLE_WAIT_S, LostMembers
@@ -100,7 +100,7 @@ class TaskManager:
             if pipeline.tables
             else None
         )
-        self._restore_consumer: Consumer | None = None  # one for every restore of this process
+        self._restore_clients: RestoreClients | None = None  # for every restore of this process
         self._skip_to: dict[TP, int] = {}
         self._parked = ParkedTasks()  # revoked cleanly, open until the next assignment
         self._lost = (  # a lost instance's unfinished commit is aborted when it holds offsets
@@ -298,9 +298,9 @@ class TaskManager:
         if self.tables is not None:
             self.tables.close()
         self._parked.close()
-        if self._restore_consumer is not None:
-            self._restore_consumer.close()
-            self._restore_consumer = None
+        if self._restore_clients is not None:
+            self._restore_clients.close()
+            self._restore_clients = None
 
     # --- opening and restoring tasks ---------------------------------------------------
 
@@ -340,11 +340,11 @@ class TaskManager:
 
     def _restore(self, bound: OperatorStore, partition: int) -> None:
         """Replays the store's changelog (or source) partition into it, showing progress."""
-        if self._restore_consumer is None:
-            self._restore_consumer = restore_consumer(self._connection)
+        if self._restore_clients is None:
+            self._restore_clients = restore_clients(self._connection)
         name = bound.spec.name
         reader = ChangelogReader(
-            self._connection, bound.spec.topic, partition, self._restore_consumer
+            self._connection, bound.spec.topic, partition, self._restore_clients
         )
         high = reader.high_watermark()
         metrics = self._metrics
@@ -353,14 +353,37 @@ class TaskManager:
         def read(start: int) -> Iterator[Changes]:
             # restore progress on /metrics while the restore blocks the loop
             metrics.stores.set_restore_remaining(name, partition, max(0, high - start))
+            waiting_since, fenced = 0.0, False
             for chunk in reader.read(start):
                 progressed()
-                yield chunk
+                if chunk:
+                    yield chunk
+                elif not waiting_since:
+                    waiting_since = time.monotonic()
+                    self._open_transaction_ahead(bound.spec.topic, partition, reader.end, high)
+                elif not fenced and time.monotonic() - waiting_since > UNSTABLE_WAIT_S:
+                    fenced = True
+                    if self._lost is not None:  # an instance that left the group left it open
+                        self._lost.fence_lost()
                 metrics.stores.set_restore_remaining(name, partition, max(0, high - reader.end))
 
         replayed = restore_store(bound, partition, high, read, lambda: reader.end)
         metrics.stores.set_restore_remaining(name, partition, 0)
         metrics.stores.restored(name, partition, replayed)
+
+    def _open_transaction_ahead(self, topic: str, partition: int, stable: int, end: int) -> None:
+        """A restore waits for a transaction left open in its changelog partition: the
+        records after it, committed by the partition's later owners, belong to the state.
+
+        Left by this instance's predecessor (killed in the middle of a commit), it ends as
+        soon as this instance's producer is initialised, which fences it.
+        """
+        log.info(
+            "restoring %s/%d: an open transaction holds offsets %d to %d back; waiting for "
+            "it to end (an instance stopped in the middle of a commit left it)",
+            topic, partition, stable, end,
+        )  # fmt: skip
+        self._producer_ready()
 
     def _rebuild_after_rewind(self, rewound: list[TP]) -> set[int]:
         """Offsets reset by another tool: drops the state built from the input read again.
