@@ -25,6 +25,7 @@ from tests.integration.test_run import scrape, total
 from tests.support.harness import crash_repeatedly
 from tests.support.joins import (
     FULL,
+    STEP_MS,
     T0,
     Feeder,
     Scenario,
@@ -165,14 +166,26 @@ def test_a_global_table_is_held_whole_by_each_of_two_instances(
     scenario.produce_customers(stream.initial)
     procs = [scenario.process(name).start() for name in ("a", "b")]
     ports = {proc.instance_id: proc.metrics_port for proc in procs}
+    versions = len(stream.initial) + len(stream.updates)
     try:
         Feeder(scenario, stream, RATE * 2, key="order_id").run()
         outputs = await_outputs(scenario, len(stream.orders), timeout=180)
-        time.sleep(1.5)  # a table's row count is reported every second
-        held = {
-            name: total(scrape(port), "streamline_table_records", table="customers")
-            for name, port in ports.items()
-        }
+        # updates after the last order: no batch comes any more, but a quiet instance still
+        # follows its tables, and reports their row count, once a second
+        late_from = T0 + 10 * STEP_MS * len(stream.orders)
+        late = [customer(c, 9, late_from + c) for c in range(0, CUSTOMERS, 10)]
+        scenario.produce_customers(late)
+        versions += len(late)
+        held: dict[str, float] = {}
+
+        def every_version_held() -> bool:
+            for name, port in ports.items():
+                held[name] = total(scrape(port), "streamline_table_records", table="customers")
+            return all(n >= 0.95 * versions for n in held.values())  # RocksDB's estimate
+
+        deadline = time.monotonic() + 15
+        while not every_version_held() and time.monotonic() < deadline:
+            time.sleep(0.2)
         assigned = {
             name: total(scrape(port), "streamline_assigned_partitions")
             for name, port in ports.items()
@@ -181,7 +194,6 @@ def test_a_global_table_is_held_whole_by_each_of_two_instances(
         for proc in procs:
             proc.stop()
     assert all(n > 0 for n in assigned.values()), assigned  # both instances took partitions
-    versions = len(stream.initial) + len(stream.updates)
     assert all(n >= 0.95 * versions for n in held.values()), held  # RocksDB's estimate
     for proc in procs:  # each instance's state holds every version of every key, exactly
         folder = proc.state_dir / scenario.name / "table-customers"

@@ -201,8 +201,7 @@ class _Loop:
                 batch = self.gate.hold(batch)
             if batch or self.pipeline.holds:  # a map's calls of earlier batches complete too
                 self._process(batch)
-            if self.tasks.tasks:
-                self._punctuate()
+            self._punctuate()  # windows due by time; tables followed while no batch comes
         except TransactionAborted:
             return
         commit = self.commit

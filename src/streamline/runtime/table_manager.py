@@ -6,7 +6,9 @@ end offset its topic had then: the first lookups never miss because a table was 
 loading. While the topology runs, before each batch is joined (the join stage calls
 `TableState.sync`, which is `follow`), every table partition is read up
 to its topic's current end, so a row written before a record was read is there when
-the record is joined. One consumer, without a group, reads every table partition.
+the record is joined; while no batch comes, once a second (`idle`), so a quiet
+instance's tables, their lag and row count stay current. One consumer, without a
+group, reads every table partition.
 
 Records that do not decode or have no key become `table_decode` dead letters, sent
 with the next batch; the table keeps loading. The store of each partition is
@@ -80,7 +82,7 @@ class TableManager:
         self._open: dict[TP, TablePartition] = {}  # (table topic, partition) -> partition
         self._positions: dict[TP, int] = {}
         self._pending: Failures = []  # table_decode failures found while loading
-        self._checkpointed_at = time.monotonic()
+        self._checkpointed_at = self._followed_at = time.monotonic()
 
     def _client(self) -> Consumer:
         if self._consumer is None:
@@ -162,6 +164,7 @@ class TableManager:
             self._pending = []
         if not self._open:
             return
+        self._followed_at = time.monotonic()
         self._catch_up(self._ends(list(self._open)), failures, FOLLOW_TIMEOUT_S)
         if time.monotonic() - self._checkpointed_at >= CHECKPOINT_INTERVAL_S:
             for tp, table in self._open.items():
@@ -169,6 +172,16 @@ class TableManager:
             self._checkpointed_at = time.monotonic()
             self._report()
             self._commit_positions()
+
+    def idle(self) -> None:
+        """Follows the tables while no batch reads them (at most once a second): their rows,
+        lag and row count stay current on an instance whose input is quiet. What fails to
+        decode waits for the next batch, whose transaction carries its dead letters."""
+        if time.monotonic() - self._followed_at < CHECKPOINT_INTERVAL_S:
+            return
+        failures: Failures = []
+        self.follow(failures)
+        self._pending = failures
 
     def _commit_positions(self) -> None:
         """Publishes how far each table partition is read, for `streamline lag` (not a restore

@@ -166,6 +166,8 @@ class TaskManager:
     ) -> None:
         for task in self.tasks.values():
             task.punctuate(wall_ms, open_txn, failures)
+        if self.tables is not None:
+            self.tables.idle()
 
     def stores(self) -> Iterator[tuple[int, OperatorStore]]:
         for partition, task in self.tasks.items():
