@@ -16,7 +16,7 @@ from typing import Any
 Row = tuple[Any, ...]
 
 SYSTEMS = ("bare", "streamline", "quix", "faust", "bytewax")
-WORKLOADS = ("W0", "W0-tx", "W1", "W1-cf", "W2", "W3", "W4")
+WORKLOADS = ("W0", "W0-tx", "W1", "W1-alo", "W1-cf", "W2", "W3", "W4")
 SYSTEM_TITLES = {
     "bare": "confluent-kafka loop",
     "streamline": "streamline",
@@ -28,6 +28,7 @@ WORKLOAD_TITLES = {
     "W0": "W0 consume→produce",
     "W0-tx": "W0-tx transactional",
     "W1": "W1 validate+filter+map",
+    "W1-alo": "W1-alo validate+filter+map (at-least-once)",
     "W1-cf": "W1 on Confluent Avro input",
     "W2": "W2 tumbling count+sum",
     "W3": "W3 session count+sum",
@@ -151,6 +152,16 @@ def targets(cells: Sequence[Cell]) -> list[Target]:
             "W1-cf streamline / W1", _fmt_ratio(r, True), "≥ 85%", None if r is None else r >= 0.85
         )
     )
+    alo, w1 = find(cells, "streamline", "W1-alo"), find(cells, "streamline", "W1")
+    r = ratio(_throughput(cells, "streamline", "W1-alo"), _throughput(cells, "streamline", "W1"))
+    # at-least-once against exactly-once, both streamline: informational, no goal
+    figures = (
+        ""
+        if r is None or alo is None or w1 is None
+        else f" ({_num(alo.events_per_s)} vs {_num(w1.events_per_s)} events/s; "
+        f"CPU s/M {_num(alo.cpu_s_per_m, 1)} vs {_num(w1.cpu_s_per_m, 1)})"
+    )
+    out.append(Target("W1-alo / W1", _fmt_ratio(r, True) + figures, "none (informational)", None))
     for workload in ("W1", "W2"):
         cell = find(cells, "streamline", workload)
         if cell is None or cell.p99_ms is None or cell.commit_interval_ms is None:

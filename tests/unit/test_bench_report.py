@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import yaml
+from bench.launch import ROOT, Context, make_launch
 from bench.report import Cell, checksum, percentile, render_markdown, targets
+from bench.results_page import round_two_targets
 from bench.workload import (
     CLOSING_PREFIX,
     PARTITIONS,
@@ -120,3 +125,54 @@ def test_markdown_table_marks_mismatches_and_unsupported_cells() -> None:
     assert "| n/a |" in text
     assert "faust-streaming W3: no session windows" in text
     assert "test cpu, 2 cores" in text
+
+
+def test_w1_alo_is_w1_with_an_at_least_once_guarantee(tmp_path: Path) -> None:
+    ctx = Context("t", "127.0.0.1:9092", tmp_path, ROOT / "schemas", 100)
+    topologies = {}
+    for workload in ("W1", "W1-alo"):
+        launch = make_launch(ctx, "streamline", workload, "orders", "tp1")
+        path = tmp_path / "topologies" / f"{launch.group}.yaml"
+        topologies[workload] = yaml.safe_load(path.read_text())
+    w1, alo = topologies["W1"], topologies["W1-alo"]
+    assert (w1.pop("guarantee"), alo.pop("guarantee")) == ("exactly_once", "at_least_once")
+    assert (w1.pop("name"), alo.pop("name")) == ("t-tp1-streamline-w1", "t-tp1-streamline-w1-alo")
+    assert alo.pop("sink")["topic"] == "t-tp1-streamline-w1-alo-out"
+    w1.pop("sink")
+    assert alo == w1  # the same source, stages and commit interval
+
+
+def _latency_cells(alo_p50: float, alo_p99: float) -> list[Cell]:
+    return [
+        Cell("streamline", "W1", events_per_s=90_000.0, cpu_s_per_m=11.0, p50_ms=63.0, p99_ms=119.0),
+        Cell("streamline", "W1-alo", events_per_s=99_000.0, cpu_s_per_m=10.0,
+             p50_ms=alo_p50, p99_ms=alo_p99),
+        Cell("bytewax", "W1", events_per_s=67_000.0, cpu_s_per_m=15.0, p50_ms=13.0, p99_ms=32.0),
+    ]  # fmt: skip
+
+
+def test_at_least_once_latency_is_judged_against_bytewax_on_p50_and_p99() -> None:
+    name = "W1 latency, at-least-once vs Bytewax (at-least-once)"
+
+    def verdict(p50: float, p99: float) -> tuple[str, bool | None]:
+        row = {t.name: t for t in round_two_targets(_latency_cells(p50, p99))}[name]
+        return row.value, row.met
+
+    assert verdict(12.0, 30.0) == ("0.94x (p50 12.0 vs 13.0 ms, p99 30.0 vs 32.0 ms)", True)
+    assert verdict(13.0, 32.0)[1] is True  # equal is no worse
+    assert verdict(14.0, 30.0) == ("1.08x (p50 14.0 vs 13.0 ms, p99 30.0 vs 32.0 ms)", False)
+    assert verdict(12.0, 40.0)[1] is False  # p99 worse
+    # the exactly-once W1 rows against Bytewax stay as they were
+    met = {t.name: t.met for t in round_two_targets(_latency_cells(12.0, 30.0))}
+    assert met["W1 p50 latency / Bytewax (at-least-once)'s"] is False
+    assert met["W1 p99 latency / Bytewax (at-least-once)'s"] is False
+    cells = [c for c in _latency_cells(12.0, 30.0) if c.workload != "W1-alo"]
+    row = {t.name: t for t in round_two_targets(cells)}[name]
+    assert (row.value, row.met) == ("not measured", None)
+
+
+def test_w1_alo_throughput_is_reported_beside_w1_without_a_goal() -> None:
+    row = {t.name: t for t in targets(_latency_cells(12.0, 30.0))}["W1-alo / W1"]
+    assert (row.value, row.met) == ("110% (99,000 vs 90,000 events/s; CPU s/M 10.0 vs 11.0)", None)
+    alone = {t.name: t for t in targets(_latency_cells(12.0, 30.0)[:1])}["W1-alo / W1"]
+    assert (alone.value, alone.met) == ("not measured", None)
