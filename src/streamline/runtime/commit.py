@@ -179,6 +179,13 @@ class CommitCycle:
         """
         return min(self._slice_s, self.due_in())
 
+    @property
+    def fills_batches(self) -> bool:
+        """Whether a batch of the open transaction waits to fill up (`batch_wait`): with
+        exactly-once its outputs are read only after the commit, so waiting costs no
+        latency; at-least-once outputs are read once delivered, so a record goes at once."""
+        return self._exactly_once
+
     def due(self) -> bool:
         txn = self.txn
         return txn is not None and (

@@ -214,20 +214,21 @@ class _Loop:
             heartbeats.beat()
 
     def _next_messages(self) -> list[Message]:
-        """The next batch: at once when records arrive, never waiting past a commit that is due.
+        """The next batch, never waiting past a commit that is due.
 
-        consume() waits for a full batch or a slice of the commit interval (batch_wait).
-        Without an open transaction the first record starts one (its commit follows within
-        commit_interval), so it is taken as soon as it arrives, with whatever is queued.
+        Within an exactly-once transaction, consume() waits for a full batch or a slice of
+        the commit interval (batch_wait): outputs are read only after the commit anyway.
+        Otherwise (the first record of a transaction, or at-least-once, whose outputs are
+        read as soon as they are delivered) a record is taken as soon as it arrives, with
+        whatever is queued.
         """
-        consumer = self.consumer
-        batch_size = self.options.batch_size
-        if self.commit.txn is None:
-            first = consumer.poll(0.1)
-            if first is None:
-                return []
-            return [first, *consumer.consume(batch_size - 1, timeout=0)]
-        return consumer.consume(batch_size, timeout=self.commit.batch_wait())
+        consumer, commit = self.consumer, self.commit
+        if commit.txn is not None and commit.fills_batches:
+            return consumer.consume(self.options.batch_size, timeout=commit.batch_wait())
+        first = consumer.poll(0.1 if commit.txn is None else commit.batch_wait())
+        if first is None:
+            return []
+        return [first, *consumer.consume(self.options.batch_size - 1, timeout=0)]
 
     def _accept(self, messages: list[Message]) -> list[Record]:
         """Records of the messages that belong to the current assignment, in order."""
