@@ -19,7 +19,6 @@ from tests.integration.test_windows import (
     OOO_MS,
     ORDER,
     Scenario,
-    assert_windows_exact,
 )
 from tests.support.windows_oracle import Event, events, order
 
@@ -50,10 +49,4 @@ def test_windows_over_the_previous_versions_repartition_records_and_new_ones(
     old, new = evts[:8000], evts[8000:]
     write_previous_format(kafka, scenario.topology.repartition_topic, scenario.source, old)
     scenario.produce(new)
-    expected = scenario.expected(evts)
-    proc = scenario.process("a").start()
-    try:
-        values = scenario.await_output(expected, 240, [proc])
-    finally:
-        assert proc.stop() == 0
-    assert_windows_exact(values, expected)
+    scenario.finish_exact(evts, 240, [scenario.process("a").start()])

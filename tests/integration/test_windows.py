@@ -206,6 +206,19 @@ class Scenario:
         logs = "\n".join(p.log()[-4000:] for p in procs)
         raise AssertionError(f"{len(values)} of {len(expected)} windows after {timeout}s\n{logs}")
 
+    def finish_exact(
+        self, evts: list[Event], timeout: float, procs: list[StreamlineProcess]
+    ) -> None:
+        """Awaits the windows of `evts`, stops `procs` (each exits cleanly) and checks the
+        windows equal the oracle's: nothing lost, nothing counted or emitted twice."""
+        expected = self.expected(evts)
+        try:
+            values = self.await_output(expected, timeout, procs)
+        finally:
+            for proc in procs:
+                assert proc.stop() == 0
+        assert_windows_exact(values, expected)
+
 
 def assert_windows_exact(
     values: list[dict[str, Any]], expected: dict[tuple[str, int], Any]
@@ -236,13 +249,7 @@ def test_every_window_kind_equals_the_oracle(
     scenario = Scenario(kafka, tmp_path, unique, kind)
     evts = events(100_000, keys=500, step_ms=20, disorder_ms=OOO_MS - 1000)
     scenario.produce(evts)
-    expected = scenario.expected(evts)
-    proc = scenario.process("a").start()
-    try:
-        values = scenario.await_output(expected, 300, [proc])
-    finally:
-        assert proc.stop() == 0
-    assert_windows_exact(values, expected)
+    scenario.finish_exact(evts, 300, [scenario.process("a").start()])
 
 
 class SlowFeeder:
@@ -287,12 +294,7 @@ def test_sigkill_recovers_from_checkpoint_and_from_changelog(
 
     crash_repeatedly(proc, random.Random(unique), before_restart=lose_local_state)
     feeder.join()
-    expected = scenario.expected(evts)
-    try:
-        values = scenario.await_output(expected, 300, [proc])
-    finally:
-        assert proc.stop() == 0
-    assert_windows_exact(values, expected)
+    scenario.finish_exact(evts, 300, [proc])
     log = proc.log()
     assert "(local checkpoint)" in log
     assert "(from the beginning)" in log
@@ -308,13 +310,7 @@ def test_second_instance_takes_over_partitions_with_their_state(
     time.sleep(4)
     second = scenario.process("b").start()
     feeder.join()
-    expected = scenario.expected(evts)
-    try:
-        values = scenario.await_output(expected, 300, [first, second])
-    finally:
-        assert first.stop() == 0
-        assert second.stop() == 0
-    assert_windows_exact(values, expected)
+    scenario.finish_exact(evts, 300, [first, second])
     assert re.search(r"restored windows partition \d: [1-9]\d* changelog records", second.log())
 
 
