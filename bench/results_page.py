@@ -84,8 +84,8 @@ def round_two_targets(cells: Sequence[Cell]) -> list[Target]:
         out.append(_target(f"{workload} streamline / fastest peer ({SYSTEM_TITLES[best.system]})",
                            r, 2.0, f"{r or 0:.2f}x", "≥ 2x"))  # fmt: skip
     latency = [c for c in cells if c.p99_ms is not None and c.p50_ms is not None]
-    mine_l = next((c for c in latency if (c.system, c.workload) == ("streamline", "W1")), None)
-    bare_l = next((c for c in latency if (c.system, c.workload) == ("bare", "W0-tx")), None)
+    mine_l = find(latency, "streamline", "W1")
+    bare_l = find(latency, "bare", "W0-tx")
     if mine_l and bare_l:
         assert mine_l.p99_ms is not None and bare_l.p99_ms is not None
         limit = bare_l.p99_ms + LATENCY_SLACK_MS
@@ -102,8 +102,8 @@ def round_two_targets(cells: Sequence[Cell]) -> list[Target]:
     # like against like: streamline's at-least-once W1 (W1-alo) against Bytewax's, whose
     # sink is at-least-once; the value's ratio is the larger of the p50 and p99 ratios
     alo_name = "W1 latency, at-least-once vs Bytewax (at-least-once)"
-    alo = next((c for c in latency if (c.system, c.workload) == ("streamline", "W1-alo")), None)
-    bytewax = next((c for c in latency if (c.system, c.workload) == ("bytewax", "W1")), None)
+    alo = find(latency, "streamline", "W1-alo")
+    bytewax = find(latency, "bytewax", "W1")
     if alo and bytewax:
         a50, a99, b50, b99 = alo.p50_ms, alo.p99_ms, bytewax.p50_ms, bytewax.p99_ms
         assert a50 is not None and a99 is not None and b50 is not None and b99 is not None
